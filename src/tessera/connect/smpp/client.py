@@ -303,7 +303,7 @@ class SmppClient:
         self._enquire_seq: int | None = None
         self._accepted_times: deque[float] = deque()
         self._last_throttle = 0.0
-        self._last_decrease = 0.0
+        self._pause_until = 0.0
         self._throttle_streak = 0
         self._partials: dict[tuple[str, str, int, int], _Partial] = {}
         self._receipt_q: asyncio.Queue[DeliveryReceipt] = asyncio.Queue()
@@ -528,19 +528,34 @@ class SmppClient:
         return PartResult(index, Outcome.NOT_SENT, reason=reason)
 
     def _on_throttled(self) -> None:
+        """Pause the link and shrink its rate, once per throttle episode.
+
+        A full window is usually throttled at once; only the first answer after a pause
+        counts, so the backoff doubles per episode rather than per PDU.
+        """
         now = time.monotonic()
+        self._last_throttle = now
+        if now < self._pause_until:
+            return
         cfg = self.config
         self._throttle_streak += 1
         backoff = min(
             cfg.throttle_backoff_max,
             cfg.throttle_backoff_initial * 2 ** min(self._throttle_streak - 1, 16),
         )
-        self._bucket.pause(now + backoff)
-        self._last_throttle = now
-        if now - self._last_decrease >= 0.5:
-            current = self._bucket.rate or max(self._observed_rate(now), cfg.min_tps)
-            self._bucket.set_rate(max(cfg.min_tps, current * 0.7))
-            self._last_decrease = now
+        self._pause_until = now + backoff
+        self._bucket.pause(self._pause_until)
+        observed = self._observed_rate(now)
+        current = self._bucket.rate
+        if observed >= 1.0:
+            target = (
+                observed * 0.9
+            )  # what the SMSC let through in the last second, less 10 %
+        else:
+            target = (current or 10.0) * 0.5
+        if current is not None:
+            target = min(target, current * 0.9)
+        self._bucket.set_rate(max(cfg.min_tps, target))
 
     def _observed_rate(self, now: float) -> float:
         times = self._accepted_times
@@ -550,10 +565,10 @@ class SmppClient:
 
     def _recover_rate(self, now: float) -> None:
         rate = self._bucket.rate
-        if rate is None or now - self._last_throttle < 1.0:
+        if rate is None or now - self._last_throttle < 2.0:
             return
         ceiling = self.config.tps
-        rate *= 1.1
+        rate *= 1.02  # about +8 %/s: probe upwards slowly after throttling stops
         if ceiling is not None and rate >= ceiling:
             self._bucket.set_rate(ceiling)
         elif ceiling is None and now - self._last_throttle > 10.0:

@@ -71,6 +71,8 @@ class SmscConfig:
     seed: int = 0
     disconnect_after_submits: int | None = None
     """Drop the connection when the N-th submit_sm arrives (one-shot; see ``arm_disconnect``)."""
+    reject_destinations: dict[str, int] = field(default_factory=dict)
+    """Destination prefix → SMPP status answered instead of accepting (permanent errors)."""
     system_id: str = "TESSERA-SMSC"
     keep_messages: bool = True
 
@@ -287,6 +289,14 @@ class _Session(asyncio.Protocol):
                 P.with_cstring(P.SUBMIT_SM | P.RESP, P.ESME_RSYSERR, sequence, "")
             )
             return
+        if smsc.config.reject_destinations:
+            status = smsc._rejection(P.text_field(req.destination_addr))
+            if status:
+                smsc.stats_.rejected += 1
+                self.out.append(
+                    P.with_cstring(P.SUBMIT_SM | P.RESP, status, sequence, "")
+                )
+                return
         message_id = smsc._next_id()
         msg = SubmittedMessage(
             message_id=message_id,
@@ -432,6 +442,12 @@ class SmscSimulator:
     # -- internals used by sessions --------------------------------------------------------
     def _next_id(self) -> str:
         return f"{self._id_prefix}{next(self._ids):010x}"
+
+    def _rejection(self, destination: str) -> int:
+        for prefix, status in self.config.reject_destinations.items():
+            if destination.startswith(prefix):
+                return status
+        return 0
 
     def _accept(self, msg: SubmittedMessage) -> None:
         self.stats_.submits += 1
