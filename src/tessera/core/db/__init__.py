@@ -1,0 +1,1 @@
+"""Persistence kernel: engine, base classes, the tenant chokepoint, units of work."""

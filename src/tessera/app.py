@@ -1,0 +1,126 @@
+"""The ASGI application factory."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+from fastapi.responses import ORJSONResponse, PlainTextResponse, Response
+from sqlalchemy import text
+
+from tessera import modules
+from tessera.core import lifecycle
+from tessera.core.crypto.keyring import MasterKeys, init_keyring
+from tessera.core.db.session import get_database, init_database, set_database
+from tessera.core.http import handlers
+from tessera.core.http.idempotency import IdempotencyMiddleware
+from tessera.core.http.middleware import BodyLimitMiddleware, RateLimitMiddleware, RequestContextMiddleware
+from tessera.core.http.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
+from tessera.core.logging import configure_logging
+from tessera.core.metrics import render
+from tessera.settings import Settings, get_settings
+
+DESCRIPTION = """
+Tessera's REST API. Authenticate with an API key (`Authorization: Bearer tsk_…`) or a console
+session cookie (writes then need the `X-CSRF-Token` header). Every error has the shape
+`{"error": {"code", "message", "field", "request_id"}}`. Every POST accepts an
+`Idempotency-Key` header: a replay within 24 hours returns the first response. List endpoints
+take `limit`, `cursor` (from `next_cursor`), `sort` (`field` or `-field`) and filters
+(`field=value`, `field__in=a,b`, `field__gte=`, `field__lte=`, `field__contains=`).
+"""
+
+
+def init_runtime(settings: Settings) -> None:
+    """Open the database and load the master keys (idempotent per process)."""
+    settings.ensure_dirs()
+    master = settings.master_key.get_secret_value() if settings.master_key else None
+    init_keyring(MasterKeys.load(settings.keys_dir, master))
+    try:
+        get_database()
+    except RuntimeError:
+        init_database(settings.effective_database_url, pool_size=settings.db_pool_size, echo=settings.db_echo)
+
+
+async def migrations_at_head() -> bool:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    cfg = Config()
+    cfg.set_main_option("script_location", "tessera:migrations")
+    head = ScriptDirectory.from_config(cfg).get_current_head()
+    async with get_database().engine.connect() as conn:
+        current = (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar()
+    return bool(current == head)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    configure_logging(settings.log_level, settings.log_json)
+    init_runtime(settings)
+    modules.load(modules.REGISTRATIONS)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        for hook in lifecycle.on_startup:
+            await hook(app)
+        try:
+            yield
+        finally:
+            for hook in reversed(lifecycle.on_shutdown):
+                await hook(app)
+
+    app = FastAPI(
+        title="Tessera API",
+        version="0.1.0",
+        description=DESCRIPTION,
+        default_response_class=ORJSONResponse,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    handlers.install(app)
+
+    @app.get("/healthz", tags=["health"], include_in_schema=True)
+    async def healthz() -> dict[str, str]:
+        """The process is up."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"], responses={503: {"description": "Not ready"}})
+    async def readyz() -> Response:
+        """The database is reachable and migrations are at head."""
+        try:
+            ok = await migrations_at_head()
+        except Exception as exc:  # any database failure means not ready
+            return ORJSONResponse({"status": "unavailable", "reason": type(exc).__name__}, status_code=503)
+        if not ok:
+            return ORJSONResponse({"status": "unavailable", "reason": "migrations not at head"}, status_code=503)
+        return ORJSONResponse({"status": "ready"})
+
+    @app.get("/metrics", tags=["health"], response_class=PlainTextResponse)
+    async def metrics() -> Response:
+        """Prometheus metrics."""
+        return Response(await render(), media_type="text/plain; version=0.0.4")
+
+    for mod in modules.load(modules.ROUTERS):
+        app.include_router(mod.router)
+    for mod in modules.load(modules.VIEWS):
+        mount = getattr(mod, "mount", None)
+        if mount is not None:
+            mount(app)
+        elif hasattr(mod, "router"):
+            app.include_router(mod.router)
+
+    limiter: RateLimiter = (
+        RedisRateLimiter(settings.redis_url) if settings.rate_limit_backend == "redis" else MemoryRateLimiter()
+    )
+    # Outermost first: context/log/metrics → body limit → rate limit → idempotency → app.
+    app.add_middleware(IdempotencyMiddleware, ttl_hours=settings.idempotency_ttl_hours)
+    app.add_middleware(RateLimitMiddleware, limiter=limiter, per_key=settings.rate_limit_per_key,
+                       per_ip=settings.rate_limit_per_ip)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestContextMiddleware)
+    return app
+
+
+def reset_runtime() -> None:
+    set_database(None)

@@ -1,0 +1,104 @@
+"""Engine and session factory for SQLite (embedded) and PostgreSQL (production).
+
+SQLite runs in WAL mode with a busy timeout and foreign keys on. On PostgreSQL every
+transaction starts with ``set_config('app.tenant_id', …, true)`` so row-level security
+sees the tenant in scope; with no tenant in scope the setting is empty and tenant-owned
+tables return no rows.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import Session
+from sqlalchemy.pool import NullPool
+
+from tessera.core import context
+from tessera.core.db import guard, hooks
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    dbapi_conn.isolation_level = None
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.close()
+
+
+def make_engine(url: str, *, pool_size: int = 20, echo: bool = False) -> AsyncEngine:
+    if url.startswith("sqlite"):
+        engine = create_async_engine(
+            url, echo=echo, connect_args={"timeout": 30}, pool_size=pool_size, max_overflow=0
+        )
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        # aiosqlite opens SQLite's implicit transactions lazily; emit BEGIN ourselves so a
+        # unit of work is one transaction and write locks are taken at the first statement.
+        event.listen(engine.sync_engine, "begin", _sqlite_begin)
+        return engine
+    if url.startswith("postgresql"):
+        return create_async_engine(
+            url,
+            echo=echo,
+            pool_size=pool_size,
+            max_overflow=pool_size,
+            pool_pre_ping=False,
+            pool_recycle=1800,
+        )
+    return create_async_engine(url, echo=echo, poolclass=NullPool)
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    # IMMEDIATE takes the write lock up front: a deferred transaction that reads and then
+    # writes after another writer committed fails at once with SQLITE_BUSY_SNAPSHOT.
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+class Database:
+    """Holds the engine and the session factory of one process."""
+
+    def __init__(self, url: str, *, pool_size: int = 20, echo: bool = False) -> None:
+        self.url = url
+        self.engine = make_engine(url, pool_size=pool_size, echo=echo)
+        self.is_postgres = url.startswith("postgresql")
+        self.is_sqlite = url.startswith("sqlite")
+        if self.is_sqlite:
+            self.engine.sync_engine.dialect._json_serializer = _json_dumps  # type: ignore[attr-defined]
+        self.sessionmaker = async_sessionmaker(
+            self.engine, expire_on_commit=False, autoflush=True, class_=AsyncSession
+        )
+        event.listen(self.sessionmaker.class_.sync_session_class, "after_begin", self._after_begin)
+
+    def _after_begin(self, session: Session, _tx: Any, connection: Connection) -> None:
+        tid = context.current_tenant_id_or_none()
+        session.info["tenant_id"] = tid
+        if self.is_postgres:
+            connection.exec_driver_sql(
+                "SELECT set_config('app.tenant_id', %(t)s, true)", {"t": str(tid) if tid else ""}
+            )
+        if tid is not None:
+            for hook in hooks.on_tenant_begin:
+                hook(connection, tid)
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+def _json_dumps(value: Any) -> str:
+    import orjson
+
+    return orjson.dumps(value, default=_json_default).decode()
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+guard.install()

@@ -1,0 +1,80 @@
+"""The tenant chokepoint.
+
+Every ORM statement that touches a :class:`TenantOwned` model gets ``tenant_id = <tenant in
+scope>`` added here, and every new tenant-owned row gets ``tenant_id`` set here. No other code
+writes a tenant filter. A statement against tenant-owned data with no tenant in scope raises
+:class:`~tessera.core.context.NoTenantInScope` unless the session was opened explicitly as a
+platform session (operator endpoints, job claiming), which is visible in code review.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.orm import ORMExecuteState, Session, with_loader_criteria
+
+from tessera.core import context
+from tessera.core.db.base import TenantOwned
+
+PLATFORM = "platform"
+
+
+def _touches_tenant_data(state: ORMExecuteState) -> bool:
+    for mapper in state.all_mappers:
+        if issubclass(mapper.class_, TenantOwned):
+            return True
+    return False
+
+
+def _on_execute(state: ORMExecuteState) -> None:
+    if not (state.is_select or state.is_update or state.is_delete):
+        return
+    if state.is_column_load or state.is_relationship_load:
+        return
+    tid = context.current_tenant_id_or_none()
+    if tid is None:
+        if state.session.info.get(PLATFORM):
+            return
+        if _touches_tenant_data(state):
+            raise context.NoTenantInScope("query on tenant-owned data with no tenant in scope")
+        return
+    state.statement = state.statement.options(
+        with_loader_criteria(
+            TenantOwned,
+            lambda cls: cls.tenant_id == tid,
+            include_aliases=True,
+            track_closure_variables=True,
+        )
+    )
+
+
+def _before_flush(session: Session, _ctx: Any, _instances: Any) -> None:
+    tid = context.current_tenant_id_or_none()
+    for obj in session.new:
+        if isinstance(obj, TenantOwned):
+            current = obj.__dict__.get("tenant_id")
+            if current is None:
+                if tid is None:
+                    raise context.NoTenantInScope(
+                        f"new {type(obj).__name__} with no tenant in scope"
+                    )
+                obj.tenant_id = tid
+            elif tid is not None and current != tid:
+                raise context.NoTenantInScope(f"{type(obj).__name__} belongs to another tenant")
+    if tid is not None:
+        for obj in session.dirty:
+            if isinstance(obj, TenantOwned) and obj.tenant_id != tid:
+                raise context.NoTenantInScope(f"{type(obj).__name__} belongs to another tenant")
+
+
+_installed = False
+
+
+def install() -> None:
+    global _installed
+    if _installed:
+        return
+    event.listen(Session, "do_orm_execute", _on_execute)
+    event.listen(Session, "before_flush", _before_flush)
+    _installed = True

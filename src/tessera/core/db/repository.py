@@ -1,0 +1,66 @@
+"""Repository base classes. Repositories own every query of their context."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import Select, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tessera.core.db.base import Base
+
+M = TypeVar("M", bound=Base)
+
+
+class Repository(Generic[M]):
+    """Queries over one model. Tenant scoping is added by :mod:`tessera.core.db.guard`."""
+
+    model: type[M]
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    def select(self) -> Select[tuple[M]]:
+        return select(self.model)
+
+    async def get(self, id: uuid.UUID, *options: Any) -> M | None:
+        stmt = self.select().where(self.model.id == id)  # type: ignore[attr-defined]
+        if options:
+            stmt = stmt.options(*options)
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def get_many(self, ids: Sequence[uuid.UUID]) -> list[M]:
+        if not ids:
+            return []
+        stmt = self.select().where(self.model.id.in_(ids))  # type: ignore[attr-defined]
+        return list((await self.session.execute(stmt)).scalars())
+
+    async def one_or_none(self, stmt: Select[tuple[M]]) -> M | None:
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def all(self, stmt: Select[tuple[M]]) -> list[M]:
+        return list((await self.session.execute(stmt)).scalars())
+
+    async def count(self, stmt: Select[Any] | None = None) -> int:
+        base = stmt if stmt is not None else self.select()
+        q = select(func.count()).select_from(base.order_by(None).subquery())
+        return int((await self.session.execute(q)).scalar_one())
+
+    def add(self, obj: M) -> M:
+        self.session.add(obj)
+        return obj
+
+    async def create(self, obj: M) -> M:
+        self.session.add(obj)
+        await self.session.flush()
+        return obj
+
+    async def delete(self, obj: M) -> None:
+        await self.session.delete(obj)
+        await self.session.flush()
+
+
+class TenantRepository(Repository[M], Generic[M]):
+    """Repository of a tenant-owned model: the guard filters and stamps ``tenant_id``."""

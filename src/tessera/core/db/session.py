@@ -1,0 +1,99 @@
+"""The process-wide database handle and the unit of work.
+
+A unit of work is one transaction: it commits once at the end and rolls back on error.
+Services receive the session and never commit. Callbacks registered with
+:func:`after_commit` run only once the transaction is durable (e.g. waking job workers).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import uuid
+from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tessera.core.db.engine import Database
+from tessera.core.db.guard import PLATFORM
+
+log = logging.getLogger(__name__)
+
+_db: Database | None = None
+
+AfterCommit = Callable[[], Awaitable[None] | None]
+
+
+def init_database(url: str, *, pool_size: int = 20, echo: bool = False) -> Database:
+    global _db
+    _db = Database(url, pool_size=pool_size, echo=echo)
+    return _db
+
+
+def get_database() -> Database:
+    if _db is None:
+        raise RuntimeError("database not initialised; call init_database() first")
+    return _db
+
+
+def set_database(db: Database | None) -> None:
+    global _db
+    _db = db
+
+
+def after_commit(session: AsyncSession, callback: AfterCommit) -> None:
+    session.info.setdefault("after_commit", []).append(callback)
+
+
+async def _run_after_commit(session: AsyncSession) -> None:
+    callbacks: list[AfterCommit] = session.info.pop("after_commit", [])
+    for cb in callbacks:
+        try:
+            result = cb()
+            if result is not None:
+                await result
+        except Exception:  # a failed notification must not turn a committed write into an error
+            log.exception("after-commit callback failed")
+
+
+@contextlib.asynccontextmanager
+async def unit_of_work(*, platform: bool = False) -> AsyncIterator[AsyncSession]:
+    """One transaction. ``platform=True`` allows statements with no tenant in scope."""
+    db = get_database()
+    async with db.sessionmaker() as session:
+        if platform:
+            session.info[PLATFORM] = True
+        try:
+            yield session
+            await session.commit()
+        except BaseException:
+            await session.rollback()
+            raise
+    await _run_after_commit(session)
+
+
+async def switch_tenant(session: AsyncSession, tenant_id: uuid.UUID | None) -> None:
+    """Put ``tenant_id`` in scope inside an open transaction (tenant creation, operator tools).
+
+    Binds the context variable and, on PostgreSQL, updates ``app.tenant_id`` for the rest of
+    the transaction so row-level security follows.
+    """
+    from tessera.core import context
+    from tessera.core.db import hooks
+
+    context.bind(tenant_id)
+    session.info["tenant_id"] = tenant_id
+
+    def _apply(sync_session: Any) -> None:
+        conn = sync_session.connection()
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql(
+                "SELECT set_config('app.tenant_id', %(t)s, true)",
+                {"t": str(tenant_id) if tenant_id else ""},
+            )
+        if tenant_id is not None:
+            for hook in hooks.on_tenant_begin:
+                hook(conn, tenant_id)
+
+    await session.run_sync(_apply)

@@ -1,0 +1,156 @@
+"""FastAPI dependencies: the unit of work per request and authentication.
+
+``Annotated[Principal, Depends(require("contacts:read"))]`` authenticates the caller (API
+key or console session), puts its tenant in scope, refuses suspended tenants, checks CSRF
+on cookie-authenticated writes, and checks the permission.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tessera.core import context
+from tessera.core.access.principal import OperatorPrincipal, Principal
+from tessera.core.db.session import get_database, unit_of_work
+from tessera.core.http.errors import CsrfFailed, Forbidden, TenantSuspended, Unauthenticated
+from tessera.core.identity import auth
+from tessera.core.identity.errors import MfaRequired
+from tessera.core.identity.passwords import sha256_hex
+from tessera.core.tenancy.models import OperatorKey, Tenant
+
+SESSION_COOKIE = "tessera_session"
+bearer = HTTPBearer(auto_error=False, description="An API key: `tsk_…`; operators: `top_…`.")
+cookie = APIKeyCookie(name=SESSION_COOKIE, auto_error=False, description="Console session.")
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+async def get_session() -> AsyncIterator[AsyncSession]:
+    """The request's unit of work: commits once after the endpoint, rolls back on error."""
+    async with unit_of_work() as session:
+        yield session
+
+
+DbSession = Annotated[AsyncSession, Depends(get_session)]
+
+_tenant_status: dict[uuid.UUID, tuple[float, str, str]] = {}
+TENANT_STATUS_TTL = 5.0
+
+
+def forget_tenant_status(tenant_id: uuid.UUID | None = None) -> None:
+    if tenant_id is None:
+        _tenant_status.clear()
+    else:
+        _tenant_status.pop(tenant_id, None)
+
+
+async def tenant_status(tenant_id: uuid.UUID) -> tuple[str, str] | None:
+    cached = _tenant_status.get(tenant_id)
+    now = time.monotonic()
+    if cached and now - cached[0] < TENANT_STATUS_TTL:
+        return cached[1], cached[2]
+    async with get_database().engine.connect() as conn:
+        row = (await conn.execute(
+            select(Tenant.status, Tenant.slug).where(Tenant.id == tenant_id))).first()
+    if row is None:
+        return None
+    _tenant_status[tenant_id] = (now, row[0], row[1])
+    return row[0], row[1]
+
+
+def _credential(request: Request, creds: HTTPAuthorizationCredentials | None, cookie_value: str | None) -> tuple[str, str]:
+    if creds is not None and creds.credentials:
+        return "key", creds.credentials
+    if cookie_value:
+        return "cookie", cookie_value
+    raise Unauthenticated("send an API key as 'Authorization: Bearer <key>' or sign in")
+
+
+async def _authenticate(
+    request: Request,
+    creds: HTTPAuthorizationCredentials | None,
+    cookie_value: str | None,
+    session: AsyncSession,
+    *,
+    allow_mfa_pending: bool = False,
+) -> Principal:
+    kind, raw = _credential(request, creds, cookie_value)
+    if kind == "key":
+        parsed = auth.parse_api_key(raw)
+        if parsed is None:
+            raise Unauthenticated("malformed API key")
+        tenant_id = parsed.tenant_id
+    else:
+        pc = auth.parse_session_cookie(raw)
+        if pc is None:
+            raise Unauthenticated("malformed session cookie")
+        tenant_id = pc[0]
+    status = await tenant_status(tenant_id)
+    if status is None:
+        raise Unauthenticated("unknown tenant")
+    if status[0] != "active":
+        raise TenantSuspended(f"tenant '{status[1]}' is {status[0]}; contact your administrator")
+    context.bind(tenant_id)
+    if kind == "key":
+        principal = await auth.authenticate_api_key(session, raw)
+    else:
+        principal = await auth.authenticate_session(session, pc[1])  # type: ignore[index]
+        if not principal.mfa_passed and not allow_mfa_pending:
+            raise MfaRequired()
+        if request.method not in SAFE_METHODS:
+            sent = request.headers.get("x-csrf-token", "")
+            if not principal.csrf_token or not secrets.compare_digest(sent, principal.csrf_token):
+                raise CsrfFailed(field="X-CSRF-Token")
+    context.bind(tenant_id, principal.actor, principal)
+    request.state.principal = principal
+    return principal
+
+
+def require(*permissions: str, allow_mfa_pending: bool = False) -> Callable[..., Coroutine[Any, Any, Principal]]:
+    """Dependency factory: authenticate and require every permission listed."""
+
+    async def dependency(
+        request: Request,
+        session: DbSession,
+        creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+        cookie_value: Annotated[str | None, Depends(cookie)],
+    ) -> Principal:
+        principal = await _authenticate(
+            request, creds, cookie_value, session, allow_mfa_pending=allow_mfa_pending
+        )
+        for p in permissions:
+            if not principal.has(p):
+                raise Forbidden(f"this needs the '{p}' permission")
+        return principal
+
+    return dependency
+
+
+async def require_operator(
+    creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> OperatorPrincipal:
+    """Platform operators authenticate with ``top_<id>_<secret>`` keys."""
+    if creds is None or not creds.credentials.startswith("top_"):
+        raise Unauthenticated("operator endpoints need an operator key")
+    parts = creds.credentials.split("_")
+    if len(parts) != 3:
+        raise Unauthenticated("malformed operator key")
+    async with unit_of_work(platform=True) as s:
+        key = (await s.execute(select(OperatorKey).where(
+            OperatorKey.prefix == f"top_{parts[1]}"))).scalar_one_or_none()
+        if key is None or key.revoked_at is not None or not secrets.compare_digest(
+            key.secret_hash, sha256_hex(parts[2])
+        ):
+            raise Unauthenticated("invalid operator key")
+        op = OperatorPrincipal(operator_id=uuid.UUID(key.operator_id), email=key.name)
+    context.bind(None, op.actor)
+    return op

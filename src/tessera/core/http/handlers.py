@@ -1,0 +1,94 @@
+"""One renderer for every error: ``{"error": {"code", "message", "field", "request_id"}}``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import ORJSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from tessera.core import context
+from tessera.core.http.errors import TesseraError
+
+log = structlog.get_logger("tessera.errors")
+
+_RULES = {
+    "missing": "is required",
+    "string_too_short": "is too short",
+    "string_too_long": "is too long",
+    "string_pattern_mismatch": "does not match the required pattern",
+    "value_error": "is not valid",
+    "extra_forbidden": "is not an accepted field",
+    "uuid_parsing": "is not a valid UUID",
+    "too_long": "has too many items",
+    "too_short": "has too few items",
+}
+
+
+def _field_name(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header", "cookie")]
+    return ".".join(parts) or str(loc[-1] if loc else "")
+
+
+def _body(code: str, message: str, field: str | None, **extra: Any) -> dict[str, Any]:
+    err: dict[str, Any] = {
+        "code": code,
+        "message": message,
+        "field": field,
+        "request_id": context.current_request().request_id or None,
+    }
+    if extra:
+        err["details"] = extra
+    return {"error": err}
+
+
+async def tessera_error(request: Request, exc: Exception) -> ORJSONResponse:
+    assert isinstance(exc, TesseraError)
+    headers = {}
+    if "retry_after" in exc.details:
+        headers["Retry-After"] = str(exc.details["retry_after"])
+    return ORJSONResponse(
+        _body(exc.code, exc.message, exc.field, **exc.details), status_code=exc.status, headers=headers
+    )
+
+
+async def validation_error(request: Request, exc: Exception) -> ORJSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = []
+    for e in exc.errors():
+        field = _field_name(tuple(e.get("loc", ())))
+        rule = e.get("type", "invalid")
+        msg = e.get("msg", "is not valid")
+        errors.append({"field": field, "rule": rule, "message": f"{field}: {msg}"})
+    first = errors[0] if errors else {"field": None, "rule": "invalid", "message": "invalid request"}
+    return ORJSONResponse(
+        _body("request.invalid", first["message"], first["field"], rule=first["rule"], errors=errors),
+        status_code=422,
+    )
+
+
+async def http_error(request: Request, exc: Exception) -> ORJSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    codes = {404: "resource.not_found", 405: "request.method_not_allowed", 401: "auth.unauthenticated"}
+    code = codes.get(exc.status_code, f"http.{exc.status_code}")
+    return ORJSONResponse(
+        _body(code, str(exc.detail), None), status_code=exc.status_code, headers=exc.headers
+    )
+
+
+async def unhandled_error(request: Request, exc: Exception) -> ORJSONResponse:
+    log.exception("http.unhandled", exc_info=exc)
+    return ORJSONResponse(
+        _body("internal.error", "an unexpected error occurred; it has been logged", None),
+        status_code=500,
+    )
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(TesseraError, tessera_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(Exception, unhandled_error)

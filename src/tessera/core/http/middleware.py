@@ -1,0 +1,197 @@
+"""ASGI middleware: request context, access log and metrics, body limit, rate limits."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import uuid
+from typing import Any
+
+import orjson
+import structlog
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from tessera.core import context
+from tessera.core.http.ratelimit import RateLimiter
+from tessera.core.metrics import HTTP_LATENCY, HTTP_REQUESTS
+
+log = structlog.get_logger("tessera.http")
+
+SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"same-origin"),
+]
+
+
+def header(scope: Scope, name: bytes) -> str | None:
+    for k, v in scope.get("headers", []):
+        if k == name:
+            return str(v.decode("latin-1"))
+    return None
+
+
+def client_ip(scope: Scope) -> str:
+    client = scope.get("client")
+    return client[0] if client else "unknown"
+
+
+def error_message(status: int, code: str, message: str, request_id: str, **details: Any) -> bytes:
+    body: dict[str, Any] = {"code": code, "message": message, "field": None, "request_id": request_id}
+    if details:
+        body["details"] = details
+    return orjson.dumps({"error": body})
+
+
+async def send_json(send: Send, status: int, body: bytes, extra: list[tuple[bytes, bytes]] | None = None) -> None:
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    headers += SECURITY_HEADERS + (extra or [])
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class RequestContextMiddleware:
+    """Request id, client address, access log line and Prometheus figures per route template."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        rid = header(scope, b"x-request-id") or uuid.uuid4().hex
+        rid = rid[:64]
+        context.set_request(
+            context.RequestContext(
+                request_id=rid, ip=client_ip(scope), user_agent=header(scope, b"user-agent")
+            )
+        )
+        context.bind(None, context.SYSTEM)
+        status_holder = {"status": 500}
+        start = time.perf_counter()
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status_holder["status"] = message["status"]
+                headers = list(message.get("headers", []))
+                headers.append((b"x-request-id", rid.encode()))
+                present = {k for k, _ in headers}
+                headers += [h for h in SECURITY_HEADERS if h[0] not in present]
+                message["headers"] = headers
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            elapsed = time.perf_counter() - start
+            route = scope.get("route")
+            template = getattr(route, "path", None) or "unmatched"
+            status = str(status_holder["status"])
+            HTTP_REQUESTS.labels(scope["method"], template, status).inc()
+            HTTP_LATENCY.labels(scope["method"], template, status).observe(elapsed)
+            if template not in ("/healthz", "/metrics") and not template.startswith("/static"):
+                log.info(
+                    "http.request",
+                    method=scope["method"],
+                    route=template,
+                    status=int(status),
+                    ms=round(elapsed * 1000, 2),
+                )
+
+
+class BodyLimitMiddleware:
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = header(scope, b"content-length")
+        rid = context.current_request().request_id
+        if declared and declared.isdigit() and int(declared) > self.max_bytes:
+            await send_json(send, 413, error_message(
+                413, "request.too_large", f"the request body exceeds {self.max_bytes} bytes", rid))
+            return
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise BodyTooLarge()
+            return message
+
+        try:
+            await self.app(scope, limited_receive, send)
+        except BodyTooLarge:
+            await send_json(send, 413, error_message(
+                413, "request.too_large", f"the request body exceeds {self.max_bytes} bytes", rid))
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+def credential_of(scope: Scope) -> str | None:
+    auth = header(scope, b"authorization")
+    if auth and auth.lower().startswith("bearer "):
+        return auth[7:].strip()
+    cookie = header(scope, b"cookie")
+    if cookie:
+        for part in cookie.split(";"):
+            k, _, v = part.strip().partition("=")
+            if k == "tessera_session" and v:
+                return "cookie:" + v
+    return None
+
+
+def credential_hash(scope: Scope) -> str | None:
+    cred = credential_of(scope)
+    return hashlib.sha256(cred.encode()).hexdigest() if cred else None
+
+
+class RateLimitMiddleware:
+    """Per-credential and per-IP token buckets with ``RateLimit-*`` and ``Retry-After`` headers."""
+
+    EXEMPT = ("/healthz", "/readyz", "/metrics", "/static/")
+
+    def __init__(self, app: ASGIApp, limiter: RateLimiter, per_key: int, per_ip: int) -> None:
+        self.app = app
+        self.limiter = limiter
+        self.per_key = per_key
+        self.per_ip = per_ip
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"].startswith(self.EXEMPT):
+            await self.app(scope, receive, send)
+            return
+        cred = credential_hash(scope)
+        if cred:
+            decision = await self.limiter.hit("k:" + cred, self.per_key)
+        else:
+            decision = await self.limiter.hit("ip:" + client_ip(scope), self.per_ip)
+        rl_headers = [
+            (b"ratelimit-limit", str(decision.limit).encode()),
+            (b"ratelimit-remaining", str(decision.remaining).encode()),
+            (b"ratelimit-reset", str(decision.reset_seconds).encode()),
+        ]
+        if not decision.allowed:
+            rid = context.current_request().request_id
+            body = error_message(429, "rate_limit.exceeded",
+                                 f"rate limit of {decision.limit} requests per minute exceeded; "
+                                 f"retry after {decision.retry_after} s", rid)
+            await send_json(send, 429, body,
+                            rl_headers + [(b"retry-after", str(decision.retry_after).encode())])
+            return
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = list(message.get("headers", [])) + rl_headers
+            await send(message)
+
+        await self.app(scope, receive, send_wrapper)
