@@ -1,0 +1,314 @@
+"""Sensitive-word matching over normalised text with pyahocorasick.
+
+The automaton is built over the UTF-8 bytes of the normalised words, seen as Latin-1 strings:
+pyahocorasick looks children up by linear search, so a 10,000-word Chinese list has a root
+with thousands of children and scanning costs ~250 ns per character; over bytes no node has
+more than ~70 children and the scan is ~10x faster. UTF-8 is self-synchronising, so a byte
+match always starts and ends on character boundaries.
+
+``scan`` first runs the automaton over the fast normalisation; only messages with a hit pay for
+the offset mapping that locates each hit in the original text.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterable, Sequence
+from dataclasses import dataclass
+from enum import IntEnum, StrEnum
+from functools import lru_cache
+from typing import Final
+
+import ahocorasick
+
+from tessera.connect.compliance.normalize import (
+    normalize,
+    normalize_utf8,
+    normalize_with_offsets,
+)
+
+__all__ = [
+    "DEFAULT_OPT_OUT_KEYWORDS",
+    "Action",
+    "Hit",
+    "Matcher",
+    "MatcherCache",
+    "ScanResult",
+    "Verdict",
+    "WordEntry",
+    "is_opt_out",
+]
+
+
+class Action(StrEnum):
+    BLOCK = "block"
+    HOLD = "hold"
+    REPLACE = "replace"
+
+
+class Verdict(StrEnum):
+    ALLOW = "allow"
+    HOLD = "hold"
+    BLOCK = "block"
+
+
+class _Rank(IntEnum):
+    REPLACE = 1
+    HOLD = 2
+    BLOCK = 3
+
+
+_RANK: Final[dict[Action, int]] = {
+    Action.REPLACE: _Rank.REPLACE,
+    Action.HOLD: _Rank.HOLD,
+    Action.BLOCK: _Rank.BLOCK,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class WordEntry:
+    """One listed word.
+
+    ``replacement`` is used by ``Action.REPLACE``; ``None`` masks every letter and digit of the
+    matched original span with ``*``. ``whole_word`` only accepts a hit whose neighbours in the
+    original text are not letters or digits (CJK characters do not count as neighbours), which
+    avoids ``class`` matching ``ass``.
+    """
+
+    word: str
+    category: str
+    action: Action
+    replacement: str | None = None
+    whole_word: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    word: str
+    category: str
+    action: Action
+    start: int
+    end: int
+    matched: str
+    replacement: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ScanResult:
+    hits: tuple[Hit, ...]
+    verdict: Verdict
+    replaced_text: str
+
+    @property
+    def categories(self) -> frozenset[str]:
+        return frozenset(h.category for h in self.hits)
+
+
+def _is_word_char(ch: str) -> bool:
+    if not ch.isalnum():
+        return False
+    cp = ord(ch)
+    cjk = (
+        0x2E80 <= cp <= 0x9FFF
+        or 0xAC00 <= cp <= 0xD7AF
+        or 0xF900 <= cp <= 0xFAFF
+        or cp >= 0x20000
+    )
+    return not cjk
+
+
+def _mask(span: str) -> str:
+    return "".join("*" if c.isalnum() else c for c in span)
+
+
+class Matcher:
+    """Immutable matcher over a word list; safe to share between tasks and threads.
+
+    When several entries normalise to the same key, the strongest action wins
+    (block > hold > replace; first listed on ties), so a tenant list merged after the global
+    list can add or strengthen words but never weaken a global one.
+    """
+
+    __slots__ = ("_automaton", "_empty", "_entries")
+
+    def __init__(self, entries: Iterable[WordEntry]) -> None:
+        by_key: dict[str, WordEntry] = {}
+        for entry in entries:
+            key = normalize_utf8(entry.word).decode("latin-1")
+            if not key:
+                raise ValueError(f"word {entry.word!r} is empty after normalisation")
+            current = by_key.get(key)
+            if current is None or _RANK[entry.action] > _RANK[current.action]:
+                by_key[key] = entry
+        self._entries: tuple[WordEntry, ...] = tuple(by_key.values())
+        automaton = ahocorasick.Automaton()
+        for index, key in enumerate(by_key):
+            automaton.add_word(key, (index, len(key)))
+        self._empty = not by_key
+        if not self._empty:
+            automaton.make_automaton()
+        self._automaton = automaton
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @property
+    def entries(self) -> tuple[WordEntry, ...]:
+        return self._entries
+
+    def has_hit(self, text: str) -> bool:
+        """Cheap yes/no check (no offsets, ignores ``whole_word``)."""
+        if self._empty:
+            return False
+        return (
+            next(self._automaton.iter(normalize_utf8(text).decode("latin-1")), None)
+            is not None
+        )
+
+    def scan(self, text: str) -> ScanResult:
+        if self._empty:
+            return ScanResult((), Verdict.ALLOW, text)
+        fast = normalize_utf8(text).decode("latin-1")
+        if next(self._automaton.iter(fast), None) is None:
+            return ScanResult((), Verdict.ALLOW, text)
+        return self._scan_slow(text)
+
+    def _scan_slow(self, text: str) -> ScanResult:
+        norm = normalize_with_offsets(text)
+        byte_to_char: list[int] = []
+        for index, ch in enumerate(norm.text):
+            byte_to_char.extend([index] * len(ch.encode("utf-8", "surrogatepass")))
+        haystack = norm.text.encode("utf-8", "surrogatepass").decode("latin-1")
+        hits: list[Hit] = []
+        for last_byte, (entry_index, key_len) in self._automaton.iter(haystack):
+            entry = self._entries[entry_index]
+            start, end = norm.span(
+                byte_to_char[last_byte - key_len + 1], byte_to_char[last_byte] + 1
+            )
+            if entry.whole_word and (
+                (start > 0 and _is_word_char(text[start - 1]))
+                or (end < len(text) and _is_word_char(text[end]))
+            ):
+                continue
+            hits.append(
+                Hit(
+                    word=entry.word,
+                    category=entry.category,
+                    action=entry.action,
+                    start=start,
+                    end=end,
+                    matched=text[start:end],
+                    replacement=entry.replacement
+                    if entry.action is Action.REPLACE
+                    else None,
+                )
+            )
+        hits.sort(key=lambda h: (h.start, -h.end))
+        actions = {h.action for h in hits}
+        if Action.BLOCK in actions:
+            verdict = Verdict.BLOCK
+        elif Action.HOLD in actions:
+            verdict = Verdict.HOLD
+        else:
+            verdict = Verdict.ALLOW
+        return ScanResult(tuple(hits), verdict, _apply_replacements(text, hits))
+
+
+def _apply_replacements(text: str, hits: Sequence[Hit]) -> str:
+    """Replace non-overlapping replace-hits, leftmost first and longest on ties."""
+    pieces: list[str] = []
+    cursor = 0
+    for hit in hits:  # sorted by (start, -end)
+        if hit.action is not Action.REPLACE or hit.start < cursor:
+            continue
+        pieces.append(text[cursor : hit.start])
+        pieces.append(
+            hit.replacement if hit.replacement is not None else _mask(hit.matched)
+        )
+        cursor = hit.end
+    if not pieces:
+        return text
+    pieces.append(text[cursor:])
+    return "".join(pieces)
+
+
+class MatcherCache:
+    """Matchers per tenant, rebuilt when the tenant's or the global list version changes.
+
+    The matcher of a tenant merges the global list with the tenant's list (see ``Matcher`` for
+    the precedence). ``tenant=None`` gives the global-only matcher. Least recently used tenants
+    are evicted beyond ``max_tenants``. Builds happen outside the lock: two concurrent callers
+    may both build, and the last one wins, which is harmless.
+    """
+
+    def __init__(
+        self,
+        global_entries: Iterable[WordEntry] = (),
+        global_version: Hashable = 0,
+        *,
+        max_tenants: int = 1024,
+    ) -> None:
+        self._global_entries: tuple[WordEntry, ...] = tuple(global_entries)
+        self._global_version: Hashable = global_version
+        self._max = max_tenants
+        self._lock = threading.Lock()
+        self._cache: OrderedDict[str | None, tuple[Hashable, Hashable, Matcher]] = (
+            OrderedDict()
+        )
+        self.builds = 0
+
+    def set_global(self, entries: Iterable[WordEntry], version: Hashable) -> None:
+        with self._lock:
+            if version == self._global_version:
+                return
+            self._global_entries = tuple(entries)
+            self._global_version = version
+
+    def get(
+        self,
+        tenant: str | None,
+        version: Hashable,
+        loader: Callable[[], Iterable[WordEntry]],
+    ) -> Matcher:
+        """The matcher for ``tenant`` at list ``version``; ``loader`` is called on a miss only."""
+        with self._lock:
+            global_version = self._global_version
+            global_entries = self._global_entries
+            cached = self._cache.get(tenant)
+            if (
+                cached is not None
+                and cached[0] == version
+                and cached[1] == global_version
+            ):
+                self._cache.move_to_end(tenant)
+                return cached[2]
+        tenant_entries = tuple(loader()) if tenant is not None else ()
+        matcher = Matcher(global_entries + tenant_entries)
+        with self._lock:
+            self.builds += 1
+            self._cache[tenant] = (version, global_version, matcher)
+            self._cache.move_to_end(tenant)
+            while len(self._cache) > self._max:
+                self._cache.popitem(last=False)
+        return matcher
+
+    def invalidate(self, tenant: str | None = None) -> None:
+        with self._lock:
+            self._cache.pop(tenant, None)
+
+    def __len__(self) -> int:
+        return len(self._cache)
+
+
+DEFAULT_OPT_OUT_KEYWORDS: Final[tuple[str, ...]] = ("TD", "退订", "STOP", "UNSUBSCRIBE")
+
+
+@lru_cache(maxsize=256)
+def _normalized_keywords(keywords: tuple[str, ...]) -> frozenset[str]:
+    return frozenset(k for k in (normalize(w) for w in keywords) if k)
+
+
+def is_opt_out(text: str, keywords: Sequence[str] = DEFAULT_OPT_OUT_KEYWORDS) -> bool:
+    """True if the whole message, once normalised, is one of ``keywords`` (``" Stop! "``, ``退訂``)."""
+    return normalize(text) in _normalized_keywords(tuple(keywords))
