@@ -35,7 +35,10 @@ def _migrate(url: str, env_extra: dict[str, str]) -> None:
     env = {**os.environ, "TESSERA_MIGRATION_DATABASE_URL": url, **env_extra}
     subprocess.run(
         [sys.executable, "-m", "alembic", "-c", str(ROOT / "alembic.ini"), "upgrade", "head"],
-        check=True, cwd=ROOT, env=env, capture_output=True,
+        check=True,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
     )
 
 
@@ -46,7 +49,9 @@ def database_urls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str
         if not admin:
             pytest.exit("TESSERA_TEST_DB=postgres needs TESSERA_TEST_PG_ADMIN_URL", 2)
         name = f"tessera_test_{_worker()}_{os.getpid()}"
-        eng = create_engine(admin.replace("postgresql://", "postgresql+psycopg://"), isolation_level="AUTOCOMMIT")
+        eng = create_engine(
+            admin.replace("postgresql://", "postgresql+psycopg://"), isolation_level="AUTOCOMMIT"
+        )
         with eng.connect() as c:
             c.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
             c.execute(text(f'CREATE DATABASE "{name}"'))
@@ -168,7 +173,9 @@ class TenantWorld:
         return {"Authorization": f"Bearer {self.keys[role]}"}
 
 
-async def make_tenant(slug: str | None = None, *, roles: tuple[str, ...] = ("owner", "admin", "manager", "member", "read-only")) -> TenantWorld:
+async def make_tenant(
+    slug: str | None = None, *, roles: tuple[str, ...] = ("owner", "admin", "manager", "member", "read-only")
+) -> TenantWorld:
     from tessera.core.access.principal import Principal
     from tessera.core.db.session import unit_of_work
     from tessera.core.identity import auth, service
@@ -181,15 +188,23 @@ async def make_tenant(slug: str | None = None, *, roles: tuple[str, ...] = ("own
     slug = slug or f"t-{uuid.uuid4().hex[:8]}"
     with context.tenant_scope(None):
         async with unit_of_work(platform=True) as s:
-            tenant, _ = await tenancy.create_tenant(s, TenantCreate(name=slug.title(), slug=slug, timezone="Asia/Shanghai"))
+            tenant, _ = await tenancy.create_tenant(
+                s, TenantCreate(name=slug.title(), slug=slug, timezone="Asia/Shanghai")
+            )
             world = TenantWorld(tenant.id, slug)
             for r in await RoleRepository(s).all_roles():
                 world.roles[r.key] = r.id
             for role in roles:
                 email = f"{role.replace('-', '')}@{slug}.example.com"
                 user = await service.create_user(
-                    s, UserCreate(email=email, name=f"{role.title()} User", role_id=world.roles[role],
-                                  password=world.password, phone="13800138000"),
+                    s,
+                    UserCreate(
+                        email=email,
+                        name=f"{role.title()} User",
+                        role_id=world.roles[role],
+                        password=world.password,
+                        phone="13800138000",
+                    ),
                 )
                 world.users[role] = user.id
                 world.emails[role] = email

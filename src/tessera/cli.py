@@ -6,7 +6,6 @@ import asyncio
 import base64
 import secrets
 import sys
-import uuid
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 
@@ -85,8 +84,14 @@ def serve(
             typer.echo(f"configuration error: {p}", err=True)
         raise typer.Exit(2)
     uvicorn.run(
-        "tessera.app:create_app", factory=True, host=host or s.host, port=port or s.port,
-        workers=workers, access_log=False, log_level="warning", proxy_headers=True,
+        "tessera.app:create_app",
+        factory=True,
+        host=host or s.host,
+        port=port or s.port,
+        workers=workers,
+        access_log=False,
+        log_level="warning",
+        proxy_headers=True,
     )
 
 
@@ -128,28 +133,50 @@ def gateway() -> None:
     gw.run_gateway()
 
 
-async def _create_tenant(name: str, slug: str, owner_email: str | None, owner_password: str | None,
-                         timezone: str, locale: str, currency: str) -> Any:
+async def _create_tenant(
+    name: str,
+    slug: str,
+    owner_email: str | None,
+    owner_password: str | None,
+    timezone: str,
+    locale: str,
+    currency: str,
+) -> Any:
     from tessera.core.db.session import unit_of_work
     from tessera.core.tenancy import service
     from tessera.core.tenancy.schemas import TenantCreate
 
     async with unit_of_work(platform=True) as s:
-        tenant, owner = await service.create_tenant(s, TenantCreate(
-            name=name, slug=slug, owner_email=owner_email, owner_password=owner_password,
-            timezone=timezone, locale=locale, currency=currency))
+        tenant, owner = await service.create_tenant(
+            s,
+            TenantCreate(
+                name=name,
+                slug=slug,
+                owner_email=owner_email,
+                owner_password=owner_password,
+                timezone=timezone,
+                locale=locale,
+                currency=currency,
+            ),
+        )
         return tenant.id, tenant.slug, owner.email if owner else None
 
 
 @tenant_app.command("create")
 def tenant_create(
-    name: str, slug: str,
-    owner_email: str = typer.Option(None), owner_password: str = typer.Option(None),
-    timezone: str = typer.Option("UTC"), locale: str = typer.Option("en"), currency: str = typer.Option("USD"),
+    name: str,
+    slug: str,
+    owner_email: str = typer.Option(None),
+    owner_password: str = typer.Option(None),
+    timezone: str = typer.Option("UTC"),
+    locale: str = typer.Option("en"),
+    currency: str = typer.Option("USD"),
 ) -> None:
     """Create a tenant (with built-in roles and keys) and optionally its owner."""
     _runtime()
-    tid, slug, owner = _run(_create_tenant(name, slug, owner_email, owner_password, timezone, locale, currency))
+    tid, slug, owner = _run(
+        _create_tenant(name, slug, owner_email, owner_password, timezone, locale, currency)
+    )
     typer.echo(f"tenant {slug} created: {tid}" + (f" (owner {owner})" if owner else ""))
 
 
@@ -210,7 +237,10 @@ async def _in_tenant(slug: str, fn: Any) -> Any:
 
 @user_app.command("create")
 def user_create(
-    tenant: str, email: str, name: str = typer.Option(None), role: str = typer.Option("member"),
+    tenant: str,
+    email: str,
+    name: str = typer.Option(None),
+    role: str = typer.Option("member"),
     password: str = typer.Option(None, help="Omit to invite by email."),
 ) -> None:
     """Create a user in a tenant with a built-in or custom role."""
@@ -223,8 +253,11 @@ def user_create(
         r = await RoleRepository(s).by_key(role)
         if r is None:
             raise typer.BadParameter(f"no role '{role}'")
-        u = await service.create_user(s, UserCreate(email=email, name=name or email.split("@")[0],
-                                                    role_id=r.id, password=password), region=t.default_region)
+        u = await service.create_user(
+            s,
+            UserCreate(email=email, name=name or email.split("@")[0], role_id=r.id, password=password),
+            region=t.default_region,
+        )
         return u.id
 
     typer.echo(f"user created: {_run(_in_tenant(tenant, go))}")
@@ -232,7 +265,9 @@ def user_create(
 
 @apikey_app.command("create")
 def apikey_create(
-    tenant: str, name: str, scopes: str = typer.Option("*", help="Comma-separated permissions."),
+    tenant: str,
+    name: str,
+    scopes: str = typer.Option("*", help="Comma-separated permissions."),
 ) -> None:
     """Create an API key for a tenant; the key is printed once."""
     _runtime()
@@ -241,7 +276,8 @@ def apikey_create(
 
     async def go(s: Any, t: Any) -> str:
         _k, raw = await auth.create_api_key(
-            s, ApiKeyCreate(name=name, scopes=[x.strip() for x in scopes.split(",") if x.strip()]), None)
+            s, ApiKeyCreate(name=name, scopes=[x.strip() for x in scopes.split(",") if x.strip()]), None
+        )
         return raw
 
     typer.echo(_run(_in_tenant(tenant, go)))
@@ -257,12 +293,20 @@ def operator_create(email: str, name: str = typer.Option("Operator")) -> None:
 
     async def go() -> str:
         async with unit_of_work(platform=True) as s:
-            op = Operator(email=email.lower(), name=name, password_hash=hash_password(secrets.token_urlsafe(24)))
+            op = Operator(
+                email=email.lower(), name=name, password_hash=hash_password(secrets.token_urlsafe(24))
+            )
             s.add(op)
             await s.flush()
             kid, secret = secrets.token_hex(4), secrets.token_hex(24)
-            s.add(OperatorKey(operator_id=str(op.id), name=email.lower(), prefix=f"top_{kid}",
-                              secret_hash=sha256_hex(secret)))
+            s.add(
+                OperatorKey(
+                    operator_id=str(op.id),
+                    name=email.lower(),
+                    prefix=f"top_{kid}",
+                    secret_hash=sha256_hex(secret),
+                )
+            )
             return f"top_{kid}_{secret}"
 
     typer.echo(_run(go()))
@@ -314,8 +358,10 @@ def audit_verify(tenant: str = typer.Argument(None, help="Tenant slug; default: 
             async with unit_of_work(platform=True) as s:
                 await switch_tenant(s, t.id)
                 r = await audit.verify(s)
-            typer.echo(f"{t.slug}: {'ok' if r.ok else 'TAMPERED'} ({r.checked} rows"
-                       + (f", first bad seq {r.first_bad_seq}: {r.reason})" if not r.ok else ")"))
+            typer.echo(
+                f"{t.slug}: {'ok' if r.ok else 'TAMPERED'} ({r.checked} rows"
+                + (f", first bad seq {r.first_bad_seq}: {r.reason})" if not r.ok else ")")
+            )
             ok = ok and r.ok
         return ok
 
@@ -340,17 +386,33 @@ async def ensure_demo_tenant(settings: Settings) -> list[tuple[str, str]]:
         if tenant is None:
             from tessera.core.tenancy.schemas import TenantCreate
 
-            tenant, _ = await service.create_tenant(s, TenantCreate(
-                name="Demo Trading Co.", slug="demo", timezone="Asia/Shanghai", locale="en", currency="CNY"))
+            tenant, _ = await service.create_tenant(
+                s,
+                TenantCreate(
+                    name="Demo Trading Co.",
+                    slug="demo",
+                    timezone="Asia/Shanghai",
+                    locale="en",
+                    currency="CNY",
+                ),
+            )
         else:
             await switch_tenant(s, tenant.id)
         roles = {r.key: r.id for r in await RoleRepository(s).all_roles()}
         users = UserRepository(s)
         for role, email in logins:
             if await users.by_email(email) is None:
-                await identity.create_user(s, UserCreate(
-                    email=email, name=f"Demo {role.title()}", role_id=roles[role],
-                    password=settings.demo_password, phone="+8613800138000"), region="CN")
+                await identity.create_user(
+                    s,
+                    UserCreate(
+                        email=email,
+                        name=f"Demo {role.title()}",
+                        role_id=roles[role],
+                        password=settings.demo_password,
+                        phone="+8613800138000",
+                    ),
+                    region="CN",
+                )
     return logins
 
 
