@@ -70,8 +70,8 @@ def migrate() -> None:
 
 @app.command()
 def serve(
-    host: str = typer.Option(None, help="Bind address (default from settings)."),
-    port: int = typer.Option(None, help="Port (default from settings)."),
+    host: str | None = typer.Option(None, help="Bind address (default from settings)."),
+    port: int | None = typer.Option(None, help="Port (default from settings)."),
     workers: int = typer.Option(1, help="Server processes (production)."),
 ) -> None:
     """Start the API and console (and, in embedded mode, the job workers)."""
@@ -418,7 +418,7 @@ async def ensure_demo_tenant(settings: Settings) -> list[tuple[str, str]]:
 
 @app.command()
 def demo(
-    port: int = typer.Option(None, help="Port (default 8000)."),
+    port: int | None = typer.Option(None, help="Port (default 8000)."),
     no_serve: bool = typer.Option(False, "--no-serve", help="Set up and print logins, do not start."),
 ) -> None:
     """Set up the data directory, migrate, create the demo tenant, print logins and start."""
