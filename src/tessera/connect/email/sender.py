@@ -1,0 +1,218 @@
+"""An SMTP link: a pool of aiosmtplib connections with bounce classification.
+
+Concurrency comes from the pool (one transaction per connection at a time): aiosmtplib does not
+pipeline SMTP commands, so throughput scales with ``pool_size`` until the peer saturates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from email.utils import getaddresses
+from enum import StrEnum
+from types import TracebackType
+
+import aiosmtplib
+
+from tessera.connect.email.dkim import DkimSigner, message_bytes
+
+__all__ = ["SendResult", "SmtpConfig", "SmtpLink", "TlsMode"]
+
+
+class TlsMode(StrEnum):
+    NONE = "none"
+    STARTTLS = "starttls"
+    TLS = "tls"
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpConfig:
+    host: str
+    port: int = 25
+    tls: TlsMode = TlsMode.NONE
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    pool_size: int = 4
+    timeout: float = 30.0
+    local_hostname: str | None = None
+    tls_context: ssl.SSLContext | None = None
+    validate_certs: bool = True
+    max_messages_per_connection: int = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    """``permanent`` is True for a 5xx answer (hard bounce), False for 4xx or success."""
+
+    accepted: bool
+    smtp_code: int
+    smtp_message: str
+    permanent: bool
+    refused: dict[str, tuple[int, str]] = field(default_factory=dict)
+
+    @property
+    def hard_bounce(self) -> bool:
+        return not self.accepted and self.permanent
+
+    @property
+    def soft_bounce(self) -> bool:
+        return not self.accepted and not self.permanent
+
+
+def _failure(code: int, message: str) -> SendResult:
+    return SendResult(False, code, message, permanent=500 <= code < 600)
+
+
+class _Connection:
+    __slots__ = ("client", "sent")
+
+    def __init__(self, client: aiosmtplib.SMTP) -> None:
+        self.client = client
+        self.sent = 0
+
+
+class SmtpLink:
+    """A pooled SMTP client. Use ``async with SmtpLink(config) as link: await link.send(msg)``."""
+
+    def __init__(self, config: SmtpConfig, *, signer: DkimSigner | None = None) -> None:
+        if config.pool_size < 1:
+            raise ValueError("pool_size must be >= 1")
+        self.config = config
+        self.signer = signer
+        self._idle: asyncio.LifoQueue[_Connection | None] = asyncio.LifoQueue()
+        for _ in range(config.pool_size):
+            self._idle.put_nowait(None)  # a free slot, connected lazily
+        self._open: set[_Connection] = set()
+        self._closed = False
+
+    async def __aenter__(self) -> SmtpLink:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    def _new_client(self) -> aiosmtplib.SMTP:
+        c = self.config
+        return aiosmtplib.SMTP(
+            hostname=c.host,
+            port=c.port,
+            username=c.username,
+            password=c.password,
+            local_hostname=c.local_hostname,
+            timeout=c.timeout,
+            use_tls=c.tls is TlsMode.TLS,
+            start_tls=True if c.tls is TlsMode.STARTTLS else False,
+            validate_certs=c.validate_certs,
+            tls_context=c.tls_context,
+        )
+
+    async def _connect(self) -> _Connection:
+        client = self._new_client()
+        await client.connect()
+        conn = _Connection(client)
+        self._open.add(conn)
+        return conn
+
+    async def _discard(self, conn: _Connection) -> None:
+        self._open.discard(conn)
+        with contextlib.suppress(Exception):
+            if conn.client.is_connected:
+                await conn.client.quit()
+        with contextlib.suppress(Exception):
+            conn.client.close()
+
+    async def send(
+        self,
+        message: EmailMessage | bytes,
+        *,
+        sender: str | None = None,
+        recipients: list[str] | None = None,
+    ) -> SendResult:
+        """Send one message. Envelope defaults to the From and To/Cc/Bcc headers."""
+        if self._closed:
+            raise RuntimeError("link is closed")
+        if isinstance(message, EmailMessage):
+            sender = sender or _first_address(message.get_all("From", []))
+            if recipients is None:
+                recipients = [
+                    a
+                    for _, a in getaddresses(
+                        [*message.get_all("To", []), *message.get_all("Cc", []), *message.get_all("Bcc", [])]
+                    )
+                    if a
+                ]
+            if "Bcc" in message:
+                del message["Bcc"]
+        if not sender or not recipients:
+            raise ValueError("sender and recipients are required")
+        raw = self.signer.sign(message) if self.signer is not None else message_bytes(message)
+        slot = await self._idle.get()
+        conn = slot
+        try:
+            for attempt in (1, 2):
+                try:
+                    if conn is None or not conn.client.is_connected:
+                        if conn is not None:
+                            await self._discard(conn)
+                        conn = await self._connect()
+                    refused, response = await conn.client.sendmail(sender, recipients, raw)
+                    conn.sent += 1
+                    return SendResult(
+                        accepted=True,
+                        smtp_code=250,
+                        smtp_message=str(response),
+                        permanent=False,
+                        refused={k: (v.code, v.message) for k, v in refused.items()},
+                    )
+                except aiosmtplib.SMTPRecipientsRefused as exc:
+                    first = exc.recipients[0]
+                    return SendResult(
+                        False,
+                        first.code,
+                        first.message,
+                        permanent=500 <= first.code < 600,
+                        refused={r.recipient: (r.code, r.message) for r in exc.recipients},
+                    )
+                except aiosmtplib.SMTPResponseException as exc:
+                    if exc.code == 421 and attempt == 1:  # server closing the channel: reconnect
+                        await self._discard(conn) if conn else None
+                        conn = None
+                        continue
+                    with contextlib.suppress(Exception):
+                        await conn.client.rset() if conn else None
+                    return _failure(exc.code, exc.message)
+                except (
+                    aiosmtplib.SMTPServerDisconnected,
+                    aiosmtplib.SMTPConnectError,
+                    ConnectionError,
+                    TimeoutError,
+                    aiosmtplib.SMTPTimeoutError,
+                ) as exc:
+                    if conn is not None:
+                        await self._discard(conn)
+                    conn = None
+                    if attempt == 2:
+                        return _failure(421, f"connection failed: {exc}")
+            return _failure(421, "unreachable")  # pragma: no cover
+        finally:
+            if conn is not None and conn.sent >= self.config.max_messages_per_connection:
+                await self._discard(conn)
+                conn = None
+            self._idle.put_nowait(conn)
+
+    async def close(self) -> None:
+        self._closed = True
+        for conn in list(self._open):
+            await self._discard(conn)
+
+
+def _first_address(values: list[str]) -> str | None:
+    for _, addr in getaddresses(values):
+        if addr:
+            return addr
+    return None
