@@ -106,7 +106,7 @@ class SmtpLink:
             local_hostname=c.local_hostname,
             timeout=c.timeout,
             use_tls=c.tls is TlsMode.TLS,
-            start_tls=True if c.tls is TlsMode.STARTTLS else False,
+            start_tls=c.tls is TlsMode.STARTTLS,
             validate_certs=c.validate_certs,
             tls_context=c.tls_context,
         )

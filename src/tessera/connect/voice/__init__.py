@@ -1,0 +1,1 @@
+"""Voice building blocks (database-free): espeak-ng TTS for verification codes, gateway protocol."""
