@@ -1,0 +1,88 @@
+"""Identity normalisation and fuzzy duplicate scoring.
+
+Exact duplicates are found through blind indexes of normalised identities; fuzzy suggestions
+compare names (rapidfuzz token-set ratio, which also handles reordered CJK/Latin names), account,
+city and phone tail, and give the reasons with the score.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from rapidfuzz import fuzz
+
+from tessera.contacts.errors import InvalidEmail
+from tessera.core.http.errors import InvalidInput
+from tessera.core.phone import normalize_phone
+
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_CN_MOBILE = re.compile(r"^1[3-9]\d{9}$")
+_SEP = re.compile(r"[\s\-().]")
+
+
+def normalize_email(raw: str, *, field: str = "email") -> str:
+    value = raw.strip().lower()
+    if len(value) > 320 or not _EMAIL.match(value):
+        raise InvalidEmail(f"'{raw}' is not a valid email address", field=field)
+    return value
+
+
+def fast_phone(raw: str, region: str, *, field: str = "phone") -> str:
+    """E.164 with a fast path for plain mainland mobile numbers (the bulk of imports)."""
+    compact = _SEP.sub("", raw)
+    if region == "CN":
+        if _CN_MOBILE.match(compact):
+            return "+86" + compact
+        if compact.startswith("+86") and _CN_MOBILE.match(compact[3:]):
+            return compact
+    return normalize_phone(raw, region, field=field)
+
+
+def normalize_identity(kind: str, raw: str, region: str, *, field: str | None = None) -> str:
+    f = field or kind
+    if kind == "phone":
+        return fast_phone(raw, region, field=f)
+    if kind == "email":
+        return normalize_email(raw, field=f)
+    value = raw.strip()
+    if not value or len(value) > 200:
+        raise InvalidInput(f"{kind} must be 1 to 200 characters", field=f)
+    return value
+
+
+@dataclass
+class Candidate:
+    id: object
+    name: str
+    account: str | None = None
+    city: str | None = None
+    phone_tail: str | None = None
+
+
+@dataclass
+class Suggestion:
+    id: object
+    score: int
+    reasons: list[str] = field(default_factory=list)
+
+
+def score(a: Candidate, b: Candidate) -> Suggestion:
+    """0–100; name similarity dominates, account, city and phone tail add evidence."""
+    reasons: list[str] = []
+    name_score = fuzz.token_set_ratio(a.name.lower(), b.name.lower())
+    total = name_score * 0.6
+    if name_score >= 85:
+        reasons.append(f"similar name ({int(name_score)})")
+    if a.account and b.account:
+        acc = fuzz.token_set_ratio(a.account.lower(), b.account.lower())
+        if acc >= 85:
+            total += 15
+            reasons.append("same account")
+    if a.city and b.city and a.city.strip().lower() == b.city.strip().lower():
+        total += 10
+        reasons.append("same city")
+    if a.phone_tail and b.phone_tail and a.phone_tail == b.phone_tail:
+        total += 15
+        reasons.append("same phone ending")
+    return Suggestion(b.id, min(100, round(total)), reasons)

@@ -1,0 +1,401 @@
+"""Import and export jobs, bulk upsert and data-quality figures."""
+
+from __future__ import annotations
+
+import csv
+import io
+import uuid
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tessera.contacts import events, importer
+from tessera.contacts.errors import ImportNotFound, ImportStateError
+from tessera.contacts.models import Contact, ContactIdentity, DataJob
+from tessera.contacts.repository import DataJobRepository
+from tessera.contacts.schemas import (
+    BulkRecordResult,
+    BulkUpsertResult,
+    ContactCreate,
+    DryRunOut,
+    ImportOut,
+    QualityOut,
+    RowProblem,
+)
+from tessera.contacts.service.contacts import create_contact, tenant_region
+from tessera.core import context
+from tessera.core.access.masking import MASKERS
+from tessera.core.audit import service as audit
+from tessera.core.db.base import utcnow
+from tessera.core.http.errors import InvalidInput, PayloadTooLarge, TesseraError
+from tessera.settings import get_settings
+
+MAX_UPLOAD = 200 * 1024 * 1024
+
+
+def _dir() -> Path:
+    d = get_settings().files_dir / "contacts" / str(context.current_tenant_id())
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+async def get_job(session: AsyncSession, job_id: uuid.UUID) -> DataJob:
+    job = await DataJobRepository(session).get(job_id)
+    if job is None:
+        raise ImportNotFound(field="import_id")
+    return job
+
+
+def job_out(job: DataJob, headers: list[str] | None = None) -> ImportOut:
+    out = ImportOut.model_validate(job)
+    if job.started_at and job.rows_done:
+        end = job.finished_at or utcnow()
+        secs = max((end - job.started_at).total_seconds(), 1e-6)
+        out.rows_per_second = round(job.rows_done / secs, 1)
+        if job.status == "running":
+            out.eta_seconds = round((job.total_rows - job.rows_done) / out.rows_per_second, 1)
+    out.headers = headers or list(job.mapping)
+    return out
+
+
+async def upload(session: AsyncSession, filename: str, raw: bytes) -> DataJob:
+    if len(raw) > MAX_UPLOAD:
+        raise PayloadTooLarge("the file is larger than 200 MB", field="file")
+    parsed = importer.parse(raw, filename)
+    defs = await importer.field_defs(session)
+    job = DataJob(
+        kind="import",
+        status="uploaded",
+        filename=filename[:300],
+        encoding=parsed.encoding,
+        mapping=importer.auto_mapping(parsed.headers, defs),
+        total_rows=len(parsed.rows),
+        options={"headers": parsed.headers},
+    )
+    session.add(job)
+    await session.flush()
+    path = _dir() / f"{job.id}.upload"
+    path.write_bytes(raw)
+    job.file_path = str(path)
+    await audit.record(
+        session,
+        "contact_import.upload",
+        "contact_import",
+        job.id,
+        after={"filename": filename, "rows": len(parsed.rows)},
+    )
+    return job
+
+
+def _load(job: DataJob) -> importer.ParsedFile:
+    if not job.file_path or not Path(job.file_path).exists():
+        raise ImportStateError("the uploaded file is gone", field="import_id")
+    return importer.parse(Path(job.file_path).read_bytes(), job.filename or "")
+
+
+async def set_mapping(session: AsyncSession, job_id: uuid.UUID, mapping: dict[str, str]) -> DataJob:
+    job = await get_job(session, job_id)
+    if job.status not in ("uploaded", "validated"):
+        raise ImportStateError(f"the import is {job.status}", field="import_id")
+    headers = job.options.get("headers", [])
+    full = {**job.mapping, **mapping}
+    importer.check_mapping(full, headers, await importer.field_defs(session))
+    job.mapping = full
+    job.status = "uploaded"
+    return job
+
+
+async def validate_all(
+    session: AsyncSession, job: DataJob
+) -> tuple[list[importer.Record], list[importer.Problem], list[importer.Problem], importer.ParsedFile]:
+    parsed = _load(job)
+    defs = await importer.field_defs(session)
+    importer.check_mapping(job.mapping, parsed.headers, defs)
+    region = await tenant_region(session)
+    records: list[importer.Record] = []
+    problems: list[importer.Problem] = []
+    for n, cells in enumerate(parsed.rows, start=2):
+        rec, probs = importer.validate_row(n, cells, parsed.headers, job.mapping, defs, region)
+        if rec is not None:
+            records.append(rec)
+        problems += probs
+    records, dup_notes = importer.dedupe_in_file(records)
+    return records, problems, dup_notes, parsed
+
+
+async def dry_run(session: AsyncSession, job_id: uuid.UUID, limit: int = 1000) -> DryRunOut:
+    job = await get_job(session, job_id)
+    _records, problems, dups, parsed = await validate_all(session, job)
+    if job.status == "uploaded":
+        job.status = "validated"
+    bad_rows = {p.row for p in problems}
+    return DryRunOut(
+        total_rows=len(parsed.rows),
+        valid_rows=len(parsed.rows) - len(bad_rows),
+        invalid_rows=len(bad_rows),
+        duplicates_in_file=len(dups),
+        problems=[RowProblem(**p.__dict__) for p in sorted(problems + dups, key=lambda p: p.row)[:limit]],
+    )
+
+
+async def start_import(session: AsyncSession, job_id: uuid.UUID) -> DataJob:
+    job = await get_job(session, job_id)
+    if job.status not in ("uploaded", "validated"):
+        raise ImportStateError(f"the import is {job.status}", field="import_id")
+    importer.check_mapping(job.mapping, job.options.get("headers", []), await importer.field_defs(session))
+    job.status = "queued"
+    await audit.record(
+        session, "contact_import.start", "contact_import", job.id, after={"mapping": job.mapping}
+    )
+    from tessera.contacts.tasks import enqueue_import
+
+    await enqueue_import(session, job.id)
+    return job
+
+
+async def cancel(session: AsyncSession, job_id: uuid.UUID) -> DataJob:
+    job = await get_job(session, job_id)
+    if job.status in ("done", "failed", "cancelled"):
+        raise ImportStateError(f"the import is already {job.status}", field="import_id")
+    job.cancel_requested = True
+    if job.status in ("uploaded", "validated", "queued"):
+        job.status = "cancelled"
+        job.finished_at = utcnow()
+    await audit.record(
+        session, "contact_import.cancel", "contact_import", job.id, changes={"status": job.status}
+    )
+    return job
+
+
+async def run_import(tenant_id: uuid.UUID, job_id: uuid.UUID) -> None:
+    """The background import: one transaction per batch so progress is visible and a cancel
+    takes effect between batches. Resumable: it starts from ``rows_done``."""
+    from tessera.core.db.session import unit_of_work
+
+    with context.tenant_scope(tenant_id):
+        async with unit_of_work() as s:
+            job = await get_job(s, job_id)
+            if job.status not in ("queued", "running"):
+                return
+            records, problems, _dups, parsed = await validate_all(s, job)
+            job.status = "running"
+            job.started_at = job.started_at or utcnow()
+            skip = job.rows_done
+            job.rows_failed = len({p.row for p in problems})
+            if problems:
+                path = _dir() / f"{job.id}.errors.csv"
+                path.write_bytes(importer.error_csv(parsed.headers, parsed.rows, problems))
+                job.result_path = str(path)
+        done = 0
+        for batch in importer.chunks(records):
+            if done + len(batch) <= skip:
+                done += len(batch)
+                continue
+            async with unit_of_work() as s:
+                job = await get_job(s, job_id)
+                if job.cancel_requested:
+                    job.status, job.finished_at = "cancelled", utcnow()
+                    return
+                created, updated, _ = await importer.upsert_batch(s, batch)
+                job.rows_created += created
+                job.rows_updated += updated
+                done += len(batch)
+                job.rows_done = done
+        async with unit_of_work() as s:
+            job = await get_job(s, job_id)
+            job.rows_done = len(parsed.rows)
+            job.status, job.finished_at = "done", utcnow()
+            await audit.record(
+                s,
+                "contact_import.finish",
+                "contact_import",
+                job.id,
+                changes={"created": job.rows_created, "updated": job.rows_updated, "failed": job.rows_failed},
+            )
+            await events.publish(s, events.IMPORT_FINISHED, {"import_id": str(job.id)})
+
+
+def error_file(job: DataJob) -> bytes:
+    if not job.result_path or not Path(job.result_path).exists():
+        raise ImportNotFound("this job has no file", field="import_id")
+    return Path(job.result_path).read_bytes()
+
+
+async def bulk_upsert(session: AsyncSession, records: list[ContactCreate]) -> BulkUpsertResult:
+    """Upsert by identity, one savepoint per record so one bad record fails alone."""
+    results: list[BulkRecordResult] = []
+    counts = {"created": 0, "updated": 0, "failed": 0}
+    for i, rec in enumerate(records):
+        try:
+            async with session.begin_nested():
+                contact, created = await create_contact(session, rec, on_conflict="merge")
+            status = "created" if created else "updated"
+            results.append(BulkRecordResult(index=i, status=status, contact_id=contact.id))
+        except TesseraError as exc:
+            status = "failed"
+            results.append(
+                BulkRecordResult(
+                    index=i,
+                    status="failed",
+                    error={"code": exc.code, "message": exc.message, "field": exc.field},
+                )
+            )
+        counts[status] += 1
+    return BulkUpsertResult(results=results, **counts)
+
+
+EXPORT_COLUMNS = ("id", "name", "phone", "email", "city", "lifecycle_stage", "source", "created_at")
+
+
+async def start_export(
+    session: AsyncSession, filters: dict[str, str], segment_id: uuid.UUID | None
+) -> DataJob:
+    from tessera.core.access.masking import caller_sees_pii
+
+    job = DataJob(
+        kind="export",
+        status="queued",
+        options={
+            "filters": filters,
+            "segment_id": str(segment_id) if segment_id else None,
+            "unmasked": caller_sees_pii(),
+        },
+    )
+    session.add(job)
+    await session.flush()
+    await audit.record(session, "contact_export.start", "contact_export", job.id, after=job.options)
+    from tessera.contacts.tasks import enqueue_export
+
+    await enqueue_export(session, job.id)
+    return job
+
+
+async def run_export(session: AsyncSession, job_id: uuid.UUID, principal: Any = None) -> DataJob:
+    """Write the CSV; phones/emails are masked unless the requesting principal may see them."""
+    from tessera.contacts.models import SegmentMember
+    from tessera.contacts.repository import CONTACT_FILTERS, ContactRepository
+    from tessera.core.http.listing import ListQuery, apply_listing
+
+    job = await get_job(session, job_id)
+    job.status, job.started_at = "running", utcnow()
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(EXPORT_COLUMNS)
+    params = {k: v for k, v in (job.options.get("filters") or {}).items() if k not in ("limit", "cursor")}
+    cursor: str | None = None
+    total = 0
+    while True:
+        q = ListQuery.from_params(
+            {**params, "limit": "200", **({"cursor": cursor} if cursor else {})}, CONTACT_FILTERS
+        )
+        stmt = select(Contact).where(Contact.merged_into_id.is_(None))
+        if job.options.get("segment_id"):
+            stmt = stmt.where(
+                Contact.id.in_(
+                    select(SegmentMember.contact_id).where(
+                        SegmentMember.segment_id == uuid.UUID(job.options["segment_id"])
+                    )
+                )
+            )
+        if principal is not None:
+            from tessera.core.access.visibility import visible_owner_clause
+
+            stmt = stmt.where(visible_owner_clause(Contact.owner_id, principal, "contacts"))
+        rows = list((await session.execute(apply_listing(stmt, q, CONTACT_FILTERS))).scalars())
+        page, more = rows[:200], len(rows) > 200
+        idents = await ContactRepository(session).identities([c.id for c in page])
+        for c in page:
+            mine = idents.get(c.id, [])
+            phone = next((i.value for i in mine if i.kind == "phone" and i.is_primary), None)
+            email = next((i.value for i in mine if i.kind == "email" and i.is_primary), None)
+            if not job.options.get("unmasked"):
+                phone = MASKERS["phone"](phone) if phone else None
+                email = MASKERS["email"](email) if email else None
+            w.writerow(
+                [
+                    c.id,
+                    c.name,
+                    phone or "",
+                    email or "",
+                    c.city or "",
+                    c.lifecycle_stage,
+                    c.source or "",
+                    c.created_at.isoformat(),
+                ]
+            )
+        total += len(page)
+        if not more:
+            break
+        from tessera.core.http.listing import page_of
+
+        _, cursor = page_of(rows, q, CONTACT_FILTERS)
+    path = _dir() / f"{job.id}.export.csv"
+    path.write_bytes(("\ufeff" + buf.getvalue()).encode("utf-8"))
+    job.result_path, job.total_rows, job.rows_done = str(path), total, total
+    job.status, job.finished_at = "done", utcnow()
+    return job
+
+
+async def quality(session: AsyncSession) -> QualityOut:
+    """Completeness per field, invalid phones/emails (identities that fail today's rules) and
+    the share of contacts that have a strong duplicate (same name and phone tail)."""
+    total = int(
+        (
+            await session.execute(
+                select(func.count()).select_from(Contact).where(Contact.merged_into_id.is_(None))
+            )
+        ).scalar_one()
+    )
+    if total == 0:
+        return QualityOut(contacts=0, completeness={}, invalid_phones=0, invalid_emails=0, duplicate_rate=0.0)
+    live = Contact.merged_into_id.is_(None)
+    completeness: dict[str, float] = {}
+    for f in ("city", "gender", "birthday", "address", "account_id", "owner_id", "language"):
+        n = int(
+            (
+                await session.execute(
+                    select(func.count()).select_from(Contact).where(live, getattr(Contact, f).is_not(None))
+                )
+            ).scalar_one()
+        )
+        completeness[f] = round(n / total, 4)
+    for kind in ("phone", "email"):
+        n = int(
+            (
+                await session.execute(
+                    select(func.count(func.distinct(ContactIdentity.contact_id))).where(
+                        ContactIdentity.kind == kind
+                    )
+                )
+            ).scalar_one()
+        )
+        completeness[kind] = round(n / total, 4)
+    from tessera.contacts.dedupe import normalize_identity
+
+    region = await tenant_region(session)
+    bad = {"phone": 0, "email": 0}
+    for kind in ("phone", "email"):
+        for (value,) in (
+            await session.execute(select(ContactIdentity.value).where(ContactIdentity.kind == kind))
+        ).all():
+            try:
+                normalize_identity(kind, value, region)
+            except InvalidInput:
+                bad[kind] += 1
+    dup_groups = (
+        select(Contact.name, Contact.phone_tail, func.count().label("n"))
+        .where(live, Contact.phone_tail.is_not(None))
+        .group_by(Contact.name, Contact.phone_tail)
+        .having(func.count() > 1)
+        .subquery()
+    )
+    dups = int((await session.execute(select(func.coalesce(func.sum(dup_groups.c.n), 0)))).scalar_one())
+    return QualityOut(
+        contacts=total,
+        completeness=completeness,
+        invalid_phones=bad["phone"],
+        invalid_emails=bad["email"],
+        duplicate_rate=round(dups / total, 4),
+    )

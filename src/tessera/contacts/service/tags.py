@@ -1,0 +1,124 @@
+"""Tag groups and tags; manual, bulk and API tagging.
+
+The seed groups (salary level, occupation, hobby, spending preference, spending habit) are
+created per tenant on first use of the tag API.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+from sqlalchemy import delete, insert, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tessera.contacts.errors import ContactNotFound, DuplicateField, TagNotFound
+from tessera.contacts.models import Contact, ContactTag, Tag, TagGroup
+from tessera.contacts.repository import TagRepository
+from tessera.contacts.schemas import TagCreate, TagGroupCreate
+from tessera.core import context
+from tessera.core.audit import service as audit
+from tessera.core.db.base import utcnow
+
+SEED_GROUPS = {
+    "salary_level": "Salary level",
+    "occupation": "Occupation",
+    "hobby": "Hobby",
+    "spending_preference": "Spending preference",
+    "spending_habit": "Spending habit",
+}
+
+
+async def ensure_seed_groups(session: AsyncSession) -> list[TagGroup]:
+    repo = TagRepository(session)
+    groups = await repo.groups()
+    if groups:
+        return groups
+    for key, name in SEED_GROUPS.items():
+        session.add(TagGroup(key=key, name=name))
+    await session.flush()
+    return await repo.groups()
+
+
+async def create_group(session: AsyncSession, data: TagGroupCreate) -> TagGroup:
+    groups = await ensure_seed_groups(session)
+    if any(g.key == data.key for g in groups):
+        raise DuplicateField(f"tag group '{data.key}' already exists", field="key")
+    g = TagGroup(key=data.key, name=data.name)
+    session.add(g)
+    await session.flush()
+    await audit.record(session, "tag_group.create", "tag_group", g.id, after=data.model_dump())
+    return g
+
+
+async def create_tag(session: AsyncSession, data: TagCreate) -> Tag:
+    groups = await ensure_seed_groups(session)
+    if data.group_id is not None and data.group_id not in {g.id for g in groups}:
+        raise TagNotFound("the tag group does not exist", field="group_id")
+    repo = TagRepository(session)
+    dup = await repo.one_or_none(repo.select().where(Tag.group_id == data.group_id, Tag.name == data.name))
+    if dup is not None:
+        raise DuplicateField(f"tag '{data.name}' already exists in this group", field="name")
+    tag = await repo.create(Tag(name=data.name, group_id=data.group_id))
+    await audit.record(session, "tag.create", "tag", tag.id, after={"name": tag.name})
+    return tag
+
+
+async def list_tags(session: AsyncSession) -> list[Tag]:
+    await ensure_seed_groups(session)
+    repo = TagRepository(session)
+    return await repo.all(repo.select().order_by(Tag.name))
+
+
+async def assign_tags(
+    session: AsyncSession,
+    contact_ids: Sequence[uuid.UUID],
+    tag_ids: Sequence[uuid.UUID],
+    *,
+    source: str = "manual",
+    audit_it: bool = True,
+) -> int:
+    """Link every contact to every tag (existing links are kept); returns links added."""
+    repo = TagRepository(session)
+    tags = await repo.get_many(list(set(tag_ids)))
+    if len(tags) != len(set(tag_ids)):
+        raise TagNotFound("a tag does not exist", field="tag_ids")
+    cids = list(set(contact_ids))
+    found = set(
+        (
+            await session.execute(
+                select(Contact.id).where(Contact.id.in_(cids), Contact.merged_into_id.is_(None))
+            )
+        ).scalars()
+    )
+    if len(found) != len(cids):
+        raise ContactNotFound("a contact does not exist", field="contact_ids")
+    have = await repo.existing_links(cids, [t.id for t in tags])
+    tid = context.current_tenant_id()
+    now = utcnow()
+    rows = [
+        {"tenant_id": tid, "contact_id": c, "tag_id": t.id, "source": source, "created_at": now}
+        for c in cids
+        for t in tags
+        if (c, t.id) not in have
+    ]
+    if rows:
+        await session.execute(insert(ContactTag), rows)
+    if audit_it and rows:
+        await audit.record(
+            session,
+            "contact.tag",
+            "tag",
+            None,
+            changes={"contacts": len(cids), "tags": [str(t.id) for t in tags], "links": len(rows)},
+        )
+    return len(rows)
+
+
+async def untag(session: AsyncSession, contact_id: uuid.UUID, tag_id: uuid.UUID) -> None:
+    res = await session.execute(
+        delete(ContactTag).where(ContactTag.contact_id == contact_id, ContactTag.tag_id == tag_id)
+    )
+    if not res.rowcount:  # type: ignore[attr-defined]
+        raise TagNotFound("the contact does not have this tag", field="tag_id")
+    await audit.record(session, "contact.untag", "contact", contact_id, changes={"tag_id": str(tag_id)})

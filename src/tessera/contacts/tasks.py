@@ -1,0 +1,107 @@
+"""Background jobs of the contacts context: imports, exports, scheduled segment refresh.
+
+The job kernel (``tessera.core.jobs``) is resolved at import time when present; without it
+imports and exports run after the request's commit in the same process, so the API works in
+either case.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tessera.core import context
+from tessera.core.db.session import after_commit, unit_of_work
+
+log = logging.getLogger(__name__)
+
+try:  # the job kernel may not be installed yet
+    from tessera.core.jobs.registry import handler  # type: ignore[import-not-found]
+    from tessera.core.jobs.service import enqueue  # type: ignore[import-not-found]
+
+    HAVE_JOBS = True
+except ModuleNotFoundError:
+    HAVE_JOBS = False
+
+_background: set[asyncio.Task[Any]] = set()
+
+
+def _spawn(coro: Any) -> None:
+    task = asyncio.get_running_loop().create_task(coro)
+    _background.add(task)
+    task.add_done_callback(_background.discard)
+
+
+async def wait_background() -> None:
+    """Wait for in-process fallbacks (tests, embedded mode without the job kernel)."""
+    while _background:
+        await asyncio.gather(*list(_background), return_exceptions=True)
+
+
+async def _import_now(tenant_id: uuid.UUID, job_id: uuid.UUID) -> None:
+    from tessera.contacts.service.imports import run_import
+
+    try:
+        await run_import(tenant_id, job_id)
+    except Exception as exc:
+        log.exception("contact import failed")
+        with context.tenant_scope(tenant_id):
+            async with unit_of_work() as s:
+                from tessera.contacts.service.imports import get_job
+
+                job = await get_job(s, job_id)
+                job.status, job.error = "failed", str(exc)[:2000]
+
+
+async def _export_now(tenant_id: uuid.UUID, job_id: uuid.UUID, principal: Any) -> None:
+    from tessera.contacts.service.imports import run_export
+
+    with context.tenant_scope(tenant_id, principal=principal):
+        async with unit_of_work() as s:
+            await run_export(s, job_id, principal)
+
+
+async def enqueue_import(session: AsyncSession, job_id: uuid.UUID) -> None:
+    tid = context.current_tenant_id()
+    if HAVE_JOBS:
+        await enqueue(
+            session,
+            "contacts.import",
+            {"import_id": str(job_id)},
+            queue="imports",
+            idempotency_key=f"contacts.import:{job_id}",
+        )
+        return
+    after_commit(session, lambda: _spawn(_import_now(tid, job_id)))
+
+
+async def enqueue_export(session: AsyncSession, job_id: uuid.UUID) -> None:
+    tid = context.current_tenant_id()
+    principal = context.current_principal()
+    if HAVE_JOBS:
+        await enqueue(
+            session,
+            "contacts.export",
+            {"export_id": str(job_id)},
+            queue="imports",
+            idempotency_key=f"contacts.export:{job_id}",
+        )
+        return
+    after_commit(session, lambda: _spawn(_export_now(tid, job_id, principal)))
+
+
+if HAVE_JOBS:
+
+    @handler("contacts.import", queue="imports")
+    async def import_job(payload: dict[str, Any], job: Any) -> None:
+        await _import_now(job.tenant_id, uuid.UUID(payload["import_id"]))
+
+    @handler("contacts.export", queue="imports")
+    async def export_job(payload: dict[str, Any], job: Any) -> None:
+        from tessera.contacts.service.imports import run_export
+
+        await run_export(job.session, uuid.UUID(payload["export_id"]))
