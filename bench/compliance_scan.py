@@ -98,18 +98,14 @@ def _zh_word(rnd: random.Random, pool: str) -> str:
 
 def _en_word(rnd: random.Random) -> str:
     syllables = [
-        rnd.choice("bcdfghjklmnprstvwz")
-        + rnd.choice("aeiou")
-        + rnd.choice(("", "n", "r", "x"))
+        rnd.choice("bcdfghjklmnprstvwz") + rnd.choice("aeiou") + rnd.choice(("", "n", "r", "x"))
         for _ in range(rnd.randint(2, 4))
     ]
     return "".join(syllables)
 
 
 def build_words(rnd: random.Random, count: int) -> list[WordEntry]:
-    pool = "".join(sorted(set(_COMMON_ZH))) + "".join(
-        chr(rnd.randint(0x4E00, 0x9FA5)) for _ in range(2500)
-    )
+    pool = "".join(sorted(set(_COMMON_ZH))) + "".join(chr(rnd.randint(0x4E00, 0x9FA5)) for _ in range(2500))
     actions = [Action.BLOCK, Action.HOLD, Action.REPLACE]
     categories = ["fraud", "gambling", "adult", "politics", "contact", "abuse"]
     words: set[str] = set()
@@ -134,30 +130,18 @@ def build_messages(rnd: random.Random, count: int, words: list[WordEntry]) -> li
         parts: list[str] = []
         length = 0
         kind = rnd.random()
-        if (
-            kind < 0.45
-        ):  # Chinese with digits, latin brand names, full-width punctuation
-            parts.append(
-                "【"
-                + "".join(rnd.choice(_COMMON_ZH) for _ in range(rnd.randint(2, 4)))
-                + "】"
-            )
+        if kind < 0.45:  # Chinese with digits, latin brand names, full-width punctuation
+            parts.append("【" + "".join(rnd.choice(_COMMON_ZH) for _ in range(rnd.randint(2, 4))) + "】")
             while length < target:
                 r = rnd.random()
                 if r < 0.75:
-                    piece = "".join(
-                        rnd.choice(_COMMON_ZH) for _ in range(rnd.randint(2, 8))
-                    )
+                    piece = "".join(rnd.choice(_COMMON_ZH) for _ in range(rnd.randint(2, 8)))
                 elif r < 0.85:
                     piece = str(rnd.randint(10, 999999))
                 elif r < 0.9:
                     piece = "".join(rnd.choice(_TRAD) for _ in range(rnd.randint(2, 4)))
                 else:
-                    piece = (
-                        rnd.choice(_EN_WORDS).upper()
-                        if rnd.random() < 0.3
-                        else rnd.choice(_EN_WORDS)
-                    )
+                    piece = rnd.choice(_EN_WORDS).upper() if rnd.random() < 0.3 else rnd.choice(_EN_WORDS)
                 piece += rnd.choice(_PUNCT_ZH) if rnd.random() < 0.3 else ""
                 parts.append(piece)
                 length += len(piece)

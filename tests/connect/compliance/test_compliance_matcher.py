@@ -87,11 +87,7 @@ def test_scan_hit_spans_and_verdicts(matcher: Matcher) -> None:
 
     assert matcher.scan("賭 博 and 加微信").verdict is Verdict.BLOCK  # block beats hold
     clean = matcher.scan("hello world")
-    assert (
-        clean.hits == ()
-        and clean.verdict is Verdict.ALLOW
-        and clean.replaced_text == "hello world"
-    )
+    assert clean.hits == () and clean.verdict is Verdict.ALLOW and clean.replaced_text == "hello world"
 
 
 def test_replace_uses_original_span(matcher: Matcher) -> None:
@@ -104,15 +100,11 @@ def test_replace_uses_original_span(matcher: Matcher) -> None:
 def test_whole_word(matcher: Matcher) -> None:
     assert matcher.scan("a class act").hits == ()
     assert matcher.scan("you A.S.S!").replaced_text == "you *.*.*!"
-    assert matcher.scan(
-        "你个ass"
-    ).hits  # CJK neighbours do not count as word characters
+    assert matcher.scan("你个ass").hits  # CJK neighbours do not count as word characters
 
 
 def test_strongest_action_wins_for_same_word() -> None:
-    m = Matcher(
-        [WordEntry("spam", "a", Action.REPLACE), WordEntry("SPAM", "b", Action.BLOCK)]
-    )
+    m = Matcher([WordEntry("spam", "a", Action.REPLACE), WordEntry("SPAM", "b", Action.BLOCK)])
     assert len(m) == 1
     assert m.scan("s-p-a-m").verdict is Verdict.BLOCK
 
@@ -195,9 +187,7 @@ _SEPARATORS = list("-. *_|/\\,、。·・~") + [
     "\u00a0",
 ]
 _ZH = "加微信赌博发票代开贷款验证码银行优惠退订刷单兼职彩票"
-_word_chars = st.sampled_from(
-    string.ascii_letters + string.digits + _ZH + "".join(TRADITIONAL_TO_SIMPLIFIED)
-)
+_word_chars = st.sampled_from(string.ascii_letters + string.digits + _ZH + "".join(TRADITIONAL_TO_SIMPLIFIED))
 _words = st.text(_word_chars, min_size=2, max_size=6)
 
 
@@ -244,9 +234,7 @@ def test_fast_and_offset_normalisation_agree(text: str) -> None:
     norm = normalize_with_offsets(text)
     assert norm.text == normalize(text)
     assert len(norm.starts) == len(norm.ends) == len(norm.text)
-    assert all(
-        0 <= s < e <= len(text) for s, e in zip(norm.starts, norm.ends, strict=True)
-    )
+    assert all(0 <= s < e <= len(text) for s, e in zip(norm.starts, norm.ends, strict=True))
     assert list(norm.starts) == sorted(norm.starts)
 
 

@@ -109,12 +109,7 @@ def _is_word_char(ch: str) -> bool:
     if not ch.isalnum():
         return False
     cp = ord(ch)
-    cjk = (
-        0x2E80 <= cp <= 0x9FFF
-        or 0xAC00 <= cp <= 0xD7AF
-        or 0xF900 <= cp <= 0xFAFF
-        or cp >= 0x20000
-    )
+    cjk = 0x2E80 <= cp <= 0x9FFF or 0xAC00 <= cp <= 0xD7AF or 0xF900 <= cp <= 0xFAFF or cp >= 0x20000
     return not cjk
 
 
@@ -161,10 +156,7 @@ class Matcher:
         """Cheap yes/no check (no offsets, ignores ``whole_word``)."""
         if self._empty:
             return False
-        return (
-            next(self._automaton.iter(normalize_utf8(text).decode("latin-1")), None)
-            is not None
-        )
+        return next(self._automaton.iter(normalize_utf8(text).decode("latin-1")), None) is not None
 
     def scan(self, text: str) -> ScanResult:
         if self._empty:
@@ -183,9 +175,7 @@ class Matcher:
         hits: list[Hit] = []
         for last_byte, (entry_index, key_len) in self._automaton.iter(haystack):
             entry = self._entries[entry_index]
-            start, end = norm.span(
-                byte_to_char[last_byte - key_len + 1], byte_to_char[last_byte] + 1
-            )
+            start, end = norm.span(byte_to_char[last_byte - key_len + 1], byte_to_char[last_byte] + 1)
             if entry.whole_word and (
                 (start > 0 and _is_word_char(text[start - 1]))
                 or (end < len(text) and _is_word_char(text[end]))
@@ -199,9 +189,7 @@ class Matcher:
                     start=start,
                     end=end,
                     matched=text[start:end],
-                    replacement=entry.replacement
-                    if entry.action is Action.REPLACE
-                    else None,
+                    replacement=entry.replacement if entry.action is Action.REPLACE else None,
                 )
             )
         hits.sort(key=lambda h: (h.start, -h.end))
@@ -223,9 +211,7 @@ def _apply_replacements(text: str, hits: Sequence[Hit]) -> str:
         if hit.action is not Action.REPLACE or hit.start < cursor:
             continue
         pieces.append(text[cursor : hit.start])
-        pieces.append(
-            hit.replacement if hit.replacement is not None else _mask(hit.matched)
-        )
+        pieces.append(hit.replacement if hit.replacement is not None else _mask(hit.matched))
         cursor = hit.end
     if not pieces:
         return text
@@ -253,9 +239,7 @@ class MatcherCache:
         self._global_version: Hashable = global_version
         self._max = max_tenants
         self._lock = threading.Lock()
-        self._cache: OrderedDict[str | None, tuple[Hashable, Hashable, Matcher]] = (
-            OrderedDict()
-        )
+        self._cache: OrderedDict[str | None, tuple[Hashable, Hashable, Matcher]] = OrderedDict()
         self.builds = 0
 
     def set_global(self, entries: Iterable[WordEntry], version: Hashable) -> None:
@@ -276,11 +260,7 @@ class MatcherCache:
             global_version = self._global_version
             global_entries = self._global_entries
             cached = self._cache.get(tenant)
-            if (
-                cached is not None
-                and cached[0] == version
-                and cached[1] == global_version
-            ):
+            if cached is not None and cached[0] == version and cached[1] == global_version:
                 self._cache.move_to_end(tenant)
                 return cached[2]
         tenant_entries = tuple(loader()) if tenant is not None else ()

@@ -41,19 +41,13 @@ __all__ = [
 
 
 def _load_t2s() -> dict[str, str]:
-    raw = (
-        resources.files("tessera.connect.compliance")
-        .joinpath("data/t2s.json")
-        .read_text("utf-8")
-    )
+    raw = resources.files("tessera.connect.compliance").joinpath("data/t2s.json").read_text("utf-8")
     mapping: dict[str, str] = json.loads(raw)["map"]
     return mapping
 
 
 TRADITIONAL_TO_SIMPLIFIED: Final[dict[str, str]] = _load_t2s()
-_T2S_TABLE: Final[dict[int, str]] = {
-    ord(k): v for k, v in TRADITIONAL_TO_SIMPLIFIED.items()
-}
+_T2S_TABLE: Final[dict[int, str]] = {ord(k): v for k, v in TRADITIONAL_TO_SIMPLIFIED.items()}
 _TRAD_SEARCH = re.compile("[" + "".join(sorted(TRADITIONAL_TO_SIMPLIFIED)) + "]").search
 
 _EXTRA_SEPARATOR_RANGES: Final[tuple[tuple[int, int], ...]] = (
@@ -93,11 +87,7 @@ def _class(ranges: list[tuple[int, int]]) -> str:
     def esc(cp: int) -> str:
         return f"\\U{cp:08x}"
 
-    return (
-        "["
-        + "".join(esc(lo) if lo == hi else f"{esc(lo)}-{esc(hi)}" for lo, hi in ranges)
-        + "]"
-    )
+    return "[" + "".join(esc(lo) if lo == hi else f"{esc(lo)}-{esc(hi)}" for lo, hi in ranges) + "]"
 
 
 _NON_ASCII_SEPARATORS: Final[list[tuple[int, int]]] = [
@@ -106,9 +96,7 @@ _NON_ASCII_SEPARATORS: Final[list[tuple[int, int]]] = [
 _NON_ASCII_SEP_SUB = re.compile(_class(_NON_ASCII_SEPARATORS) + "+").sub
 _SEP_MATCH = re.compile(_class(list(SEPARATOR_RANGES))).fullmatch
 _ASCII_DELETE: Final[bytes] = bytes(c for c in range(128) if not chr(c).isalnum())
-_ASCII_LOWER: Final[bytes] = (
-    bytes(range(256)).upper().lower()
-)  # A-Z -> a-z, rest unchanged
+_ASCII_LOWER: Final[bytes] = bytes(range(256)).upper().lower()  # A-Z -> a-z, rest unchanged
 
 
 def is_separator(char: str) -> bool:
@@ -154,8 +142,7 @@ def _nonstarter_ranges() -> list[tuple[int, int]]:
     for cp in range(0x10000):
         ch = chr(cp)
         if unicodedata.combining(ch) or (
-            unicodedata.decomposition(ch)
-            and unicodedata.combining(unicodedata.normalize("NFKD", ch)[0])
+            unicodedata.decomposition(ch) and unicodedata.combining(unicodedata.normalize("NFKD", ch)[0])
         ):
             found.append(cp)
     ranges: list[tuple[int, int]] = []

@@ -55,9 +55,7 @@ class _Handler:
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
-    async def handle_DATA(
-        self, server: SMTPServer, session: Session, envelope: Envelope
-    ) -> str:
+    async def handle_DATA(self, server: SMTPServer, session: Session, envelope: Envelope) -> str:
         data = envelope.original_content or (
             envelope.content if isinstance(envelope.content, bytes) else str(envelope.content or "").encode()
         )
