@@ -78,6 +78,7 @@ def main() -> None:
         child.start()
         ready.wait(10)
         seconds, accepted = asyncio.run(_run(port, args.emails, args.pool, use))
+        results[f"{label}_accepted"] = accepted
         stop.set()
         child.join(10)
         results[f"{label}_seconds"] = round(seconds, 3)
