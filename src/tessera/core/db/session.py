@@ -67,8 +67,13 @@ async def unit_of_work(*, platform: bool = False) -> AsyncIterator[AsyncSession]
         try:
             yield session
             await session.commit()
-        except BaseException:
-            await session.rollback()
+        except BaseException as exc:
+            # An error may ask to keep what was written before it was raised (a failed sign-in
+            # must still count towards the lockout and leave its audit row).
+            if getattr(exc, "commit_transaction", False):
+                await session.commit()
+            else:
+                await session.rollback()
             raise
     await _run_after_commit(session)
 

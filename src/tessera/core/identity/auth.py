@@ -70,6 +70,12 @@ def parse_session_cookie(raw: str) -> tuple[uuid.UUID, str] | None:
         return None
 
 
+def _keeping_changes(exc: Exception) -> Exception:
+    """Mark ``exc`` so the unit of work commits the failure count and audit row before it."""
+    exc.commit_transaction = True  # type: ignore[attr-defined]
+    return exc
+
+
 # --- principal -----------------------------------------------------------------------------
 
 _principal_cache: dict[str, tuple[float, Principal]] = {}
@@ -191,9 +197,10 @@ async def login(
             await repo.record_failure(
                 user, s.login_max_failures, now + dt.timedelta(minutes=s.login_lockout_minutes)
             )
-            await audit.record(session, "auth.login_failed", "user", user.id,
-                               changes={"failed_logins": user.failed_logins})
-        raise errors.InvalidCredentials()
+            await audit.record(
+                session, "auth.login_failed", "user", user.id, changes={"failed_logins": user.failed_logins}
+            )
+        raise _keeping_changes(errors.InvalidCredentials())
     if user.status == "disabled":
         raise errors.UserDisabled()
     context.bind(context.current_tenant_id(), context.Actor("user", user.id, user.email))
@@ -282,7 +289,7 @@ async def mfa_verify(session: AsyncSession, user_id: uuid.UUID, session_id: uuid
         if user.failed_logins >= s.login_max_failures:
             row.revoked_at = utcnow()
         await audit.record(session, "auth.mfa_failed", "user", user.id)
-        raise errors.InvalidMfaCode(field="code")
+        raise _keeping_changes(errors.InvalidMfaCode(field="code"))
     user.failed_logins = 0
     row.mfa_passed = True
     await audit.record(session, "auth.mfa_passed", "user", user.id)
@@ -362,8 +369,13 @@ async def create_api_key(
         expires_at=data.expires_at,
     )
     await ApiKeyRepository(session).create(key)
-    await audit.record(session, "api_key.create", "api_key", key.id,
-                       after={"name": key.name, "scopes": scopes, "prefix": prefix})
+    await audit.record(
+        session,
+        "api_key.create",
+        "api_key",
+        key.id,
+        after={"name": key.name, "scopes": scopes, "prefix": prefix},
+    )
     return key, f"{prefix}_{secret}"
 
 

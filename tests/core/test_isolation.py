@@ -1,0 +1,124 @@
+"""The two walls: the ORM guard (both databases) and PostgreSQL row-level security."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+from sqlalchemy import select, text
+from sqlalchemy.exc import DBAPIError
+
+from tessera.core import context
+from tessera.core.audit.models import AuditEvent
+from tessera.core.db.session import get_database, unit_of_work
+from tessera.core.identity.models import Role, User
+from tests.conftest import TenantWorld
+from tests.core.conftest import pg_only
+
+
+async def test_guard_refuses_orm_queries_without_tenant(tenant: TenantWorld) -> None:
+    with context.tenant_scope(None):
+        for stmt in (select(User), select(Role.id).where(Role.key == "admin"), select(AuditEvent)):
+            with pytest.raises(context.NoTenantInScope):
+                async with unit_of_work() as s:
+                    await s.execute(stmt)
+        with pytest.raises(context.NoTenantInScope):
+            async with unit_of_work() as s:
+                s.add(Role(key="x-role", name="X", permissions=[], visibility={}))
+                await s.flush()
+
+
+async def test_guard_scopes_orm_queries_to_the_tenant(tenant: TenantWorld, other_tenant: TenantWorld) -> None:
+    with context.tenant_scope(tenant.tenant_id):
+        async with unit_of_work() as s:
+            users = (await s.execute(select(User))).scalars().all()
+            foreign = await s.get(User, other_tenant.users["admin"])
+            joined = (await s.execute(select(User.id).join(Role, Role.id == User.role_id))).all()
+    assert {u.tenant_id for u in users} == {tenant.tenant_id}
+    assert len(users) == len(tenant.users)
+    assert foreign is None
+    assert len(joined) == len(tenant.users)
+
+
+async def test_guard_refuses_a_row_of_another_tenant(tenant: TenantWorld, other_tenant: TenantWorld) -> None:
+    with context.tenant_scope(tenant.tenant_id), pytest.raises(context.NoTenantInScope):
+        async with unit_of_work() as s:
+            s.add(
+                Role(tenant_id=other_tenant.tenant_id, key="planted", name="P", permissions=[], visibility={})
+            )
+            await s.flush()
+
+
+async def _count(conn: Any, table: str) -> int:
+    return int((await conn.execute(text(f'SELECT count(*) FROM "{table}"'))).scalar_one())
+
+
+@pg_only
+async def test_rls_app_role_without_tenant_sees_nothing(
+    tenant: TenantWorld, database_urls: dict[str, str]
+) -> None:
+    engine = get_database().engine
+    async with engine.connect() as conn:
+        assert (await conn.execute(text("SELECT current_user"))).scalar_one() == "tessera_app"
+        for table in ("users", "roles", "audit_log", "api_keys", "tenant_keys", "auth_sessions"):
+            assert await _count(conn, table) == 0, table
+        await conn.execute(
+            text("SELECT set_config('app.tenant_id', :t, false)"), {"t": str(tenant.tenant_id)}
+        )
+        assert await _count(conn, "users") == len(tenant.users)
+        assert await _count(conn, "audit_log") > 0
+        await conn.execute(text("SELECT set_config('app.tenant_id', '', false)"))
+        await conn.rollback()
+    # The owner role (migrations) sees the rows: the zero above is RLS, not an empty table.
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    owner = create_async_engine(database_urls["owner"])
+    async with owner.connect() as conn:
+        assert await _count(conn, "users") == len(tenant.users)
+    await owner.dispose()
+
+
+def _role_insert() -> Any:
+    return text(
+        "INSERT INTO roles (id, tenant_id, key, name, description, builtin, permissions, visibility,"
+        " created_at, updated_at) VALUES (:id, :tid, :key, 'R', '', false, '[]', '{}', now(), now())"
+    )
+
+
+@pg_only
+async def test_rls_with_check_refuses_rows_for_another_tenant(
+    tenant: TenantWorld, other_tenant: TenantWorld
+) -> None:
+    engine = get_database().engine
+    async with engine.connect() as conn:
+        await conn.execute(text("SELECT set_config('app.tenant_id', :t, true)"), {"t": str(tenant.tenant_id)})
+        # Own tenant: allowed (the statement itself is valid).
+        await conn.execute(_role_insert(), {"id": uuid.uuid4(), "tid": tenant.tenant_id, "key": "own-ok"})
+        with pytest.raises(DBAPIError, match="row-level security"):
+            await conn.execute(
+                _role_insert(), {"id": uuid.uuid4(), "tid": other_tenant.tenant_id, "key": "x"}
+            )
+        await conn.rollback()
+    async with engine.connect() as conn:
+        # No tenant at all: nothing can be inserted either.
+        with pytest.raises(DBAPIError, match="row-level security"):
+            await conn.execute(_role_insert(), {"id": uuid.uuid4(), "tid": tenant.tenant_id, "key": "y"})
+        await conn.rollback()
+
+
+@pg_only
+async def test_rls_update_cannot_reach_another_tenant(tenant: TenantWorld, other_tenant: TenantWorld) -> None:
+    engine = get_database().engine
+    async with engine.connect() as conn:
+        await conn.execute(text("SELECT set_config('app.tenant_id', :t, true)"), {"t": str(tenant.tenant_id)})
+        r = await conn.execute(
+            text("UPDATE users SET name = 'pwned' WHERE tenant_id = :o"), {"o": other_tenant.tenant_id}
+        )
+        assert r.rowcount == 0
+        with pytest.raises(DBAPIError, match="row-level security"):
+            await conn.execute(
+                text("UPDATE users SET tenant_id = :o WHERE tenant_id = :t"),
+                {"o": other_tenant.tenant_id, "t": tenant.tenant_id},
+            )
+        await conn.rollback()
