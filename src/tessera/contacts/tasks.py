@@ -105,3 +105,9 @@ if HAVE_JOBS:
         from tessera.contacts.service.imports import run_export
 
         await run_export(job.session, uuid.UUID(payload["export_id"]))
+
+    @handler("contacts.segment_refresh", queue="default")
+    async def segment_refresh_job(payload: dict[str, Any], job: Any) -> None:
+        from tessera.contacts.service.segments import refresh_segment
+
+        await refresh_segment(job.session, uuid.UUID(payload["segment_id"]))
