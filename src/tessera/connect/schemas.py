@@ -1,0 +1,256 @@
+"""Request and response models of the messaging API."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tessera.core.access.masking import MaskedPhone
+
+MessageClass = Literal["verification", "notification", "marketing"]
+ChannelKind = Literal["sms", "wechat"]
+MAX_BATCH = 10_000
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class MessageIn(_In):
+    channel_id: uuid.UUID | None = Field(None, description="Channel to send on; default: the tenant's first active SMS channel.")
+    channel: ChannelKind = "sms"
+    to: str = Field(min_length=1, max_length=64, description="Phone number (E.164 or national) or WeChat openid.")
+    message_class: MessageClass = Field("notification", alias="class")
+    body: str | None = Field(None, max_length=2000)
+    template_id: uuid.UUID | None = None
+    variables: dict[str, str] = Field(default_factory=dict)
+    signature: str | None = Field(None, max_length=32, description="Signature text; default: the approved default signature.")
+    source: str | None = Field(None, max_length=21)
+    scheduled_at: dt.datetime | None = None
+    validity_minutes: int | None = Field(None, ge=1, le=7 * 24 * 60)
+    reference: str | None = Field(None, max_length=128)
+    campaign_id: uuid.UUID | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class Recipient(_In):
+    to: str = Field(min_length=1, max_length=64)
+    variables: dict[str, str] = Field(default_factory=dict)
+    reference: str | None = Field(None, max_length=128)
+
+
+class BatchIn(_In):
+    channel_id: uuid.UUID | None = None
+    channel: ChannelKind = "sms"
+    message_class: MessageClass = Field("notification", alias="class")
+    body: str | None = Field(None, max_length=2000)
+    template_id: uuid.UUID | None = None
+    variables: dict[str, str] = Field(default_factory=dict, description="Shared variables; a recipient's own win.")
+    signature: str | None = Field(None, max_length=32)
+    source: str | None = Field(None, max_length=21)
+    scheduled_at: dt.datetime | None = None
+    validity_minutes: int | None = Field(None, ge=1, le=7 * 24 * 60)
+    campaign_id: uuid.UUID | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    recipients: list[Recipient] = Field(min_length=1, max_length=MAX_BATCH)
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class Accepted(BaseModel):
+    id: uuid.UUID
+    status: str
+    segments: int
+    encoding: str
+
+
+class BatchAccepted(BaseModel):
+    count: int
+    ids: list[uuid.UUID]
+
+
+class PreviewIn(_In):
+    body: str | None = Field(None, max_length=2000)
+    template_id: uuid.UUID | None = None
+    variables: dict[str, str] = Field(default_factory=dict)
+    signature: str | None = None
+    channel: ChannelKind = "sms"
+
+
+class PreviewOut(BaseModel):
+    text: str
+    encoding: str
+    segments: int
+    characters: int
+    parts: list[str]
+
+
+class MessageEventOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    kind: str
+    status: str
+    detail: dict[str, Any]
+    at: dt.datetime
+
+
+class MessageOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True, populate_by_name=True)
+    id: uuid.UUID
+    channel_id: uuid.UUID
+    channel: str = Field(validation_alias="channel_kind")
+    message_class: str = Field(serialization_alias="class")
+    to: MaskedPhone
+    source: str
+    body: str
+    template_id: uuid.UUID | None
+    status: str
+    reason: str | None
+    carrier: str
+    carrier_ids: list[str]
+    segments: int
+    encoding: str
+    cost_minor: int
+    currency: str
+    route: dict[str, Any]
+    link_id: uuid.UUID | None
+    attempts: int
+    resubmissions: int
+    scheduled_at: dt.datetime | None
+    valid_until: dt.datetime | None
+    reference: str | None
+    metadata: dict[str, Any] = Field(validation_alias="metadata_")
+    campaign_id: uuid.UUID | None
+    created_at: dt.datetime
+    queued_at: dt.datetime | None
+    submitted_at: dt.datetime | None
+    done_at: dt.datetime | None
+
+
+class MessageDetail(MessageOut):
+    events: list[MessageEventOut] = Field(default_factory=list)
+
+
+class TemplateIn(_In):
+    name: str = Field(min_length=1, max_length=120)
+    message_class: MessageClass = Field(alias="class")
+    bodies: dict[ChannelKind, str] = Field(min_length=1)
+    external_id: str | None = Field(None, max_length=128)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class TemplatePatch(_In):
+    name: str | None = Field(None, min_length=1, max_length=120)
+    bodies: dict[ChannelKind, str] | None = None
+    external_id: str | None = None
+
+
+class RejectIn(_In):
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class TemplateOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True, populate_by_name=True)
+    id: uuid.UUID
+    name: str
+    message_class: str = Field(serialization_alias="class")
+    bodies: dict[str, str]
+    variables: list[str]
+    status: str
+    reject_reason: str | None
+    external_id: str | None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+class SignatureIn(_In):
+    text: str = Field(min_length=2, max_length=16, description="Brand name, without 【】.")
+    is_default: bool = False
+
+
+class SignatureOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: uuid.UUID
+    text: str
+    status: str
+    is_default: bool
+
+
+class ChannelIn(_In):
+    kind: ChannelKind
+    name: str = Field(min_length=1, max_length=120)
+    default_source: str = Field("", max_length=21)
+    settings: dict[str, Any] = Field(default_factory=dict)
+    secret: str | None = Field(None, max_length=256, description="WeChat app secret.")
+
+
+class ChannelPatch(_In):
+    name: str | None = Field(None, min_length=1, max_length=120)
+    status: Literal["active", "disabled"] | None = None
+    default_source: str | None = Field(None, max_length=21)
+
+
+class ChannelOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: uuid.UUID
+    kind: str
+    name: str
+    status: str
+    default_source: str
+    settings: dict[str, Any]
+
+
+class LinkIn(_In):
+    name: str = Field(min_length=1, max_length=120)
+    host: str = Field(min_length=1, max_length=255)
+    port: int = Field(ge=1, le=65535)
+    system_id: str = Field(min_length=1, max_length=15)
+    password: str = Field(min_length=1, max_length=8)
+    system_type: str = Field("", max_length=12)
+    window: int = Field(10, ge=1, le=1000)
+    tps: float | None = Field(None, gt=0, le=100_000)
+    source_rules: dict[str, Any] = Field(default_factory=dict)
+
+
+class LinkPatch(_In):
+    name: str | None = Field(None, min_length=1, max_length=120)
+    window: int | None = Field(None, ge=1, le=1000)
+    tps: float | None = Field(None, gt=0, le=100_000)
+    status: Literal["active", "disabled"] | None = None
+    password: str | None = Field(None, min_length=1, max_length=8)
+
+
+class LinkOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: uuid.UUID
+    channel_id: uuid.UUID
+    name: str
+    host: str
+    port: int
+    system_id: str
+    system_type: str
+    window: int
+    tps: float | None
+    source_rules: dict[str, Any]
+    status: str
+
+
+class RouteIn(_In):
+    carrier: str = Field("*", min_length=1, max_length=64)
+    link_id: uuid.UUID
+    priority: int = Field(0, ge=0, le=100)
+    weight: int = Field(100, ge=1, le=10_000)
+
+
+class RouteOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: uuid.UUID
+    channel_id: uuid.UUID
+    carrier: str
+    link_id: uuid.UUID
+    priority: int
+    weight: int

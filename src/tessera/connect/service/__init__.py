@@ -1,0 +1,1 @@
+"""Use cases of the messaging pipeline, one module per use case."""
