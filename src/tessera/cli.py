@@ -427,10 +427,9 @@ def demo(
     run_migrations(s)
     _runtime()
     modules.load(modules.REGISTRATIONS)
-    demo_hooks = modules.optional_import("tessera.demo_setup")
     logins = _run(ensure_demo_tenant(s))
-    if demo_hooks is not None:
-        _run(demo_hooks.setup(s))
+    for demo_module in modules.load(modules.DEMO_SETUP):
+        _run(demo_module.setup(s))
     url = s.public_url or f"http://{s.host}:{port or s.port}"
     typer.echo("")
     typer.echo("Tessera is ready.")

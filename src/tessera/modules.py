@@ -43,6 +43,12 @@ REGISTRATIONS = [
     "tessera.connect.tasks",
 ]
 
+# Each provides ``async def setup(settings)`` adding demo data to the demo tenant.
+DEMO_SETUP = [
+    "tessera.connect.demo",
+    "tessera.contacts.demo",
+]
+
 
 def optional_import(name: str) -> ModuleType | None:
     """Import ``name``; None when that module (or its package) does not exist."""
