@@ -45,7 +45,8 @@ def require_module(module: str, *permissions: str) -> Callable[..., Coroutine[An
     authenticate = require(*permissions)
 
     async def dependency(
-        principal: Annotated[Principal, Depends(authenticate)], session: DbSession
+        session: DbSession,
+        principal: Principal = Depends(authenticate),
     ) -> Principal:
         await service.check_module(session, module)
         return principal

@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import and_, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tessera.core import context
@@ -513,18 +514,14 @@ async def update_plan(
 
 
 async def delete_plan(session: AsyncSession, plan_id: uuid.UUID) -> None:
+    """Delete an unused plan version. Whether tenants use it is the foreign key's call: row-level
+    security hides other tenants' subscriptions from a count, but not from the constraint."""
     plan = await get_plan(session, plan_id)
-    in_use = (
-        await session.execute(
-            select(func.count())
-            .select_from(Subscription.__table__)
-            .where(Subscription.__table__.c.plan_id == plan_id)
-        )
-    ).scalar_one()
-    if in_use:
-        raise PlanInUse(f"{in_use} tenant(s) subscribe to this plan version; deactivate it instead")
     await session.delete(plan)
-    await session.flush()
+    try:
+        await session.flush()
+    except IntegrityError:
+        raise PlanInUse("tenants subscribe to this plan version; deactivate it instead") from None
 
 
 async def assign_plan(
