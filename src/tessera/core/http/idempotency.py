@@ -37,8 +37,13 @@ class IdempotencyMiddleware:
             return
         rid = context.current_request().request_id
         if len(key) > 255:
-            await send_json(send, 422, error_message(
-                422, "idempotency.invalid_key", "Idempotency-Key must be at most 255 characters", rid))
+            await send_json(
+                send,
+                422,
+                error_message(
+                    422, "idempotency.invalid_key", "Idempotency-Key must be at most 255 characters", rid
+                ),
+            )
             return
         chunks = []
         while True:
@@ -48,47 +53,87 @@ class IdempotencyMiddleware:
                 if not message.get("more_body"):
                     break
             else:
-                break
+                return  # the client went away (or the body limit answered 413)
         body = b"".join(chunks)
         cred = credential_hash(scope) or "ip:" + client_ip(scope)
         req_hash = hashlib.sha256(scope["path"].encode() + b"\0" + body).hexdigest()
         now = utcnow()
 
         async with unit_of_work(platform=True) as s:
-            rec = (await s.execute(select(IdempotencyRecord).where(
-                IdempotencyRecord.scope == cred, IdempotencyRecord.key == key))).scalar_one_or_none()
+            rec = (
+                await s.execute(
+                    select(IdempotencyRecord).where(
+                        IdempotencyRecord.scope == cred, IdempotencyRecord.key == key
+                    )
+                )
+            ).scalar_one_or_none()
             if rec is not None and rec.expires_at <= now:
                 await s.delete(rec)
                 await s.flush()
                 rec = None
             if rec is not None:
                 if rec.request_hash != req_hash:
-                    await send_json(send, 422, error_message(
-                        422, "idempotency.key_reused",
-                        "this Idempotency-Key was already used with a different request", rid))
+                    await send_json(
+                        send,
+                        422,
+                        error_message(
+                            422,
+                            "idempotency.key_reused",
+                            "this Idempotency-Key was already used with a different request",
+                            rid,
+                        ),
+                    )
                     return
                 if rec.state == "done" and rec.status_code is not None:
-                    await send({"type": "http.response.start", "status": rec.status_code, "headers": [
-                        (b"content-type", (rec.content_type or "application/json").encode()),
-                        (b"idempotent-replayed", b"true"),
-                    ]})
+                    await send(
+                        {
+                            "type": "http.response.start",
+                            "status": rec.status_code,
+                            "headers": [
+                                (b"content-type", (rec.content_type or "application/json").encode()),
+                                (b"idempotent-replayed", b"true"),
+                            ],
+                        }
+                    )
                     await send({"type": "http.response.body", "body": rec.body or b""})
                     return
                 if now - rec.created_at < PENDING_STALE:
-                    await send_json(send, 409, error_message(
-                        409, "idempotency.in_progress",
-                        "a request with this Idempotency-Key is still being processed", rid))
+                    await send_json(
+                        send,
+                        409,
+                        error_message(
+                            409,
+                            "idempotency.in_progress",
+                            "a request with this Idempotency-Key is still being processed",
+                            rid,
+                        ),
+                    )
                     return
                 await s.delete(rec)
                 await s.flush()
         try:
             async with unit_of_work(platform=True) as s:
-                s.add(IdempotencyRecord(scope=cred, key=key, request_hash=req_hash, state="pending",
-                                        created_at=now, expires_at=now + self.ttl))
+                s.add(
+                    IdempotencyRecord(
+                        scope=cred,
+                        key=key,
+                        request_hash=req_hash,
+                        state="pending",
+                        created_at=now,
+                        expires_at=now + self.ttl,
+                    )
+                )
         except IntegrityError:
-            await send_json(send, 409, error_message(
-                409, "idempotency.in_progress",
-                "a request with this Idempotency-Key is still being processed", rid))
+            await send_json(
+                send,
+                409,
+                error_message(
+                    409,
+                    "idempotency.in_progress",
+                    "a request with this Idempotency-Key is still being processed",
+                    rid,
+                ),
+            )
             return
 
         sent = False
@@ -121,11 +166,19 @@ class IdempotencyMiddleware:
             stored = b"".join(out)
             async with unit_of_work(platform=True) as s:
                 if status >= 500 or len(stored) > MAX_STORED:
-                    await s.execute(delete(IdempotencyRecord).where(
-                        IdempotencyRecord.scope == cred, IdempotencyRecord.key == key))
+                    await s.execute(
+                        delete(IdempotencyRecord).where(
+                            IdempotencyRecord.scope == cred, IdempotencyRecord.key == key
+                        )
+                    )
                 else:
-                    rec = (await s.execute(select(IdempotencyRecord).where(
-                        IdempotencyRecord.scope == cred, IdempotencyRecord.key == key))).scalar_one()
+                    rec = (
+                        await s.execute(
+                            select(IdempotencyRecord).where(
+                                IdempotencyRecord.scope == cred, IdempotencyRecord.key == key
+                            )
+                        )
+                    ).scalar_one()
                     rec.state = "done"
                     rec.status_code = status
                     rec.content_type = content_type

@@ -43,7 +43,9 @@ def error_message(status: int, code: str, message: str, request_id: str, **detai
     return orjson.dumps({"error": body})
 
 
-async def send_json(send: Send, status: int, body: bytes, extra: list[tuple[bytes, bytes]] | None = None) -> None:
+async def send_json(
+    send: Send, status: int, body: bytes, extra: list[tuple[bytes, bytes]] | None = None
+) -> None:
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     headers += SECURITY_HEADERS + (extra or [])
     await send({"type": "http.response.start", "status": status, "headers": headers})
@@ -112,25 +114,43 @@ class BodyLimitMiddleware:
         declared = header(scope, b"content-length")
         rid = context.current_request().request_id
         if declared and declared.isdigit() and int(declared) > self.max_bytes:
-            await send_json(send, 413, error_message(
-                413, "request.too_large", f"the request body exceeds {self.max_bytes} bytes", rid))
+            await send_json(
+                send,
+                413,
+                error_message(
+                    413, "request.too_large", f"the request body exceeds {self.max_bytes} bytes", rid
+                ),
+            )
             return
         received = 0
+        responded = False
 
+        # Answer 413 ourselves and tell the app the client went away: raising from receive()
+        # would be swallowed by FastAPI's body parser and turned into a 400.
         async def limited_receive() -> Message:
-            nonlocal received
+            nonlocal received, responded
+            if responded:
+                return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    raise BodyTooLarge()
+                    responded = True
+                    await send_json(
+                        send,
+                        413,
+                        error_message(
+                            413, "request.too_large", f"the request body exceeds {self.max_bytes} bytes", rid
+                        ),
+                    )
+                    return {"type": "http.disconnect"}
             return message
 
-        try:
-            await self.app(scope, limited_receive, send)
-        except BodyTooLarge:
-            await send_json(send, 413, error_message(
-                413, "request.too_large", f"the request body exceeds {self.max_bytes} bytes", rid))
+        async def guarded_send(message: Message) -> None:
+            if not responded:
+                await send(message)
+
+        await self.app(scope, limited_receive, guarded_send)
 
 
 class BodyTooLarge(Exception):
@@ -182,11 +202,16 @@ class RateLimitMiddleware:
         ]
         if not decision.allowed:
             rid = context.current_request().request_id
-            body = error_message(429, "rate_limit.exceeded",
-                                 f"rate limit of {decision.limit} requests per minute exceeded; "
-                                 f"retry after {decision.retry_after} s", rid)
-            await send_json(send, 429, body,
-                            rl_headers + [(b"retry-after", str(decision.retry_after).encode())])
+            body = error_message(
+                429,
+                "rate_limit.exceeded",
+                f"rate limit of {decision.limit} requests per minute exceeded; "
+                f"retry after {decision.retry_after} s",
+                rid,
+            )
+            await send_json(
+                send, 429, body, rl_headers + [(b"retry-after", str(decision.retry_after).encode())]
+            )
             return
 
         async def send_wrapper(message: Message) -> None:
