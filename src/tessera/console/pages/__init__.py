@@ -1,0 +1,1 @@
+"""Console pages of the kernel: sign-in, home, search, profile and administration."""
