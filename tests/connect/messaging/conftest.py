@@ -50,3 +50,61 @@ def phone(i: int) -> str:
 
 def uid() -> str:
     return str(uuid.uuid4())
+
+
+async def statuses(world: TenantWorld) -> dict[str, int]:
+    from sqlalchemy import func, select
+
+    from tessera.connect.models import Message
+    from tessera.core import context
+    from tessera.core.db.session import unit_of_work
+
+    with context.tenant_scope(world.tenant_id):
+        async with unit_of_work() as s:
+            rows = (await s.execute(select(Message.status, func.count()).group_by(Message.status))).all()
+    return {k: int(v) for k, v in rows}
+
+
+async def wait_until(predicate: Any, timeout: float = 30.0, interval: float = 0.1) -> None:
+    import asyncio
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        if await predicate():
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(interval)
+
+
+async def wait_final(world: TenantWorld, n: int, timeout: float = 30.0) -> dict[str, int]:
+    final = ("delivered", "failed", "expired", "rejected")
+
+    async def done() -> bool:
+        st = await statuses(world)
+        return sum(st.get(k, 0) for k in final) >= n
+
+    try:
+        await wait_until(done, timeout)
+    except AssertionError:
+        raise AssertionError(f"not final: {await statuses(world)}") from None
+    return await statuses(world)
+
+
+@pytest_asyncio.fixture
+async def gateway(app: Any) -> AsyncIterator[Any]:
+    from tessera.connect.dispatcher import Dispatcher
+
+    started: list[Dispatcher] = []
+
+    async def factory(**kw: Any) -> Dispatcher:
+        kw.setdefault("submit_timeout", 1.0)
+        d = Dispatcher(**kw)
+        await d.start()
+        started.append(d)
+        return d
+
+    yield factory
+    for d in started:
+        await d.stop()

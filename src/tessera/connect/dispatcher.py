@@ -1,0 +1,958 @@
+"""The gateway's dispatcher: claim accepted messages by priority lane, route, submit, record receipts.
+
+Flow (one :class:`Dispatcher` per gateway process)::
+
+    connect_dispatch (state 0) --claim, lane order--> state 1 + message 'queued'
+        --route (carrier by prefix, portability override, route table weights/failover)-->
+        LinkRunner lanes (verification > notification > marketing; a share of each link's
+        window is reserved for the two upper lanes) --SmppClient.submit--> writer
+        --batched tx--> message 'submitted' + carrier ids, dispatch row deleted
+    deliver_sm receipt --writer, batched tx--> 'delivered' / 'failed' / 'expired' (ack after commit)
+
+Crash safety: a submit is only considered done once the writer has committed its result; a
+worker takes its next message only after that, so at most one window per link is "sent but
+not recorded". When a gateway dies, its claims (state 1) are put back by any live gateway once
+its heartbeat is stale; the next claim counts the resubmission on the message (``resubmissions``
++ a ``resubmitted`` event). On PostgreSQL a link is bound by one gateway at a time
+(``pg_try_advisory_lock`` on a dedicated connection); claims use ``FOR UPDATE SKIP LOCKED``.
+
+The dispatch queue and carrier-id table are platform tables (no personal data); message rows
+are read and written under ``switch_tenant`` so the guard and row-level security apply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import datetime as dt
+import logging
+import os
+import random
+import socket
+import time
+import uuid
+from collections import defaultdict, deque
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import bindparam, delete, insert, select, text, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+
+from tessera.connect.models import (
+    FINAL_STATUSES,
+    CarrierReceiptKey,
+    DispatchItem,
+    GatewayHeartbeat,
+    Link,
+    Message,
+    MessageEvent,
+    PortedNumber,
+    RouteEntry,
+)
+from tessera.connect.smpp.client import SmppClient
+from tessera.connect.smpp.common import BindState, ClientConfig, DeliveryReceipt, Outcome, SubmitResult
+from tessera.core import context
+from tessera.core.db.base import utcnow
+from tessera.core.db.session import get_database, switch_tenant, unit_of_work
+
+log = logging.getLogger(__name__)
+
+_wake_events: set[asyncio.Event] = set()
+
+RECEIPT_STATUS = {"DELIVRD": "delivered", "EXPIRED": "expired"}
+RECEIPT_REASON = {
+    "UNDELIV": "carrier.undeliverable",
+    "REJECTD": "carrier.rejected",
+    "DELETED": "carrier.deleted",
+    "UNKNOWN": "carrier.unknown",
+    "EXPIRED": "carrier.expired",
+}
+
+
+def wake() -> None:
+    """Tell in-process dispatchers that new messages were committed (called after commit)."""
+    for ev in list(_wake_events):
+        ev.set()
+
+
+try:  # status webhooks fan out from the event bus when the kernel provides it
+    from tessera.core.events.service import publish as _publish
+except ImportError:  # pragma: no cover - kernel piece not present
+    _publish = None
+
+
+@dataclasses.dataclass(slots=True)
+class Item:
+    message_id: uuid.UUID
+    tenant_id: uuid.UUID
+    lane: int
+    to: str
+    source: str
+    body: str
+    carrier: str
+    candidates: list[uuid.UUID]
+    tried: list[uuid.UUID] = dataclasses.field(default_factory=list)
+    resubmission: bool = False
+
+
+@dataclasses.dataclass(slots=True)
+class LinkInfo:
+    id: uuid.UUID
+    tenant_id: uuid.UUID
+    host: str
+    port: int
+    system_id: str
+    password: str
+    system_type: str
+    window: int
+    tps: float | None
+    status: str
+
+
+@dataclasses.dataclass(slots=True)
+class TenantRoutes:
+    loaded_at: float
+    links: dict[uuid.UUID, LinkInfo]
+    routes: dict[
+        uuid.UUID, list[tuple[int, str, uuid.UUID, int]]
+    ]  # channel → (priority, carrier, link, weight)
+
+
+def _advisory_key(link_id: uuid.UUID) -> int:
+    return (link_id.int & 0x7FFF_FFFF_FFFF_FFFF) ^ 0x5EED
+
+
+class LinkRunner:
+    """One SMPP bind with three priority lanes and ``window`` workers."""
+
+    def __init__(self, dispatcher: Dispatcher, info: LinkInfo) -> None:
+        self.d = dispatcher
+        self.info = info
+        self.lanes: tuple[deque[Item], deque[Item], deque[Item]] = (deque(), deque(), deque())
+        self.cond = asyncio.Condition()
+        self.workers: list[asyncio.Task[None]] = []
+        self.reserve = max(1, info.window // 5) if info.window > 1 else 0
+        self.lock_conn: AsyncConnection | None = None
+        self.available = False
+        cfg = ClientConfig(
+            host=info.host,
+            port=info.port,
+            system_id=info.system_id,
+            password=info.password,
+            system_type=info.system_type,
+            window=info.window,
+            tps=info.tps,
+            name=str(info.id),
+            **dispatcher.client_options,
+        )
+        self.client = SmppClient(cfg, on_receipt=self._on_receipt)
+
+    @property
+    def bound(self) -> bool:
+        return self.available and self.client.state is BindState.BOUND
+
+    def pending(self) -> int:
+        return sum(len(q) for q in self.lanes)
+
+    async def start(self) -> bool:
+        db = get_database()
+        if db.is_postgres:
+            conn = await db.engine.connect()
+            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            got = (
+                await conn.execute(
+                    text("SELECT pg_try_advisory_lock(:k)"), {"k": _advisory_key(self.info.id)}
+                )
+            ).scalar()
+            if not got:
+                await conn.close()
+                log.info("link %s is bound by another gateway", self.info.id)
+                return False
+            self.lock_conn = conn
+        self.available = True
+        await self.client.start(wait=False)
+        self.workers = [
+            asyncio.create_task(self._work(i), name=f"link-{self.info.id}-{i}")
+            for i in range(self.info.window)
+        ]
+        return True
+
+    async def stop(self) -> list[Item]:
+        for w in self.workers:
+            w.cancel()
+        for w in self.workers:
+            with contextlib.suppress(asyncio.CancelledError):
+                await w
+        await self.client.close()
+        if self.lock_conn is not None:
+            with contextlib.suppress(Exception):
+                await self.lock_conn.close()
+        left = [it for q in self.lanes for it in q]
+        for q in self.lanes:
+            q.clear()
+        self.available = False
+        return left
+
+    async def put(self, item: Item) -> None:
+        self.lanes[item.lane].append(item)
+        async with self.cond:
+            self.cond.notify_all()
+
+    def _take(self, marketing_ok: bool) -> Item | None:
+        for lane, q in enumerate(self.lanes):
+            if q and (lane < 2 or marketing_ok):
+                return q.popleft()
+        return None
+
+    async def _work(self, index: int) -> None:
+        marketing_ok = index >= self.reserve
+        while True:
+            item = self._take(marketing_ok)
+            if item is None:
+                async with self.cond:
+                    await self.cond.wait_for(
+                        lambda: any(self.lanes[:2]) or (marketing_ok and bool(self.lanes[2]))
+                    )
+                continue
+            self.d.in_flight.add(item.message_id)
+            try:
+                result = await self.client.submit(
+                    item.source or "10690000",
+                    item.to,
+                    item.body,
+                    registered_delivery=True,
+                    timeout=self.d.submit_timeout,
+                )
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # an encoding or socket error must not kill the worker
+                log.exception("submit failed")
+                result = SubmitResult(Outcome.NOT_SENT, (), 0)
+            await self.d.on_result(self, item, result)
+            self.d.in_flight.discard(item.message_id)
+
+    async def _on_receipt(self, receipt: DeliveryReceipt) -> None:
+        await self.d.writer.receipt(self.info.id, receipt)
+
+
+class Writer:
+    """Batches every hot-path write (submit results, receipts) into short transactions."""
+
+    def __init__(self, dispatcher: Dispatcher) -> None:
+        self.d = dispatcher
+        self.queue: asyncio.Queue[tuple[str, Any, asyncio.Future[None]]] = asyncio.Queue()
+        self.waiting: list[tuple[float, tuple[uuid.UUID, DeliveryReceipt], asyncio.Future[None]]] = []
+        self.task: asyncio.Task[None] | None = None
+        self.batches = 0
+
+    def start(self) -> None:
+        self.task = asyncio.create_task(self._run(), name="connect-writer")
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+
+    async def submit_outcome(self, kind: str, payload: Any) -> None:
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        await self.queue.put((kind, payload, fut))
+        await fut
+
+    async def receipt(self, link_id: uuid.UUID, receipt: DeliveryReceipt) -> None:
+        await self.submit_outcome("receipt", (link_id, receipt))
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                timeout = 0.05 if self.waiting else None
+                try:
+                    first = await asyncio.wait_for(self.queue.get(), timeout)
+                    batch = [first]
+                except TimeoutError:
+                    batch = []
+                while not self.queue.empty() and len(batch) < 2000:
+                    batch.append(self.queue.get_nowait())
+                await self._flush(batch)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("writer batch failed")
+                await asyncio.sleep(0.2)
+
+    async def _flush(self, batch: list[tuple[str, Any, asyncio.Future[None]]]) -> None:
+        results = [(p, f) for k, p, f in batch if k != "receipt"]
+        receipts = [(p, f) for k, p, f in batch if k == "receipt"]
+        now = time.monotonic()
+        retry = [(p, f) for _, p, f in self.waiting]
+        deadlines = {id(f): t for t, _, f in self.waiting}
+        self.waiting = []
+        receipts = retry + receipts
+        try:
+            with context.tenant_scope(None):
+                async with unit_of_work(platform=True) as s:
+                    if results:
+                        await self.d.apply_results(s, [p for p, _ in results])
+                    unmatched = (
+                        await self.d.apply_receipts(s, [p for p, _ in receipts]) if receipts else set()
+                    )
+                    await switch_tenant(s, None)
+        except Exception as exc:
+            for _, f in results + receipts:
+                if not f.done():
+                    f.set_exception(exc)
+            raise
+        self.batches += 1
+        for _, f in results:
+            if not f.done():
+                f.set_result(None)
+        for p, f in receipts:
+            if f.done():
+                continue
+            if id(p) in unmatched:
+                started = deadlines.get(id(f), now)
+                if now - started > self.d.receipt_match_timeout:
+                    f.set_exception(LookupError(f"no message for carrier id {p[1].message_id}"))
+                else:
+                    self.waiting.append((started, p, f))
+            else:
+                f.set_result(None)
+
+
+class Dispatcher:
+    """Claims, routes and submits messages; owns the link runners of this gateway process."""
+
+    def __init__(
+        self,
+        *,
+        gateway_id: str | None = None,
+        claim_batch: int = 500,
+        heartbeat_interval: float = 1.0,
+        stale_after: float = 5.0,
+        poll_interval: float = 0.05,
+        submit_timeout: float = 5.0,
+        receipt_match_timeout: float = 10.0,
+        max_pending: int | None = None,
+        client_options: dict[str, Any] | None = None,
+    ) -> None:
+        self.id = gateway_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.claim_batch = claim_batch
+        self.heartbeat_interval = heartbeat_interval
+        self.stale_after = stale_after
+        self.poll_interval = poll_interval
+        self.submit_timeout = submit_timeout
+        self.receipt_match_timeout = receipt_match_timeout
+        self.max_pending = max_pending
+        self.client_options = client_options or {"reconnect_initial": 0.05, "reconnect_max": 1.0}
+        self.runners: dict[uuid.UUID, LinkRunner] = {}
+        self.unavailable: set[uuid.UUID] = set()
+        self.routes: dict[uuid.UUID, TenantRoutes] = {}
+        self.writer = Writer(self)
+        self.in_flight: set[uuid.UUID] = set()
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.stats: dict[str, int] = defaultdict(int)
+
+    # -- lifecycle -------------------------------------------------------------------------
+    async def start(self) -> None:
+        _wake_events.add(self._wake)
+        await self._heartbeat()
+        self.writer.start()
+        self._tasks = [
+            asyncio.create_task(self._claim_loop(), name="connect-claim"),
+            asyncio.create_task(self._heartbeat_loop(), name="connect-heartbeat"),
+        ]
+
+    async def stop(self) -> None:
+        """Stop claiming, stop the links, put back what was claimed but not submitted."""
+        _wake_events.discard(self._wake)
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+        left: list[Item] = []
+        for r in list(self.runners.values()):
+            left += await r.stop()
+        self.runners.clear()
+        await self.writer.stop()
+        with contextlib.suppress(Exception):
+            await self._release([it.message_id for it in left], resubmission=False)
+            with context.tenant_scope(None):
+                async with unit_of_work(platform=True) as s:
+                    # whatever is still claimed by us was possibly sent: the next gateway resubmits
+                    await s.execute(
+                        update(DispatchItem)
+                        .where(DispatchItem.claimed_by == self.id, DispatchItem.state == 1)
+                        .values(state=0, claimed_by=None)
+                    )
+                    await s.execute(delete(GatewayHeartbeat).where(GatewayHeartbeat.id == self.id))
+
+    def pending(self) -> int:
+        return sum(r.pending() for r in self.runners.values()) + len(self.in_flight)
+
+    def capacity(self) -> int:
+        if self.max_pending is not None:
+            return self.max_pending
+        windows = sum(r.info.window for r in self.runners.values())
+        return max(self.claim_batch, 4 * windows)
+
+    # -- heartbeat and recovery ------------------------------------------------------------
+    async def _heartbeat(self) -> None:
+        now = utcnow()
+        with context.tenant_scope(None):
+            async with unit_of_work(platform=True) as s:
+                row = await s.get(GatewayHeartbeat, self.id)
+                if row is None:
+                    s.add(GatewayHeartbeat(id=self.id, heartbeat_at=now, started_at=now))
+                else:
+                    row.heartbeat_at = now
+                stale = now - dt.timedelta(seconds=self.stale_after)
+                dead = select(GatewayHeartbeat.id).where(GatewayHeartbeat.heartbeat_at < stale)
+                live = select(GatewayHeartbeat.id).where(GatewayHeartbeat.heartbeat_at >= stale)
+                res = await s.execute(
+                    update(DispatchItem)
+                    .where(DispatchItem.state == 1, DispatchItem.claimed_by.not_in(live))
+                    .values(state=0, claimed_by=None)
+                )
+                if res.rowcount:
+                    log.warning("recovered %d messages claimed by dead gateways", res.rowcount)
+                    self.stats["recovered"] += res.rowcount
+                await s.execute(delete(GatewayHeartbeat).where(GatewayHeartbeat.id.in_(dead)))
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.heartbeat_interval)
+            try:
+                await self._heartbeat()
+            except Exception:
+                log.exception("gateway heartbeat failed")
+
+    # -- claiming --------------------------------------------------------------------------
+    async def _claim_loop(self) -> None:
+        while True:
+            self._wake.clear()
+            claimed = 0
+            try:
+                room = self.capacity() - self.pending()
+                if room > 0:
+                    claimed = await self.claim(min(room, self.claim_batch))
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("claim failed")
+                await asyncio.sleep(0.5)
+            if claimed == 0 or self.pending() >= self.capacity():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+
+    async def claim(self, limit: int) -> int:
+        now = utcnow()
+        items: list[Item] = []
+        with context.tenant_scope(None):
+            async with unit_of_work(platform=True) as s:
+                stmt = (
+                    select(
+                        DispatchItem.message_id,
+                        DispatchItem.tenant_id,
+                        DispatchItem.lane,
+                        DispatchItem.claims,
+                    )
+                    .where(DispatchItem.state == 0, DispatchItem.available_at <= now)
+                    .order_by(DispatchItem.lane, DispatchItem.available_at, DispatchItem.message_id)
+                    .limit(limit)
+                )
+                if get_database().is_postgres:
+                    stmt = stmt.with_for_update(skip_locked=True)
+                rows = (await s.execute(stmt)).all()
+                if not rows:
+                    return 0
+                ids = [r.message_id for r in rows]
+                await s.execute(
+                    update(DispatchItem)
+                    .where(DispatchItem.message_id.in_(ids))
+                    .values(state=1, claimed_by=self.id, claimed_at=now, claims=DispatchItem.claims + 1)
+                )
+                by_tenant: dict[uuid.UUID, list[Any]] = defaultdict(list)
+                for r in rows:
+                    by_tenant[r.tenant_id].append(r)
+                for tid, trows in by_tenant.items():
+                    await switch_tenant(s, tid)
+                    items += await self._claim_tenant(s, tid, trows, now)
+                await switch_tenant(s, None)
+        for it in items:
+            await self._dispatch(it)
+        self.stats["claimed"] += len(items)
+        return len(items)
+
+    async def _claim_tenant(
+        self, s: AsyncSession, tid: uuid.UUID, rows: list[Any], now: dt.datetime
+    ) -> list[Item]:
+        claims = {r.message_id: r.claims for r in rows}
+        lanes = {r.message_id: r.lane for r in rows}
+        msgs = (
+            await s.execute(
+                select(
+                    Message.id,
+                    Message.to,
+                    Message.to_index,
+                    Message.source,
+                    Message.body,
+                    Message.carrier,
+                    Message.channel_id,
+                    Message.valid_until,
+                    Message.status,
+                ).where(Message.id.in_(list(claims)))
+            )
+        ).all()
+        routes = await self._routes(s, tid)
+        ported = (
+            {
+                p.number_index: p.carrier
+                for p in (
+                    await s.execute(
+                        select(PortedNumber).where(PortedNumber.number_index.in_([m.to_index for m in msgs]))
+                    )
+                ).scalars()
+            }
+            if msgs
+            else {}
+        )
+        expired, gone, live, resub = [], [], [], []
+        found = {m.id for m in msgs}
+        gone = [mid for mid in claims if mid not in found]
+        items: list[Item] = []
+        events: list[dict[str, Any]] = []
+        for m in msgs:
+            if m.status in FINAL_STATUSES or m.status == "submitted":
+                gone.append(m.id)
+                continue
+            if m.valid_until is not None and m.valid_until < now:
+                expired.append(m.id)
+                events.append(
+                    {
+                        "tenant_id": tid,
+                        "message_id": m.id,
+                        "kind": "status",
+                        "status": "expired",
+                        "detail": {"reason": "validity.elapsed"},
+                        "at": now,
+                    }
+                )
+                continue
+            carrier = ported.get(m.to_index, m.carrier)
+            candidates = self._candidates(routes, m.channel_id, carrier)
+            item = Item(
+                m.id,
+                tid,
+                lanes[m.id],
+                m.to,
+                m.source,
+                m.body,
+                carrier,
+                candidates,
+                resubmission=claims[m.id] > 0,
+            )
+            live.append(m.id)
+            if item.resubmission:
+                resub.append(m.id)
+                events.append(
+                    {
+                        "tenant_id": tid,
+                        "message_id": m.id,
+                        "kind": "resubmitted",
+                        "status": "queued",
+                        "detail": {"claim": claims[m.id] + 1, "gateway": self.id},
+                        "at": now,
+                    }
+                )
+            else:
+                events.append(
+                    {
+                        "tenant_id": tid,
+                        "message_id": m.id,
+                        "kind": "status",
+                        "status": "queued",
+                        "detail": {"carrier": carrier},
+                        "at": now,
+                    }
+                )
+            items.append(item)
+        if live:
+            await s.execute(
+                update(Message)
+                .where(Message.id.in_(live))
+                .values(status="queued", queued_at=now, attempts=Message.attempts + 1)
+                .execution_options(synchronize_session=False)
+            )
+        if resub:
+            await s.execute(
+                update(Message)
+                .where(Message.id.in_(resub))
+                .values(resubmissions=Message.resubmissions + 1)
+                .execution_options(synchronize_session=False)
+            )
+            self.stats["resubmitted"] += len(resub)
+        if expired:
+            await s.execute(
+                update(Message)
+                .where(Message.id.in_(expired))
+                .values(status="expired", reason="validity.elapsed", done_at=now)
+                .execution_options(synchronize_session=False)
+            )
+        if events:
+            await s.execute(insert(MessageEvent.__table__), events)
+        done = expired + gone
+        if done:
+            await s.execute(delete(DispatchItem).where(DispatchItem.message_id.in_(done)))
+        return items
+
+    async def _routes(self, s: AsyncSession, tid: uuid.UUID) -> TenantRoutes:
+        cached = self.routes.get(tid)
+        if cached is not None and time.monotonic() - cached.loaded_at < 5.0:
+            return cached
+        links = {
+            x.id: LinkInfo(
+                x.id, tid, x.host, x.port, x.system_id, x.password, x.system_type, x.window, x.tps, x.status
+            )
+            for x in (await s.execute(select(Link))).scalars()
+        }
+        table: dict[uuid.UUID, list[tuple[int, str, uuid.UUID, int]]] = defaultdict(list)
+        for r in (await s.execute(select(RouteEntry).order_by(RouteEntry.priority))).scalars():
+            if r.link_id in links and links[r.link_id].status == "active":
+                table[r.channel_id].append((r.priority, r.carrier, r.link_id, r.weight))
+        tr = TenantRoutes(time.monotonic(), links, dict(table))
+        self.routes[tid] = tr
+        return tr
+
+    @staticmethod
+    def _candidates(routes: TenantRoutes, channel_id: uuid.UUID, carrier: str) -> list[uuid.UUID]:
+        entries = routes.routes.get(channel_id, [])
+        specific = [e for e in entries if e[1] == carrier]
+        chosen = specific or [e for e in entries if e[1] == "*"]
+        out: list[uuid.UUID] = []
+        for prio in sorted({e[0] for e in chosen}):
+            group = [e for e in chosen if e[0] == prio]
+            while group:  # weighted order within one priority
+                pick = random.choices(group, weights=[e[3] for e in group])[0]
+                group.remove(pick)
+                if pick[2] not in out:
+                    out.append(pick[2])
+        if specific:  # the catch-all routes remain a last failover
+            out += [e[2] for e in sorted(entries, key=lambda e: e[0]) if e[1] == "*" and e[2] not in out]
+        return out
+
+    async def _runner(self, tid: uuid.UUID, link_id: uuid.UUID) -> LinkRunner | None:
+        runner = self.runners.get(link_id)
+        if runner is not None:
+            return runner
+        if link_id in self.unavailable:
+            return None
+        info = self.routes[tid].links.get(link_id)
+        if info is None:
+            return None
+        runner = LinkRunner(self, info)
+        if not await runner.start():
+            self.unavailable.add(link_id)
+            return None
+        self.runners[link_id] = runner
+        return runner
+
+    async def _dispatch(self, item: Item) -> None:
+        """Give ``item`` to the first bound candidate link not tried yet (else the first untried)."""
+        untried = [c for c in item.candidates if c not in item.tried]
+        runners = [(c, await self._runner(item.tenant_id, c)) for c in untried]
+        usable = [(c, r) for c, r in runners if r is not None]
+        if not usable:
+            await self.writer.submit_outcome(
+                "release" if item.candidates and len(item.tried) > 0 else "no_route", item
+            )
+            return
+        link_id, runner = next(((c, r) for c, r in usable if r.bound), usable[0])
+        item.tried.append(link_id)
+        await runner.put(item)
+
+    async def on_result(self, runner: LinkRunner, item: Item, result: SubmitResult) -> None:
+        outcome = result.outcome
+        if outcome in (Outcome.NOT_SENT, Outcome.REJECTED) and any(
+            c not in item.tried for c in item.candidates
+        ):
+            self.stats["failover"] += 1
+            await self._dispatch(item)
+            return
+        await self.writer.submit_outcome("result", (runner.info.id, item, result))
+
+    async def _release(self, ids: Iterable[uuid.UUID], *, resubmission: bool, delay: float = 0.0) -> None:
+        ids = list(ids)
+        if not ids:
+            return
+        with context.tenant_scope(None):
+            async with unit_of_work(platform=True) as s:
+                await s.execute(
+                    update(DispatchItem)
+                    .where(DispatchItem.message_id.in_(ids))
+                    .values(
+                        state=0,
+                        claimed_by=None,
+                        available_at=utcnow() + dt.timedelta(seconds=delay),
+                        claims=DispatchItem.claims if resubmission else DispatchItem.claims - 1,
+                    )
+                )
+
+    # -- writes on the hot path ------------------------------------------------------------
+    async def apply_results(self, s: AsyncSession, payloads: list[Any]) -> None:
+        now = utcnow()
+        by_tenant: dict[uuid.UUID, list[tuple[uuid.UUID | None, Item, SubmitResult | None, str]]] = (
+            defaultdict(list)
+        )
+        release_unsent: list[uuid.UUID] = []
+        release_unknown: list[uuid.UUID] = []
+        for p in payloads:
+            if isinstance(p, Item):  # release / no_route
+                if p.candidates:
+                    release_unsent.append(p.message_id)
+                else:
+                    by_tenant[p.tenant_id].append((None, p, None, "no_route"))
+                continue
+            link_id, item, result = p
+            if result.outcome is Outcome.NOT_SENT:
+                release_unsent.append(item.message_id)
+            elif result.outcome is Outcome.UNKNOWN:
+                release_unknown.append(item.message_id)
+            else:
+                by_tenant[item.tenant_id].append((link_id, item, result, result.outcome.value))
+        if release_unsent:
+            await s.execute(
+                update(DispatchItem)
+                .where(DispatchItem.message_id.in_(release_unsent))
+                .values(
+                    state=0,
+                    claimed_by=None,
+                    available_at=now + dt.timedelta(seconds=1),
+                    claims=DispatchItem.claims - 1,
+                )
+            )
+        if release_unknown:  # the carrier may have it: resubmitted (and counted) at the next claim
+            await s.execute(
+                update(DispatchItem)
+                .where(DispatchItem.message_id.in_(release_unknown))
+                .values(state=0, claimed_by=None, available_at=now)
+            )
+            self.stats["unknown"] += len(release_unknown)
+        done_ids: list[uuid.UUID] = []
+        for tid, entries in by_tenant.items():
+            await switch_tenant(s, tid)
+            upd: list[dict[str, Any]] = []
+            keys: list[dict[str, Any]] = []
+            events: list[dict[str, Any]] = []
+            finals: list[tuple[uuid.UUID, str, str | None]] = []
+            for link_id, item, result, kind in entries:
+                done_ids.append(item.message_id)
+                route = {
+                    "carrier": item.carrier,
+                    "link_id": str(link_id) if link_id else None,
+                    "tried": [str(x) for x in item.tried],
+                }
+                if kind == "accepted" and result is not None:
+                    cids = [c or "" for c in result.message_ids]
+                    upd.append(
+                        {
+                            "b_id": item.message_id,
+                            "b_status": "submitted",
+                            "b_reason": None,
+                            "b_cids": cids,
+                            "b_route": route,
+                            "b_link": link_id,
+                            "b_sub": now,
+                            "b_done": None,
+                            "b_upd": now,
+                        }
+                    )
+                    keys += [
+                        {
+                            "link_id": link_id,
+                            "carrier_id": c,
+                            "tenant_id": tid,
+                            "message_id": item.message_id,
+                            "part": i,
+                            "parts": len(cids),
+                            "outcome": None,
+                        }
+                        for i, c in enumerate(cids)
+                    ]
+                    events.append(
+                        {
+                            "tenant_id": tid,
+                            "message_id": item.message_id,
+                            "kind": "status",
+                            "status": "submitted",
+                            "detail": {"link_id": str(link_id), "carrier_ids": cids},
+                            "at": now,
+                        }
+                    )
+                    self.stats["submitted"] += 1
+                else:
+                    reason = (
+                        "route.none"
+                        if kind == "no_route"
+                        else f"smpp.status_{(result.status if result else 0) or 0:#06x}"
+                    )
+                    upd.append(
+                        {
+                            "b_id": item.message_id,
+                            "b_status": "rejected",
+                            "b_reason": reason,
+                            "b_cids": [],
+                            "b_route": route,
+                            "b_link": link_id,
+                            "b_sub": None,
+                            "b_done": now,
+                            "b_upd": now,
+                        }
+                    )
+                    events.append(
+                        {
+                            "tenant_id": tid,
+                            "message_id": item.message_id,
+                            "kind": "status",
+                            "status": "rejected",
+                            "detail": {"reason": reason},
+                            "at": now,
+                        }
+                    )
+                    finals.append((item.message_id, "rejected", reason))
+                    self.stats["rejected"] += 1
+            t = Message.__table__
+            # row-level security (PostgreSQL) and the ids of this tenant's own claim scope the update
+            stmt = (
+                update(t)
+                .where(t.c.id == bindparam("b_id", type_=t.c.id.type))
+                .values(
+                    status=bindparam("b_status", type_=t.c.status.type),
+                    reason=bindparam("b_reason", type_=t.c.reason.type),
+                    carrier_ids=bindparam("b_cids", type_=t.c.carrier_ids.type),
+                    route=bindparam("b_route", type_=t.c.route.type),
+                    link_id=bindparam("b_link", type_=t.c.link_id.type),
+                    submitted_at=bindparam("b_sub", type_=t.c.submitted_at.type),
+                    done_at=bindparam("b_done", type_=t.c.done_at.type),
+                    updated_at=bindparam("b_upd", type_=t.c.updated_at.type),
+                )
+            )
+            await s.execute(stmt, upd)
+            if keys:
+                await s.execute(insert(CarrierReceiptKey.__table__), keys)
+            if events:
+                await s.execute(insert(MessageEvent.__table__), events)
+            await self._publish(s, finals)
+        if done_ids:
+            await s.execute(delete(DispatchItem).where(DispatchItem.message_id.in_(done_ids)))
+
+    async def apply_receipts(
+        self, s: AsyncSession, payloads: list[tuple[uuid.UUID, DeliveryReceipt]]
+    ) -> set[int]:
+        """Record receipts; return ``id()`` of the payloads whose carrier id is not known (yet)."""
+        now = utcnow()
+        by_link: dict[uuid.UUID, list[tuple[uuid.UUID, DeliveryReceipt]]] = defaultdict(list)
+        for p in payloads:
+            by_link[p[0]].append(p)
+        k = CarrierReceiptKey
+        unmatched: set[int] = set()
+        part_outcomes: dict[tuple[uuid.UUID, uuid.UUID], list[tuple[str, str]]] = defaultdict(list)
+        for link_id, ps in by_link.items():
+            cids = [r.message_id for _, r in ps]
+            rows = {
+                row.carrier_id: row
+                for row in (
+                    await s.execute(select(k).where(k.link_id == link_id, k.carrier_id.in_(cids)))
+                ).scalars()
+            }
+            for p in ps:
+                row = rows.get(p[1].message_id)
+                if row is None:
+                    unmatched.add(id(p))
+                    continue
+                stat = p[1].stat.upper()
+                row.outcome = stat[:16]
+                part_outcomes[(row.tenant_id, row.message_id)].append((stat, p[1].error))
+        await s.flush()
+        by_tenant: dict[uuid.UUID, list[uuid.UUID]] = defaultdict(list)
+        for tid, mid in part_outcomes:
+            by_tenant[tid].append(mid)
+        for tid, mids in by_tenant.items():
+            parts = (await s.execute(select(k.message_id, k.outcome).where(k.message_id.in_(mids)))).all()
+            outcomes: dict[uuid.UUID, list[str | None]] = defaultdict(list)
+            for mid, oc in parts:
+                outcomes[mid].append(oc)
+            await switch_tenant(s, tid)
+            final: dict[str, list[tuple[uuid.UUID, str | None]]] = defaultdict(list)
+            events: list[dict[str, Any]] = []
+            for mid in mids:
+                ocs = outcomes.get(mid, [])
+                bad = next((o for o in ocs if o and o != "DELIVRD"), None)
+                if bad is not None:
+                    status = RECEIPT_STATUS.get(bad, "failed")
+                    reason: str | None = RECEIPT_REASON.get(bad, "carrier.failed")
+                    err = next((e for st, e in part_outcomes[(tid, mid)] if st == bad), "")
+                    if err and status == "failed":
+                        reason = f"{reason}.{err}"
+                elif ocs and all(o == "DELIVRD" for o in ocs):
+                    status, reason = "delivered", None
+                else:
+                    continue  # more parts to come
+                final[status].append((mid, reason))
+            finals: list[tuple[uuid.UUID, str, str | None]] = []
+            t = Message.__table__
+            for status, entries in final.items():
+                ids = [m for m, _ in entries]
+                current = {
+                    r.id: r.status
+                    for r in (
+                        await s.execute(select(Message.id, Message.status).where(Message.id.in_(ids)))
+                    ).all()
+                }
+                todo = [(m, r) for m, r in entries if current.get(m) not in FINAL_STATUSES]
+                if not todo:
+                    continue
+                await s.execute(
+                    update(t)
+                    .where(t.c.id == bindparam("b_id", type_=t.c.id.type))
+                    .values(
+                        status=status,
+                        reason=bindparam("b_reason", type_=t.c.reason.type),
+                        done_at=now,
+                        updated_at=now,
+                    ),
+                    [{"b_id": m, "b_reason": r} for m, r in todo],
+                )
+                for m, r in todo:
+                    events.append(
+                        {
+                            "tenant_id": tid,
+                            "message_id": m,
+                            "kind": "receipt",
+                            "status": status,
+                            "detail": {"reason": r} if r else {},
+                            "at": now,
+                        }
+                    )
+                    finals.append((m, status, r))
+                self.stats[status] += len(todo)
+            if events:
+                await s.execute(insert(MessageEvent.__table__), events)
+            await self._publish(s, finals)
+        return unmatched
+
+    async def _publish(self, s: AsyncSession, finals: list[tuple[uuid.UUID, str, str | None]]) -> None:
+        if _publish is None or not finals:
+            return
+        for mid, status, reason in finals:
+            await _publish(s, "message.status", {"message_id": str(mid), "status": status, "reason": reason})
+
+    # -- helpers for tests, bench and operators ------------------------------------------------
+    async def backlog(self) -> int:
+        with context.tenant_scope(None):
+            async with unit_of_work(platform=True) as s:
+                from sqlalchemy import func
+
+                return int((await s.execute(select(func.count()).select_from(DispatchItem))).scalar_one())

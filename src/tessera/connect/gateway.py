@@ -1,0 +1,62 @@
+"""The messaging gateway process: ``tessera gateway`` runs :func:`run_gateway`; in embedded mode
+the app runs one dispatcher in-process (:func:`start_embedded` / :func:`stop_embedded`,
+registered with :mod:`tessera.core.lifecycle` by ``tessera.connect.tasks``)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from typing import Any
+
+from tessera.connect.dispatcher import Dispatcher
+
+log = logging.getLogger(__name__)
+
+
+async def run_gateway(settings: Any = None, *, stop: asyncio.Event | None = None, **options: Any) -> None:
+    """Run a dispatcher until SIGTERM/SIGINT (or ``stop`` is set); options go to :class:`Dispatcher`."""
+    from tessera.app import init_runtime
+    from tessera.settings import get_settings
+
+    settings = settings or get_settings()
+    init_runtime(settings)
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    dispatcher = Dispatcher(**options)
+    await dispatcher.start()
+    log.info("gateway %s started", dispatcher.id)
+    try:
+        await stop.wait()
+    finally:
+        await dispatcher.stop()
+        log.info("gateway %s stopped", dispatcher.id)
+
+
+async def start_embedded(app: Any) -> None:
+    settings = getattr(app.state, "settings", None)
+    if settings is None or not settings.embedded_workers:
+        return
+    dispatcher = Dispatcher()
+    await dispatcher.start()
+    app.state.connect_gateway = dispatcher
+
+
+async def stop_embedded(app: Any) -> None:
+    dispatcher: Dispatcher | None = getattr(app.state, "connect_gateway", None)
+    if dispatcher is not None:
+        await dispatcher.stop()
+        app.state.connect_gateway = None
+
+
+def main() -> None:
+    """Entry point: ``python -m tessera.connect.gateway``."""
+    asyncio.run(run_gateway())
+
+
+if __name__ == "__main__":
+    main()
