@@ -21,6 +21,8 @@ ROUTERS = [
     "tessera.contacts.api",
     "tessera.connect.api",
     "tessera.connect.compliance.api",
+    "tessera.connect.verify.api",
+    "tessera.connect.inbound.api",
 ]
 
 VIEWS = [

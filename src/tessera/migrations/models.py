@@ -20,6 +20,8 @@ MODEL_MODULES = [
     "tessera.contacts.models",
     "tessera.connect.models",
     "tessera.connect.compliance.models",
+    "tessera.connect.verify.models",
+    "tessera.connect.inbound.models",
 ]
 
 

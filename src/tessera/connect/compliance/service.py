@@ -1,0 +1,477 @@
+"""The compliance engine: one check for the messaging pipeline, list management and reviews.
+
+Verdicts of :func:`check_outbound` (strongest first):
+
+- ``reject``: the recipient must not get this message at all (on the block or empty-number
+  list, opted out, frequency cap reached). Final; the pipeline stores it as rejected.
+- ``block``: the content carries a blocked word. Final.
+- ``hold``: a word asks for human review (``message.held_for_review``: call
+  :func:`hold_for_review`), or a marketing message falls in the tenant's quiet hours
+  (``message.quiet_hours``: schedule it at ``not_before``).
+- ``allow``: send ``replaced_body`` (replace-words applied).
+
+Scope of each rule: block/empty lists and words apply to every class; opt-outs apply to
+marketing and notification (a verification code is asked for by the recipient); quiet hours
+and frequency caps to marketing only. The tenant's allow list overrides the *global* block
+list and exempts from the frequency cap; it never overrides an opt-out or the tenant's own
+block list.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import uuid
+import zoneinfo
+from collections.abc import Awaitable, Callable, Iterator
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tessera.connect.compliance.errors import (
+    ComplianceInvalid,
+    DuplicateEntry,
+    DuplicateWord,
+    EntryNotFound,
+    OptOutNotFound,
+    ReviewDecided,
+    ReviewNotFound,
+    WordNotFound,
+)
+from tessera.connect.compliance.matcher import (
+    DEFAULT_OPT_OUT_KEYWORDS,
+    Action,
+    Hit,
+    Matcher,
+    MatcherCache,
+    Verdict,
+    WordEntry,
+    is_opt_out,
+)
+from tessera.connect.compliance.models import (
+    ComplianceSettings,
+    ComplianceWord,
+    GlobalListEntry,
+    GlobalWord,
+    ListEntry,
+    OptOut,
+    Review,
+)
+from tessera.connect.compliance.normalize import normalize_utf8
+from tessera.connect.compliance.repository import (
+    GlobalListRepository,
+    GlobalWordRepository,
+    ListEntryRepository,
+    OptOutRepository,
+    ReviewRepository,
+    SentCounter,
+    SettingsRepository,
+    VersionRepository,
+    WordRepository,
+    tenant_timezone,
+)
+from tessera.core import context
+from tessera.core.audit import service as audit
+from tessera.core.crypto.types import blind_index
+from tessera.core.db.base import utcnow
+from tessera.core.phone import InvalidPhone, normalize_phone
+
+GLOBAL_SCOPE = "global"
+
+
+@dataclass(frozen=True, slots=True)
+class ComplianceDecision:
+    verdict: str  # allow | hold | block | reject
+    code: str | None
+    replaced_body: str
+    hits: tuple[Hit, ...] = ()
+    not_before: dt.datetime | None = None
+    message: str = ""
+
+    @property
+    def allowed(self) -> bool:
+        return self.verdict == "allow"
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    kind: str  # phone | email
+    value: str
+
+
+def normalize_address(raw: str, *, field: str = "to") -> Address:
+    """E.164 phone or lower-cased email; 422 naming ``field`` otherwise."""
+    raw = raw.strip()
+    if "@" in raw:
+        local, _, domain = raw.rpartition("@")
+        if not local or "." not in domain or " " in raw or len(raw) > 320:
+            raise ComplianceInvalid("not a valid email address", field=field, rule="invalid_email")
+        return Address("email", f"{local}@{domain.lower()}")
+    try:
+        return Address("phone", normalize_phone(raw, "CN", field=field))
+    except InvalidPhone as exc:
+        raise ComplianceInvalid(exc.message, field=field, rule="invalid_phone") from None
+
+
+# --- matcher -----------------------------------------------------------------------------------
+
+_cache = MatcherCache()
+_global_loaded: list[int] = [-1]
+
+
+class _Miss(Exception):
+    pass
+
+
+def _raise_miss() -> list[WordEntry]:
+    raise _Miss
+
+
+def _entry(w: ComplianceWord | GlobalWord) -> WordEntry:
+    return WordEntry(w.word, w.category, Action(w.action), w.replacement, w.whole_word)
+
+
+async def get_matcher(session: AsyncSession) -> Matcher:
+    """The tenant's matcher (global + tenant words), rebuilt only when a version changed."""
+    tid = str(context.current_tenant_id())
+    versions = await VersionRepository(session).versions([GLOBAL_SCOPE, tid])
+    gv = versions.get(GLOBAL_SCOPE, 0)
+    if _global_loaded[0] != gv:
+        rows = await GlobalWordRepository(session).listing()
+        _cache.set_global([_entry(w) for w in rows], gv)
+        _global_loaded[0] = gv
+    tv = versions.get(tid, 0)
+    try:
+        return _cache.get(tid, tv, _raise_miss)
+    except _Miss:
+        entries = [_entry(w) for w in await WordRepository(session).listing()]
+        return _cache.get(tid, tv, lambda: entries)
+
+
+def matcher_builds() -> int:
+    return _cache.builds
+
+
+# --- the check ---------------------------------------------------------------------------------
+
+_released: ContextVar[bool] = ContextVar("compliance_released", default=False)
+
+
+@contextlib.contextmanager
+def released_after_review() -> Iterator[None]:
+    """Inside this block, words that ask for review do not hold again (an approved review)."""
+    token = _released.set(True)
+    try:
+        yield
+    finally:
+        _released.reset(token)
+
+
+def _local_minutes(now: dt.datetime, tz: str) -> tuple[dt.datetime, int]:
+    try:
+        zone = zoneinfo.ZoneInfo(tz)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        zone = zoneinfo.ZoneInfo("UTC")
+    local = now.astimezone(zone)
+    return local, local.hour * 60 + local.minute
+
+
+def quiet_until(now: dt.datetime, tz: str, start: int, end: int) -> dt.datetime | None:
+    """End of the quiet window containing ``now`` (UTC), or None when ``now`` is outside it."""
+    if start == end:
+        return None
+    local, minutes = _local_minutes(now, tz)
+    inside = start <= minutes < end if start < end else (minutes >= start or minutes < end)
+    if not inside:
+        return None
+    day = local.date() if minutes < end else local.date() + dt.timedelta(days=1)
+    end_local = dt.datetime.combine(day, dt.time(end // 60, end % 60), tzinfo=local.tzinfo)
+    return end_local.astimezone(dt.UTC)
+
+
+async def _settings(session: AsyncSession) -> ComplianceSettings | None:
+    key = "compliance_settings"
+    if key not in session.info:
+        session.info[key] = await SettingsRepository(session).current()
+    return session.info[key]  # type: ignore[no-any-return]
+
+
+async def check_outbound(
+    session: AsyncSession,
+    *,
+    channel: str,
+    message_class: str,
+    to_e164_or_email: str,
+    body: str,
+    now: dt.datetime | None = None,
+) -> ComplianceDecision:
+    """Decide whether one outbound message may go (tenant in scope). Writes nothing."""
+    now = now or utcnow()
+    addr = normalize_address(to_e164_or_email)
+    index = blind_index(addr.kind, addr.value)
+    tenant_lists = await ListEntryRepository(session).kinds_for(index)
+    global_lists = await GlobalListRepository(session).kinds_for(addr.value)
+    allowed = "allow" in tenant_lists
+    if "empty" in tenant_lists or "empty" in global_lists:
+        return ComplianceDecision("reject", "message.recipient_empty_number", body, message="the number is not in service")
+    if "block" in tenant_lists or ("block" in global_lists and not allowed):
+        return ComplianceDecision("reject", "message.recipient_blocked", body, message="the recipient is on a block list")
+    if message_class != "verification" and await OptOutRepository(session).find(channel, index) is not None:
+        return ComplianceDecision("reject", "message.recipient_opted_out", body, message="the recipient opted out")
+    scan = (await get_matcher(session)).scan(body)
+    if scan.verdict is Verdict.BLOCK:
+        return ComplianceDecision("block", "message.blocked_word", body, scan.hits, message="the message contains a blocked word")
+    if scan.verdict is Verdict.HOLD and not _released.get():
+        return ComplianceDecision("hold", "message.held_for_review", scan.replaced_text, scan.hits, message="the message needs review")
+    if message_class == "marketing":
+        st = await _settings(session)
+        if st is not None and st.quiet_start is not None and st.quiet_end is not None:
+            tz = await tenant_timezone(session, context.current_tenant_id())
+            until = quiet_until(now, tz, st.quiet_start, st.quiet_end)
+            if until is not None:
+                return ComplianceDecision("hold", "message.quiet_hours", scan.replaced_text, scan.hits, until,
+                                          message="marketing messages wait for the end of quiet hours")
+        if st is not None and st.cap_count is not None and not allowed and addr.kind == "phone":
+            since = now - dt.timedelta(hours=st.cap_window_hours)
+            sent = await SentCounter(session).marketing_since(blind_index("phone", addr.value), since)
+            if sent >= st.cap_count:
+                return ComplianceDecision("reject", "message.frequency_capped", scan.replaced_text, scan.hits,
+                                          message=f"{sent} marketing messages in {st.cap_window_hours} h")
+    return ComplianceDecision("allow", None, scan.replaced_text, scan.hits)
+
+
+# --- words -------------------------------------------------------------------------------------
+
+
+def _validate_word(word: str, action: str, replacement: str | None) -> str:
+    word = word.strip()
+    if not normalize_utf8(word):
+        raise ComplianceInvalid("the word is empty after normalisation", field="word", rule="empty_after_normalisation")
+    if action not in ("block", "hold", "replace"):
+        raise ComplianceInvalid("action must be block, hold or replace", field="action", rule="enum")
+    if replacement is not None and action != "replace":
+        raise ComplianceInvalid("a replacement needs action 'replace'", field="replacement", rule="replace_only")
+    return word
+
+
+async def add_word(session: AsyncSession, *, word: str, category: str, action: str,
+                   replacement: str | None = None, whole_word: bool = False) -> ComplianceWord:
+    word = _validate_word(word, action, replacement)
+    repo = WordRepository(session)
+    if await repo.by_word(word) is not None:
+        raise DuplicateWord(field="word")
+    row = await repo.create(ComplianceWord(word=word, category=category, action=action,
+                                           replacement=replacement, whole_word=whole_word))
+    await VersionRepository(session).bump(str(context.current_tenant_id()))
+    await audit.record(session, "compliance.word_add", "compliance_word", row.id,
+                       after={"word": word, "category": category, "action": action})
+    return row
+
+
+async def list_words(session: AsyncSession, category: str | None = None) -> list[ComplianceWord]:
+    return await WordRepository(session).listing(category)
+
+
+async def delete_word(session: AsyncSession, word_id: uuid.UUID) -> None:
+    repo = WordRepository(session)
+    row = await repo.get(word_id)
+    if row is None:
+        raise WordNotFound()
+    before = {"word": row.word, "category": row.category, "action": row.action}
+    await repo.delete(row)
+    await VersionRepository(session).bump(str(context.current_tenant_id()))
+    await audit.record(session, "compliance.word_delete", "compliance_word", word_id, before=before)
+
+
+async def add_global_word(session: AsyncSession, *, word: str, category: str, action: str,
+                          replacement: str | None = None, whole_word: bool = False) -> GlobalWord:
+    """Operator: add a word to the global list (platform session)."""
+    word = _validate_word(word, action, replacement)
+    if any(w.word == word for w in await GlobalWordRepository(session).listing()):
+        raise DuplicateWord(field="word")
+    row = GlobalWord(word=word, category=category, action=action, replacement=replacement, whole_word=whole_word)
+    session.add(row)
+    await session.flush()
+    await VersionRepository(session).bump(GLOBAL_SCOPE)
+    return row
+
+
+async def add_global_entry(session: AsyncSession, *, list_kind: str, value: str, note: str = "") -> GlobalListEntry:
+    """Operator: put a number or email on the global block or empty-number list."""
+    if list_kind not in ("block", "empty"):
+        raise ComplianceInvalid("global lists are 'block' and 'empty'", field="list", rule="enum")
+    addr = normalize_address(value, field="value")
+    row = GlobalListEntry(list_kind=list_kind, kind=addr.kind, value=addr.value, note=note)
+    session.add(row)
+    await session.flush()
+    return row
+
+
+# --- block / allow / empty lists ---------------------------------------------------------------
+
+
+async def add_entry(session: AsyncSession, *, list_kind: str, value: str, note: str = "") -> ListEntry:
+    if list_kind not in ("block", "allow", "empty"):
+        raise ComplianceInvalid("list must be block, allow or empty", field="list", rule="enum")
+    addr = normalize_address(value, field="value")
+    index = blind_index(addr.kind, addr.value)
+    repo = ListEntryRepository(session)
+    if await repo.find(list_kind, index) is not None:
+        raise DuplicateEntry(field="value")
+    row = await repo.create(ListEntry(list_kind=list_kind, kind=addr.kind, value=addr.value, value_index=index, note=note))
+    await audit.record(session, "compliance.list_add", "compliance_list_entry", row.id,
+                       after={"list": list_kind, "kind": addr.kind, addr.kind: addr.value})
+    return row
+
+
+async def list_entries(session: AsyncSession, list_kind: str) -> list[ListEntry]:
+    if list_kind not in ("block", "allow", "empty"):
+        raise ComplianceInvalid("list must be block, allow or empty", field="list", rule="enum")
+    return await ListEntryRepository(session).listing(list_kind)
+
+
+async def delete_entry(session: AsyncSession, entry_id: uuid.UUID) -> None:
+    repo = ListEntryRepository(session)
+    row = await repo.get(entry_id)
+    if row is None:
+        raise EntryNotFound()
+    before = {"list": row.list_kind, "kind": row.kind, row.kind: row.value}
+    await repo.delete(row)
+    await audit.record(session, "compliance.list_delete", "compliance_list_entry", entry_id, before=before)
+
+
+# --- opt-outs ----------------------------------------------------------------------------------
+
+
+async def opt_out(session: AsyncSession, *, channel: str, address: str, source: str = "api") -> OptOut:
+    """Opt ``address`` out of the tenant's ``channel`` messages (idempotent)."""
+    addr = normalize_address(address, field="address")
+    index = blind_index(addr.kind, addr.value)
+    repo = OptOutRepository(session)
+    row = await repo.find(channel, index)
+    if row is not None:
+        return row
+    row = await repo.create(OptOut(channel=channel, address=addr.value, address_index=index, source=source))
+    await audit.record(session, "compliance.opt_out", "compliance_opt_out", row.id,
+                       after={"channel": channel, addr.kind: addr.value, "source": source})
+    return row
+
+
+async def is_opted_out(session: AsyncSession, *, channel: str, address: str) -> bool:
+    addr = normalize_address(address, field="address")
+    return await OptOutRepository(session).find(channel, blind_index(addr.kind, addr.value)) is not None
+
+
+async def list_opt_outs(session: AsyncSession, channel: str | None = None, limit: int = 100) -> list[OptOut]:
+    return await OptOutRepository(session).listing(channel, limit)
+
+
+async def remove_opt_out(session: AsyncSession, opt_out_id: uuid.UUID) -> None:
+    repo = OptOutRepository(session)
+    row = await repo.get(opt_out_id)
+    if row is None:
+        raise OptOutNotFound()
+    before = {"channel": row.channel, "source": row.source}
+    await repo.delete(row)
+    await audit.record(session, "compliance.opt_in", "compliance_opt_out", opt_out_id, before=before)
+
+
+# --- settings ----------------------------------------------------------------------------------
+
+
+async def get_settings(session: AsyncSession) -> ComplianceSettings:
+    row = await SettingsRepository(session).current()
+    return row if row is not None else ComplianceSettings(cap_window_hours=24, opt_out_keywords=[], opt_out_reply="")
+
+
+def opt_out_keywords(st: ComplianceSettings | None) -> tuple[str, ...]:
+    return tuple(st.opt_out_keywords) if st is not None and st.opt_out_keywords else DEFAULT_OPT_OUT_KEYWORDS
+
+
+async def is_opt_out_text(session: AsyncSession, text: str) -> bool:
+    return is_opt_out(text, opt_out_keywords(await SettingsRepository(session).current()))
+
+
+async def update_settings(session: AsyncSession, changes: dict[str, Any]) -> ComplianceSettings:
+    repo = SettingsRepository(session)
+    row = await repo.current()
+    if row is None:
+        row = await repo.create(ComplianceSettings(cap_window_hours=24, opt_out_keywords=[], opt_out_reply=""))
+    before = {k: getattr(row, k) for k in changes}
+    for k, v in changes.items():
+        setattr(row, k, v)
+    if (row.quiet_start is None) != (row.quiet_end is None):
+        raise ComplianceInvalid("quiet hours need both a start and an end", field="quiet_hours", rule="both_or_neither")
+    await session.flush()
+    session.info.pop("compliance_settings", None)
+    await audit.record(session, "compliance.settings_update", "compliance_settings", row.id, before=before, after=changes)
+    return row
+
+
+# --- review queue ------------------------------------------------------------------------------
+
+ReviewHook = Callable[[AsyncSession, Review, str], Awaitable[None]]
+on_review_decision: list[ReviewHook] = []
+"""Called with ``(session, review, "approved"|"rejected")`` in the deciding transaction."""
+
+
+def _hit_json(h: Hit) -> dict[str, Any]:
+    return {"word": h.word, "category": h.category, "action": str(h.action), "start": h.start, "end": h.end}
+
+
+async def hold_for_review(
+    session: AsyncSession, *, channel: str, message_class: str, to: str, body: str,
+    decision: ComplianceDecision, payload: dict[str, Any],
+) -> Review:
+    """Park a held message. ``payload`` is the ``MessageIn`` (by alias) sent again on approval."""
+    row = await ReviewRepository(session).create(Review(
+        channel=channel, message_class=message_class, to=to, body=body,
+        hits=[_hit_json(h) for h in decision.hits], reason=decision.code or "message.held_for_review",
+        payload=payload, status="pending",
+    ))
+    await audit.record(session, "compliance.hold", "compliance_review", row.id, after={"reason": row.reason})
+    return row
+
+
+async def list_reviews(session: AsyncSession, status: str | None, limit: int = 100) -> list[Review]:
+    return await ReviewRepository(session).listing(status, limit)
+
+
+async def get_review(session: AsyncSession, review_id: uuid.UUID) -> Review:
+    row = await ReviewRepository(session).get(review_id)
+    if row is None:
+        raise ReviewNotFound()
+    return row
+
+
+async def decide_review(session: AsyncSession, review_id: uuid.UUID, decision: str, note: str | None = None) -> Review:
+    row = await get_review(session, review_id)
+    if row.status != "pending":
+        raise ReviewDecided(f"the review is already {row.status}")
+    row.status = decision
+    row.decided_by = context.current_actor().label or context.current_actor().kind
+    row.decided_at = utcnow()
+    row.decision_note = note
+    for hook in on_review_decision:
+        await hook(session, row, decision)
+    await session.flush()
+    await audit.record(session, f"compliance.review_{decision}", "compliance_review", row.id,
+                       before={"status": "pending"}, after={"status": decision, "message_id": row.message_id})
+    return row
+
+
+async def _release(session: AsyncSession, review: Review, decision: str) -> None:
+    """Default hook: an approved review goes through the messaging pipeline's send service."""
+    if decision != "approved" or not review.payload:
+        return
+    from tessera.connect.schemas import MessageIn
+    from tessera.connect.service.send import send_message
+
+    with released_after_review():
+        accepted = await send_message(session, MessageIn.model_validate(review.payload))
+    review.message_id = accepted.id
+
+
+on_review_decision.append(_release)
