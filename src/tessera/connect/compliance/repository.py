@@ -86,7 +86,9 @@ class GlobalListRepository(Repository[GlobalListEntry]):
     model = GlobalListEntry
 
     async def kinds_for(self, value: str) -> set[str]:
-        rows = await self.session.execute(select(GlobalListEntry.list_kind).where(GlobalListEntry.value == value))
+        rows = await self.session.execute(
+            select(GlobalListEntry.list_kind).where(GlobalListEntry.value == value)
+        )
         return set(rows.scalars())
 
 
@@ -94,7 +96,9 @@ class OptOutRepository(TenantRepository[OptOut]):
     model = OptOut
 
     async def find(self, channel: str, index: str) -> OptOut | None:
-        return await self.one_or_none(self.select().where(OptOut.channel == channel, OptOut.address_index == index))
+        return await self.one_or_none(
+            self.select().where(OptOut.channel == channel, OptOut.address_index == index)
+        )
 
     async def listing(self, channel: str | None, limit: int) -> list[OptOut]:
         stmt = self.select().order_by(OptOut.created_at.desc(), OptOut.id.desc()).limit(limit)

@@ -108,7 +108,7 @@ def normalize_address(raw: str, *, field: str = "to") -> Address:
         local, _, domain = raw.rpartition("@")
         if not local or "." not in domain or " " in raw or len(raw) > 320:
             raise ComplianceInvalid("not a valid email address", field=field, rule="invalid_email")
-        return Address("email", f"{local}@{domain.lower()}")
+        return Address("email", f"{local}@{domain}".lower())
     try:
         return Address("phone", normalize_phone(raw, "CN", field=field))
     except InvalidPhone as exc:
@@ -215,30 +215,55 @@ async def check_outbound(
     global_lists = await GlobalListRepository(session).kinds_for(addr.value)
     allowed = "allow" in tenant_lists
     if "empty" in tenant_lists or "empty" in global_lists:
-        return ComplianceDecision("reject", "message.recipient_empty_number", body, message="the number is not in service")
+        return ComplianceDecision(
+            "reject", "message.recipient_empty_number", body, message="the number is not in service"
+        )
     if "block" in tenant_lists or ("block" in global_lists and not allowed):
-        return ComplianceDecision("reject", "message.recipient_blocked", body, message="the recipient is on a block list")
+        return ComplianceDecision(
+            "reject", "message.recipient_blocked", body, message="the recipient is on a block list"
+        )
     if message_class != "verification" and await OptOutRepository(session).find(channel, index) is not None:
-        return ComplianceDecision("reject", "message.recipient_opted_out", body, message="the recipient opted out")
+        return ComplianceDecision(
+            "reject", "message.recipient_opted_out", body, message="the recipient opted out"
+        )
     scan = (await get_matcher(session)).scan(body)
     if scan.verdict is Verdict.BLOCK:
-        return ComplianceDecision("block", "message.blocked_word", body, scan.hits, message="the message contains a blocked word")
+        return ComplianceDecision(
+            "block", "message.blocked_word", body, scan.hits, message="the message contains a blocked word"
+        )
     if scan.verdict is Verdict.HOLD and not _released.get():
-        return ComplianceDecision("hold", "message.held_for_review", scan.replaced_text, scan.hits, message="the message needs review")
+        return ComplianceDecision(
+            "hold",
+            "message.held_for_review",
+            scan.replaced_text,
+            scan.hits,
+            message="the message needs review",
+        )
     if message_class == "marketing":
         st = await _settings(session)
         if st is not None and st.quiet_start is not None and st.quiet_end is not None:
             tz = await tenant_timezone(session, context.current_tenant_id())
             until = quiet_until(now, tz, st.quiet_start, st.quiet_end)
             if until is not None:
-                return ComplianceDecision("hold", "message.quiet_hours", scan.replaced_text, scan.hits, until,
-                                          message="marketing messages wait for the end of quiet hours")
+                return ComplianceDecision(
+                    "hold",
+                    "message.quiet_hours",
+                    scan.replaced_text,
+                    scan.hits,
+                    until,
+                    message="marketing messages wait for the end of quiet hours",
+                )
         if st is not None and st.cap_count is not None and not allowed and addr.kind == "phone":
             since = now - dt.timedelta(hours=st.cap_window_hours)
             sent = await SentCounter(session).marketing_since(blind_index("phone", addr.value), since)
             if sent >= st.cap_count:
-                return ComplianceDecision("reject", "message.frequency_capped", scan.replaced_text, scan.hits,
-                                          message=f"{sent} marketing messages in {st.cap_window_hours} h")
+                return ComplianceDecision(
+                    "reject",
+                    "message.frequency_capped",
+                    scan.replaced_text,
+                    scan.hits,
+                    message=f"{sent} marketing messages in {st.cap_window_hours} h",
+                )
     return ComplianceDecision("allow", None, scan.replaced_text, scan.hits)
 
 
@@ -248,25 +273,44 @@ async def check_outbound(
 def _validate_word(word: str, action: str, replacement: str | None) -> str:
     word = word.strip()
     if not normalize_utf8(word):
-        raise ComplianceInvalid("the word is empty after normalisation", field="word", rule="empty_after_normalisation")
+        raise ComplianceInvalid(
+            "the word is empty after normalisation", field="word", rule="empty_after_normalisation"
+        )
     if action not in ("block", "hold", "replace"):
         raise ComplianceInvalid("action must be block, hold or replace", field="action", rule="enum")
     if replacement is not None and action != "replace":
-        raise ComplianceInvalid("a replacement needs action 'replace'", field="replacement", rule="replace_only")
+        raise ComplianceInvalid(
+            "a replacement needs action 'replace'", field="replacement", rule="replace_only"
+        )
     return word
 
 
-async def add_word(session: AsyncSession, *, word: str, category: str, action: str,
-                   replacement: str | None = None, whole_word: bool = False) -> ComplianceWord:
+async def add_word(
+    session: AsyncSession,
+    *,
+    word: str,
+    category: str,
+    action: str,
+    replacement: str | None = None,
+    whole_word: bool = False,
+) -> ComplianceWord:
     word = _validate_word(word, action, replacement)
     repo = WordRepository(session)
     if await repo.by_word(word) is not None:
         raise DuplicateWord(field="word")
-    row = await repo.create(ComplianceWord(word=word, category=category, action=action,
-                                           replacement=replacement, whole_word=whole_word))
+    row = await repo.create(
+        ComplianceWord(
+            word=word, category=category, action=action, replacement=replacement, whole_word=whole_word
+        )
+    )
     await VersionRepository(session).bump(str(context.current_tenant_id()))
-    await audit.record(session, "compliance.word_add", "compliance_word", row.id,
-                       after={"word": word, "category": category, "action": action})
+    await audit.record(
+        session,
+        "compliance.word_add",
+        "compliance_word",
+        row.id,
+        after={"word": word, "category": category, "action": action},
+    )
     return row
 
 
@@ -285,20 +329,31 @@ async def delete_word(session: AsyncSession, word_id: uuid.UUID) -> None:
     await audit.record(session, "compliance.word_delete", "compliance_word", word_id, before=before)
 
 
-async def add_global_word(session: AsyncSession, *, word: str, category: str, action: str,
-                          replacement: str | None = None, whole_word: bool = False) -> GlobalWord:
+async def add_global_word(
+    session: AsyncSession,
+    *,
+    word: str,
+    category: str,
+    action: str,
+    replacement: str | None = None,
+    whole_word: bool = False,
+) -> GlobalWord:
     """Operator: add a word to the global list (platform session)."""
     word = _validate_word(word, action, replacement)
     if any(w.word == word for w in await GlobalWordRepository(session).listing()):
         raise DuplicateWord(field="word")
-    row = GlobalWord(word=word, category=category, action=action, replacement=replacement, whole_word=whole_word)
+    row = GlobalWord(
+        word=word, category=category, action=action, replacement=replacement, whole_word=whole_word
+    )
     session.add(row)
     await session.flush()
     await VersionRepository(session).bump(GLOBAL_SCOPE)
     return row
 
 
-async def add_global_entry(session: AsyncSession, *, list_kind: str, value: str, note: str = "") -> GlobalListEntry:
+async def add_global_entry(
+    session: AsyncSession, *, list_kind: str, value: str, note: str = ""
+) -> GlobalListEntry:
     """Operator: put a number or email on the global block or empty-number list."""
     if list_kind not in ("block", "empty"):
         raise ComplianceInvalid("global lists are 'block' and 'empty'", field="list", rule="enum")
@@ -320,9 +375,16 @@ async def add_entry(session: AsyncSession, *, list_kind: str, value: str, note: 
     repo = ListEntryRepository(session)
     if await repo.find(list_kind, index) is not None:
         raise DuplicateEntry(field="value")
-    row = await repo.create(ListEntry(list_kind=list_kind, kind=addr.kind, value=addr.value, value_index=index, note=note))
-    await audit.record(session, "compliance.list_add", "compliance_list_entry", row.id,
-                       after={"list": list_kind, "kind": addr.kind, addr.kind: addr.value})
+    row = await repo.create(
+        ListEntry(list_kind=list_kind, kind=addr.kind, value=addr.value, value_index=index, note=note)
+    )
+    await audit.record(
+        session,
+        "compliance.list_add",
+        "compliance_list_entry",
+        row.id,
+        after={"list": list_kind, "kind": addr.kind, addr.kind: addr.value},
+    )
     return row
 
 
@@ -354,8 +416,13 @@ async def opt_out(session: AsyncSession, *, channel: str, address: str, source: 
     if row is not None:
         return row
     row = await repo.create(OptOut(channel=channel, address=addr.value, address_index=index, source=source))
-    await audit.record(session, "compliance.opt_out", "compliance_opt_out", row.id,
-                       after={"channel": channel, addr.kind: addr.value, "source": source})
+    await audit.record(
+        session,
+        "compliance.opt_out",
+        "compliance_opt_out",
+        row.id,
+        after={"channel": channel, addr.kind: addr.value, "source": source},
+    )
     return row
 
 
@@ -383,7 +450,11 @@ async def remove_opt_out(session: AsyncSession, opt_out_id: uuid.UUID) -> None:
 
 async def get_settings(session: AsyncSession) -> ComplianceSettings:
     row = await SettingsRepository(session).current()
-    return row if row is not None else ComplianceSettings(cap_window_hours=24, opt_out_keywords=[], opt_out_reply="")
+    return (
+        row
+        if row is not None
+        else ComplianceSettings(cap_window_hours=24, opt_out_keywords=[], opt_out_reply="")
+    )
 
 
 def opt_out_keywords(st: ComplianceSettings | None) -> tuple[str, ...]:
@@ -398,15 +469,21 @@ async def update_settings(session: AsyncSession, changes: dict[str, Any]) -> Com
     repo = SettingsRepository(session)
     row = await repo.current()
     if row is None:
-        row = await repo.create(ComplianceSettings(cap_window_hours=24, opt_out_keywords=[], opt_out_reply=""))
+        row = await repo.create(
+            ComplianceSettings(cap_window_hours=24, opt_out_keywords=[], opt_out_reply="")
+        )
     before = {k: getattr(row, k) for k in changes}
     for k, v in changes.items():
         setattr(row, k, v)
     if (row.quiet_start is None) != (row.quiet_end is None):
-        raise ComplianceInvalid("quiet hours need both a start and an end", field="quiet_hours", rule="both_or_neither")
+        raise ComplianceInvalid(
+            "quiet hours need both a start and an end", field="quiet_hours", rule="both_or_neither"
+        )
     await session.flush()
     session.info.pop("compliance_settings", None)
-    await audit.record(session, "compliance.settings_update", "compliance_settings", row.id, before=before, after=changes)
+    await audit.record(
+        session, "compliance.settings_update", "compliance_settings", row.id, before=before, after=changes
+    )
     return row
 
 
@@ -422,15 +499,28 @@ def _hit_json(h: Hit) -> dict[str, Any]:
 
 
 async def hold_for_review(
-    session: AsyncSession, *, channel: str, message_class: str, to: str, body: str,
-    decision: ComplianceDecision, payload: dict[str, Any],
+    session: AsyncSession,
+    *,
+    channel: str,
+    message_class: str,
+    to: str,
+    body: str,
+    decision: ComplianceDecision,
+    payload: dict[str, Any],
 ) -> Review:
     """Park a held message. ``payload`` is the ``MessageIn`` (by alias) sent again on approval."""
-    row = await ReviewRepository(session).create(Review(
-        channel=channel, message_class=message_class, to=to, body=body,
-        hits=[_hit_json(h) for h in decision.hits], reason=decision.code or "message.held_for_review",
-        payload=payload, status="pending",
-    ))
+    row = await ReviewRepository(session).create(
+        Review(
+            channel=channel,
+            message_class=message_class,
+            to=to,
+            body=body,
+            hits=[_hit_json(h) for h in decision.hits],
+            reason=decision.code or "message.held_for_review",
+            payload=payload,
+            status="pending",
+        )
+    )
     await audit.record(session, "compliance.hold", "compliance_review", row.id, after={"reason": row.reason})
     return row
 
@@ -446,7 +536,9 @@ async def get_review(session: AsyncSession, review_id: uuid.UUID) -> Review:
     return row
 
 
-async def decide_review(session: AsyncSession, review_id: uuid.UUID, decision: str, note: str | None = None) -> Review:
+async def decide_review(
+    session: AsyncSession, review_id: uuid.UUID, decision: str, note: str | None = None
+) -> Review:
     row = await get_review(session, review_id)
     if row.status != "pending":
         raise ReviewDecided(f"the review is already {row.status}")
@@ -457,8 +549,14 @@ async def decide_review(session: AsyncSession, review_id: uuid.UUID, decision: s
     for hook in on_review_decision:
         await hook(session, row, decision)
     await session.flush()
-    await audit.record(session, f"compliance.review_{decision}", "compliance_review", row.id,
-                       before={"status": "pending"}, after={"status": decision, "message_id": row.message_id})
+    await audit.record(
+        session,
+        f"compliance.review_{decision}",
+        "compliance_review",
+        row.id,
+        before={"status": "pending"},
+        after={"status": decision, "message_id": row.message_id},
+    )
     return row
 
 
