@@ -9,14 +9,24 @@ from tests.helpers import api_snapshot, assert_cross_tenant_refused
 
 
 async def test_create_normalises_and_masks_by_role(client: httpx.AsyncClient, tenant: TenantWorld) -> None:
-    c = await make_contact(client, tenant.headers("admin"), phones=["138 0013 8001", "+8613900139000"],
-                           emails=[" Zhang@Example.COM "], address="上海市浦东新区世纪大道100号",
-                           consent={"sms": {"status": "opted_in", "source": "web form"}})
-    assert c["phones"] == [{"value": "+8613800138001", "primary": True}, {"value": "+8613900139000", "primary": False}]
+    c = await make_contact(
+        client,
+        tenant.headers("admin"),
+        phones=["138 0013 8001", "+8613900139000"],
+        emails=[" Zhang@Example.COM "],
+        address="上海市浦东新区世纪大道100号",
+        consent={"sms": {"status": "opted_in", "source": "web form"}},
+    )
+    assert c["phones"] == [
+        {"value": "+8613800138001", "primary": True},
+        {"value": "+8613900139000", "primary": False},
+    ]
     assert c["emails"] == [{"value": "zhang@example.com", "primary": True}]
     assert c["consent"]["sms"]["status"] == "opted_in"
     # member: no pii:view -> masked; admin -> clear
-    m = await make_contact(client, tenant.headers("member"), name="Li Si", phones=["13700137000"], emails=["lisi@example.com"])
+    m = await make_contact(
+        client, tenant.headers("member"), name="Li Si", phones=["13700137000"], emails=["lisi@example.com"]
+    )
     r = await client.get(f"/v1/contacts/{m['id']}", headers=tenant.headers("member"))
     assert r.status_code == 200
     assert r.json()["phones"][0]["value"] == "137****7000"
@@ -37,9 +47,14 @@ async def test_visibility_by_owner(client: httpx.AsyncClient, tenant: TenantWorl
     h = tenant.headers("admin")
     theirs = await make_contact(client, h, name="Owned by admin", owner_id=str(tenant.users["admin"]))
     mine = await make_contact(client, h, name="Owned by member", owner_id=str(tenant.users["member"]))
-    member = Principal(tenant_id=tenant.tenant_id, actor=context.Actor("user", tenant.users["member"]),
-                       role_key="member", permissions=frozenset({"contacts:read"}),
-                       visibility={"default": "own"}, user_id=tenant.users["member"])
+    member = Principal(
+        tenant_id=tenant.tenant_id,
+        actor=context.Actor("user", tenant.users["member"]),
+        role_key="member",
+        permissions=frozenset({"contacts:read"}),
+        visibility={"default": "own"},
+        user_id=tenant.users["member"],
+    )
     with context.tenant_scope(tenant.tenant_id, principal=member):
         async with unit_of_work() as s:
             assert (await svc.get_contact(s, uuid.UUID(mine["id"]), member)).name == "Owned by member"
@@ -55,7 +70,11 @@ async def test_validation_errors_name_field(client: httpx.AsyncClient, tenant: T
     assert r.status_code == 422 and r.json()["error"]["code"] == "email.invalid"
     r = await client.post("/v1/contacts", json={"name": "X", "attributes": {"salary": 1}}, headers=h)
     assert r.status_code == 422 and r.json()["error"]["field"] == "attributes.salary"
-    r = await client.post("/v1/contact-fields", json={"key": "level", "label": "Level", "type": "choice", "choices": ["A", "B"]}, headers=h)
+    r = await client.post(
+        "/v1/contact-fields",
+        json={"key": "level", "label": "Level", "type": "choice", "choices": ["A", "B"]},
+        headers=h,
+    )
     assert r.status_code == 201, r.text
     r = await client.post("/v1/contacts", json={"name": "X", "attributes": {"level": "C"}}, headers=h)
     assert r.status_code == 422 and r.json()["error"]["field"] == "attributes.level"
@@ -63,7 +82,9 @@ async def test_validation_errors_name_field(client: httpx.AsyncClient, tenant: T
     assert r.status_code == 201 and r.json()["attributes"] == {"level": "B"}
 
 
-async def test_duplicate_identity_conflict_and_merge_mode(client: httpx.AsyncClient, tenant: TenantWorld) -> None:
+async def test_duplicate_identity_conflict_and_merge_mode(
+    client: httpx.AsyncClient, tenant: TenantWorld
+) -> None:
     h = tenant.headers("admin")
     first = await make_contact(client, h, phones=["13800138002"])
     r = await client.post("/v1/contacts", json={"name": "Again", "phones": ["+86 138-0013-8002"]}, headers=h)
@@ -71,8 +92,11 @@ async def test_duplicate_identity_conflict_and_merge_mode(client: httpx.AsyncCli
     err = r.json()["error"]
     assert err["code"] == "contact.duplicate_identity"
     assert err["details"]["existing_id"] == first["id"]
-    r = await client.post("/v1/contacts?on_conflict=merge", json={"name": "Again", "phones": ["13800138002"],
-                          "emails": ["new@example.com"], "city": "Shanghai"}, headers=h)
+    r = await client.post(
+        "/v1/contacts?on_conflict=merge",
+        json={"name": "Again", "phones": ["13800138002"], "emails": ["new@example.com"], "city": "Shanghai"},
+        headers=h,
+    )
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["id"] == first["id"] and body["name"] == "Zhang San" and body["city"] == "Shanghai"
@@ -86,8 +110,12 @@ async def test_service_lookups_for_other_contexts(client: httpx.AsyncClient, ten
     from tessera.core import context
     from tessera.core.db.session import unit_of_work
 
-    c = await make_contact(client, tenant.headers("admin"), phones=["13800138003"],
-                           consent={"sms": {"status": "opted_out", "source": "STOP"}})
+    c = await make_contact(
+        client,
+        tenant.headers("admin"),
+        phones=["13800138003"],
+        consent={"sms": {"status": "opted_out", "source": "STOP"}},
+    )
     with context.tenant_scope(tenant.tenant_id):
         async with unit_of_work() as s:
             found = await service.find_contact_by_phone(s, "+8613800138003")
@@ -118,21 +146,42 @@ async def test_events_timeline_and_sources(client: httpx.AsyncClient, tenant: Te
 
     h = tenant.headers("admin")
     c = await make_contact(client, h, phones=["13800138004"])
-    r = await client.post("/v1/events", json={"contact": {"kind": "phone", "value": "13800138004"},
-                                              "name": "page_view", "properties": {"url": "/x"}}, headers=h)
+    r = await client.post(
+        "/v1/events",
+        json={
+            "contact": {"kind": "phone", "value": "13800138004"},
+            "name": "page_view",
+            "properties": {"url": "/x"},
+        },
+        headers=h,
+    )
     assert r.status_code == 201, r.text
-    r = await client.post("/v1/events/batch", json={"events": [
-        {"contact": {"contact_id": c["id"]}, "name": "purchase", "properties": {"amount": 120},
-         "occurred_at": "2026-01-02T03:04:05+00:00"},
-        {"contact": {"kind": "phone", "value": "13900000000"}, "name": "purchase"},
-    ]}, headers=h)
+    r = await client.post(
+        "/v1/events/batch",
+        json={
+            "events": [
+                {
+                    "contact": {"contact_id": c["id"]},
+                    "name": "purchase",
+                    "properties": {"amount": 120},
+                    "occurred_at": "2026-01-02T03:04:05+00:00",
+                },
+                {"contact": {"kind": "phone", "value": "13900000000"}, "name": "purchase"},
+            ]
+        },
+        headers=h,
+    )
     assert r.status_code == 200
     assert r.json()["accepted"] == 1 and r.json()["rejected"][0]["index"] == 1
 
     async def messages(session, contact_id, limit):  # type: ignore[no-untyped-def]
         import datetime as dt
 
-        return [TimelineItem(at=dt.datetime(2026, 1, 1, tzinfo=dt.UTC), source="connect", kind="message", title="SMS sent")]
+        return [
+            TimelineItem(
+                at=dt.datetime(2026, 1, 1, tzinfo=dt.UTC), source="connect", kind="message", title="SMS sent"
+            )
+        ]
 
     register_timeline_source("test-connect", messages)
     try:
@@ -153,7 +202,9 @@ async def test_tags_seed_groups_and_bulk(client: httpx.AsyncClient, tenant: Tena
     tag = r.json()["id"]
     a = await make_contact(client, h, name="A")
     b = await make_contact(client, h, name="B")
-    r = await client.post("/v1/tags/assign", json={"contact_ids": [a["id"], b["id"]], "tag_ids": [tag]}, headers=h)
+    r = await client.post(
+        "/v1/tags/assign", json={"contact_ids": [a["id"], b["id"]], "tag_ids": [tag]}, headers=h
+    )
     assert r.json()["linked"] == 2
     r = await client.post("/v1/tags/assign", json={"contact_ids": [a["id"]], "tag_ids": [tag]}, headers=h)
     assert r.json()["linked"] == 0
@@ -171,12 +222,16 @@ async def test_bulk_upsert(client: httpx.AsyncClient, tenant: TenantWorld) -> No
         {"name": "New", "emails": ["n@example.com"]},
         {"name": "Bad", "phones": ["999"]},
     ]
-    r = await client.post("/v1/contacts/bulk", json={"records": records}, headers={**h, "Idempotency-Key": "b1"})
+    r = await client.post(
+        "/v1/contacts/bulk", json={"records": records}, headers={**h, "Idempotency-Key": "b1"}
+    )
     assert r.status_code == 200, r.text
     body = r.json()
     assert (body["created"], body["updated"], body["failed"]) == (1, 1, 1)
     assert body["results"][2]["error"]["field"] == "phones[0]"
-    r2 = await client.post("/v1/contacts/bulk", json={"records": records}, headers={**h, "Idempotency-Key": "b1"})
+    r2 = await client.post(
+        "/v1/contacts/bulk", json={"records": records}, headers={**h, "Idempotency-Key": "b1"}
+    )
     assert r2.json() == body
 
 
@@ -186,16 +241,30 @@ async def test_write_needs_permission(client: httpx.AsyncClient, tenant: TenantW
     assert r.status_code == 403
 
 
-async def test_cross_tenant_refused_everywhere(client: httpx.AsyncClient, tenant: TenantWorld, other_tenant: TenantWorld) -> None:
+async def test_cross_tenant_refused_everywhere(
+    client: httpx.AsyncClient, tenant: TenantWorld, other_tenant: TenantWorld
+) -> None:
     h = tenant.headers("owner")
     c = await make_contact(client, h, phones=["13800138006"])
     c2 = await make_contact(client, h, name="Zhang San 2")
     acc = (await client.post("/v1/accounts", json={"name": "Victim Co"}, headers=h)).json()
     tag = (await client.post("/v1/tags", json={"name": "VIP"}, headers=h)).json()
-    seg = (await client.post("/v1/segments", json={"name": "S", "rules": {"op": "and", "rules": [{"type": "lifecycle", "in": ["lead"]}]}}, headers=h)).json()
+    seg = (
+        await client.post(
+            "/v1/segments",
+            json={"name": "S", "rules": {"op": "and", "rules": [{"type": "lifecycle", "in": ["lead"]}]}},
+            headers=h,
+        )
+    ).json()
     static = (await client.post("/v1/segments", json={"name": "L", "kind": "static"}, headers=h)).json()
-    fld = (await client.post("/v1/contact-fields", json={"key": "k", "label": "K", "type": "text"}, headers=h)).json()
-    imp = (await client.post("/v1/imports?filename=a.csv", content="姓名,手机\n王五,13800138007\n".encode(), headers=h)).json()
+    fld = (
+        await client.post("/v1/contact-fields", json={"key": "k", "label": "K", "type": "text"}, headers=h)
+    ).json()
+    imp = (
+        await client.post(
+            "/v1/imports?filename=a.csv", content="姓名,手机\n王五,13800138007\n".encode(), headers=h
+        )
+    ).json()
     snap = await api_snapshot(client, f"/v1/contacts/{c['id']}", tenant)
     cid = c["id"]
     cases = [
@@ -227,16 +296,20 @@ async def test_cross_tenant_refused_everywhere(client: httpx.AsyncClient, tenant
         ("POST", f"/v1/imports/{imp['id']}/start", None),
         ("POST", f"/v1/imports/{imp['id']}/cancel", None),
         ("GET", f"/v1/imports/{imp['id']}/errors", None),
-        ("POST", "/v1/exports", {"segment_id": seg["id"]}),
-        ("GET", f"/v1/exports/{imp['id']}", None),
-        ("GET", f"/v1/exports/{imp['id']}/file", None),
+        ("POST", "/v1/contact-exports", {"segment_id": seg["id"]}),
+        ("GET", f"/v1/contact-exports/{imp['id']}", None),
+        ("GET", f"/v1/contact-exports/{imp['id']}/file", None),
     ]
     for method, path, body in cases:
         await assert_cross_tenant_refused(client, method, path, other_tenant, json=body, snapshot=snap)
     # the attacker's own lists and counts never include the victim's rows
     r = await client.get("/v1/contacts", headers=other_tenant.headers("owner"))
     assert r.json()["items"] == []
-    r = await client.post("/v1/segments/preview", json={"rules": {"op": "and", "rules": []}}, headers=other_tenant.headers("owner"))
+    r = await client.post(
+        "/v1/segments/preview",
+        json={"rules": {"op": "and", "rules": []}},
+        headers=other_tenant.headers("owner"),
+    )
     assert r.json()["count"] == 0
     r = await client.get("/v1/contacts/quality", headers=other_tenant.headers("owner"))
     assert r.json()["contacts"] == 0

@@ -10,7 +10,9 @@ from tests.conftest import TenantWorld
 from tests.contacts.conftest import make_contact, run_jobs
 
 
-async def test_merge_moves_everything_and_loses_nothing(client: httpx.AsyncClient, tenant: TenantWorld) -> None:
+async def test_merge_moves_everything_and_loses_nothing(
+    client: httpx.AsyncClient, tenant: TenantWorld
+) -> None:
     from sqlalchemy import select
 
     from tessera.contacts.models import ContactMerge
@@ -20,14 +22,30 @@ async def test_merge_moves_everything_and_loses_nothing(client: httpx.AsyncClien
     h = tenant.headers("admin")
     tag1 = (await client.post("/v1/tags", json={"name": "T1"}, headers=h)).json()["id"]
     tag2 = (await client.post("/v1/tags", json={"name": "T2"}, headers=h)).json()["id"]
-    survivor = await make_contact(client, h, name="Wang Wu", phones=["13800138010"], tag_ids=[tag1],
-                                  consent={"sms": {"status": "opted_in", "source": "form"}})
-    loser = await make_contact(client, h, name="Wang Wu", phones=["13800138011"], emails=["ww@example.com"],
-                               city="Hangzhou", identities=[{"kind": "wechat_openid", "value": "oWX123"}],
-                               tag_ids=[tag1, tag2], consent={"email": {"status": "opted_out", "source": "unsubscribe"}})
+    survivor = await make_contact(
+        client,
+        h,
+        name="Wang Wu",
+        phones=["13800138010"],
+        tag_ids=[tag1],
+        consent={"sms": {"status": "opted_in", "source": "form"}},
+    )
+    loser = await make_contact(
+        client,
+        h,
+        name="Wang Wu",
+        phones=["13800138011"],
+        emails=["ww@example.com"],
+        city="Hangzhou",
+        identities=[{"kind": "wechat_openid", "value": "oWX123"}],
+        tag_ids=[tag1, tag2],
+        consent={"email": {"status": "opted_out", "source": "unsubscribe"}},
+    )
     static = (await client.post("/v1/segments", json={"name": "L", "kind": "static"}, headers=h)).json()["id"]
     await client.post(f"/v1/segments/{static}/members", json={"contact_ids": [loser["id"]]}, headers=h)
-    await client.post("/v1/events", json={"contact": {"contact_id": loser["id"]}, "name": "purchase"}, headers=h)
+    await client.post(
+        "/v1/events", json={"contact": {"contact_id": loser["id"]}, "name": "purchase"}, headers=h
+    )
 
     r = await client.get(f"/v1/contacts/{survivor['id']}/duplicates", headers=h)
     assert r.status_code == 200
@@ -79,18 +97,24 @@ async def test_merge_moves_everything_and_loses_nothing(client: httpx.AsyncClien
 BAD_CSV = (
     "姓名,手机,邮箱,生日,等级,城市\n"
     "张三,13800138020,zs@example.com,1990-01-02,A,上海\n"
-    "李四,12345,ls@example.com,1991-02-03,B,北京\n"          # wrong phone
-    "王五,13800138021,ww@example.com,1992-13-45,A,广州\n"    # bad date
-    "张三,13800138020,,,,杭州\n"                              # duplicate in file (merged into row 2)
-    "赵六,13800138022,zl@example.com,1993-03-04,Z,深圳\n"    # unknown choice value
-    ",13800138023,x@example.com,1994-04-05,A,成都\n"         # empty required name
+    "李四,12345,ls@example.com,1991-02-03,B,北京\n"  # wrong phone
+    "王五,13800138021,ww@example.com,1992-13-45,A,广州\n"  # bad date
+    "张三,13800138020,,,,杭州\n"  # duplicate in file (merged into row 2)
+    "赵六,13800138022,zl@example.com,1993-03-04,Z,深圳\n"  # unknown choice value
+    ",13800138023,x@example.com,1994-04-05,A,成都\n"  # empty required name
     "孙七,13800138024,sq@example.com,1995-05-06,B,南京\n"
 )
 
 
-async def test_import_reports_each_problem_and_imports_the_rest(client: httpx.AsyncClient, tenant: TenantWorld) -> None:
+async def test_import_reports_each_problem_and_imports_the_rest(
+    client: httpx.AsyncClient, tenant: TenantWorld
+) -> None:
     h = tenant.headers("admin")
-    r = await client.post("/v1/contact-fields", json={"key": "grade", "label": "等级", "type": "choice", "choices": ["A", "B"]}, headers=h)
+    r = await client.post(
+        "/v1/contact-fields",
+        json={"key": "grade", "label": "等级", "type": "choice", "choices": ["A", "B"]},
+        headers=h,
+    )
     assert r.status_code == 201
     existing = await make_contact(client, h, name="Old Sun", phones=["13800138024"])
     raw = BAD_CSV.encode("gbk")
@@ -98,8 +122,14 @@ async def test_import_reports_each_problem_and_imports_the_rest(client: httpx.As
     assert r.status_code == 201, r.text
     job = r.json()
     assert job["encoding"] == "gbk" and job["total_rows"] == 7
-    assert job["mapping"] == {"姓名": "name", "手机": "phone", "邮箱": "email", "生日": "birthday",
-                              "等级": "attributes.grade", "城市": "city"}
+    assert job["mapping"] == {
+        "姓名": "name",
+        "手机": "phone",
+        "邮箱": "email",
+        "生日": "birthday",
+        "等级": "attributes.grade",
+        "城市": "city",
+    }
     r = await client.patch(f"/v1/imports/{job['id']}/mapping", json={"mapping": {"城市": "nope"}}, headers=h)
     assert r.status_code == 422 and r.json()["error"]["field"] == "mapping.城市"
 
@@ -166,10 +196,12 @@ async def test_export_honours_masking(client: httpx.AsyncClient, tenant: TenantW
     h = tenant.headers("admin")
     await make_contact(client, h, name="Exp", phones=["13800138040"], emails=["exp@example.com"], city="X")
     for role, phone in (("manager", "138****8040"), ("admin", "+8613800138040")):
-        r = await client.post("/v1/exports", json={"filters": {"city": "X"}}, headers=tenant.headers(role))
+        r = await client.post(
+            "/v1/contact-exports", json={"filters": {"city": "X"}}, headers=tenant.headers(role)
+        )
         assert r.status_code == 202, r.text
         await run_jobs()
-        r = await client.get(f"/v1/exports/{r.json()['id']}/file", headers=tenant.headers(role))
+        r = await client.get(f"/v1/contact-exports/{r.json()['id']}/file", headers=tenant.headers(role))
         assert r.status_code == 200, r.text
         rows = list(csv.reader(io.StringIO(r.content.decode("utf-8-sig"))))
         assert len(rows) == 2 and rows[1][2] == phone
@@ -177,19 +209,52 @@ async def test_export_honours_masking(client: httpx.AsyncClient, tenant: TenantW
 
 async def test_segments_compile_to_one_query(client: httpx.AsyncClient, tenant: TenantWorld) -> None:
     h = tenant.headers("admin")
-    await client.post("/v1/contact-fields", json={"key": "salary", "label": "Salary", "type": "number"}, headers=h)
-    acc = (await client.post("/v1/accounts", json={"name": "Retail Co", "industry": "retail"}, headers=h)).json()["id"]
+    await client.post(
+        "/v1/contact-fields", json={"key": "salary", "label": "Salary", "type": "number"}, headers=h
+    )
+    acc = (
+        await client.post("/v1/accounts", json={"name": "Retail Co", "industry": "retail"}, headers=h)
+    ).json()["id"]
     vip = (await client.post("/v1/tags", json={"name": "VIP"}, headers=h)).json()["id"]
-    a = await make_contact(client, h, name="A", city="Shanghai", lifecycle_stage="customer", account_id=acc,
-                           attributes={"salary": 30000}, tag_ids=[vip], consent={"sms": {"status": "opted_in"}})
+    a = await make_contact(
+        client,
+        h,
+        name="A",
+        city="Shanghai",
+        lifecycle_stage="customer",
+        account_id=acc,
+        attributes={"salary": 30000},
+        tag_ids=[vip],
+        consent={"sms": {"status": "opted_in"}},
+    )
     b = await make_contact(client, h, name="B", city="Beijing", attributes={"salary": 8000})
-    c = await make_contact(client, h, name="C", city="Shanghai", lifecycle_stage="churned",
-                           consent={"sms": {"status": "opted_out"}})
+    c = await make_contact(
+        client,
+        h,
+        name="C",
+        city="Shanghai",
+        lifecycle_stage="churned",
+        consent={"sms": {"status": "opted_out"}},
+    )
     for amount in (100, 250, 40):
-        await client.post("/v1/events", json={"contact": {"contact_id": a["id"]}, "name": "purchase",
-                                              "properties": {"amount": amount, "sku": "X1"}}, headers=h)
-    await client.post("/v1/events", json={"contact": {"contact_id": b["id"]}, "name": "purchase",
-                                          "properties": {"amount": 500, "sku": "Y"}}, headers=h)
+        await client.post(
+            "/v1/events",
+            json={
+                "contact": {"contact_id": a["id"]},
+                "name": "purchase",
+                "properties": {"amount": amount, "sku": "X1"},
+            },
+            headers=h,
+        )
+    await client.post(
+        "/v1/events",
+        json={
+            "contact": {"contact_id": b["id"]},
+            "name": "purchase",
+            "properties": {"amount": 500, "sku": "Y"},
+        },
+        headers=h,
+    )
 
     async def count(rules: dict) -> int:  # type: ignore[type-arg]
         r = await client.post("/v1/segments/preview", json={"rules": rules}, headers=h)
@@ -198,29 +263,79 @@ async def test_segments_compile_to_one_query(client: httpx.AsyncClient, tenant: 
 
     assert await count({"type": "attribute", "field": "city", "op": "eq", "value": "Shanghai"}) == 2
     assert await count({"type": "attribute", "field": "attributes.salary", "op": "gt", "value": 10000}) == 1
-    assert await count({"type": "attribute", "field": "attributes.salary", "op": "between", "value": [5000, 40000]}) == 2
-    assert await count({"type": "attribute", "field": "attributes.salary", "op": "is_set", "value": False}) == 1
+    assert (
+        await count(
+            {"type": "attribute", "field": "attributes.salary", "op": "between", "value": [5000, 40000]}
+        )
+        == 2
+    )
+    assert (
+        await count({"type": "attribute", "field": "attributes.salary", "op": "is_set", "value": False}) == 1
+    )
     assert await count({"type": "attribute", "field": "city", "op": "in", "value": ["Beijing", "Xi'an"]}) == 1
     assert await count({"type": "attribute", "field": "name", "op": "neq", "value": "A"}) == 2
     assert await count({"type": "tag", "match": "any", "tag_ids": [vip]}) == 1
     assert await count({"type": "tag", "match": "none", "tag_ids": [vip]}) == 2
     assert await count({"type": "consent", "channel": "sms", "status": "unknown"}) == 1
     assert await count({"type": "account", "field": "industry", "op": "eq", "value": "retail"}) == 1
-    assert await count({"type": "event", "name": "purchase", "within_days": 7, "count_op": "gte", "count": 2}) == 1
+    assert (
+        await count({"type": "event", "name": "purchase", "within_days": 7, "count_op": "gte", "count": 2})
+        == 1
+    )
     assert await count({"type": "event", "name": "purchase", "count_op": "eq", "count": 0}) == 1
-    assert await count({"type": "event", "name": "purchase", "where": [{"property": "amount", "op": "gt", "value": 200}]}) == 2
-    assert await count({"type": "event", "name": "purchase", "where": [{"property": "sku", "op": "eq", "value": "X1"}], "from": "2020-01-01", "to": "2020-02-01"}) == 0
-    rules = {"op": "or", "rules": [
-        {"op": "and", "rules": [{"type": "lifecycle", "in": ["customer"]}, {"type": "consent", "channel": "sms", "status": "opted_in"}]},
-        {"type": "attribute", "field": "lifecycle_stage", "op": "eq", "value": "churned"},
-    ]}
+    assert (
+        await count(
+            {"type": "event", "name": "purchase", "where": [{"property": "amount", "op": "gt", "value": 200}]}
+        )
+        == 2
+    )
+    assert (
+        await count(
+            {
+                "type": "event",
+                "name": "purchase",
+                "where": [{"property": "sku", "op": "eq", "value": "X1"}],
+                "from": "2020-01-01",
+                "to": "2020-02-01",
+            }
+        )
+        == 0
+    )
+    rules = {
+        "op": "or",
+        "rules": [
+            {
+                "op": "and",
+                "rules": [
+                    {"type": "lifecycle", "in": ["customer"]},
+                    {"type": "consent", "channel": "sms", "status": "opted_in"},
+                ],
+            },
+            {"type": "attribute", "field": "lifecycle_stage", "op": "eq", "value": "churned"},
+        ],
+    }
     assert await count(rules) == 2
-    r = await client.post("/v1/segments/preview", json={"rules": {"op": "and", "rules": [{"type": "attribute", "field": "x", "op": "eq", "value": 1}]}}, headers=h)
+    r = await client.post(
+        "/v1/segments/preview",
+        json={"rules": {"op": "and", "rules": [{"type": "attribute", "field": "x", "op": "eq", "value": 1}]}},
+        headers=h,
+    )
     assert r.status_code == 422 and r.json()["error"]["field"] == "rules.rules[0].field"
-    r = await client.post("/v1/segments/preview", json={"rules": {"type": "event", "name": "p", "count_op": "about"}}, headers=h)
+    r = await client.post(
+        "/v1/segments/preview", json={"rules": {"type": "event", "name": "p", "count_op": "about"}}, headers=h
+    )
     assert r.status_code == 422 and r.json()["error"]["field"] == "rules.count_op"
 
-    seg = (await client.post("/v1/segments", json={"name": "SH", "rules": {"type": "attribute", "field": "city", "op": "eq", "value": "Shanghai"}}, headers=h)).json()
+    seg = (
+        await client.post(
+            "/v1/segments",
+            json={
+                "name": "SH",
+                "rules": {"type": "attribute", "field": "city", "op": "eq", "value": "Shanghai"},
+            },
+            headers=h,
+        )
+    ).json()
     r = await client.post(f"/v1/segments/{seg['id']}/refresh", headers=h)
     assert r.json() == {"member_count": 2, "entered": 2, "left": 0}
     await client.patch(f"/v1/contacts/{c['id']}", json={"city": "Suzhou"}, headers=h)

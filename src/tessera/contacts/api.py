@@ -485,7 +485,7 @@ async def import_errors(import_id: uuid.UUID, principal: Import, session: DbSess
     return Response(imports_svc.error_file(job), media_type="text/csv; charset=utf-8")
 
 
-@router.post("/exports", tags=["imports"], response_model=ImportOut, status_code=202, responses=R404)
+@router.post("/contact-exports", tags=["imports"], response_model=ImportOut, status_code=202, responses=R404)
 async def start_export(body: ExportRequest, principal: Import, session: DbSession) -> ImportOut:
     """Export contacts (list filters or a segment) to CSV as a job; masking follows the caller."""
     if body.segment_id is not None:
@@ -493,12 +493,12 @@ async def start_export(body: ExportRequest, principal: Import, session: DbSessio
     return imports_svc.job_out(await imports_svc.start_export(session, body.filters, body.segment_id))
 
 
-@router.get("/exports/{export_id}", tags=["imports"], response_model=ImportOut, responses=R404)
+@router.get("/contact-exports/{export_id}", tags=["imports"], response_model=ImportOut, responses=R404)
 async def get_export(export_id: uuid.UUID, principal: Import, session: DbSession) -> ImportOut:
     return imports_svc.job_out(await imports_svc.get_job(session, export_id))
 
 
-@router.get("/exports/{export_id}/file", tags=["imports"], responses=R404)
+@router.get("/contact-exports/{export_id}/file", tags=["imports"], responses=R404)
 async def export_file(export_id: uuid.UUID, principal: Import, session: DbSession) -> Response:
     job = await imports_svc.get_job(session, export_id)
     if job.kind != "export" or job.status != "done":
