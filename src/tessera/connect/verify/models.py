@@ -42,3 +42,5 @@ class Verification(IdMixin, TimestampMixin, TenantOwned, Base):
     voice_call_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     voice_status: Mapped[str | None] = mapped_column(String(16), nullable=True)
     approved_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+    # sealed copy kept only while a voice call may still need it (see verify.service)
+    code_sealed: Mapped[str | None] = mapped_column(EncryptedString(), nullable=True)

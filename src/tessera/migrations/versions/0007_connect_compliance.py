@@ -168,7 +168,9 @@ def upgrade() -> None:
         sa.Column("to", tessera.core.crypto.types.EncryptedString(), nullable=False),
         sa.Column("body", sa.Text(), nullable=False),
         sa.Column(
-            "hits", sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"), nullable=False
+            "hits",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
         ),
         sa.Column("reason", sa.String(length=64), nullable=False),
         sa.Column(
@@ -367,6 +369,7 @@ def upgrade() -> None:
         sa.Column("voice_call_id", sa.String(length=64), nullable=True),
         sa.Column("voice_status", sa.String(length=16), nullable=True),
         sa.Column("approved_at", tessera.core.db.base.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("code_sealed", tessera.core.crypto.types.EncryptedString(), nullable=True),
         sa.Column("id", sa.Uuid(), nullable=False),
         sa.Column(
             "created_at",

@@ -1,0 +1,429 @@
+"""Verification codes: create and send, check, resend, voice fallback, statistics.
+
+Codes are stored as ``HMAC-SHA256(tenant index key, salt | code)`` with a random per-row salt:
+a leaked table alone does not let anyone test the (small) code space. One deviation, stated:
+while an SMS waits for its voice fallback decision the code is also kept sealed
+(``EncryptedString``, AES-GCM with the tenant key) in ``code_sealed``, because the voice call
+must read it out; it is wiped as soon as the fallback job decides, the code is approved or the
+verification is closed.
+
+Limits (429, ``details.rule``): per number ``PER_NUMBER``, per client IP ``PER_IP``, per tenant
+``PER_TENANT``; a resend waits ``RESEND_COOLDOWN`` seconds; a verification accepts at most
+``MAX_CHECKS`` checks and is then refused.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hmac
+import secrets
+import statistics
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tessera.connect.compliance import service as compliance
+from tessera.connect.models import Message
+from tessera.connect.schemas import MessageIn
+from tessera.connect.verify.errors import (
+    VerificationClosed,
+    VerificationNotFound,
+    VerifyInvalid,
+    VerifyLimited,
+)
+from tessera.connect.verify.models import Verification
+from tessera.connect.verify.schemas import TemplateStats, VerifyIn
+from tessera.connect.voice.gateway import SimulatedVoiceGateway, VoiceGateway
+from tessera.connect.voice.tts import Language, code_sentence, synthesize_async
+from tessera.core import context
+from tessera.core.audit import service as audit
+from tessera.core.crypto.types import blind_index
+from tessera.core.db.base import utcnow
+from tessera.core.jobs import service as jobs
+
+MAX_CHECKS = 5
+RESEND_COOLDOWN = 30
+MAX_SENDS = 5
+PER_NUMBER = (5, 600)  # verifications per number per seconds
+PER_IP = (20, 600)
+PER_TENANT = (600, 60)
+QUEUE = "verify"
+
+BODIES = {
+    "en": "Your verification code is {code}. It expires in {minutes} minutes.",
+    "zh": "您的验证码是{code}，{minutes}分钟内有效，请勿泄露。",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    id: uuid.UUID
+    approved: bool
+    checks_left: int
+
+
+# --- voice gateway -----------------------------------------------------------------------------
+
+_gateway: list[VoiceGateway] = []
+
+
+def voice_dir() -> Path:
+    from tessera.settings import get_settings
+
+    return Path(get_settings().files_dir) / "voice"
+
+
+def get_voice_gateway() -> VoiceGateway:
+    """The configured voice gateway; the simulator (recordings in data_dir/files/voice) by default."""
+    if not _gateway:
+        _gateway.append(SimulatedVoiceGateway(voice_dir()))
+    return _gateway[0]
+
+
+def set_voice_gateway(gateway: VoiceGateway | None) -> None:
+    _gateway.clear()
+    if gateway is not None:
+        _gateway.append(gateway)
+
+
+def language_of(locale: str) -> Language:
+    return Language.CMN if locale.lower().startswith("zh") else Language.EN
+
+
+# --- codes -------------------------------------------------------------------------------------
+
+
+def _digest(salt: str, code: str) -> str:
+    return blind_index("verify", f"{salt}:{code}")
+
+
+def new_code(length: int) -> str:
+    return f"{secrets.randbelow(10**length):0{length}d}"
+
+
+def _body(locale: str, code: str, ttl: int) -> str:
+    lang = "zh" if locale.lower().startswith("zh") else "en"
+    return BODIES[lang].format(code=code, minutes=max(1, ttl // 60))
+
+
+async def _count_since(session: AsyncSession, *conds: object, seconds: int, now: dt.datetime) -> int:
+    since = now - dt.timedelta(seconds=seconds)
+    stmt = select(func.count()).select_from(Verification).where(Verification.created_at >= since, *conds)  # type: ignore[arg-type]
+    return int((await session.execute(stmt)).scalar_one())
+
+
+async def _enforce_limits(session: AsyncSession, to_index: str, ip: str | None, now: dt.datetime) -> None:
+    limit, window = PER_TENANT
+    if await _count_since(session, seconds=window, now=now) >= limit:
+        raise VerifyLimited(
+            f"at most {limit} verifications per {window} s for this account",
+            field=None,
+            rule="per_tenant",
+            retry_after=window,
+        )
+    limit, window = PER_NUMBER
+    if await _count_since(session, Verification.to_index == to_index, seconds=window, now=now) >= limit:
+        raise VerifyLimited(
+            f"at most {limit} verifications per {window} s for one number",
+            field="to",
+            rule="per_number",
+            retry_after=window,
+        )
+    if ip:
+        limit, window = PER_IP
+        if await _count_since(session, Verification.ip == ip, seconds=window, now=now) >= limit:
+            raise VerifyLimited(
+                f"at most {limit} verifications per {window} s from one IP address",
+                field=None,
+                rule="per_ip",
+                retry_after=window,
+            )
+
+
+async def _deliver(session: AsyncSession, v: Verification, code: str) -> None:
+    """Send ``code`` on the verification's channel (in the caller's transaction)."""
+    ttl = int((v.expires_at - utcnow()).total_seconds())
+    if v.channel == "sms":
+        from tessera.connect.service.send import send_message
+
+        body = _body(v.locale, code, ttl)
+        accepted = await send_message(
+            session,
+            MessageIn(
+                to=v.to,
+                body=body,
+                reference=f"verify:{v.id}",
+                metadata={"verification_id": str(v.id)},
+                **{"class": "verification"},
+            ),
+        )
+        v.message_id = accepted.id
+        if v.fallback_after is not None:
+            v.code_sealed = code
+            await jobs.enqueue(
+                session,
+                "verify.fallback",
+                {"verification_id": str(v.id), "send": v.sends},
+                queue=QUEUE,
+                run_at=utcnow() + dt.timedelta(seconds=v.fallback_after),
+            )
+    else:  # voice
+        v.code_sealed = code
+        await jobs.enqueue(
+            session, "verify.voice_call", {"verification_id": str(v.id), "send": v.sends}, queue=QUEUE
+        )
+
+
+async def start(session: AsyncSession, data: VerifyIn) -> Verification:
+    """Create a verification and send its code; raises 422/429 before anything is written."""
+    if data.channel == "email":
+        raise VerifyInvalid(
+            "the email channel is not available for verification codes yet",
+            field="channel",
+            rule="channel_unavailable",
+        )
+    addr = compliance.normalize_address(data.to, field="to")
+    if addr.kind != "phone":
+        raise VerifyInvalid("sms and voice need a phone number", field="to", rule="invalid_phone")
+    now = utcnow()
+    index = blind_index("phone", addr.value)
+    ip = context.current_request().ip
+    await _enforce_limits(session, index, ip, now)
+    code = new_code(data.code_length)
+    decision = await compliance.check_outbound(
+        session,
+        channel="sms" if data.channel == "sms" else "voice",
+        message_class="verification",
+        to_e164_or_email=addr.value,
+        body=_body(data.locale, code, data.ttl_seconds),
+        now=now,
+    )
+    if decision.verdict != "allow":
+        raise VerifyInvalid(
+            decision.message or "the recipient cannot receive codes",
+            field="to",
+            rule=decision.code or "refused",
+        )
+    salt = secrets.token_hex(16)
+    v = Verification(
+        channel=data.channel,
+        to=addr.value,
+        to_index=index,
+        template=data.template,
+        locale=data.locale,
+        code_length=data.code_length,
+        code_salt=salt,
+        code_hash=_digest(salt, code),
+        status="pending",
+        expires_at=now + dt.timedelta(seconds=data.ttl_seconds),
+        checks=0,
+        sends=1,
+        last_sent_at=now,
+        ip=ip,
+        fallback_after=data.fallback_after_seconds if data.channel == "sms" else None,
+        voice_used=False,
+        created_at=now,
+    )
+    session.add(v)
+    await session.flush()
+    await _deliver(session, v, code)
+    await audit.record(
+        session, "verify.start", "verification", v.id, after={"channel": v.channel, "template": v.template}
+    )
+    return v
+
+
+async def get(session: AsyncSession, verification_id: uuid.UUID) -> Verification:
+    v = (
+        await session.execute(select(Verification).where(Verification.id == verification_id))
+    ).scalar_one_or_none()
+    if v is None:
+        raise VerificationNotFound()
+    return v
+
+
+def _expire_if_due(v: Verification, now: dt.datetime) -> None:
+    if v.status == "pending" and now >= v.expires_at:
+        v.status = "expired"
+        v.code_sealed = None
+
+
+async def check(session: AsyncSession, verification_id: uuid.UUID, code: str) -> CheckResult:
+    v = await get(session, verification_id)
+    now = utcnow()
+    _expire_if_due(v, now)
+    if v.status == "refused" or (v.status == "pending" and v.checks >= MAX_CHECKS):
+        v.status = "refused"
+        raise VerifyLimited(
+            f"at most {MAX_CHECKS} checks per verification; start a new one",
+            field="code",
+            rule="max_checks",
+            retry_after=0,
+        )
+    if v.status != "pending":
+        return CheckResult(v.id, False, 0)
+    v.checks += 1
+    if hmac.compare_digest(v.code_hash, _digest(v.code_salt, code)):
+        v.status = "approved"
+        v.approved_at = now
+        v.code_sealed = None
+        await audit.record(session, "verify.approve", "verification", v.id, after={"checks": v.checks})
+        return CheckResult(v.id, True, MAX_CHECKS - v.checks)
+    if v.checks >= MAX_CHECKS:
+        v.status = "refused"
+        v.code_sealed = None
+    return CheckResult(v.id, False, MAX_CHECKS - v.checks)
+
+
+async def resend(session: AsyncSession, verification_id: uuid.UUID) -> Verification:
+    """Send a new code for the same verification (the old one stops working)."""
+    v = await get(session, verification_id)
+    now = utcnow()
+    _expire_if_due(v, now)
+    if v.status != "pending":
+        raise VerificationClosed(f"the verification is {v.status}")
+    wait = RESEND_COOLDOWN - (now - v.last_sent_at).total_seconds()
+    if wait > 0:
+        raise VerifyLimited(
+            f"wait {int(wait) + 1} s before sending another code",
+            field=None,
+            rule="resend_cooldown",
+            retry_after=int(wait) + 1,
+        )
+    if v.sends >= MAX_SENDS:
+        raise VerifyLimited(
+            f"at most {MAX_SENDS} codes per verification", field=None, rule="max_sends", retry_after=0
+        )
+    code = new_code(v.code_length)
+    v.code_salt = secrets.token_hex(16)
+    v.code_hash = _digest(v.code_salt, code)
+    v.sends += 1
+    v.last_sent_at = now
+    v.delivered_at = None
+    await _deliver(session, v, code)
+    await audit.record(session, "verify.resend", "verification", v.id, after={"sends": v.sends})
+    return v
+
+
+# --- delivery, fallback and voice --------------------------------------------------------------
+
+
+async def message_status(
+    session: AsyncSession, message_id: uuid.UUID
+) -> tuple[str, dt.datetime | None] | None:
+    row = (
+        await session.execute(select(Message.status, Message.done_at).where(Message.id == message_id))
+    ).first()
+    return (row[0], row[1]) if row else None
+
+
+async def voice_call(session: AsyncSession, v: Verification) -> str:
+    """Synthesise the sealed code (espeak-ng, language from the locale) and call the number."""
+    code = v.code_sealed
+    if not code:
+        return "skipped"
+    lang = language_of(v.locale)
+    tmp = voice_dir() / "tmp" / f"{v.id}-{v.sends}.wav"
+    await synthesize_async(code_sentence(code, lang), tmp, language=lang)
+    try:
+        result = await get_voice_gateway().call(v.to, tmp, reference=f"verify:{v.id}")
+    finally:
+        tmp.unlink(missing_ok=True)
+    v.voice_used = True
+    v.voice_call_id = result.call_id
+    v.voice_status = str(result.status)
+    v.code_sealed = None
+    if result.status == "answered" and v.delivered_at is None:
+        v.delivered_at = utcnow()
+    await audit.record(
+        session,
+        "verify.voice_call",
+        "verification",
+        v.id,
+        after={"call_id": result.call_id, "status": str(result.status)},
+    )
+    return str(result.status)
+
+
+async def run_fallback(session: AsyncSession, verification_id: uuid.UUID, send: int) -> str:
+    """Job body: SMS delivered in time → nothing; otherwise read the code out by voice."""
+    v = (
+        await session.execute(select(Verification).where(Verification.id == verification_id))
+    ).scalar_one_or_none()
+    if v is None or v.sends != send:
+        return "stale"
+    _expire_if_due(v, utcnow())
+    if v.status != "pending":
+        v.code_sealed = None
+        return v.status
+    got = await message_status(session, v.message_id) if v.message_id else None
+    if got is not None and got[0] == "delivered":
+        v.delivered_at = got[1] or utcnow()
+        v.code_sealed = None
+        return "delivered"
+    return await voice_call(session, v)
+
+
+async def run_voice(session: AsyncSession, verification_id: uuid.UUID, send: int) -> str:
+    v = (
+        await session.execute(select(Verification).where(Verification.id == verification_id))
+    ).scalar_one_or_none()
+    if v is None or v.sends != send or v.status != "pending":
+        return "stale"
+    return await voice_call(session, v)
+
+
+# --- statistics --------------------------------------------------------------------------------
+
+
+async def stats(session: AsyncSession, since: dt.datetime, until: dt.datetime) -> list[TemplateStats]:
+    """Per template: sent, delivered (SMS receipt or answered call), approved, conversion, delivery time."""
+    stmt = (
+        select(
+            Verification.template,
+            Verification.status,
+            Verification.created_at,
+            Verification.voice_used,
+            Verification.delivered_at,
+            Verification.voice_status,
+            Message.status,
+            Message.done_at,
+        )
+        .outerjoin(Message, Message.id == Verification.message_id)
+        .where(Verification.created_at >= since, Verification.created_at < until)
+    )
+    groups: dict[str, dict[str, object]] = {}
+    for template, status, created, voice_used, delivered_at, voice_status, msg_status, done_at in (
+        await session.execute(stmt)
+    ).tuples():
+        g = groups.setdefault(template, {"sent": 0, "delivered": 0, "approved": 0, "voice": 0, "times": []})
+        g["sent"] += 1  # type: ignore[operator]
+        at = delivered_at or (done_at if msg_status == "delivered" else None)
+        if at is not None or voice_status == "answered":
+            g["delivered"] += 1  # type: ignore[operator]
+            if at is not None:
+                g["times"].append(max(0.0, (at - created).total_seconds()))  # type: ignore[attr-defined]
+        if status == "approved":
+            g["approved"] += 1  # type: ignore[operator]
+        if voice_used:
+            g["voice"] += 1  # type: ignore[operator]
+    out = []
+    for template, g in sorted(groups.items()):
+        times: list[float] = g["times"]  # type: ignore[assignment]
+        sent: int = g["sent"]  # type: ignore[assignment]
+        out.append(
+            TemplateStats(
+                template=template,
+                sent=sent,
+                delivered=g["delivered"],
+                approved=g["approved"],  # type: ignore[arg-type]
+                voice_fallbacks=g["voice"],
+                conversion_rate=round(g["approved"] / sent, 4) if sent else 0.0,  # type: ignore[arg-type,operator]
+                avg_seconds_to_delivery=round(sum(times) / len(times), 3) if times else None,
+                p50_seconds_to_delivery=round(statistics.median(times), 3) if times else None,
+            )
+        )
+    return out
