@@ -142,6 +142,26 @@ async def test_limits_per_number_and_tenant(
     assert r.status_code == 429 and r.json()["error"]["details"]["rule"] == "per_tenant", r.text
 
 
+async def test_limit_per_end_user_ip(
+    client: httpx.AsyncClient, tenant: TenantWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await setup_sms(client, tenant)
+    monkeypatch.setattr(service, "PER_IP", (2, 600))
+    for i in range(2):
+        await start(client, tenant, to=f"+86139123400{i:02d}", client_ip="203.0.113.7")
+    r = await client.post(
+        "/v1/verify",
+        json={"to": "+8613912340099", "client_ip": "203.0.113.7"},
+        headers=tenant.headers("admin"),
+    )
+    assert r.status_code == 429 and r.json()["error"]["details"]["rule"] == "per_ip", r.text
+    await start(client, tenant, to="+8613912340099", client_ip="203.0.113.8")
+    r = await client.post(
+        "/v1/verify", json={"to": TO, "client_ip": "not-an-ip"}, headers=tenant.headers("admin")
+    )
+    assert r.status_code == 422 and r.json()["error"]["field"] == "client_ip", r.text
+
+
 async def test_validation(client: httpx.AsyncClient, tenant: TenantWorld) -> None:
     await setup_sms(client, tenant)
     h = tenant.headers("admin")

@@ -6,7 +6,7 @@ import datetime as dt
 import uuid
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, IPvAnyAddress
 
 from tessera.core.access.masking import MaskedPhone
 
@@ -19,6 +19,9 @@ class VerifyIn(BaseModel):
     locale: str = Field("en", pattern=r"^[a-z]{2}(-[A-Za-z]{2,4})?$")
     code_length: int = Field(6, ge=4, le=8)
     ttl_seconds: int = Field(600, ge=60, le=3600)
+    client_ip: IPvAnyAddress | None = Field(
+        None, description="The end user's IP address as your backend sees it; limits per IP apply to it"
+    )
     fallback_after_seconds: int | None = Field(
         30,
         ge=5,

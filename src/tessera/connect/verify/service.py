@@ -7,7 +7,7 @@ while an SMS waits for its voice fallback decision the code is also kept sealed
 must read it out; it is wiped as soon as the fallback job decides, the code is approved or the
 verification is closed.
 
-Limits (429, ``details.rule``): per number ``PER_NUMBER``, per client IP ``PER_IP``, per tenant
+Limits (429, ``details.rule``): per number ``PER_NUMBER``, per end-user IP ``PER_IP`` (``client_ip``, passed by the tenant's backend), per tenant
 ``PER_TENANT``; a resend waits ``RESEND_COOLDOWN`` seconds; a verification accepts at most
 ``MAX_CHECKS`` checks and is then refused.
 """
@@ -38,7 +38,6 @@ from tessera.connect.verify.models import Verification
 from tessera.connect.verify.schemas import TemplateStats, VerifyIn
 from tessera.connect.voice.gateway import SimulatedVoiceGateway, VoiceGateway
 from tessera.connect.voice.tts import Language, code_sentence, synthesize_async
-from tessera.core import context
 from tessera.core.audit import service as audit
 from tessera.core.crypto.types import blind_index
 from tessera.core.db.base import utcnow
@@ -49,7 +48,7 @@ RESEND_COOLDOWN = 30
 MAX_SENDS = 5
 PER_NUMBER = (5, 600)  # verifications per number per seconds
 PER_IP = (20, 600)
-PER_TENANT = (600, 60)
+PER_TENANT = (6000, 60)
 QUEUE = "verify"
 
 BODIES = {
@@ -190,7 +189,7 @@ async def start(session: AsyncSession, data: VerifyIn) -> Verification:
         raise VerifyInvalid("sms and voice need a phone number", field="to", rule="invalid_phone")
     now = utcnow()
     index = blind_index("phone", addr.value)
-    ip = context.current_request().ip
+    ip = str(data.client_ip) if data.client_ip is not None else None
     await _enforce_limits(session, index, ip, now)
     code = new_code(data.code_length)
     decision = await compliance.check_outbound(
