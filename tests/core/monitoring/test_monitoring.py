@@ -120,3 +120,54 @@ async def test_webhook_notifier_posts_json() -> None:
         "https://ops.example.com/hook", transport=httpx.MockTransport(lambda r: httpx.Response(500))
     )
     await failing.notify(ev)  # logged, not raised
+
+
+async def test_failed_webhook_deliveries_metric(app: object, operator: dict[str, str]) -> None:
+    from tessera.core import context
+    from tessera.core.webhooks.models import WebhookDelivery, WebhookEndpoint
+    from tests.conftest import make_tenant
+
+    for failures in (2, 1):
+        world = await make_tenant()
+        with context.tenant_scope(world.tenant_id):
+            async with unit_of_work() as s:
+                ep = WebhookEndpoint(url="https://hooks.example.com/x", secret="s3cret-value")
+                s.add(ep)
+                await s.flush()
+                for seq in range(failures + 1):
+                    s.add(
+                        WebhookDelivery(
+                            endpoint_id=ep.id,
+                            seq=seq,
+                            event_id=f"e{seq}",
+                            event_type="t",
+                            body="{}",
+                            status="failed" if seq < failures else "succeeded",
+                        )
+                    )
+    async with unit_of_work(platform=True) as s:
+        assert await service.webhooks_failed_deliveries(s, 5) == 3
+        values = await service.current_values(s, 5)
+    assert values["webhooks.failed_deliveries"] == 3
+    assert values["jobs.queue_depth"] == 0 and values["jobs.dead"] == 0
+
+
+async def test_job_metrics(app: object) -> None:
+    import datetime as dt
+
+    from sqlalchemy import update
+
+    from tessera.core.jobs.models import Job
+    from tessera.core.jobs.service import enqueue
+
+    async with unit_of_work(platform=True) as s:
+        await enqueue(s, "monitoring.evaluate", {})
+        await enqueue(s, "monitoring.evaluate", {}, run_at=dt.datetime.now(dt.UTC) + dt.timedelta(hours=1))
+        dead = await enqueue(s, "monitoring.evaluate", {})
+    async with unit_of_work(platform=True) as s:
+        await s.execute(
+            update(Job).where(Job.id == dead).values(status="dead", finished_at=dt.datetime.now(dt.UTC))
+        )
+    async with unit_of_work(platform=True) as s:
+        assert await service.jobs_queue_depth(s, 5) == 1  # the future one is not due
+        assert await service.jobs_dead(s, 5) == 1

@@ -110,7 +110,43 @@ async def http_5xx_rate(session: AsyncSession, window: int) -> float:
     return (errors - errors0) / requests if requests > 0 else 0.0
 
 
+async def webhooks_failed_deliveries(session: AsyncSession, window: int) -> float:
+    """Webhook deliveries that failed in the last ``window`` minutes, over every tenant.
+
+    Deliveries are tenant-owned and row-level security hides them from a platform session,
+    so this counts tenant by tenant, each in its own scope (one small query per tenant).
+    """
+    try:
+        from tessera.core.webhooks.models import WebhookDelivery
+    except ModuleNotFoundError:
+        raise MetricUnavailable("webhooks") from None
+    from sqlalchemy import func
+
+    from tessera.core.db.session import switch_tenant
+    from tessera.core.tenancy.models import Tenant
+
+    since = utcnow() - dt.timedelta(minutes=window)
+    total = 0
+    tenant_ids = list((await session.execute(select(Tenant.id))).scalars())
+    try:
+        for tid in tenant_ids:
+            await switch_tenant(session, tid)
+            total += int(
+                (
+                    await session.execute(
+                        select(func.count())
+                        .select_from(WebhookDelivery)
+                        .where(WebhookDelivery.status == "failed", WebhookDelivery.updated_at >= since)
+                    )
+                ).scalar_one()
+            )
+    finally:
+        await switch_tenant(session, None)
+    return float(total)
+
+
 register_metric("jobs.queue_depth", jobs_queue_depth)
+register_metric("webhooks.failed_deliveries", webhooks_failed_deliveries)
 register_metric("jobs.dead", jobs_dead)
 register_metric("http.5xx_rate", http_5xx_rate)
 
