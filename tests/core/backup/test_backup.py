@@ -192,3 +192,27 @@ async def test_cancel_deletion(
     assert r.status_code == 200
     r = await client.post(f"/v1/operator/tenants/{uuid.uuid4()}/deletion", headers=operator, json={})
     assert r.status_code == 404
+
+
+async def test_cli_create_list_restore(
+    app: object, bsettings: Settings, target: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from tessera.core.backup import cli
+
+    await make_tenant()
+    monkeypatch.setattr(cli, "get_settings", lambda: bsettings)
+    runner = CliRunner()
+    r = runner.invoke(cli.app, ["create"])
+    assert r.exit_code == 0, r.output
+    assert Path(r.output.strip()).exists()
+    r = runner.invoke(cli.app, ["list"])
+    assert r.exit_code == 0 and BACKEND.replace("postgres", "postgresql") in r.output
+    r = runner.invoke(cli.app, ["restore", "--at", "yesterday", "--target", target])
+    assert r.exit_code != 0
+    today = dt.datetime.now(dt.UTC).date().isoformat()
+    r = runner.invoke(cli.app, ["restore", "--at", today, "--target", target])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.output)
+    assert out["ok"] is True and out["problems"] == []
