@@ -36,7 +36,9 @@ async def _wait_proc(p: subprocess.Popen[bytes], timeout: float) -> int:
 
 async def _statuses() -> collections.Counter[str]:
     async with unit_of_work(platform=True) as s:
-        return collections.Counter((await s.execute(select(Job.status))).scalars())
+        return collections.Counter(
+            (await s.execute(select(Job.status).where(Job.name == "test.count"))).scalars()
+        )
 
 
 async def test_two_worker_processes_never_run_the_same_job(runs_table: None) -> None:

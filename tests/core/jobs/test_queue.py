@@ -193,6 +193,8 @@ async def test_per_queue_limit_caps_concurrency(db: Any) -> None:
 
 
 async def test_cron_materialises_each_due_time_once_across_workers(db: Any) -> None:
+    saved = dict(registry.PERIODIC)
+    registry.PERIODIC.clear()
     registry.periodic("test.record", "*/5 * * * *", queue="test", payload={"cron": True})
     try:
         since = dt.datetime(2026, 1, 1, 10, 0, 30, tzinfo=dt.UTC)
@@ -219,7 +221,8 @@ async def test_cron_materialises_each_due_time_once_across_workers(db: Any) -> N
         assert sum(w.completed for w in workers) == 3
         assert len(calls) == 3 and all(c[1] == {"cron": True} for c in calls)
     finally:
-        registry.PERIODIC.pop("test.record", None)
+        registry.PERIODIC.clear()
+        registry.PERIODIC.update(saved)
 
 
 def test_due_times_and_cron_validation() -> None:

@@ -72,6 +72,13 @@ async def validation_error(request: Request, exc: Exception) -> ORJSONResponse:
 
 async def http_error(request: Request, exc: Exception) -> ORJSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400 and "parsing the body" in str(exc.detail):
+        # FastAPI's body parser (undecodable bytes): bad input is a 422 naming the field and rule.
+        return ORJSONResponse(
+            _body("request.invalid", "body: the request body could not be parsed", "body",
+                  rule="body_unparsable"),
+            status_code=422,
+        )
     codes = {404: "resource.not_found", 405: "request.method_not_allowed", 401: "auth.unauthenticated"}
     code = codes.get(exc.status_code, f"http.{exc.status_code}")
     return ORJSONResponse(

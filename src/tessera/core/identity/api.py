@@ -107,7 +107,8 @@ async def login(body: LoginRequest, request: Request, response: Response, sessio
 @router.post("/sessions/mfa", tags=["sessions"], status_code=204, responses=error_responses(422))
 async def verify_mfa(body: MfaCode, principal: MfaPending, session: DbSession) -> None:
     """Complete a sign-in with a TOTP or recovery code."""
-    assert principal.user_id and principal.session_id
+    if principal.user_id is None or principal.session_id is None:
+        raise http_errors.Forbidden("two-factor verification completes a console sign-in")
     await auth.mfa_verify(session, principal.user_id, principal.session_id, body.code)
 
 
