@@ -352,7 +352,7 @@ async def reap_expired(session: AsyncSession, *, now: dt.datetime | None = None)
         .values(
             status=case((exhausted, "dead"), else_="queued"),
             finished_at=case((exhausted, now), else_=None),
-            run_at=now,
+            run_at=Job.locked_until,
             locked_by=None,
             locked_until=None,
             last_error="lease expired: the worker stopped before finishing",
@@ -386,22 +386,19 @@ async def materialise_periodic(session: AsyncSession, since: dt.datetime, now: d
     The idempotency key ``<name>@<due iso>`` makes concurrent workers insert each due time
     once; the job's ``run_at`` is its due time."""
     created = 0
+    ins = pg_insert if _dialect(session) == "postgresql" else sqlite_insert
     for spec in list(registry.PERIODIC.values()):
         for due in due_times(spec.cron, since, now):
-            key = cron_key(spec.name, due)
-            before = await session.execute(select(Job.id).where(Job.idempotency_key == key))
-            if before.first() is not None:
-                continue
-            with context.tenant_scope(None):
-                await enqueue(
-                    session,
-                    spec.name,
-                    spec.payload,
-                    queue=spec.queue,
-                    run_at=due,
-                    idempotency_key=key,
-                )
-            created += 1
+            row = _row(spec.name, spec.payload, spec.queue, 0, due, cron_key(spec.name, due), None, None, now)
+            stmt = (
+                ins(Job)
+                .values(**row)
+                .on_conflict_do_nothing(index_elements=["idempotency_key"])
+                .returning(Job.id)
+            )
+            if (await session.execute(stmt)).scalar_one_or_none() is not None:
+                created += 1
+                await _notify(session, spec.queue)
     return created
 
 

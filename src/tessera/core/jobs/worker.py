@@ -105,26 +105,32 @@ class Worker:
         finally:
             if self.running:
                 await asyncio.gather(*(t for t, _ in self.running.values()), return_exceptions=True)
-            for task in (self._heartbeat, self._listener):
-                if task is not None:
-                    task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError, Exception):
-                        await task
+            if self._heartbeat is not None:
+                self._heartbeat.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await self._heartbeat
+            if self._listener is not None:
+                self._stopping.set()
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(self._listener, 5)
             service.unregister_wakeup(self._wake)
             log.info("worker.stop", worker=self.id, completed=self.completed)
 
     async def _loop(self, stop_when_idle: bool) -> None:
         while not self._stopping.is_set():
+            # Cleared before claiming, so a wake-up that arrives meanwhile is not lost.
+            self._wake.clear()
+            self._slot_free.clear()
             await self._maintenance()
             claimed = await self._claim_and_start()
-            if claimed:
+            if claimed and len(self.running) < self.concurrency:
                 continue
             if stop_when_idle and not self.running and not await self._has_due():
                 return
-            self._wake.clear()
+            if self._stopping.is_set():
+                break
             waits = [asyncio.ensure_future(self._wake.wait())]
-            if len(self.running) >= self.concurrency:
-                self._slot_free.clear()
+            if self.running:
                 waits.append(asyncio.ensure_future(self._slot_free.wait()))
             _, pending = await asyncio.wait(waits, timeout=self.poll, return_when=asyncio.FIRST_COMPLETED)
             for p in pending:
@@ -273,13 +279,16 @@ class Worker:
         dsn = url.render_as_string(hide_password=False)
         while not self._stopping.is_set():
             try:
-                async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+                conn = await psycopg.AsyncConnection.connect(dsn, autocommit=True)
+                try:
                     await conn.execute(f"LISTEN {service.NOTIFY_CHANNEL}")
-                    async for note in conn.notifies():
-                        if note.payload in self.queues or not note.payload:
-                            self._wake.set()
-            except asyncio.CancelledError:
-                raise
+                    while not self._stopping.is_set():
+                        # A bounded wait, so stopping never depends on cancelling psycopg.
+                        async for note in conn.notifies(timeout=0.5):
+                            if note.payload in self.queues or not note.payload:
+                                self._wake.set()
+                finally:
+                    await conn.close()
             except Exception:
                 log.exception("worker.listen_failed")
                 await asyncio.sleep(1.0)
