@@ -61,7 +61,7 @@ async def main(rate: float, seconds: float) -> dict[str, object]:
     app = create_app(settings)
     sim = SmscSimulator(SmscConfig(accounts=[SmscAccount("acct0", "pw")], port=0))
     await sim.start()
-    transport = httpx.ASGITransport(app=app)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
         world = await make_tenant(roles=("admin",))
         await setup_sms(client, world, sim, window=50)
