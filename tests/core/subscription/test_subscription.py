@@ -252,3 +252,16 @@ async def test_operator_plans_and_assignment(
     assert r.status_code == 204
     r = await client.get("/v1/operator/plans", headers=tenant.headers("owner"))
     assert r.status_code == 401
+
+
+async def test_refused_consumption_leaves_no_record(tenant: TenantWorld) -> None:
+    await _set_plan(tenant, "starter")
+    with context.tenant_scope(tenant.tenant_id):
+        async with unit_of_work() as s:
+            await service.consume(s, "messages.voice", 100, ref="fill")
+            with pytest.raises(QuotaExceeded):
+                await service.consume(s, "messages.voice", 5, ref="late")
+            # the caller handled the error and goes on in the same transaction
+            await service.add_addon(s, module=None, meter="messages.voice", amount=5)
+            u = await service.consume(s, "messages.voice", 5, ref="late")
+    assert u.counted and u.used == 105

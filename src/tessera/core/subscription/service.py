@@ -12,11 +12,12 @@ from __future__ import annotations
 import calendar
 import datetime as dt
 import os
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import and_, func, select, update
+from sqlalchemy import and_, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -25,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tessera.core import context
 from tessera.core.audit import service as audit
 from tessera.core.db.base import utcnow, uuid7
+from tessera.core.db.session import after_commit
 from tessera.core.subscription.errors import (
     AddOnNotFound,
     ModuleNotIncluded,
@@ -197,6 +199,11 @@ class Usage:
 
 
 _CACHE_KEY = "subscription.entitlements"
+# Entitlements change rarely and are read on every metered call: keep them for a few seconds
+# per process. Changes made in this process invalidate at once; other processes see them
+# within ENTITLEMENTS_TTL seconds.
+ENTITLEMENTS_TTL = 5.0
+_process_cache: dict[uuid.UUID, tuple[float, Entitlements]] = {}
 
 
 async def get_subscription(session: AsyncSession) -> tuple[Subscription, Plan] | None:
@@ -214,6 +221,11 @@ async def effective_entitlements(session: AsyncSession, now: dt.datetime | None 
     cached = session.info.get(_CACHE_KEY)
     if cacheable and cached is not None and cached[0] == tid:
         return cached[1]  # type: ignore[no-any-return]
+    if cacheable:
+        hit = _process_cache.get(tid)
+        if hit is not None and time.monotonic() - hit[0] < ENTITLEMENTS_TTL and utcnow() < hit[1].period_end:
+            session.info[_CACHE_KEY] = (tid, hit[1])
+            return hit[1]
     now = now or utcnow()
     sub = await get_subscription(session)
     addons = list(
@@ -250,11 +262,21 @@ async def effective_entitlements(session: AsyncSession, now: dt.datetime | None 
         )
     if cacheable:
         session.info[_CACHE_KEY] = (tid, ent)
+        _process_cache[tid] = (time.monotonic(), ent)
     return ent
 
 
-def forget_entitlements(session: AsyncSession) -> None:
-    session.info.pop(_CACHE_KEY, None)
+def forget_entitlements(session: AsyncSession | None = None, tenant_id: uuid.UUID | None = None) -> None:
+    """Drop cached entitlements (of one session's tenant, or all with no arguments)."""
+    if session is not None:
+        session.info.pop(_CACHE_KEY, None)
+    tid = tenant_id or context.current_tenant_id_or_none()
+    if session is None and tenant_id is None:
+        _process_cache.clear()
+    elif tid is not None:
+        _process_cache.pop(tid, None)
+        if session is not None:  # and again once the change is visible to everyone
+            after_commit(session, lambda: _process_cache.pop(tid, None) and None)
 
 
 async def check_module(session: AsyncSession, module: str) -> None:
@@ -293,33 +315,51 @@ async def consume(session: AsyncSession, meter: str, n: int, *, ref: str) -> Usa
     reset_at = None if stock else ent.period_end
     limit = ent.limit(meter)
 
-    existing = (
-        await session.execute(
-            select(UsageRecord.id).where(UsageRecord.meter == meter, UsageRecord.ref == ref)
-        )
-    ).first()
-    if existing is not None:
-        used = await _used(session, meter, period_start)
-        return Usage(meter, used, limit, period_start, reset_at, counted=False)
-
     tid = context.current_tenant_id()
-    ins = (
-        _insert(session)(UsageCounter.__table__)
-        .values(id=uuid7(), tenant_id=tid, meter=meter, period_start=period_start, used=0)
-        .on_conflict_do_nothing(index_elements=["tenant_id", "meter", "period_start"])
-    )
-    await session.execute(ins)
+    recorded = (
+        await session.execute(
+            _insert(session)(UsageRecord.__table__)
+            .values(
+                id=uuid7(),
+                tenant_id=tid,
+                meter=meter,
+                ref=ref,
+                n=n,
+                period_start=period_start,
+                created_at=utcnow(),
+            )
+            .on_conflict_do_nothing(index_elements=["tenant_id", "meter", "ref"])
+            .returning(UsageRecord.__table__.c.id)
+        )
+    ).scalar_one_or_none()
+    if recorded is None:  # this ref was counted before: a retry or a replay
+        return Usage(
+            meter, await _used(session, meter, period_start), limit, period_start, reset_at, counted=False
+        )
 
     cond = [UsageCounter.meter == meter, UsageCounter.period_start == period_start]
     if limit is not None and n > 0:
         cond.append(UsageCounter.used + n <= limit)
-    result = await session.execute(
+    bump = (
         update(UsageCounter)
         .where(and_(*cond))
         .values(used=UsageCounter.used + n)
+        .returning(UsageCounter.used)
         .execution_options(synchronize_session=False)
     )
-    if result.rowcount != 1:  # type: ignore[attr-defined]
+    used = (await session.execute(bump)).scalar_one_or_none()
+    if used is None:  # no counter yet this period, or the allowance is used up
+        await session.execute(
+            _insert(session)(UsageCounter.__table__)
+            .values(id=uuid7(), tenant_id=tid, meter=meter, period_start=period_start, used=0)
+            .on_conflict_do_nothing(index_elements=["tenant_id", "meter", "period_start"])
+        )
+        used = (await session.execute(bump)).scalar_one_or_none()
+    if used is None:
+        # Take the record back so a caller that handles the error can go on with its transaction.
+        await session.execute(
+            delete(UsageRecord).where(UsageRecord.id == recorded).execution_options(synchronize_session=False)
+        )
         used = await _used(session, meter, period_start)
         remaining = max(0, (limit or 0) - used)
         raise QuotaExceeded(
@@ -331,10 +371,7 @@ async def consume(session: AsyncSession, meter: str, n: int, *, ref: str) -> Usa
             requested=n,
             reset_at=reset_at.isoformat() if reset_at else None,
         )
-    session.add(UsageRecord(meter=meter, ref=ref, n=n, period_start=period_start, created_at=utcnow()))
-    await session.flush()
-    used = await _used(session, meter, period_start)
-    return Usage(meter, used, limit, period_start, reset_at, counted=True)
+    return Usage(meter, int(used), limit, period_start, reset_at, counted=True)
 
 
 async def _used(session: AsyncSession, meter: str, period_start: dt.datetime) -> int:
