@@ -471,24 +471,35 @@ async def current_totals(session: AsyncSession, ent: Entitlements) -> list[dict[
 # --- catalogue and assignment (operator) ----------------------------------------------------
 
 
-async def ensure_default_catalogue(session: AsyncSession) -> list[Plan]:
-    """Create version 1 of the default plans that do not exist yet (CLI and first tenant)."""
+async def ensure_default_catalogue(session: AsyncSession) -> list[str]:
+    """Create version 1 of the default plans that do not exist yet (CLI and first tenant).
+
+    Returns the keys created. Safe when two first tenants are created at the same time.
+    """
     existing = set((await session.execute(select(Plan.key))).scalars())
     created = []
     for spec in DEFAULT_CATALOGUE:
-        if spec["key"] not in existing:
-            p = Plan(
-                version=1,
-                period="monthly",
-                currency="CNY",
-                **{
-                    k: (list(v) if isinstance(v, list) else dict(v) if isinstance(v, dict) else v)
-                    for k, v in spec.items()
-                },
-            )
-            session.add(p)
-            created.append(p)
-    await session.flush()
+        if spec["key"] in existing:
+            continue
+        now = utcnow()
+        row = {
+            "id": uuid7(),
+            "version": 1,
+            "period": "monthly",
+            "currency": "CNY",
+            "active": True,
+            "created_at": now,
+            "updated_at": now,
+            **spec,
+        }
+        result = await session.execute(
+            _insert(session)(Plan.__table__)
+            .values(**row)
+            .on_conflict_do_nothing(index_elements=["key", "version"])
+            .returning(Plan.__table__.c.key)
+        )
+        if result.scalar_one_or_none() is not None:
+            created.append(spec["key"])
     return created
 
 
