@@ -117,6 +117,7 @@ class ListPage:
     bulk_actions: list[BulkAction] = field(default_factory=list)
     export: bool = True
     options: Mapping[str, Sequence[tuple[str, str]]] = field(default_factory=dict)
+    labels: Mapping[str, str] = field(default_factory=dict)  # filter labels by field name
     empty_text: str = _l("Nothing here yet.")
     search_param: str | None = None  # a "contains" filter shown as the list's search box
     actions: list[tuple[str, str]] = field(default_factory=list)  # header buttons (label, href)
@@ -124,7 +125,7 @@ class ListPage:
     def controls(self, params: Mapping[str, str]) -> list[FilterControl]:
         out = []
         for name, f in self.filterset.fields.items():
-            label = f.label or name.replace("_", " ").capitalize()
+            label = self.labels.get(name) or f.label or name.replace("_", " ").capitalize()
             if f.choices or name in self.options:
                 opts = list(self.options.get(name) or [(c, c) for c in f.choices])
                 out.append(FilterControl(name, label, "select", opts, params.get(name, "")))

@@ -50,6 +50,13 @@ def audit_list() -> ListPage:
                 ("system", "system"),
             ]
         },
+        labels={
+            "object_type": _("Object type"),
+            "object_id": _("Object id"),
+            "actor_type": _("Actor type"),
+            "actor_id": _("Actor id"),
+            "created_at": _("Time"),
+        },
         search_param="action__contains",
         empty_text=_("No audit entries match these filters."),
     )

@@ -113,7 +113,11 @@ async def activity_chart(session: AsyncSession, days: int = 14) -> Chart:
         "bar",
         labels,
         [{"label": _("Audit log entries"), "data": values, "backgroundColor": "#206bc4"}],
-        {"plugins": {"legend": {"display": False}}, "scales": {"y": {"beginAtZero": True}}},
+        {
+            "animation": False,
+            "plugins": {"legend": {"display": False}},
+            "scales": {"y": {"beginAtZero": True, "ticks": {"precision": 0}}},
+        },
     )
 
 
