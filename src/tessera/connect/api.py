@@ -50,14 +50,21 @@ Manager = Annotated[Principal, Depends(require("channels:manage"))]
 # --- messages ---------------------------------------------------------------------------------
 
 
-@router.post("/messages", status_code=status.HTTP_202_ACCEPTED, response_model=Accepted, responses=error_responses(422))
+@router.post(
+    "/messages", status_code=status.HTTP_202_ACCEPTED, response_model=Accepted, responses=error_responses(422)
+)
 async def send_one(data: MessageIn, principal: Sender, session: DbSession) -> Accepted:
     """Accept one message; 202 once it is durably stored with status ``accepted``."""
     m = await send.send_message(session, data)
     return Accepted(id=m.id, status=m.status, segments=m.segments, encoding=m.encoding)
 
 
-@router.post("/messages/batch", status_code=status.HTTP_202_ACCEPTED, response_model=BatchAccepted, responses=error_responses(422))
+@router.post(
+    "/messages/batch",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=BatchAccepted,
+    responses=error_responses(422),
+)
 async def send_many(data: BatchIn, principal: Sender, session: DbSession) -> BatchAccepted:
     """Accept up to 10,000 recipients with per-recipient variables, all or nothing."""
     accepted = await send.send_batch(session, data)
@@ -72,14 +79,24 @@ async def preview(data: PreviewIn, principal: Sender, session: DbSession) -> Pre
         t = await templates.get(session, data.template_id)
         body = t.bodies.get(data.channel)
         if body is None:
-            raise MessageInvalid(f"the template has no {data.channel} body", field="template_id", rule="template_channel_missing")
+            raise MessageInvalid(
+                f"the template has no {data.channel} body",
+                field="template_id",
+                rule="template_channel_missing",
+            )
     if body is None or not body.strip():
         raise MessageInvalid("the message body is empty", field="body", rule="required")
     text = templates.render(body, data.variables)
     if data.signature:
         text = f"【{data.signature.strip('【】')}】" + text
     pv = encoding.preview(text)
-    return PreviewOut(text=text, encoding=pv["encoding"], segments=pv["segments"], characters=pv["characters"], parts=pv["parts"])
+    return PreviewOut(
+        text=text,
+        encoding=pv["encoding"],
+        segments=pv["segments"],
+        characters=pv["characters"],
+        parts=pv["parts"],
+    )
 
 
 @router.get("/messages", response_model=Page[MessageOut])
@@ -106,38 +123,72 @@ async def list_templates(principal: Reader, session: DbSession) -> list[Template
     return [TemplateOut.model_validate(t) for t in await templates.list_all(session)]
 
 
-@router.post("/templates", status_code=201, response_model=TemplateOut, tags=["templates"], responses=error_responses(422))
+@router.post(
+    "/templates",
+    status_code=201,
+    response_model=TemplateOut,
+    tags=["templates"],
+    responses=error_responses(422),
+)
 async def create_template(data: TemplateIn, principal: Manager, session: DbSession) -> TemplateOut:
     return TemplateOut.model_validate(await templates.create(session, data))
 
 
-@router.get("/templates/{template_id}", response_model=TemplateOut, tags=["templates"], responses=error_responses(404))
+@router.get(
+    "/templates/{template_id}", response_model=TemplateOut, tags=["templates"], responses=error_responses(404)
+)
 async def get_template(template_id: uuid.UUID, principal: Reader, session: DbSession) -> TemplateOut:
     return TemplateOut.model_validate(await templates.get(session, template_id))
 
 
-@router.patch("/templates/{template_id}", response_model=TemplateOut, tags=["templates"], responses=error_responses(404, 409, 422))
-async def update_template(template_id: uuid.UUID, data: TemplatePatch, principal: Manager, session: DbSession) -> TemplateOut:
+@router.patch(
+    "/templates/{template_id}",
+    response_model=TemplateOut,
+    tags=["templates"],
+    responses=error_responses(404, 409, 422),
+)
+async def update_template(
+    template_id: uuid.UUID, data: TemplatePatch, principal: Manager, session: DbSession
+) -> TemplateOut:
     return TemplateOut.model_validate(await templates.update(session, template_id, data))
 
 
-@router.delete("/templates/{template_id}", status_code=204, tags=["templates"], responses=error_responses(404))
+@router.delete(
+    "/templates/{template_id}", status_code=204, tags=["templates"], responses=error_responses(404)
+)
 async def delete_template(template_id: uuid.UUID, principal: Manager, session: DbSession) -> None:
     await templates.delete(session, template_id)
 
 
-@router.post("/templates/{template_id}/submit", response_model=TemplateOut, tags=["templates"], responses=error_responses(404, 409))
+@router.post(
+    "/templates/{template_id}/submit",
+    response_model=TemplateOut,
+    tags=["templates"],
+    responses=error_responses(404, 409),
+)
 async def submit_template(template_id: uuid.UUID, principal: Manager, session: DbSession) -> TemplateOut:
     return TemplateOut.model_validate(await templates.transition(session, template_id, "submit"))
 
 
-@router.post("/templates/{template_id}/approve", response_model=TemplateOut, tags=["templates"], responses=error_responses(404, 409))
+@router.post(
+    "/templates/{template_id}/approve",
+    response_model=TemplateOut,
+    tags=["templates"],
+    responses=error_responses(404, 409),
+)
 async def approve_template(template_id: uuid.UUID, principal: Manager, session: DbSession) -> TemplateOut:
     return TemplateOut.model_validate(await templates.transition(session, template_id, "approve"))
 
 
-@router.post("/templates/{template_id}/reject", response_model=TemplateOut, tags=["templates"], responses=error_responses(404, 409, 422))
-async def reject_template(template_id: uuid.UUID, data: RejectIn, principal: Manager, session: DbSession) -> TemplateOut:
+@router.post(
+    "/templates/{template_id}/reject",
+    response_model=TemplateOut,
+    tags=["templates"],
+    responses=error_responses(404, 409, 422),
+)
+async def reject_template(
+    template_id: uuid.UUID, data: RejectIn, principal: Manager, session: DbSession
+) -> TemplateOut:
     return TemplateOut.model_validate(await templates.transition(session, template_id, "reject", data.reason))
 
 
@@ -149,17 +200,33 @@ async def list_signatures(principal: Reader, session: DbSession) -> list[Signatu
     return [SignatureOut.model_validate(s) for s in await channels.list_signatures(session)]
 
 
-@router.post("/signatures", status_code=201, response_model=SignatureOut, tags=["templates"], responses=error_responses(409, 422))
+@router.post(
+    "/signatures",
+    status_code=201,
+    response_model=SignatureOut,
+    tags=["templates"],
+    responses=error_responses(409, 422),
+)
 async def create_signature(data: SignatureIn, principal: Manager, session: DbSession) -> SignatureOut:
     return SignatureOut.model_validate(await channels.create_signature(session, data))
 
 
-@router.post("/signatures/{signature_id}/approve", response_model=SignatureOut, tags=["templates"], responses=error_responses(404))
+@router.post(
+    "/signatures/{signature_id}/approve",
+    response_model=SignatureOut,
+    tags=["templates"],
+    responses=error_responses(404),
+)
 async def approve_signature(signature_id: uuid.UUID, principal: Manager, session: DbSession) -> SignatureOut:
     return SignatureOut.model_validate(await channels.review_signature(session, signature_id, True))
 
 
-@router.post("/signatures/{signature_id}/reject", response_model=SignatureOut, tags=["templates"], responses=error_responses(404))
+@router.post(
+    "/signatures/{signature_id}/reject",
+    response_model=SignatureOut,
+    tags=["templates"],
+    responses=error_responses(404),
+)
 async def reject_signature(signature_id: uuid.UUID, principal: Manager, session: DbSession) -> SignatureOut:
     return SignatureOut.model_validate(await channels.review_signature(session, signature_id, False))
 
@@ -172,27 +239,49 @@ async def list_channels(principal: Manager, session: DbSession) -> list[ChannelO
     return [ChannelOut.model_validate(c) for c in await channels.list_channels(session)]
 
 
-@router.post("/channels", status_code=201, response_model=ChannelOut, tags=["channels"], responses=error_responses(422))
+@router.post(
+    "/channels", status_code=201, response_model=ChannelOut, tags=["channels"], responses=error_responses(422)
+)
 async def create_channel(data: ChannelIn, principal: Manager, session: DbSession) -> ChannelOut:
     return ChannelOut.model_validate(await channels.create_channel(session, data))
 
 
-@router.get("/channels/{channel_id}", response_model=ChannelOut, tags=["channels"], responses=error_responses(404))
+@router.get(
+    "/channels/{channel_id}", response_model=ChannelOut, tags=["channels"], responses=error_responses(404)
+)
 async def get_channel(channel_id: uuid.UUID, principal: Manager, session: DbSession) -> ChannelOut:
     return ChannelOut.model_validate(await channels.get_channel(session, channel_id))
 
 
-@router.patch("/channels/{channel_id}", response_model=ChannelOut, tags=["channels"], responses=error_responses(404, 422))
-async def update_channel(channel_id: uuid.UUID, data: ChannelPatch, principal: Manager, session: DbSession) -> ChannelOut:
+@router.patch(
+    "/channels/{channel_id}",
+    response_model=ChannelOut,
+    tags=["channels"],
+    responses=error_responses(404, 422),
+)
+async def update_channel(
+    channel_id: uuid.UUID, data: ChannelPatch, principal: Manager, session: DbSession
+) -> ChannelOut:
     return ChannelOut.model_validate(await channels.update_channel(session, channel_id, data))
 
 
-@router.get("/channels/{channel_id}/links", response_model=list[LinkOut], tags=["channels"], responses=error_responses(404))
+@router.get(
+    "/channels/{channel_id}/links",
+    response_model=list[LinkOut],
+    tags=["channels"],
+    responses=error_responses(404),
+)
 async def list_links(channel_id: uuid.UUID, principal: Manager, session: DbSession) -> list[LinkOut]:
     return [LinkOut.model_validate(x) for x in await channels.list_links(session, channel_id)]
 
 
-@router.post("/channels/{channel_id}/links", status_code=201, response_model=LinkOut, tags=["channels"], responses=error_responses(404, 422))
+@router.post(
+    "/channels/{channel_id}/links",
+    status_code=201,
+    response_model=LinkOut,
+    tags=["channels"],
+    responses=error_responses(404, 422),
+)
 async def create_link(channel_id: uuid.UUID, data: LinkIn, principal: Manager, session: DbSession) -> LinkOut:
     return LinkOut.model_validate(await channels.create_link(session, channel_id, data))
 
@@ -202,7 +291,9 @@ async def get_link(link_id: uuid.UUID, principal: Manager, session: DbSession) -
     return LinkOut.model_validate(await channels.get_link(session, link_id))
 
 
-@router.patch("/links/{link_id}", response_model=LinkOut, tags=["channels"], responses=error_responses(404, 422))
+@router.patch(
+    "/links/{link_id}", response_model=LinkOut, tags=["channels"], responses=error_responses(404, 422)
+)
 async def update_link(link_id: uuid.UUID, data: LinkPatch, principal: Manager, session: DbSession) -> LinkOut:
     return LinkOut.model_validate(await channels.update_link(session, link_id, data))
 
@@ -212,12 +303,23 @@ async def delete_link(link_id: uuid.UUID, principal: Manager, session: DbSession
     await channels.delete_link(session, link_id)
 
 
-@router.get("/channels/{channel_id}/routes", response_model=list[RouteOut], tags=["channels"], responses=error_responses(404))
+@router.get(
+    "/channels/{channel_id}/routes",
+    response_model=list[RouteOut],
+    tags=["channels"],
+    responses=error_responses(404),
+)
 async def list_routes(channel_id: uuid.UUID, principal: Manager, session: DbSession) -> list[RouteOut]:
     return [RouteOut.model_validate(r) for r in await channels.list_routes(session, channel_id)]
 
 
-@router.post("/channels/{channel_id}/routes", status_code=201, response_model=RouteOut, tags=["channels"], responses=error_responses(404, 422))
+@router.post(
+    "/channels/{channel_id}/routes",
+    status_code=201,
+    response_model=RouteOut,
+    tags=["channels"],
+    responses=error_responses(404, 422),
+)
 async def add_route(channel_id: uuid.UUID, data: RouteIn, principal: Manager, session: DbSession) -> RouteOut:
     return RouteOut.model_validate(await channels.add_route(session, channel_id, data))
 

@@ -34,20 +34,38 @@ async def setup(settings: Any, *, tenant_slug: str = "demo", port: int | None = 
             if tenant is None:
                 return
             await switch_tenant(s, tenant.id)
-            ch = (await s.execute(select(Channel).where(Channel.kind == "sms", Channel.name == "Demo SMS"))).scalar_one_or_none()
+            ch = (
+                await s.execute(select(Channel).where(Channel.kind == "sms", Channel.name == "Demo SMS"))
+            ).scalar_one_or_none()
             if ch is None:
-                ch = Channel(kind="sms", name="Demo SMS", default_source="10690000", settings={"simulator": True})
+                ch = Channel(
+                    kind="sms", name="Demo SMS", default_source="10690000", settings={"simulator": True}
+                )
                 s.add(ch)
                 await s.flush()
-                link = Link(channel_id=ch.id, name="SMSC simulator", host="127.0.0.1", port=port,
-                            system_id=SIM_SYSTEM_ID, password=SIM_PASSWORD, window=50, tps=None)
+                link = Link(
+                    channel_id=ch.id,
+                    name="SMSC simulator",
+                    host="127.0.0.1",
+                    port=port,
+                    system_id=SIM_SYSTEM_ID,
+                    password=SIM_PASSWORD,
+                    window=50,
+                    tps=None,
+                )
                 s.add(link)
                 await s.flush()
                 s.add(RouteEntry(channel_id=ch.id, carrier="*", link_id=link.id, priority=0, weight=100))
                 s.add(Signature(text="Tessera", status="approved", is_default=True))
-                s.add(Template(name="Verification code", message_class="verification",
-                               bodies={"sms": "Your verification code is {{code}}. It expires in 5 minutes."},
-                               variables=["code"], status="approved"))
+                s.add(
+                    Template(
+                        name="Verification code",
+                        message_class="verification",
+                        bodies={"sms": "Your verification code is {{code}}. It expires in 5 minutes."},
+                        variables=["code"],
+                        status="approved",
+                    )
+                )
             else:
                 for link in (await s.execute(select(Link).where(Link.channel_id == ch.id))).scalars():
                     link.port = port
@@ -64,8 +82,14 @@ async def start_simulator(app: Any) -> None:
         return
     if os.environ.get("TESSERA_SMSC_SIMULATOR", "1") == "0" or _simulator is not None:
         return
-    sim = SmscSimulator(SmscConfig(accounts=[SmscAccount(SIM_SYSTEM_ID, SIM_PASSWORD)], port=simulator_port(),
-                                   receipt_delay=0.5, keep_messages=False))
+    sim = SmscSimulator(
+        SmscConfig(
+            accounts=[SmscAccount(SIM_SYSTEM_ID, SIM_PASSWORD)],
+            port=simulator_port(),
+            receipt_delay=0.5,
+            keep_messages=False,
+        )
+    )
     try:
         await sim.start()
     except OSError:  # the port is taken (another process runs the simulator)

@@ -233,21 +233,22 @@ class LinkRunner:
             self.d.in_flight.discard(item.message_id)
 
     async def _on_receipt(self, receipt: DeliveryReceipt) -> None:
-        await self.d.writer.receipt(self.info.id, receipt)
+        await self.d.receipt_writer.receipt(self.info.id, receipt)
 
 
 class Writer:
     """Batches every hot-path write (submit results, receipts) into short transactions."""
 
-    def __init__(self, dispatcher: Dispatcher) -> None:
+    def __init__(self, dispatcher: Dispatcher, name: str = "connect-writer") -> None:
         self.d = dispatcher
+        self.name = name
         self.queue: asyncio.Queue[tuple[str, Any, asyncio.Future[None]]] = asyncio.Queue()
         self.waiting: list[tuple[float, tuple[uuid.UUID, DeliveryReceipt], asyncio.Future[None]]] = []
         self.task: asyncio.Task[None] | None = None
         self.batches = 0
 
     def start(self) -> None:
-        self.task = asyncio.create_task(self._run(), name="connect-writer")
+        self.task = asyncio.create_task(self._run(), name=self.name)
 
     async def stop(self) -> None:
         if self.task is not None:
@@ -348,7 +349,8 @@ class Dispatcher:
         self.runners: dict[uuid.UUID, LinkRunner] = {}
         self.unavailable: set[uuid.UUID] = set()
         self.routes: dict[uuid.UUID, TenantRoutes] = {}
-        self.writer = Writer(self)
+        self.writer = Writer(self, "connect-results")  # submit results: latency bounds throughput
+        self.receipt_writer = Writer(self, "connect-receipts")  # receipts in their own transactions
         self.in_flight: set[uuid.UUID] = set()
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -359,6 +361,7 @@ class Dispatcher:
         _wake_events.add(self._wake)
         await self._heartbeat()
         self.writer.start()
+        self.receipt_writer.start()
         self._tasks = [
             asyncio.create_task(self._claim_loop(), name="connect-claim"),
             asyncio.create_task(self._heartbeat_loop(), name="connect-heartbeat"),
@@ -377,6 +380,8 @@ class Dispatcher:
             left += await r.stop()
         self.runners.clear()
         await self.writer.stop()
+        await self.receipt_writer.stop()
+        log.warning("gateway %s stopping: %s", self.id, dict(self.stats))
         with contextlib.suppress(Exception):
             await self._release([it.message_id for it in left], resubmission=False)
             with context.tenant_scope(None):
@@ -436,7 +441,7 @@ class Dispatcher:
             claimed = 0
             try:
                 room = self.capacity() - self.pending()
-                if room > 0:
+                if room >= max(1, min(self.claim_batch, self.capacity()) // 4):
                     claimed = await self.claim(min(room, self.claim_batch))
             except asyncio.CancelledError:
                 raise
@@ -944,10 +949,25 @@ class Dispatcher:
         return unmatched
 
     async def _publish(self, s: AsyncSession, finals: list[tuple[uuid.UUID, str, str | None]]) -> None:
-        if _publish is None or not finals:
+        """``message.status`` for each final status, when anyone listens (a subscriber job or an
+        active webhook endpoint of the tenant in scope): publishing to nobody is skipped."""
+        if _publish is None or not finals or not await self._has_listeners(s):
             return
         for mid, status, reason in finals:
             await _publish(s, "message.status", {"message_id": str(mid), "status": status, "reason": reason})
+
+    async def _has_listeners(self, s: AsyncSession) -> bool:
+        try:
+            from tessera.core.events.registry import subscribers_of
+            from tessera.core.webhooks.models import WebhookEndpoint
+        except ImportError:  # pragma: no cover
+            return True
+        if subscribers_of("message.status"):
+            return True
+        types = (
+            await s.execute(select(WebhookEndpoint.event_types).where(WebhookEndpoint.active.is_(True)))
+        ).scalars()
+        return any("message.status" in (t or []) or "*" in (t or []) for t in types)
 
     # -- helpers for tests, bench and operators ------------------------------------------------
     async def backlog(self) -> int:

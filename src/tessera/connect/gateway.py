@@ -18,9 +18,11 @@ log = logging.getLogger(__name__)
 async def run_gateway(settings: Any = None, *, stop: asyncio.Event | None = None, **options: Any) -> None:
     """Run a dispatcher until SIGTERM/SIGINT (or ``stop`` is set); options go to :class:`Dispatcher`."""
     from tessera.app import init_runtime
+    from tessera.migrations.models import load_all
     from tessera.settings import get_settings
 
     settings = settings or get_settings()
+    load_all()  # every model mapped, so foreign-key column types resolve
     init_runtime(settings)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()

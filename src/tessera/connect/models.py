@@ -13,7 +13,17 @@ import datetime as dt
 import uuid
 from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, SmallInteger, String, Text, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    ForeignKey,
+    Index,
+    Integer,
+    SmallInteger,
+    String,
+    Text,
+    UniqueConstraint,
+    Uuid,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from tessera.core.crypto.types import EncryptedString
@@ -43,7 +53,9 @@ class Link(IdMixin, TimestampMixin, TenantOwned, Base):
     """One SMPP bind towards a carrier (or aggregator)."""
 
     __tablename__ = "connect_links"
-    channel_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("connect_channels.id", ondelete="CASCADE"), index=True)
+    channel_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("connect_channels.id", ondelete="CASCADE"), index=True
+    )
     name: Mapped[str] = mapped_column(String(120))
     host: Mapped[str] = mapped_column(String(255))
     port: Mapped[int] = mapped_column(Integer)
@@ -63,7 +75,9 @@ class RouteEntry(IdMixin, TimestampMixin, TenantOwned, Base):
     the next priority is the failover."""
 
     __tablename__ = "connect_routes"
-    channel_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("connect_channels.id", ondelete="CASCADE"), index=True)
+    channel_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("connect_channels.id", ondelete="CASCADE"), index=True
+    )
     carrier: Mapped[str] = mapped_column(String(64), default="*")
     link_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("connect_links.id", ondelete="CASCADE"))
     priority: Mapped[int] = mapped_column(Integer, default=0)
@@ -156,8 +170,12 @@ class MessageEvent(TenantOwned, Base):
     """History of one message: every status change and every resubmission."""
 
     __tablename__ = "connect_message_events"
-    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True)
-    message_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("connect_messages.id", ondelete="CASCADE"), index=True)
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+    )
+    message_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("connect_messages.id", ondelete="CASCADE"), index=True
+    )
     kind: Mapped[str] = mapped_column(String(24))
     status: Mapped[str] = mapped_column(String(16))
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
@@ -173,7 +191,7 @@ class DispatchItem(Base):
     __tablename__ = "connect_dispatch"
     __table_args__ = (Index("ix_connect_dispatch_ready", "state", "lane", "available_at"),)
     message_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
-    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    tenant_id: Mapped[uuid.UUID] = mapped_column(Uuid(), ForeignKey("tenants.id", ondelete="CASCADE"))
     lane: Mapped[int] = mapped_column(SmallInteger)
     state: Mapped[int] = mapped_column(SmallInteger, default=0)
     claimed_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
@@ -188,7 +206,7 @@ class CarrierReceiptKey(Base):
     __tablename__ = "connect_carrier_ids"
     link_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     carrier_id: Mapped[str] = mapped_column(String(72), primary_key=True)
-    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    tenant_id: Mapped[uuid.UUID] = mapped_column(Uuid(), ForeignKey("tenants.id", ondelete="CASCADE"))
     message_id: Mapped[uuid.UUID] = mapped_column()
     part: Mapped[int] = mapped_column(SmallInteger, default=0)
     parts: Mapped[int] = mapped_column(SmallInteger, default=1)

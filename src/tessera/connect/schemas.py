@@ -20,14 +20,20 @@ class _In(BaseModel):
 
 
 class MessageIn(_In):
-    channel_id: uuid.UUID | None = Field(None, description="Channel to send on; default: the tenant's first active SMS channel.")
+    channel_id: uuid.UUID | None = Field(
+        None, description="Channel to send on; default: the tenant's first active SMS channel."
+    )
     channel: ChannelKind = "sms"
-    to: str = Field(min_length=1, max_length=64, description="Phone number (E.164 or national) or WeChat openid.")
+    to: str = Field(
+        min_length=1, max_length=64, description="Phone number (E.164 or national) or WeChat openid."
+    )
     message_class: MessageClass = Field("notification", alias="class")
     body: str | None = Field(None, max_length=2000)
     template_id: uuid.UUID | None = None
     variables: dict[str, str] = Field(default_factory=dict)
-    signature: str | None = Field(None, max_length=32, description="Signature text; default: the approved default signature.")
+    signature: str | None = Field(
+        None, max_length=32, description="Signature text; default: the approved default signature."
+    )
     source: str | None = Field(None, max_length=21)
     scheduled_at: dt.datetime | None = None
     validity_minutes: int | None = Field(None, ge=1, le=7 * 24 * 60)
@@ -50,7 +56,9 @@ class BatchIn(_In):
     message_class: MessageClass = Field("notification", alias="class")
     body: str | None = Field(None, max_length=2000)
     template_id: uuid.UUID | None = None
-    variables: dict[str, str] = Field(default_factory=dict, description="Shared variables; a recipient's own win.")
+    variables: dict[str, str] = Field(
+        default_factory=dict, description="Shared variables; a recipient's own win."
+    )
     signature: str | None = Field(None, max_length=32)
     source: str | None = Field(None, max_length=21)
     scheduled_at: dt.datetime | None = None

@@ -28,8 +28,15 @@ def _channel_snap(c: Channel) -> dict[str, Any]:
 
 
 def _link_snap(link: Link) -> dict[str, Any]:
-    return {"name": link.name, "host": link.host, "port": link.port, "system_id": link.system_id,
-            "window": link.window, "tps": link.tps, "status": link.status}
+    return {
+        "name": link.name,
+        "host": link.host,
+        "port": link.port,
+        "system_id": link.system_id,
+        "window": link.window,
+        "tps": link.tps,
+        "status": link.status,
+    }
 
 
 async def get_channel(session: AsyncSession, channel_id: uuid.UUID) -> Channel:
@@ -44,7 +51,14 @@ async def list_channels(session: AsyncSession) -> list[Channel]:
 
 
 async def create_channel(session: AsyncSession, data: ChannelIn) -> Channel:
-    c = Channel(kind=data.kind, name=data.name, default_source=data.default_source, settings=data.settings, secret=data.secret, status="active")
+    c = Channel(
+        kind=data.kind,
+        name=data.name,
+        default_source=data.default_source,
+        settings=data.settings,
+        secret=data.secret,
+        status="active",
+    )
     session.add(c)
     await session.flush()
     await audit.record(session, "channel.create", "channel", c.id, after=_channel_snap(c))
@@ -105,13 +119,19 @@ async def delete_link(session: AsyncSession, link_id: uuid.UUID) -> None:
 
 async def list_routes(session: AsyncSession, channel_id: uuid.UUID) -> list[RouteEntry]:
     await get_channel(session, channel_id)
-    stmt = select(RouteEntry).where(RouteEntry.channel_id == channel_id).order_by(RouteEntry.priority, RouteEntry.carrier, RouteEntry.id)
+    stmt = (
+        select(RouteEntry)
+        .where(RouteEntry.channel_id == channel_id)
+        .order_by(RouteEntry.priority, RouteEntry.carrier, RouteEntry.id)
+    )
     return list((await session.execute(stmt)).scalars())
 
 
 async def add_route(session: AsyncSession, channel_id: uuid.UUID, data: RouteIn) -> RouteEntry:
     await get_channel(session, channel_id)
-    link = (await session.execute(select(Link).where(Link.id == data.link_id, Link.channel_id == channel_id))).scalar_one_or_none()
+    link = (
+        await session.execute(select(Link).where(Link.id == data.link_id, Link.channel_id == channel_id))
+    ).scalar_one_or_none()
     if link is None:
         raise MessageInvalid("the link does not exist on this channel", field="link_id", rule="unknown_link")
     r = RouteEntry(channel_id=channel_id, **data.model_dump())
@@ -130,7 +150,9 @@ async def delete_route(session: AsyncSession, route_id: uuid.UUID) -> None:
     await audit.record(session, "route.delete", "route", route_id)
 
 
-async def set_rate(session: AsyncSession, channel_kind: str, carrier: str, price_minor: int, currency: str = "CNY") -> RateCard:
+async def set_rate(
+    session: AsyncSession, channel_kind: str, carrier: str, price_minor: int, currency: str = "CNY"
+) -> RateCard:
     stmt = select(RateCard).where(RateCard.channel_kind == channel_kind, RateCard.carrier == carrier)
     rc = (await session.execute(stmt)).scalar_one_or_none()
     if rc is None:
@@ -145,7 +167,9 @@ async def set_rate(session: AsyncSession, channel_kind: str, carrier: str, price
 async def set_ported(session: AsyncSession, number: str, carrier: str) -> PortedNumber:
     e164 = normalize_phone(number, "CN", field="number")
     idx = blind_index("phone", e164)
-    row = (await session.execute(select(PortedNumber).where(PortedNumber.number_index == idx))).scalar_one_or_none()
+    row = (
+        await session.execute(select(PortedNumber).where(PortedNumber.number_index == idx))
+    ).scalar_one_or_none()
     if row is None:
         row = PortedNumber(number_index=idx, carrier=carrier)
         session.add(row)
@@ -156,7 +180,9 @@ async def set_ported(session: AsyncSession, number: str, carrier: str) -> Ported
 
 
 async def list_signatures(session: AsyncSession) -> list[Signature]:
-    return list((await session.execute(select(Signature).order_by(Signature.created_at, Signature.id))).scalars())
+    return list(
+        (await session.execute(select(Signature).order_by(Signature.created_at, Signature.id))).scalars()
+    )
 
 
 async def create_signature(session: AsyncSession, data: SignatureIn) -> Signature:
@@ -180,5 +206,7 @@ async def review_signature(session: AsyncSession, signature_id: uuid.UUID, appro
     before = {"status": s.status}
     s.status = "approved" if approve else "rejected"
     await session.flush()
-    await audit.record(session, "signature.review", "signature", s.id, before=before, after={"status": s.status})
+    await audit.record(
+        session, "signature.review", "signature", s.id, before=before, after={"status": s.status}
+    )
     return s

@@ -27,7 +27,9 @@ async def list_messages(session: AsyncSession, params: Mapping[str, str]) -> tup
             stmt = stmt.where(Message.to_index == blind_index("phone", e164))
         except InvalidPhone:
             if len(to) > 64:
-                raise MessageInvalid("not a phone number or openid", field="to", rule="invalid_phone") from None
+                raise MessageInvalid(
+                    "not a phone number or openid", field="to", rule="invalid_phone"
+                ) from None
             stmt = stmt.where(Message.to_index == blind_index("openid", to))
     rows = (await session.execute(apply_listing(stmt, q, MESSAGE_FILTERS))).scalars().all()
     return page_of(rows, q, MESSAGE_FILTERS)

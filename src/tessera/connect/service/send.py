@@ -75,8 +75,12 @@ async def resolve_channel(session: AsyncSession, channel_id: uuid.UUID | None, k
     ch = (await session.execute(stmt)).scalars().first()
     if ch is None:
         if channel_id is not None:
-            raise MessageInvalid("the channel does not exist or is disabled", field="channel_id", rule="unknown_channel")
-        raise MessageInvalid(f"no active {kind} channel is configured", field="channel", rule="unsupported_channel")
+            raise MessageInvalid(
+                "the channel does not exist or is disabled", field="channel_id", rule="unknown_channel"
+            )
+        raise MessageInvalid(
+            f"no active {kind} channel is configured", field="channel", rule="unsupported_channel"
+        )
     if ch.kind != kind and channel_id is not None and kind != "sms":
         raise MessageInvalid(f"channel is a {ch.kind} channel", field="channel", rule="channel_mismatch")
     return ch
@@ -87,9 +91,13 @@ async def _signature(session: AsyncSession, ch: Channel, text: str | None) -> st
         return ""
     stmt = select(Signature).where(Signature.status == "approved")
     if text is not None:
-        s = (await session.execute(stmt.where(Signature.text == text.strip().strip("【】")))).scalar_one_or_none()
+        s = (
+            await session.execute(stmt.where(Signature.text == text.strip().strip("【】")))
+        ).scalar_one_or_none()
         if s is None:
-            raise MessageInvalid("the signature is not approved", field="signature", rule="signature_not_approved")
+            raise MessageInvalid(
+                "the signature is not approved", field="signature", rule="signature_not_approved"
+            )
         return f"【{s.text}】"
     s = (await session.execute(stmt.where(Signature.is_default.is_(True)).limit(1))).scalars().first()
     return f"【{s.text}】" if s else ""
@@ -100,18 +108,36 @@ async def _common(session: AsyncSession, data: MessageIn | BatchIn) -> _Common:
     template: Template | None = None
     body = data.body
     if data.template_id is not None:
-        template = (await session.execute(select(Template).where(Template.id == data.template_id))).scalar_one_or_none()
+        template = (
+            await session.execute(select(Template).where(Template.id == data.template_id))
+        ).scalar_one_or_none()
         if template is None:
             raise MessageInvalid("the template does not exist", field="template_id", rule="unknown_template")
-        if template.status != "approved" and (ch.kind == "wechat" or data.message_class in ("marketing", "notification")):
-            raise MessageInvalid(f"the template is {template.status}, not approved", field="template_id", rule="template_not_approved")
+        if template.status != "approved" and (
+            ch.kind == "wechat" or data.message_class in ("marketing", "notification")
+        ):
+            raise MessageInvalid(
+                f"the template is {template.status}, not approved",
+                field="template_id",
+                rule="template_not_approved",
+            )
         if template.message_class != data.message_class:
-            raise MessageInvalid(f"the template is for {template.message_class} messages", field="class", rule="template_class_mismatch")
+            raise MessageInvalid(
+                f"the template is for {template.message_class} messages",
+                field="class",
+                rule="template_class_mismatch",
+            )
         body = template.bodies.get(ch.kind)
         if body is None:
-            raise MessageInvalid(f"the template has no {ch.kind} body", field="template_id", rule="template_channel_missing")
+            raise MessageInvalid(
+                f"the template has no {ch.kind} body", field="template_id", rule="template_channel_missing"
+            )
         if ch.kind == "wechat" and not template.external_id:
-            raise MessageInvalid("WeChat needs the template id assigned by WeChat", field="template_id", rule="template_external_id_missing")
+            raise MessageInvalid(
+                "WeChat needs the template id assigned by WeChat",
+                field="template_id",
+                rule="template_external_id_missing",
+            )
     elif ch.kind == "wechat":
         raise MessageInvalid("WeChat messages need a template", field="template_id", rule="required")
     if body is None or not body.strip():
@@ -121,11 +147,16 @@ async def _common(session: AsyncSession, data: MessageIn | BatchIn) -> _Common:
         raise MessageInvalid("scheduled_at needs a time zone", field="scheduled_at", rule="timezone_required")
     start = max(data.scheduled_at or now, now)
     return _Common(
-        channel=ch, message_class=data.message_class, template=template, body=body,
+        channel=ch,
+        message_class=data.message_class,
+        template=template,
+        body=body,
         signature=await _signature(session, ch, data.signature),
-        source=data.source or ch.default_source, scheduled_at=data.scheduled_at,
+        source=data.source or ch.default_source,
+        scheduled_at=data.scheduled_at,
         valid_until=start + dt.timedelta(minutes=data.validity_minutes) if data.validity_minutes else None,
-        campaign_id=data.campaign_id, metadata=data.metadata,
+        campaign_id=data.campaign_id,
+        metadata=data.metadata,
     )
 
 
@@ -147,7 +178,11 @@ def _destination(ch: Channel, raw: str, field: str) -> tuple[str, str]:
 
 
 async def send_messages(
-    session: AsyncSession, data: MessageIn | BatchIn, recipients: Sequence[Recipient], *, quota_ref: str | None = None
+    session: AsyncSession,
+    data: MessageIn | BatchIn,
+    recipients: Sequence[Recipient],
+    *,
+    quota_ref: str | None = None,
 ) -> list[AcceptedMessage]:
     """Validate and store one message per recipient in the caller's transaction.
 
@@ -176,33 +211,82 @@ async def send_messages(
             raise MessageInvalid("the message body is empty", field="body", rule="required")
         pv = preview_cache.get(text)
         if pv is None:
-            pv = encoding.preview(text) if ch.kind == "sms" else {"encoding": "utf8", "segments": 1, "characters": len(text), "parts": [text]}  # type: ignore[typeddict-item]
+            pv = (
+                encoding.preview(text)
+                if ch.kind == "sms"
+                else {"encoding": "utf8", "segments": 1, "characters": len(text), "parts": [text]}
+            )  # type: ignore[typeddict-item]
             if len(preview_cache) < 1000:
                 preview_cache[text] = pv
         price, currency = rates.get(carrier) or rates.get("*") or (0, "CNY")
         mid = uuid7()
         total_segments += pv["segments"]
-        messages.append({
-            "id": mid, "tenant_id": tid, "channel_id": ch.id, "channel_kind": ch.kind,
-            "message_class": common.message_class, "to": to, "to_index": blind_index("phone" if ch.kind == "sms" else "openid", to),
-            "source": common.source, "body": text, "template_id": common.template.id if common.template else None,
-            "variables": variables, "status": "accepted", "reason": None, "carrier": carrier, "carrier_ids": [],
-            "segments": pv["segments"], "encoding": pv["encoding"], "cost_minor": price * pv["segments"],
-            "currency": currency, "route": {}, "link_id": None, "attempts": 0, "resubmissions": 0,
-            "scheduled_at": common.scheduled_at, "valid_until": common.valid_until, "reference": rcpt.reference,
-            "metadata": common.metadata, "campaign_id": common.campaign_id, "created_at": now,
-            "queued_at": None, "submitted_at": None, "done_at": None, "updated_at": now,
-        })
-        queue.append({"message_id": mid, "tenant_id": tid, "lane": lane, "state": 0, "claimed_by": None,
-                      "claimed_at": None, "available_at": max(common.scheduled_at or now, now), "claims": 0})
-        events.append({"tenant_id": tid, "message_id": mid, "kind": "status", "status": "accepted", "detail": {}, "at": now})
+        messages.append(
+            {
+                "id": mid,
+                "tenant_id": tid,
+                "channel_id": ch.id,
+                "channel_kind": ch.kind,
+                "message_class": common.message_class,
+                "to": to,
+                "to_index": blind_index("phone" if ch.kind == "sms" else "openid", to),
+                "source": common.source,
+                "body": text,
+                "template_id": common.template.id if common.template else None,
+                "variables": variables,
+                "status": "accepted",
+                "reason": None,
+                "carrier": carrier,
+                "carrier_ids": [],
+                "segments": pv["segments"],
+                "encoding": pv["encoding"],
+                "cost_minor": price * pv["segments"],
+                "currency": currency,
+                "route": {},
+                "link_id": None,
+                "attempts": 0,
+                "resubmissions": 0,
+                "scheduled_at": common.scheduled_at,
+                "valid_until": common.valid_until,
+                "reference": rcpt.reference,
+                "metadata": common.metadata,
+                "campaign_id": common.campaign_id,
+                "created_at": now,
+                "queued_at": None,
+                "submitted_at": None,
+                "done_at": None,
+                "updated_at": now,
+            }
+        )
+        queue.append(
+            {
+                "message_id": mid,
+                "tenant_id": tid,
+                "lane": lane,
+                "state": 0,
+                "claimed_by": None,
+                "claimed_at": None,
+                "available_at": max(common.scheduled_at or now, now),
+                "claims": 0,
+            }
+        )
+        events.append(
+            {
+                "tenant_id": tid,
+                "message_id": mid,
+                "kind": "status",
+                "status": "accepted",
+                "detail": {},
+                "at": now,
+            }
+        )
         out.append(AcceptedMessage(mid, "accepted", pv["segments"], pv["encoding"]))
     if _consume is not None and quota_ref:
         await _consume(session, METER[ch.kind], total_segments, ref=quota_ref)
     for start in range(0, len(messages), 2000):
-        await session.execute(insert(Message.__table__), messages[start:start + 2000])
-        await session.execute(insert(MessageEvent.__table__), events[start:start + 2000])
-        await session.execute(insert(DispatchItem.__table__), queue[start:start + 2000])
+        await session.execute(insert(Message.__table__), messages[start : start + 2000])
+        await session.execute(insert(MessageEvent.__table__), events[start : start + 2000])
+        await session.execute(insert(DispatchItem.__table__), queue[start : start + 2000])
     after_commit(session, _wake)
     return out
 
@@ -213,12 +297,16 @@ def _wake() -> None:
     dispatcher.wake()
 
 
-async def send_message(session: AsyncSession, data: MessageIn, *, quota_ref: str | None = None) -> AcceptedMessage:
+async def send_message(
+    session: AsyncSession, data: MessageIn, *, quota_ref: str | None = None
+) -> AcceptedMessage:
     """Store one message (status ``accepted``) in the caller's transaction; the public entry point
     other contexts (campaigns, automations) call."""
     rcpt = Recipient(to=data.to, reference=data.reference)
     return (await send_messages(session, data, [rcpt], quota_ref=quota_ref or f"msg:{uuid7()}"))[0]
 
 
-async def send_batch(session: AsyncSession, data: BatchIn, *, quota_ref: str | None = None) -> list[AcceptedMessage]:
+async def send_batch(
+    session: AsyncSession, data: BatchIn, *, quota_ref: str | None = None
+) -> list[AcceptedMessage]:
     return await send_messages(session, data, data.recipients, quota_ref=quota_ref or f"batch:{uuid7()}")

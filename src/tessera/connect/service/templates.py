@@ -29,15 +29,27 @@ def render(body: str, variables: dict[str, str], *, field: str = "variables") ->
     wanted = set(VARIABLE.findall(body))
     for name in variables:
         if name not in wanted:
-            raise MessageInvalid(f"variable '{name}' is not used by the message", field=f"{field}.{name}", rule="unknown_variable")
+            raise MessageInvalid(
+                f"variable '{name}' is not used by the message",
+                field=f"{field}.{name}",
+                rule="unknown_variable",
+            )
     for name in wanted:
         if name not in variables:
-            raise MessageInvalid(f"variable '{name}' has no value", field=f"{field}.{name}", rule="missing_variable")
+            raise MessageInvalid(
+                f"variable '{name}' has no value", field=f"{field}.{name}", rule="missing_variable"
+            )
     return VARIABLE.sub(lambda m: variables[m.group(1)], body)
 
 
 def _snapshot(t: Template) -> dict[str, object]:
-    return {"name": t.name, "class": t.message_class, "bodies": t.bodies, "status": t.status, "reject_reason": t.reject_reason}
+    return {
+        "name": t.name,
+        "class": t.message_class,
+        "bodies": t.bodies,
+        "status": t.status,
+        "reject_reason": t.reject_reason,
+    }
 
 
 async def get(session: AsyncSession, template_id: uuid.UUID) -> Template:
@@ -48,21 +60,29 @@ async def get(session: AsyncSession, template_id: uuid.UUID) -> Template:
 
 
 async def list_all(session: AsyncSession) -> list[Template]:
-    return list((await session.execute(select(Template).order_by(Template.created_at, Template.id))).scalars())
+    return list(
+        (await session.execute(select(Template).order_by(Template.created_at, Template.id))).scalars()
+    )
 
 
 def _check_bodies(bodies: dict[str, str]) -> None:
     for channel, body in bodies.items():
         if not body.strip():
-            raise MessageInvalid("a template body cannot be empty", field=f"bodies.{channel}", rule="required")
+            raise MessageInvalid(
+                "a template body cannot be empty", field=f"bodies.{channel}", rule="required"
+            )
 
 
 async def create(session: AsyncSession, data: TemplateIn) -> Template:
     bodies = dict(data.bodies)
     _check_bodies(bodies)
     t = Template(
-        name=data.name, message_class=data.message_class, bodies=bodies,
-        variables=variables_of(*bodies.values()), status="draft", external_id=data.external_id,
+        name=data.name,
+        message_class=data.message_class,
+        bodies=bodies,
+        variables=variables_of(*bodies.values()),
+        status="draft",
+        external_id=data.external_id,
     )
     session.add(t)
     await session.flush()
@@ -98,11 +118,17 @@ async def delete(session: AsyncSession, template_id: uuid.UUID) -> None:
     await audit.record(session, "template.delete", "template", template_id, before=before)
 
 
-async def transition(session: AsyncSession, template_id: uuid.UUID, action: str, reason: str | None = None) -> Template:
+async def transition(
+    session: AsyncSession, template_id: uuid.UUID, action: str, reason: str | None = None
+) -> Template:
     """``submit`` (draft/rejected → pending), ``approve`` / ``reject`` (pending → approved/rejected)."""
     t = await get(session, template_id)
     before = _snapshot(t)
-    allowed = {"submit": ({"draft", "rejected"}, "pending"), "approve": ({"pending"}, "approved"), "reject": ({"pending"}, "rejected")}
+    allowed = {
+        "submit": ({"draft", "rejected"}, "pending"),
+        "approve": ({"pending"}, "approved"),
+        "reject": ({"pending"}, "rejected"),
+    }
     sources, target = allowed[action]
     if t.status not in sources:
         raise TemplateStateConflict(f"cannot {action} a template that is {t.status}", status_now=t.status)
