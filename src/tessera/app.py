@@ -6,7 +6,7 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
-from fastapi.responses import ORJSONResponse, PlainTextResponse, Response
+from fastapi.responses import PlainTextResponse, Response
 from sqlalchemy import text
 
 from tessera import modules
@@ -14,6 +14,7 @@ from tessera.core import lifecycle
 from tessera.core.crypto.keyring import MasterKeys, init_keyring
 from tessera.core.db.session import get_database, init_database, set_database
 from tessera.core.http import handlers
+from tessera.core.http.handlers import ORJSONResponse
 from tessera.core.http.idempotency import IdempotencyMiddleware
 from tessera.core.http.middleware import BodyLimitMiddleware, RateLimitMiddleware, RequestContextMiddleware
 from tessera.core.http.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
@@ -74,7 +75,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="Tessera API",
         version="0.1.0",
         description=DESCRIPTION,
-        default_response_class=ORJSONResponse,
         lifespan=lifespan,
     )
     app.state.settings = settings

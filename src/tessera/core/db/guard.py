@@ -39,14 +39,26 @@ def _on_execute(state: ORMExecuteState) -> None:
         if _touches_tenant_data(state):
             raise context.NoTenantInScope("query on tenant-owned data with no tenant in scope")
         return
-    state.statement = state.statement.options(
-        with_loader_criteria(
+    state.statement = state.statement.options(_criteria(tid))
+
+
+_criteria_cache: dict[Any, Any] = {}
+
+
+def _criteria(tid: Any) -> Any:
+    """The tenant criterion option, built once per tenant (building it analyses the lambda,
+    which costs more than the rest of a simple query)."""
+    opt = _criteria_cache.get(tid)
+    if opt is None:
+        if len(_criteria_cache) > 10_000:
+            _criteria_cache.clear()
+        opt = _criteria_cache[tid] = with_loader_criteria(
             TenantOwned,
             lambda cls: cls.tenant_id == tid,
             include_aliases=True,
             track_closure_variables=True,
         )
-    )
+    return opt
 
 
 def _before_flush(session: Session, _ctx: Any, _instances: Any) -> None:

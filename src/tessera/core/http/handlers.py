@@ -4,16 +4,26 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import ORJSONResponse
+from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tessera.core import context
 from tessera.core.http.errors import TesseraError
 
 log = structlog.get_logger("tessera.errors")
+
+
+class ORJSONResponse(Response):
+    """JSON via orjson (FastAPI's own ORJSONResponse is deprecated and warns on every use)."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
 
 _RULES = {
     "missing": "is required",
