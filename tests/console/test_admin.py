@@ -239,3 +239,42 @@ async def test_cross_tenant_ids_are_404_pages(
     assert r.json()["name"] == "Member User" and r.json()["status"] == "active"
     r = await browser.client.get("/v1/me", headers={"Authorization": f"Bearer {tenant.keys['admin']}"})
     assert r.status_code == 200
+
+
+async def test_list_pages_query_count_does_not_grow_with_rows(
+    browser: Browser, tenant: TenantWorld, db: object
+) -> None:
+    from sqlalchemy import event
+
+    from tessera.core import context as ctxvars
+    from tessera.core.db.session import unit_of_work
+    from tessera.core.identity import service
+    from tessera.core.identity.schemas import UserCreate
+
+    await browser.login(tenant, "admin")
+    engine = db.engine.sync_engine  # type: ignore[attr-defined]
+    seen: list[str] = []
+
+    def count(conn: object, cursor: object, statement: str, *a: object) -> None:
+        seen.append(statement)
+
+    async def queries(path: str) -> int:
+        seen.clear()
+        event.listen(engine, "before_cursor_execute", count)
+        try:
+            r = await browser.get(path)
+            assert r.status_code == 200
+        finally:
+            event.remove(engine, "before_cursor_execute", count)
+        return len(seen)
+
+    before = {
+        p: await queries(p)
+        for p in ("/console/admin/users", "/console/admin/audit", "/console/admin/api-keys")
+    }
+    with ctxvars.tenant_scope(tenant.tenant_id):
+        async with unit_of_work() as s:
+            for i in range(15):
+                await service.create_user(s, UserCreate(email=f"extra{i}@example.com", name=f"Extra {i}"))
+    after = {p: await queries(p) for p in before}
+    assert after == before
