@@ -278,3 +278,13 @@ async def test_list_pages_query_count_does_not_grow_with_rows(
                 await service.create_user(s, UserCreate(email=f"extra{i}@example.com", name=f"Extra {i}"))
     after = {p: await queries(p) for p in before}
     assert after == before
+
+
+async def test_subscription_page(browser: Browser, browser2: Browser, tenant: TenantWorld) -> None:
+    await browser.login(tenant, "owner")
+    r = await browser.get("/console/admin/subscription")
+    assert r.status_code == 200 and "seats" in r.text
+    r = await browser.get("/console/")
+    assert "Seats in use" in r.text
+    await browser2.login(tenant, "manager")
+    assert (await browser2.get("/console/admin/subscription")).status_code == 403

@@ -58,6 +58,12 @@ def mount(app: FastAPI) -> None:
     app.mount(f"{PREFIX}/static", StaticFiles(directory=str(STATIC)), name="console-static")
     for module in (auth, home, admin, access, audit, settings):
         app.include_router(module.router)
+    try:  # the subscription kernel is optional
+        from tessera.console.pages import subscription
+    except ImportError:
+        pass
+    else:
+        app.include_router(subscription.router)
     app.include_router(auth.reset_link_router)
     errors.install(app)
     app.add_middleware(SecurityHeaders)
