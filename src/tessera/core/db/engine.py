@@ -72,10 +72,14 @@ class Database:
         self.is_sqlite = url.startswith("sqlite")
         if self.is_sqlite:
             self.engine.sync_engine.dialect._json_serializer = _json_dumps  # type: ignore[attr-defined]
+        # A Session class of our own: listening on the shared ``Session`` class would make every
+        # Database ever created (tests, benches, CLI) run its hook on every later session.
+        session_class = type("TesseraSession", (Session,), {})
         self.sessionmaker = async_sessionmaker(
-            self.engine, expire_on_commit=False, autoflush=True, class_=AsyncSession
+            self.engine, expire_on_commit=False, autoflush=True, class_=AsyncSession,
+            sync_session_class=session_class,
         )
-        event.listen(self.sessionmaker.class_.sync_session_class, "after_begin", self._after_begin)
+        event.listen(session_class, "after_begin", self._after_begin)
         self._gate = _TaskGate() if self.is_sqlite else None
 
     def gate(self) -> contextlib.AbstractAsyncContextManager[None]:
