@@ -177,6 +177,9 @@ ADMIN_PAGES = [
     "/console/admin/audit",
     "/console/admin/settings",
     "/console/profile",
+    "/console/admin/subscription",
+    "/console/admin/users?status=nobody-matches",
+    "/console/search?q=Member",
 ]
 
 
