@@ -288,3 +288,32 @@ async def test_subscription_page(browser: Browser, browser2: Browser, tenant: Te
     assert "Seats in use" in r.text
     await browser2.login(tenant, "manager")
     assert (await browser2.get("/console/admin/subscription")).status_code == 403
+
+
+async def test_webhooks_and_jobs_pages(
+    browser: Browser, browser2: Browser, tenant: TenantWorld, other_tenant: TenantWorld
+) -> None:
+    await browser.login(tenant, "admin")
+    r = await browser.post("/console/admin/webhooks", {"url": "ftp://x", "event_types": ""})
+    assert r.status_code == 422 and r.text.count('aria-invalid="true"') >= 1
+    r = await browser.post(
+        "/console/admin/webhooks",
+        {"url": "https://hooks.example.com/in", "event_types": "contact.created, contact.updated"},
+    )
+    assert r.status_code == 200, r.text
+    assert re.search(r'data-testid="new-secret">[^<]+<', r.text)
+    href = re.search(r'href="(/console/admin/webhooks/[0-9a-f-]+)"', r.text).group(1)  # type: ignore[union-attr]
+    r = await browser.get(href)
+    assert (
+        r.status_code == 200
+        and "contact.created, contact.updated" in r.text
+        and "No deliveries yet." in r.text
+    )
+    assert (await browser.get("/console/admin/jobs")).status_code == 200
+    await browser2.login(other_tenant, "owner")
+    assert (await browser2.get(href)).status_code == 404
+    assert (await browser2.post(href + "/delete")).status_code == 404
+    assert (await browser.get(href)).status_code == 200
+    await browser2.login(tenant, "member")
+    assert (await browser2.get("/console/admin/webhooks")).status_code == 403
+    assert (await browser2.get("/console/admin/jobs")).status_code == 403

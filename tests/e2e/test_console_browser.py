@@ -178,6 +178,8 @@ ADMIN_PAGES = [
     "/console/admin/settings",
     "/console/profile",
     "/console/admin/subscription",
+    "/console/admin/webhooks",
+    "/console/admin/jobs",
     "/console/admin/users?status=nobody-matches",
     "/console/search?q=Member",
 ]

@@ -84,12 +84,12 @@ def entitled_modules(entitlements: Any) -> set[str] | None:
 async def visible_nav(session: AsyncSession, principal: Principal) -> list[NavItem]:
     allowed_modules: set[str] | None = None
     try:
-        from tessera.core.subscription.service import effective_entitlements  # type: ignore[import-not-found, unused-ignore]
-    except ImportError:
-        effective_entitlements = None
-    if effective_entitlements is not None:
+        from tessera.core.subscription import service as subscription
+    except ImportError:  # an installation without the subscription kernel shows every module
+        subscription = None  # type: ignore[assignment]
+    if subscription is not None:
         # It reads the tenant in scope (bound by the console's authentication).
-        ent = await effective_entitlements(session)
+        ent = await subscription.effective_entitlements(session)
         allowed_modules = entitled_modules(ent)
     out = []
     for item in NAV:

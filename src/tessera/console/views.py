@@ -64,6 +64,12 @@ def mount(app: FastAPI) -> None:
         pass
     else:
         app.include_router(subscription.router)
+    try:  # jobs and webhooks kernels are optional too
+        from tessera.console.pages import ops
+    except ImportError:
+        pass
+    else:
+        app.include_router(ops.router)
     app.include_router(auth.reset_link_router)
     errors.install(app)
     app.add_middleware(SecurityHeaders)
