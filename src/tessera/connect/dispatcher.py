@@ -94,6 +94,10 @@ class Item:
     candidates: list[uuid.UUID]
     tried: list[uuid.UUID] = dataclasses.field(default_factory=list)
     resubmission: bool = False
+    kind: str = "sms"
+    channel_id: uuid.UUID | None = None
+    template_ref: str | None = None
+    variables: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(slots=True)
@@ -117,6 +121,10 @@ class TenantRoutes:
     routes: dict[
         uuid.UUID, list[tuple[int, str, uuid.UUID, int]]
     ]  # channel → (priority, carrier, link, weight)
+    wechat: dict[uuid.UUID, tuple[str, str, str]] = dataclasses.field(
+        default_factory=dict
+    )  # appid, secret, api base
+    templates: dict[uuid.UUID, str] = dataclasses.field(default_factory=dict)  # template → WeChat template id
 
 
 def _advisory_key(link_id: uuid.UUID) -> int:
@@ -236,6 +244,67 @@ class LinkRunner:
         await self.d.receipt_writer.receipt(self.info.id, receipt)
 
 
+class WeChatRunner:
+    """Sends the WeChat template messages of one channel (official HTTP API, bounded concurrency)."""
+
+    def __init__(
+        self, dispatcher: Dispatcher, channel_id: uuid.UUID, appid: str, secret: str, api_base: str
+    ) -> None:
+        from tessera.connect.adapters.wechat import DEFAULT_API_BASE, WeChatClient
+
+        self.d = dispatcher
+        self.info = dataclasses.make_dataclass("Info", [("id", uuid.UUID), ("window", int)])(channel_id, 20)
+        self.client = WeChatClient(
+            appid, secret, api_base=api_base or DEFAULT_API_BASE, transport=dispatcher.wechat_transport
+        )
+        self.sem = asyncio.Semaphore(20)
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.bound = True
+
+    def pending(self) -> int:
+        return len(self.tasks)
+
+    async def put(self, item: Item) -> None:
+        task = asyncio.create_task(self._send(item))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _send(self, item: Item) -> None:
+        from tessera.connect.adapters.wechat import WeChatError
+        from tessera.connect.smpp.common import PartResult
+
+        async with self.sem:
+            self.d.in_flight.add(item.message_id)
+            try:
+                msgid = await self.client.send_template(
+                    item.to, item.template_ref or "", {k: str(v) for k, v in item.variables.items()}
+                )
+                result = SubmitResult(
+                    Outcome.ACCEPTED, (PartResult(0, Outcome.ACCEPTED, message_id=msgid, status=0),), 0
+                )
+            except WeChatError as exc:
+                result = SubmitResult(
+                    Outcome.REJECTED,
+                    (
+                        PartResult(
+                            0, Outcome.REJECTED, status=exc.errcode, reason=f"wechat.errcode_{exc.errcode}"
+                        ),
+                    ),
+                    0,
+                )
+            except Exception:  # network: the request may or may not have arrived
+                log.exception("wechat send failed")
+                result = SubmitResult(Outcome.UNKNOWN, (PartResult(0, Outcome.UNKNOWN),), 0)
+            await self.d.on_result(self, item, result)  # type: ignore[arg-type]
+            self.d.in_flight.discard(item.message_id)
+
+    async def stop(self) -> list[Item]:
+        for t in list(self.tasks):
+            t.cancel()
+        await self.client.close()
+        return []
+
+
 class Writer:
     """Batches every hot-path write (submit results, receipts) into short transactions."""
 
@@ -336,7 +405,9 @@ class Dispatcher:
         receipt_match_timeout: float = 10.0,
         max_pending: int | None = None,
         client_options: dict[str, Any] | None = None,
+        wechat_transport: Any = None,
     ) -> None:
+        self.wechat_transport = wechat_transport
         self.id = gateway_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.claim_batch = claim_batch
         self.heartbeat_interval = heartbeat_interval
@@ -508,6 +579,9 @@ class Dispatcher:
                     Message.channel_id,
                     Message.valid_until,
                     Message.status,
+                    Message.channel_kind,
+                    Message.template_id,
+                    Message.variables,
                 ).where(Message.id.in_(list(claims)))
             )
         ).all()
@@ -547,7 +621,8 @@ class Dispatcher:
                 )
                 continue
             carrier = ported.get(m.to_index, m.carrier)
-            candidates = self._candidates(routes, m.channel_id, carrier)
+            wechat = m.channel_kind == "wechat"
+            candidates = [m.channel_id] if wechat else self._candidates(routes, m.channel_id, carrier)
             item = Item(
                 m.id,
                 tid,
@@ -558,6 +633,10 @@ class Dispatcher:
                 carrier,
                 candidates,
                 resubmission=claims[m.id] > 0,
+                kind=m.channel_kind,
+                channel_id=m.channel_id,
+                template_ref=routes.templates.get(m.template_id) if m.template_id else None,
+                variables=dict(m.variables or {}),
             )
             live.append(m.id)
             if item.resubmission:
@@ -627,7 +706,18 @@ class Dispatcher:
         for r in (await s.execute(select(RouteEntry).order_by(RouteEntry.priority))).scalars():
             if r.link_id in links and links[r.link_id].status == "active":
                 table[r.channel_id].append((r.priority, r.carrier, r.link_id, r.weight))
-        tr = TenantRoutes(time.monotonic(), links, dict(table))
+        from tessera.connect.models import Channel, Template
+
+        wechat = {
+            c.id: (str(c.settings.get("appid", "")), c.secret or "", str(c.settings.get("api_base", "")))
+            for c in (await s.execute(select(Channel).where(Channel.kind == "wechat"))).scalars()
+        }
+        templates = {
+            t.id: t.external_id
+            for t in (await s.execute(select(Template).where(Template.external_id.is_not(None)))).scalars()
+            if t.external_id
+        }
+        tr = TenantRoutes(time.monotonic(), links, dict(table), wechat, templates)
         self.routes[tid] = tr
         return tr
 
@@ -648,12 +738,17 @@ class Dispatcher:
             out += [e[2] for e in sorted(entries, key=lambda e: e[0]) if e[1] == "*" and e[2] not in out]
         return out
 
-    async def _runner(self, tid: uuid.UUID, link_id: uuid.UUID) -> LinkRunner | None:
+    async def _runner(self, tid: uuid.UUID, link_id: uuid.UUID) -> LinkRunner | WeChatRunner | None:
         runner = self.runners.get(link_id)
         if runner is not None:
             return runner
         if link_id in self.unavailable:
             return None
+        wechat = self.routes[tid].wechat.get(link_id)
+        if wechat is not None:
+            wr = WeChatRunner(self, link_id, *wechat)
+            self.runners[link_id] = wr  # type: ignore[assignment]
+            return wr
         info = self.routes[tid].links.get(link_id)
         if info is None:
             return None
@@ -801,7 +896,11 @@ class Dispatcher:
                     reason = (
                         "route.none"
                         if kind == "no_route"
-                        else f"smpp.status_{(result.status if result else 0) or 0:#06x}"
+                        else (
+                            result.reason
+                            if result and result.reason.startswith("wechat.")
+                            else f"smpp.status_{(result.status if result else 0) or 0:#06x}"
+                        )
                     )
                     upd.append(
                         {
@@ -968,6 +1067,23 @@ class Dispatcher:
             await s.execute(select(WebhookEndpoint.event_types).where(WebhookEndpoint.active.is_(True)))
         ).scalars()
         return any("message.status" in (t or []) or "*" in (t or []) for t in types)
+
+    async def wechat_event(self, channel_id: uuid.UUID, msgid: str, status: str) -> None:
+        """Record a TEMPLATESENDJOBFINISH push (``Status`` success / failed:…) for ``msgid``."""
+        from tessera.connect.adapters.wechat import finish_status
+
+        final, _reason = finish_status(status)
+        stat = "DELIVRD" if final == "delivered" else ("REJECTD" if "block" in status else "UNDELIV")
+        receipt = DeliveryReceipt(
+            message_id=msgid,
+            stat=stat,
+            message_state=None,
+            error="",
+            delivered=final == "delivered",
+            source="",
+            destination="",
+        )
+        await self.receipt_writer.receipt(channel_id, receipt)
 
     # -- helpers for tests, bench and operators ------------------------------------------------
     async def backlog(self) -> int:

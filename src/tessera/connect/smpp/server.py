@@ -147,6 +147,8 @@ class _Session(asyncio.Protocol):
         self.seq = P.Sequence()
         self.closed = False
         self.peer = ""
+        self.unacked: dict[int, dict[str, Any]] = {}
+        """deliver_sm sent and not yet acknowledged: requeued when the connection goes away."""
 
     # -- transport -------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -160,6 +162,13 @@ class _Session(asyncio.Protocol):
         self.closed = True
         self.smsc._sessions.discard(self)
         self.smsc._unbound(self)
+        self._requeue_unacked()
+
+    def _requeue_unacked(self) -> None:
+        """Store-and-forward like a real SMSC: unacknowledged deliver_sm go to the next bind."""
+        pending, self.unacked = self.unacked, {}
+        for fields in pending.values():
+            self.smsc._route(self.system_id, fields, None)
 
     def data_received(self, data: bytes) -> None:
         self.buf += data
@@ -199,6 +208,7 @@ class _Session(asyncio.Protocol):
         else:
             self.transport.abort()
         self.smsc._unbound(self)
+        self._requeue_unacked()
 
     # -- PDUs ------------------------------------------------------------------------------
     def handle(self, raw: bytes) -> None:
@@ -207,7 +217,13 @@ class _Session(asyncio.Protocol):
         if command_id == P.SUBMIT_SM:
             self.on_submit(raw, sequence)
         elif command_id == P.DELIVER_SM | P.RESP:
+            fields = self.unacked.pop(sequence, None)
+            status = int.from_bytes(raw[8:12], "big")
             self.smsc.stats_.receipts_acked += 1
+            if status != P.ESME_ROK and fields is not None:
+                # the ESME could not take it now (e.g. ESME_RX_T_APPN): redeliver shortly
+                loop = asyncio.get_running_loop()
+                loop.call_later(0.5, lambda: self.smsc._route(self.system_id, fields, None))
         elif command_id == P.ENQUIRE_LINK:
             self.smsc.stats_.enquire_links += 1
             self.out.append(
@@ -316,7 +332,9 @@ class _Session(asyncio.Protocol):
         smsc._maybe_receipt(msg, self)
 
     def send_deliver(self, fields: dict[str, Any]) -> None:
-        self.send(P.build("deliver_sm", self.seq.next(), **fields))
+        seq = self.seq.next()
+        self.unacked[seq] = fields
+        self.send(P.build("deliver_sm", seq, **fields))
 
 
 class SmscSimulator:

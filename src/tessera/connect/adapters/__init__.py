@@ -1,0 +1,1 @@
+"""Channel adapters: SMPP (:mod:`sms_smpp`) and WeChat official-account template messages (:mod:`wechat`)."""
