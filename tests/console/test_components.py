@@ -168,3 +168,18 @@ def test_every_msgid_is_translated() -> None:
     assert untranslated == []
     pot = read_po((i18n.DIR / "messages.pot").open("rb"))
     assert {m.id for m in pot if m.id} <= {m.id for m in cat if m.id}
+
+
+def test_contexts_can_add_template_dirs(tmp_path: object) -> None:
+    from pathlib import Path
+
+    from tessera.console.web import add_template_dir
+
+    d = Path(str(tmp_path)) / "templates"
+    (d / "demo").mkdir(parents=True)
+    (d / "demo" / "x.html").write_text(
+        '{% extends "console/frame.html" %}{% block content %}demo{% endblock %}'
+    )
+    add_template_dir(d)
+    add_template_dir(d)
+    assert '<p class="empty-title">demo</p>' in env.get_template("demo/x.html").render()

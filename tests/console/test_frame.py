@@ -63,6 +63,10 @@ async def test_home_and_navigation_follow_permissions(
     assert "You do not have access to this page" in r.text and "admin:roles" in r.text
     r = await browser2.get("/console/admin/users/" + str(tenant.users["admin"]))
     assert r.status_code == 403
+    # Without pii:view, emails in the user list are masked.
+    r = await browser2.get("/console/admin/users")
+    assert r.status_code == 200 and tenant.emails["owner"] not in r.text
+    assert "o***@" + tenant.emails["owner"].split("@")[1] in r.text
 
 
 async def test_error_pages(browser: Browser, tenant: TenantWorld) -> None:

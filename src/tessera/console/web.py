@@ -75,6 +75,14 @@ def _build_env() -> jinja2.Environment:
 env = _build_env()
 
 
+def add_template_dir(path: str | Path) -> None:
+    """Let a context's ``views.py`` add its ``templates/`` folder (``"<context>/page.html"``)."""
+    loader = env.loader
+    assert isinstance(loader, jinja2.ChoiceLoader)
+    if not any(isinstance(x, jinja2.FileSystemLoader) and str(path) in x.searchpath for x in loader.loaders):
+        loader.loaders.insert(len(loader.loaders) - 1, jinja2.FileSystemLoader(str(path)))
+
+
 @dataclass
 class Page:
     """Everything a console page handler needs: the request, the unit of work and who is calling."""
