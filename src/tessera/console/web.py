@@ -80,7 +80,9 @@ def add_template_dir(path: str | Path) -> None:
     loader = env.loader
     assert isinstance(loader, jinja2.ChoiceLoader)
     if not any(isinstance(x, jinja2.FileSystemLoader) and str(path) in x.searchpath for x in loader.loaders):
-        loader.loaders.insert(len(loader.loaders) - 1, jinja2.FileSystemLoader(str(path)))
+        loaders = list(loader.loaders)
+        loaders.insert(len(loaders) - 1, jinja2.FileSystemLoader(str(path)))
+        loader.loaders = loaders
 
 
 @dataclass
