@@ -133,6 +133,8 @@ class ListPage:
                 p = f"{name}__contains"
                 if p != self.search_param:
                     out.append(FilterControl(p, label, "text", (), params.get(p, "")))
+            elif "eq" in f.operators and f.kind in (str, uuid.UUID):
+                out.append(FilterControl(name, label, "text", (), params.get(name, "")))
             elif f.kind is dt.datetime and "gte" in f.operators:
                 out.append(
                     FilterControl(f"{name}__gte", label + " ≥", "date", (), params.get(f"{name}__gte", ""))
