@@ -189,3 +189,10 @@ async def test_global_search(browser: Browser, tenant: TenantWorld) -> None:
     assert "Member User" in r.text and "<html" not in r.text
     r = await browser.get("/console/search?q=zzzz-nothing")
     assert "No results" in r.text and "<html" in r.text
+
+
+async def test_sign_in_page_in_chinese(browser: Browser) -> None:
+    r = await browser.get("/console/login?lang=zh_Hans")
+    assert r.status_code == 200 and 'lang="zh-Hans"' in r.text and "忘记密码？" in r.text
+    r = await browser.get("/console/login", headers={"Accept-Language": "zh-CN,zh;q=0.9"})
+    assert "工作区" in r.text
