@@ -69,6 +69,7 @@ async def setup(settings: Any, *, tenant_slug: str = "demo", port: int | None = 
             else:
                 for link in (await s.execute(select(Link).where(Link.channel_id == ch.id))).scalars():
                     link.port = port
+            await s.flush()
             await switch_tenant(s, None)
 
 

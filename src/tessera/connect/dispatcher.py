@@ -426,6 +426,7 @@ class Dispatcher:
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.stats: dict[str, int] = defaultdict(int)
+        self._stopped = False
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
@@ -440,6 +441,9 @@ class Dispatcher:
 
     async def stop(self) -> None:
         """Stop claiming, stop the links, put back what was claimed but not submitted."""
+        if self._stopped:
+            return
+        self._stopped = True
         _wake_events.discard(self._wake)
         for t in self._tasks:
             t.cancel()

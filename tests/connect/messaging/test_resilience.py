@@ -174,6 +174,9 @@ async def test_marketing_backlog_does_not_delay_verification(
         assert backlog > 15_000, st  # the marketing backlog is still there
         assert latency < 2.0, f"verification took {latency:.2f}s behind the marketing backlog"
         assert d.stats["claimed"] < 20_000
+        t1 = time.monotonic()
+        await d.stop()
+        assert time.monotonic() - t1 < 10
     finally:
         await sim.stop()
 
