@@ -164,7 +164,7 @@ async def _reencrypt_column(
                     .values({col.attr: plain})
                     .execution_options(synchronize_session=False)
                 )
-                done += res.rowcount or 0
+                done += getattr(res, "rowcount", 0) or 0  # CursorResult of an UPDATE
         batches += 1
         if len(rows) < batch_size:
             break
