@@ -15,6 +15,7 @@ from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from tessera.core.db.base import Base, utcnow, uuid7
+from tessera.core.tenancy import models as _tenancy_models  # noqa: F401  (FK target)
 
 STATUSES = ("queued", "running", "done", "dead", "cancelled")
 

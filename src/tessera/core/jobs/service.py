@@ -167,7 +167,7 @@ async def enqueue_many(
     now = utcnow()
     tid = context.current_tenant_id_or_none()
     rows = [_row(name, p, queue, priority, run_at, None, max_attempts, tid, now) for p in payloads]
-    await session.execute(insert(Job), rows)
+    await session.execute(insert(Job.__table__), rows)
     await _notify(session, rows[0]["queue"])
     return [r["id"] for r in rows]
 
@@ -208,7 +208,9 @@ async def claim(
     sub = (
         select(Job.id)
         .where(Job.status == "queued", Job.queue.in_(qs), Job.run_at <= now)
-        .order_by(Job.priority, Job.run_at, Job.id)
+        # Exactly the claim index's order, so the database walks the index and stops at
+        # ``limit`` instead of sorting every queued row.
+        .order_by(Job.priority, Job.run_at)
         .limit(limit)
     )
     if _dialect(session) == "postgresql":
@@ -254,6 +256,17 @@ async def mark_done(
         .execution_options(synchronize_session=False)
     )
     return bool(res.rowcount)  # type: ignore[attr-defined]
+
+
+async def mark_done_many(session: AsyncSession, job_ids: Sequence[uuid.UUID], worker_id: str) -> int:
+    """Finish many jobs whose handlers wrote nothing, in one statement."""
+    res = await session.execute(
+        update(Job)
+        .where(Job.id.in_(list(job_ids)), Job.locked_by == worker_id, Job.status == "running")
+        .values(status="done", finished_at=utcnow(), locked_by=None, locked_until=None)
+        .execution_options(synchronize_session=False)
+    )
+    return int(res.rowcount)  # type: ignore[attr-defined]
 
 
 async def reschedule(

@@ -21,13 +21,17 @@ import socket
 import time
 import traceback
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import structlog
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from tessera.core import context
 from tessera.core.context import Actor
 from tessera.core.db.base import utcnow
+from tessera.core.db.guard import PLATFORM
+from tessera.core.db.session import _run_after_commit as run_after_commit
 from tessera.core.db.session import get_database, unit_of_work
 from tessera.core.jobs import metrics, registry, service
 from tessera.core.jobs.registry import JobContext
@@ -54,6 +58,26 @@ def parse_queues(queues: list[str]) -> tuple[list[str], dict[str, int]]:
         if limit:
             limits[name] = max(1, int(limit))
     return names, limits
+
+
+@contextlib.asynccontextmanager
+async def _job_unit_of_work(*, platform: bool) -> AsyncIterator[AsyncSession]:
+    """The job's unit of work: one transaction, committed after the handler.
+
+    Unlike :func:`unit_of_work` it does not hold SQLite's in-process gate while the handler
+    runs (a handler waiting on HTTP would stall every other unit of work of the process,
+    heartbeats included); SQLite's own write lock still serialises the transactions."""
+    db = get_database()
+    async with db.sessionmaker() as session:
+        if platform:
+            session.info[PLATFORM] = True
+        try:
+            yield session
+            await session.commit()
+        except BaseException:
+            await session.rollback()
+            raise
+    await run_after_commit(session)
 
 
 class Worker:
@@ -86,6 +110,9 @@ class Worker:
         self._listener: asyncio.Task[None] | None = None
         self._heartbeat: asyncio.Task[None] | None = None
         self.completed = 0
+        self._done_buffer: list[uuid.UUID] = []
+        self._flush_now = asyncio.Event()
+        self._flusher: asyncio.Task[None] | None = None
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -97,6 +124,7 @@ class Worker:
     async def run(self, *, stop_when_idle: bool = False) -> None:
         service.register_wakeup(self._wake)
         self._heartbeat = asyncio.create_task(self._heartbeat_loop())
+        self._flusher = asyncio.create_task(self._flush_loop())
         if get_database().is_postgres:
             self._listener = asyncio.create_task(self._listen())
         log.info("worker.start", worker=self.id, queues=self.queues, concurrency=self.concurrency)
@@ -105,6 +133,11 @@ class Worker:
         finally:
             if self.running:
                 await asyncio.gather(*(t for t, _ in self.running.values()), return_exceptions=True)
+            if self._flusher is not None:
+                self._flusher.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await self._flusher
+            await self._flush_done()
             if self._heartbeat is not None:
                 self._heartbeat.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -205,7 +238,7 @@ class Worker:
         outcome = "done"
         try:
             with context.tenant_scope(job.tenant_id, Actor(kind="system", label=f"job:{job.name}")):
-                async with unit_of_work(platform=job.tenant_id is None) as session:
+                async with _job_unit_of_work(platform=job.tenant_id is None) as session:
                     if spec is None:
                         raise UnknownHandler(f"no handler registered for '{job.name}'")
                     ctx = JobContext(
@@ -218,7 +251,15 @@ class Worker:
                         queue=job.queue,
                     )
                     await spec.fn(job.payload, ctx)
-                    if ctx._reschedule is not None:
+                    if ctx._reschedule is None and not session.in_transaction():
+                        # The handler wrote nothing here: completion joins a batched UPDATE
+                        # instead of a transaction of its own (a crash before the flush
+                        # re-runs the job, the same at-least-once promise as every job).
+                        self._done_buffer.append(job.id)
+                        if len(self._done_buffer) >= 200:
+                            self._flush_now.set()
+                        ok = True
+                    elif ctx._reschedule is not None:
                         seconds, counted = ctx._reschedule
                         ok = await service.reschedule(
                             session, job.id, self.id, seconds, count_attempt=counted
@@ -256,6 +297,23 @@ class Worker:
             metrics.JOB_RUNTIME.labels(job.queue, job.name, outcome).observe(time.perf_counter() - started)
             self.running.pop(job.id, None)
             self._slot_free.set()
+
+    async def _flush_done(self) -> None:
+        ids, self._done_buffer = self._done_buffer, []
+        if not ids:
+            return
+        try:
+            async with unit_of_work(platform=True) as s:
+                await service.mark_done_many(s, ids, self.id)
+        except Exception:
+            log.exception("worker.flush_done_failed", count=len(ids))
+
+    async def _flush_loop(self) -> None:
+        while True:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._flush_now.wait(), 0.02)
+            self._flush_now.clear()
+            await self._flush_done()
 
     async def _heartbeat_loop(self) -> None:
         every = max(0.2, self.lease.total_seconds() / 3)
@@ -301,9 +359,11 @@ def _bootstrap() -> None:
     """Open the database and import every context's handlers (the CLI worker process)."""
     from tessera import modules
     from tessera.app import init_runtime
+    from tessera.core.logging import configure_logging
     from tessera.settings import get_settings
 
     settings = get_settings()
+    configure_logging(settings.log_level, settings.log_json)
     init_runtime(settings)
     modules.load(modules.REGISTRATIONS)
 
