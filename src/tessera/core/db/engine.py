@@ -8,10 +8,7 @@ tables return no rows.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 from sqlalchemy import event
@@ -80,13 +77,6 @@ class Database:
             sync_session_class=session_class,
         )
         event.listen(session_class, "after_begin", self._after_begin)
-        self._gate = _TaskGate() if self.is_sqlite else None
-
-    def gate(self) -> contextlib.AbstractAsyncContextManager[None]:
-        """On SQLite, units of work of this process queue here (FIFO) instead of in SQLite's
-        busy handler, which polls with sleeps of up to 100 ms and starves under load. SQLite
-        serialises writers anyway (every transaction is ``BEGIN IMMEDIATE``)."""
-        return self._gate.hold() if self._gate is not None else contextlib.nullcontext()
 
     def _after_begin(self, session: Session, _tx: Any, connection: Connection) -> None:
         tid = context.current_tenant_id_or_none()
@@ -101,43 +91,6 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
-
-
-class _TaskGate:
-    """A lock that the task holding it may enter again (nested units of work keep today's
-    behaviour: they open a second connection and meet SQLite's own lock)."""
-
-    TIMEOUT = 30.0
-
-    def __init__(self) -> None:
-        self._lock: asyncio.Lock | None = None
-        self._owner: asyncio.Task[Any] | None = None
-        self._depth = 0
-
-    @contextlib.asynccontextmanager
-    async def hold(self) -> AsyncIterator[None]:
-        task = asyncio.current_task()
-        if task is not None and task is self._owner:
-            self._depth += 1
-            try:
-                yield
-            finally:
-                self._depth -= 1
-            return
-        if self._lock is None:
-            self._lock = asyncio.Lock()
-        try:
-            await asyncio.wait_for(self._lock.acquire(), self.TIMEOUT)
-        except TimeoutError:
-            from sqlalchemy.exc import OperationalError
-
-            raise OperationalError("unit of work", None, Exception("database is locked")) from None
-        self._owner = task
-        try:
-            yield
-        finally:
-            self._owner = None
-            self._lock.release()
 
 
 def _json_dumps(value: Any) -> str:

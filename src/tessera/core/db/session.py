@@ -61,7 +61,7 @@ async def _run_after_commit(session: AsyncSession) -> None:
 async def unit_of_work(*, platform: bool = False) -> AsyncIterator[AsyncSession]:
     """One transaction. ``platform=True`` allows statements with no tenant in scope."""
     db = get_database()
-    async with db.gate(), db.sessionmaker() as session:
+    async with db.sessionmaker() as session:
         if platform:
             session.info[PLATFORM] = True
         try:
