@@ -41,9 +41,7 @@ async def run(n: int, port: int) -> dict[str, object]:
     async def worker() -> None:
         nonlocal failures
         for i in counter:
-            result = await client.submit(
-                "TESSERA", f"8613{i:09d}", f"bench message {i}"
-            )
+            result = await client.submit("TESSERA", f"8613{i:09d}", f"bench message {i}")
             failures += not result.ok
 
     start = time.perf_counter()

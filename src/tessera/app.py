@@ -93,7 +93,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         except Exception as exc:  # any database failure means not ready
             return ORJSONResponse({"status": "unavailable", "reason": type(exc).__name__}, status_code=503)
         if not ok:
-            return ORJSONResponse({"status": "unavailable", "reason": "migrations not at head"}, status_code=503)
+            return ORJSONResponse(
+                {"status": "unavailable", "reason": "migrations not at head"}, status_code=503
+            )
         return ORJSONResponse({"status": "ready"})
 
     @app.get("/metrics", tags=["health"], response_class=PlainTextResponse)
@@ -111,12 +113,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.include_router(mod.router)
 
     limiter: RateLimiter = (
-        RedisRateLimiter(settings.redis_url) if settings.rate_limit_backend == "redis" else MemoryRateLimiter()
+        RedisRateLimiter(settings.redis_url)
+        if settings.rate_limit_backend == "redis"
+        else MemoryRateLimiter()
     )
     # Outermost first: context/log/metrics → body limit → rate limit → idempotency → app.
     app.add_middleware(IdempotencyMiddleware, ttl_hours=settings.idempotency_ttl_hours)
-    app.add_middleware(RateLimitMiddleware, limiter=limiter, per_key=settings.rate_limit_per_key,
-                       per_ip=settings.rate_limit_per_ip)
+    app.add_middleware(
+        RateLimitMiddleware,
+        limiter=limiter,
+        per_key=settings.rate_limit_per_key,
+        per_ip=settings.rate_limit_per_ip,
+    )
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware)
     return app

@@ -52,9 +52,7 @@ def test_long_chinese_is_three_segments() -> None:
     assert "".join(p["parts"]) == text
     m = enc.encode_message(text, reference=7)
     assert m.data_coding == 8 and m.esm_class == 0x40
-    assert [pl[:6] for pl in m.payloads] == [
-        bytes([5, 0, 3, 7, 3, i]) for i in (1, 2, 3)
-    ]
+    assert [pl[:6] for pl in m.payloads] == [bytes([5, 0, 3, 7, 3, i]) for i in (1, 2, 3)]
     assert all(len(pl) <= 140 for pl in m.payloads)
 
 

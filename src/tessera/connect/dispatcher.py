@@ -53,7 +53,7 @@ from tessera.connect.models import (
 from tessera.connect.smpp.client import SmppClient
 from tessera.connect.smpp.common import BindState, ClientConfig, DeliveryReceipt, Outcome, SubmitResult
 from tessera.core import context
-from tessera.core.db.base import utcnow
+from tessera.core.db.base import table_of, utcnow
 from tessera.core.db.session import get_database, switch_tenant, unit_of_work
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,7 @@ def wake() -> None:
 try:  # status webhooks fan out from the event bus when the kernel provides it
     from tessera.core.events.service import publish as _publish
 except ImportError:  # pragma: no cover - kernel piece not present
-    _publish = None
+    _publish = None  # type: ignore[assignment]
 
 
 @dataclasses.dataclass(slots=True)
@@ -496,9 +496,10 @@ class Dispatcher:
                     .where(DispatchItem.state == 1, DispatchItem.claimed_by.not_in(live))
                     .values(state=0, claimed_by=None)
                 )
-                if res.rowcount:
-                    log.warning("recovered %d messages claimed by dead gateways", res.rowcount)
-                    self.stats["recovered"] += res.rowcount
+                recovered = int(getattr(res, "rowcount", 0) or 0)
+                if recovered:
+                    log.warning("recovered %d messages claimed by dead gateways", recovered)
+                    self.stats["recovered"] += recovered
                 await s.execute(delete(GatewayHeartbeat).where(GatewayHeartbeat.id.in_(dead)))
 
     async def _heartbeat_loop(self) -> None:
@@ -690,7 +691,7 @@ class Dispatcher:
                 .execution_options(synchronize_session=False)
             )
         if events:
-            await s.execute(insert(MessageEvent.__table__), events)
+            await s.execute(insert(table_of(MessageEvent)), events)
         done = expired + gone
         if done:
             await s.execute(delete(DispatchItem).where(DispatchItem.message_id.in_(done)))
@@ -931,7 +932,7 @@ class Dispatcher:
                     )
                     finals.append((item.message_id, "rejected", reason))
                     self.stats["rejected"] += 1
-            t = Message.__table__
+            t = table_of(Message)
             # row-level security (PostgreSQL) and the ids of this tenant's own claim scope the update
             stmt = (
                 update(t)
@@ -949,9 +950,9 @@ class Dispatcher:
             )
             await s.execute(stmt, upd)
             if keys:
-                await s.execute(insert(CarrierReceiptKey.__table__), keys)
+                await s.execute(insert(table_of(CarrierReceiptKey)), keys)
             if events:
-                await s.execute(insert(MessageEvent.__table__), events)
+                await s.execute(insert(table_of(MessageEvent)), events)
             await self._publish(s, finals)
         if done_ids:
             await s.execute(delete(DispatchItem).where(DispatchItem.message_id.in_(done_ids)))
@@ -1010,7 +1011,7 @@ class Dispatcher:
                     continue  # more parts to come
                 final[status].append((mid, reason))
             finals: list[tuple[uuid.UUID, str, str | None]] = []
-            t = Message.__table__
+            t = table_of(Message)
             for status, entries in final.items():
                 ids = [m for m, _ in entries]
                 current = {
@@ -1047,7 +1048,7 @@ class Dispatcher:
                     finals.append((m, status, r))
                 self.stats[status] += len(todo)
             if events:
-                await s.execute(insert(MessageEvent.__table__), events)
+                await s.execute(insert(table_of(MessageEvent)), events)
             await self._publish(s, finals)
         return unmatched
 

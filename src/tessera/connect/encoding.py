@@ -233,9 +233,7 @@ def next_reference() -> int:
     return next(_udh_ref) & 0xFF
 
 
-def encode_message(
-    text: str, data_coding: int | None = None, reference: int | None = None
-) -> EncodedMessage:
+def encode_message(text: str, data_coding: int | None = None, reference: int | None = None) -> EncodedMessage:
     """Encode ``text`` as ``submit_sm`` payloads (data_coding 0 = GSM-7, 8 = UCS-2, None = auto)."""
     if data_coding is None:
         enc: Encoding = detect(text)
@@ -254,8 +252,5 @@ def encode_message(
         raise ValueError("message too long: more than 255 parts")
     ref = next_reference() if reference is None else reference & 0xFF
     total = len(parts)
-    payloads = tuple(
-        udh_concat(ref, total, i) + encode(part)
-        for i, part in enumerate(parts, start=1)
-    )
+    payloads = tuple(udh_concat(ref, total, i) + encode(part) for i, part in enumerate(parts, start=1))
     return EncodedMessage(dc, ESM_CLASS_UDHI, payloads, tuple(parts), ref)

@@ -15,9 +15,9 @@ import io
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tessera.contacts.dedupe import normalize_identity
@@ -359,11 +359,11 @@ async def upsert_batch(
                     owners[(k, i)] = cid
             updated += 1
         ids.append(cid)
-    table = Contact.__table__
+    table = cast(Table, Contact.__table__)
     if new_contacts:
         await session.execute(insert(table), new_contacts)
     if new_idents:
-        await session.execute(insert(ContactIdentity.__table__), new_idents)
+        await session.execute(insert(cast(Table, ContactIdentity.__table__)), new_idents)
     if updates:
         stmt = (
             update(table)

@@ -38,7 +38,8 @@ class RequestContext:
 _tenant: ContextVar[uuid.UUID | None] = ContextVar("tessera_tenant", default=None)
 _actor: ContextVar[Actor] = ContextVar("tessera_actor", default=SYSTEM)
 _principal: ContextVar[Any] = ContextVar("tessera_principal", default=None)
-_request: ContextVar[RequestContext] = ContextVar("tessera_request", default=RequestContext())
+_EMPTY_REQUEST = RequestContext()
+_request: ContextVar[RequestContext] = ContextVar("tessera_request", default=_EMPTY_REQUEST)  # noqa: B039 - never mutated; set_request replaces it
 
 
 class NoTenantInScope(RuntimeError):
@@ -72,9 +73,7 @@ def set_request(ctx: RequestContext) -> None:
     _request.set(ctx)
 
 
-def bind(
-    tenant_id: uuid.UUID | None, actor: Actor | None = None, principal: Any = None
-) -> None:
+def bind(tenant_id: uuid.UUID | None, actor: Actor | None = None, principal: Any = None) -> None:
     """Bind tenant and actor for the rest of the current task (used by auth dependencies)."""
     _tenant.set(tenant_id)
     if actor is not None:
@@ -84,9 +83,7 @@ def bind(
 
 
 @contextlib.contextmanager
-def tenant_scope(
-    tenant_id: uuid.UUID | None, actor: Actor = SYSTEM, principal: Any = None
-) -> Iterator[None]:
+def tenant_scope(tenant_id: uuid.UUID | None, actor: Actor = SYSTEM, principal: Any = None) -> Iterator[None]:
     """Run a block as ``actor`` inside ``tenant_id`` (jobs, CLI, tests)."""
     t1 = _tenant.set(tenant_id)
     t2 = _actor.set(actor)

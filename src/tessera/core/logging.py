@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
@@ -11,7 +12,7 @@ import structlog
 from tessera.core import context
 
 
-def _add_context(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
+def _add_context(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     req = context.current_request()
     if req.request_id and "request_id" not in event:
         event["request_id"] = req.request_id

@@ -16,9 +16,7 @@ async def make_smsc() -> AsyncIterator[SmscFactory]:
     started: list[SmscSimulator] = []
 
     async def factory(**kwargs: object) -> SmscSimulator:
-        kwargs.setdefault(
-            "accounts", [SmscAccount("tessera", "secret"), SmscAccount("other", "pw2")]
-        )
+        kwargs.setdefault("accounts", [SmscAccount("tessera", "secret"), SmscAccount("other", "pw2")])
         smsc = SmscSimulator(SmscConfig(**kwargs))  # type: ignore[arg-type]
         await smsc.start()
         started.append(smsc)

@@ -20,12 +20,8 @@ pytestmark = pytest.mark.asyncio
 
 def _smpplib_session(port: int) -> dict[str, Any]:
     seen: dict[str, Any] = {}
-    client = smpplib.client.Client(
-        "127.0.0.1", port, timeout=5, allow_unknown_opt_params=True
-    )
-    client.set_message_sent_handler(
-        lambda pdu: seen.__setitem__("message_id", pdu.message_id.decode())
-    )
+    client = smpplib.client.Client("127.0.0.1", port, timeout=5, allow_unknown_opt_params=True)
+    client.set_message_sent_handler(lambda pdu: seen.__setitem__("message_id", pdu.message_id.decode()))
 
     def received(pdu: Any) -> None:
         seen["receipt_id"] = pdu.receipted_message_id.decode()
@@ -87,9 +83,7 @@ async def test_generic_nack_for_garbage(make_smsc: SmscFactory) -> None:
 
 async def test_submit_before_bind_is_refused(make_smsc: SmscFactory) -> None:
     smsc = await make_smsc()
-    raw = P.build(
-        "submit_sm", 5, source_addr="A", destination_addr="1", short_message=b"x"
-    )
+    raw = P.build("submit_sm", 5, source_addr="A", destination_addr="1", short_message=b"x")
     answer = await _exchange(smsc.port, raw)
     _, command_id, status, seq = P.HEADER.unpack(answer[:16])
     assert (command_id, status, seq) == (P.SUBMIT_SM | P.RESP, P.ESME_RINVBNDSTS, 5)

@@ -25,9 +25,7 @@ ClientFactory = Callable[..., SmppClient]
 pytestmark = pytest.mark.asyncio
 
 
-async def test_bind_auth_failure(
-    make_smsc: SmscFactory, make_client: ClientFactory
-) -> None:
+async def test_bind_auth_failure(make_smsc: SmscFactory, make_client: ClientFactory) -> None:
     smsc = await make_smsc()
     bad_pw = make_client(smsc, password="wrong")
     with pytest.raises(BindError) as err:
@@ -45,9 +43,7 @@ async def test_bind_auth_failure(
     assert smsc.bound_sessions()[0]["system_id"] == "other"
 
 
-async def test_submit_and_receipt_matched_by_id(
-    make_smsc: SmscFactory, make_client: ClientFactory
-) -> None:
+async def test_submit_and_receipt_matched_by_id(make_smsc: SmscFactory, make_client: ClientFactory) -> None:
     smsc = await make_smsc(receipt_delay=0.05)
     client = make_client(smsc)
     await client.start(timeout=5)
@@ -65,9 +61,7 @@ async def test_submit_and_receipt_matched_by_id(
     assert smsc.stats_.receipts_sent == 1
 
 
-async def test_outcome_mix_is_seeded_and_parsed(
-    make_smsc: SmscFactory, make_client: ClientFactory
-) -> None:
+async def test_outcome_mix_is_seeded_and_parsed(make_smsc: SmscFactory, make_client: ClientFactory) -> None:
     weights = {"delivered": 2.0, "undeliverable": 1.0, "expired": 1.0, "none": 1.0}
     runs = []
     for _ in range(2):
@@ -75,9 +69,7 @@ async def test_outcome_mix_is_seeded_and_parsed(
         got: list[DeliveryReceipt] = []
         client = make_client(smsc, on_receipt=got.append, window=1)
         await client.start(timeout=5)
-        results = [
-            await client.submit("TESSERA", f"86139{i:08d}", f"m{i}") for i in range(40)
-        ]
+        results = [await client.submit("TESSERA", f"86139{i:08d}", f"m{i}") for i in range(40)]
         await asyncio.sleep(0.2)
         by_id = {r.message_id: r.stat for r in got}
         runs.append([by_id.get(r.message_id or "", "none") for r in results])
@@ -87,9 +79,7 @@ async def test_outcome_mix_is_seeded_and_parsed(
     assert all(r.message_state == P.STATE_BY_STAT[r.stat] for r in got)
 
 
-async def test_permanent_error_returns_status(
-    make_smsc: SmscFactory, make_client: ClientFactory
-) -> None:
+async def test_permanent_error_returns_status(make_smsc: SmscFactory, make_client: ClientFactory) -> None:
     smsc = await make_smsc(reject_destinations={"999": 0x0B})
     client = make_client(smsc)
     await client.start(timeout=5)
@@ -99,9 +89,7 @@ async def test_permanent_error_returns_status(
     assert client.stats.rejected == 1
 
 
-async def test_long_chinese_message_in_parts(
-    make_smsc: SmscFactory, make_client: ClientFactory
-) -> None:
+async def test_long_chinese_message_in_parts(make_smsc: SmscFactory, make_client: ClientFactory) -> None:
     smsc = await make_smsc()
     client = make_client(smsc)
     await client.start(timeout=5)
@@ -114,17 +102,13 @@ async def test_long_chinese_message_in_parts(
     assert {h[0] for h in headers if h} == {headers[0][0] if headers[0] else -1}
     assert sorted(h[1:] for h in headers if h) == [(3, 1), (3, 2), (3, 3)]
     assert all(m.esm_class & 0x40 and m.data_coding == 8 for m in parts)
-    ordered = sorted(
-        parts, key=lambda m: encoding.parse_udh(m.short_message)[0] or (0, 0, 0)
-    )
+    ordered = sorted(parts, key=lambda m: encoding.parse_udh(m.short_message)[0] or (0, 0, 0))
     assert "".join(m.text() for m in ordered) == text
     receipts = [await asyncio.wait_for(anext(client.receipts()), 5) for _ in range(3)]
     assert {r.message_id for r in receipts} == set(result.message_ids)
 
 
-async def test_throttling_handled_without_loss(
-    make_smsc: SmscFactory, make_client: ClientFactory
-) -> None:
+async def test_throttling_handled_without_loss(make_smsc: SmscFactory, make_client: ClientFactory) -> None:
     from tessera.connect.smpp.server import SmscAccount
 
     smsc = await make_smsc(accounts=[SmscAccount("tessera", "secret", tps=50)])
@@ -132,9 +116,7 @@ async def test_throttling_handled_without_loss(
     await client.start(timeout=5)
     results = await asyncio.gather(
         *(
-            client.submit(
-                "TESSERA", f"8613{i:09d}", f"throttle {i}", registered_delivery=False
-            )
+            client.submit("TESSERA", f"8613{i:09d}", f"throttle {i}", registered_delivery=False)
             for i in range(300)
         )
     )
@@ -148,17 +130,13 @@ async def test_throttling_handled_without_loss(
     assert client.current_tps is not None and client.current_tps <= 100
 
 
-async def test_disconnect_mid_window(
-    make_smsc: SmscFactory, make_client: ClientFactory
-) -> None:
+async def test_disconnect_mid_window(make_smsc: SmscFactory, make_client: ClientFactory) -> None:
     smsc = await make_smsc(outcomes={"none": 1.0})
     client = make_client(smsc, window=10, reconnect_initial=0.05)
     await client.start(timeout=5)
     smsc.arm_disconnect(after_submits=5)
     results = await asyncio.wait_for(
-        asyncio.gather(
-            *(client.submit("TESSERA", f"86150{i:08d}", f"w{i}") for i in range(20))
-        ),
+        asyncio.gather(*(client.submit("TESSERA", f"86150{i:08d}", f"w{i}") for i in range(20))),
         10,
     )
     lost = [r for r in results if r.outcome is Outcome.UNKNOWN]
@@ -175,9 +153,7 @@ async def test_disconnect_mid_window(
     assert (await client.submit("TESSERA", "8615000000000", "after")).ok
 
 
-async def test_not_sent_when_unbound(
-    make_smsc: SmscFactory, make_client: ClientFactory
-) -> None:
+async def test_not_sent_when_unbound(make_smsc: SmscFactory, make_client: ClientFactory) -> None:
     smsc = await make_smsc()
     client = make_client(smsc, reconnect_initial=5.0)
     await client.start(timeout=5)
@@ -187,9 +163,7 @@ async def test_not_sent_when_unbound(
     assert result.outcome is Outcome.NOT_SENT
 
 
-async def test_mo_delivery_method_and_http(
-    make_smsc: SmscFactory, make_client: ClientFactory
-) -> None:
+async def test_mo_delivery_method_and_http(make_smsc: SmscFactory, make_client: ClientFactory) -> None:
     import httpx
 
     smsc = await make_smsc(http_port=0)
@@ -204,29 +178,21 @@ async def test_mo_delivery_method_and_http(
     await client.start(timeout=5)
     assert smsc.inject_mo("tessera", "8613900000001", "1069", "STOP") == 1
     await asyncio.wait_for(arrived.wait(), 5)
-    assert (
-        got[0].text == "STOP" and got[0].source == "8613900000001" and got[0].parts == 1
-    )
+    assert got[0].text == "STOP" and got[0].source == "8613900000001" and got[0].parts == 1
     long_text = "退订" * 60 + "谢谢"
     arrived.clear()
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{smsc.http_port}") as http:
-        resp = await http.post(
-            "/mo", json={"source": "8613900000002", "dest": "1069", "text": long_text}
-        )
+        resp = await http.post("/mo", json={"source": "8613900000002", "dest": "1069", "text": long_text})
         assert resp.status_code == 200 and resp.json() == {"ok": True, "delivered": 2}
         await asyncio.wait_for(arrived.wait(), 5)
-        assert (
-            got[1].text == long_text and got[1].parts == 2 and got[1].data_coding == 8
-        )
+        assert got[1].text == long_text and got[1].parts == 2 and got[1].data_coding == 8
         stats = (await http.get("/stats")).json()
         assert stats["mo_sent"] == 3 and stats["binds"] == 1
         assert (await http.post("/mo", json={"source": "1"})).status_code == 400
     assert client.stats.mo_messages == 2 and client.stats.mo_parts == 3
 
 
-async def test_failed_receipt_handler_is_nacked(
-    make_smsc: SmscFactory, make_client: ClientFactory
-) -> None:
+async def test_failed_receipt_handler_is_nacked(make_smsc: SmscFactory, make_client: ClientFactory) -> None:
     smsc = await make_smsc()
 
     async def broken(_: DeliveryReceipt) -> None:
@@ -240,9 +206,7 @@ async def test_failed_receipt_handler_is_nacked(
     assert smsc.stats_.receipts_acked == 1
 
 
-async def test_enquire_link_keepalive(
-    make_smsc: SmscFactory, make_client: ClientFactory
-) -> None:
+async def test_enquire_link_keepalive(make_smsc: SmscFactory, make_client: ClientFactory) -> None:
     smsc = await make_smsc()
     client = make_client(smsc, enquire_link_interval=0.2)
     await client.start(timeout=5)

@@ -32,7 +32,7 @@ from tessera.connect.schemas import BatchIn, MessageIn, Recipient
 from tessera.connect.service.templates import render
 from tessera.core import context
 from tessera.core.crypto.types import blind_index
-from tessera.core.db.base import utcnow, uuid7
+from tessera.core.db.base import table_of, utcnow, uuid7
 from tessera.core.db.session import after_commit
 from tessera.core.phone import InvalidPhone, carrier_name, normalize_phone
 
@@ -200,7 +200,7 @@ async def send_messages(
     events: list[dict[str, Any]] = []
     out: list[AcceptedMessage] = []
     total_segments = 0
-    preview_cache: dict[str, encoding.Preview] = {}
+    preview_cache: dict[str, Any] = {}
     for i, rcpt in enumerate(recipients):
         prefix = "" if single else f"recipients.{i}."
         to, carrier = _destination(ch, rcpt.to, f"{prefix}to")
@@ -284,9 +284,9 @@ async def send_messages(
     if _consume is not None and quota_ref:
         await _consume(session, METER[ch.kind], total_segments, ref=quota_ref)
     for start in range(0, len(messages), 2000):
-        await session.execute(insert(Message.__table__), messages[start : start + 2000])
-        await session.execute(insert(MessageEvent.__table__), events[start : start + 2000])
-        await session.execute(insert(DispatchItem.__table__), queue[start : start + 2000])
+        await session.execute(insert(table_of(Message)), messages[start : start + 2000])
+        await session.execute(insert(table_of(MessageEvent)), events[start : start + 2000])
+        await session.execute(insert(table_of(DispatchItem)), queue[start : start + 2000])
     after_commit(session, _wake)
     return out
 

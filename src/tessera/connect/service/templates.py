@@ -74,7 +74,7 @@ def _check_bodies(bodies: dict[str, str]) -> None:
 
 
 async def create(session: AsyncSession, data: TemplateIn) -> Template:
-    bodies = dict(data.bodies)
+    bodies: dict[str, str] = {str(k): v for k, v in data.bodies.items()}
     _check_bodies(bodies)
     t = Template(
         name=data.name,
@@ -96,8 +96,9 @@ async def update(session: AsyncSession, template_id: uuid.UUID, data: TemplatePa
     if data.bodies is not None:
         if t.status == "pending":
             raise TemplateStateConflict("a template under review cannot be edited")
-        _check_bodies(dict(data.bodies))
-        t.bodies = dict(data.bodies)
+        new_bodies: dict[str, str] = {str(k): v for k, v in data.bodies.items()}
+        _check_bodies(new_bodies)
+        t.bodies = new_bodies
         t.variables = variables_of(*t.bodies.values())
         t.status = "draft"  # an edited body needs a new approval
         t.reject_reason = None

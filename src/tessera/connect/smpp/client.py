@@ -197,12 +197,8 @@ class SmppClient:
         loop = asyncio.get_running_loop()
         self._closing = False
         self._first_bind = loop.create_future()
-        self._runner = asyncio.create_task(
-            self._run(), name=f"smpp-runner-{self.config.name}"
-        )
-        self._ticker = asyncio.create_task(
-            self._tick(), name=f"smpp-ticker-{self.config.name}"
-        )
+        self._runner = asyncio.create_task(self._run(), name=f"smpp-runner-{self.config.name}")
+        self._ticker = asyncio.create_task(self._tick(), name=f"smpp-ticker-{self.config.name}")
         if wait:
             await asyncio.wait_for(asyncio.shield(self._first_bind), timeout)
 
@@ -270,11 +266,7 @@ class SmppClient:
             esm_class |= message.esm_class
         else:
             raise ValueError("submit needs text or payload")
-        rd = (
-            int(registered_delivery)
-            if isinstance(registered_delivery, bool)
-            else registered_delivery
-        )
+        rd = int(registered_delivery) if isinstance(registered_delivery, bool) else registered_delivery
         src_ton, src_npi = (1, 1) if source.lstrip("+").isdigit() else (5, 0)
         base: dict[str, Any] = {
             "service_type": service_type,
@@ -292,9 +284,7 @@ class SmppClient:
         deadline = None if timeout is None else time.monotonic() + timeout
         if len(payloads) == 1:
             parts: tuple[PartResult, ...] = (
-                await self._submit_part(
-                    0, {**base, "short_message": payloads[0]}, deadline
-                ),
+                await self._submit_part(0, {**base, "short_message": payloads[0]}, deadline),
             )
         else:
             parts = tuple(
@@ -322,9 +312,7 @@ class SmppClient:
             yield await self._mo_q.get()
 
     # -- submit internals ------------------------------------------------------------------
-    async def _submit_part(
-        self, index: int, fields: dict[str, Any], deadline: float | None
-    ) -> PartResult:
+    async def _submit_part(self, index: int, fields: dict[str, Any], deadline: float | None) -> PartResult:
         retries = 0
         while True:
             if self._closing:
@@ -337,9 +325,7 @@ class SmppClient:
             try:
                 async with self._window:
                     if not self._bound.is_set():
-                        remaining = (
-                            None if deadline is None else deadline - time.monotonic()
-                        )
+                        remaining = None if deadline is None else deadline - time.monotonic()
                         await asyncio.wait_for(self._bound.wait(), remaining)
                     elif deadline is not None and time.monotonic() > deadline:
                         return self._not_sent(index, "timeout before sending")
@@ -360,18 +346,13 @@ class SmppClient:
                 self.stats.accepted += 1
                 self._throttle_streak = 0
                 return PartResult(index, Outcome.ACCEPTED, message_id=body, status=0)
-            if (
-                status in _THROTTLE_STATUSES
-                and retries < self.config.throttle_max_retries
-            ):
+            if status in _THROTTLE_STATUSES and retries < self.config.throttle_max_retries:
                 retries += 1
                 self.stats.throttled += 1
                 self._on_throttled()
                 continue
             self.stats.rejected += 1
-            return PartResult(
-                index, Outcome.REJECTED, status=status, reason=P.status_name(status)
-            )
+            return PartResult(index, Outcome.REJECTED, status=status, reason=P.status_name(status))
 
     def _not_sent(self, index: int, reason: str) -> PartResult:
         self.stats.not_sent += 1
@@ -398,9 +379,7 @@ class SmppClient:
         observed = self._observed_rate(now)
         current = self._bucket.rate
         if observed >= 1.0:
-            target = (
-                observed * 0.9
-            )  # what the SMSC let through in the last second, less 10 %
+            target = observed * 0.9  # what the SMSC let through in the last second, less 10 %
         else:
             target = (current or 10.0) * 0.5
         if current is not None:
@@ -446,9 +425,7 @@ class SmppClient:
         self._pending[seq] = _InFlight(fut, time.monotonic() + timeout, command)
         return fut
 
-    def _request(
-        self, command: str, header: bytes, timeout: float
-    ) -> asyncio.Future[_Answer]:
+    def _request(self, command: str, header: bytes, timeout: float) -> asyncio.Future[_Answer]:
         """Send a header-only request (``header``'s sequence is replaced)."""
         seq = self._seq.next()
         fut = self._track(seq, command, timeout)
@@ -476,11 +453,7 @@ class SmppClient:
                     self.stats.generic_nacks += 1
                 if inflight is None or inflight.future.done():
                     continue
-                body = (
-                    P.cstring_body(raw)
-                    if status == P.ESME_ROK and len(raw) > 16
-                    else ""
-                )
+                body = P.cstring_body(raw) if status == P.ESME_ROK and len(raw) > 16 else ""
                 if command_id == P.SUBMIT_SM | P.RESP and status == P.ESME_ROK:
                     self._accepted_times.append(self._last_rx)
                 inflight.future.set_result((status, body))
@@ -507,9 +480,7 @@ class SmppClient:
             self._state = BindState.DISCONNECTED
         if was_bound:
             self.stats.disconnects += 1
-        self.last_error = (
-            f"connection lost: {exc}" if exc else "connection closed by peer"
-        )
+        self.last_error = f"connection lost: {exc}" if exc else "connection closed by peer"
         self._fail_pending("connection lost")
         self._lost.set()
 
@@ -548,9 +519,7 @@ class SmppClient:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    def _call(
-        self, handler: Callable[[Any], Awaitable[None] | None], arg: Any
-    ) -> Awaitable[None] | None:
+    def _call(self, handler: Callable[[Any], Awaitable[None] | None], arg: Any) -> Awaitable[None] | None:
         try:
             result = handler(arg)
         except Exception as exc:  # noqa: BLE001 - a handler bug must not kill the link
@@ -606,9 +575,7 @@ class SmppClient:
         attempt = 0
         while not self._closing:
             if attempt:
-                delay = min(
-                    cfg.reconnect_max, cfg.reconnect_initial * 2 ** (attempt - 1)
-                )
+                delay = min(cfg.reconnect_max, cfg.reconnect_initial * 2 ** (attempt - 1))
                 await asyncio.sleep(delay * random.uniform(0.8, 1.2))
             attempt += 1
             self._state = BindState.CONNECTING
@@ -715,11 +682,7 @@ class SmppClient:
                 self._send(P.header_only(P.ENQUIRE_LINK, 0, self._enquire_seq))
             self._recover_rate(now)
             self._observed_rate(now)
-            stale = [
-                k
-                for k, p in self._partials.items()
-                if now - p.first_seen > cfg.mo_reassembly_timeout
-            ]
+            stale = [k for k, p in self._partials.items() if now - p.first_seen > cfg.mo_reassembly_timeout]
             for key in stale:
                 del self._partials[key]
 

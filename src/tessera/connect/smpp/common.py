@@ -157,9 +157,7 @@ class ClientStats:
     generic_nacks: int = 0
 
 
-_RECEIPT_FIELD: Final = re.compile(
-    r"(id|sub|dlvrd|submit date|done date|stat|err):(\S*)", re.IGNORECASE
-)
+_RECEIPT_FIELD: Final = re.compile(r"(id|sub|dlvrd|submit date|done date|stat|err):(\S*)", re.IGNORECASE)
 
 
 class TokenBucket:

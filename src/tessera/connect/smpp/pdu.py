@@ -103,9 +103,7 @@ def cstring_body(raw: bytes) -> str:
     return raw[16:].split(b"\x00", 1)[0].decode("ascii", errors="replace")
 
 
-def build(
-    command_name: str, sequence: int, status: int = ESME_ROK, **fields: Any
-) -> bytes:
+def build(command_name: str, sequence: int, status: int = ESME_ROK, **fields: Any) -> bytes:
     """Generate a PDU with smpplib's codec."""
     pdu = smpp.make_pdu(command_name, client=None, sequence=sequence, **fields)
     pdu.sequence = sequence

@@ -58,9 +58,7 @@ class SmscAccount:
 
 @dataclass(slots=True)
 class SmscConfig:
-    accounts: list[SmscAccount] = field(
-        default_factory=lambda: [SmscAccount("tessera", "secret")]
-    )
+    accounts: list[SmscAccount] = field(default_factory=lambda: [SmscAccount("tessera", "secret")])
     host: str = "127.0.0.1"
     port: int = 0
     http_port: int | None = None
@@ -226,9 +224,7 @@ class _Session(asyncio.Protocol):
                 loop.call_later(0.5, lambda: self.smsc._route(self.system_id, fields, None))
         elif command_id == P.ENQUIRE_LINK:
             self.smsc.stats_.enquire_links += 1
-            self.out.append(
-                P.header_only(P.ENQUIRE_LINK | P.RESP, P.ESME_ROK, sequence)
-            )
+            self.out.append(P.header_only(P.ENQUIRE_LINK | P.RESP, P.ESME_ROK, sequence))
         elif command_id in _BIND_MODES:
             self.on_bind(raw, command_id, sequence)
         elif command_id == P.UNBIND:
@@ -278,9 +274,7 @@ class _Session(asyncio.Protocol):
         smsc = self.smsc
         if self.mode not in ("transmitter", "transceiver"):
             smsc.stats_.rejected += 1
-            self.out.append(
-                P.with_cstring(P.SUBMIT_SM | P.RESP, P.ESME_RINVBNDSTS, sequence, "")
-            )
+            self.out.append(P.with_cstring(P.SUBMIT_SM | P.RESP, P.ESME_RINVBNDSTS, sequence, ""))
             return
         if smsc._disconnect_countdown is not None and smsc._disconnect_matches(self):
             smsc._disconnect_countdown -= 1
@@ -293,25 +287,19 @@ class _Session(asyncio.Protocol):
                 return
         if self.limit is not None and not self.limit.take():
             smsc.stats_.throttled += 1
-            self.out.append(
-                P.with_cstring(P.SUBMIT_SM | P.RESP, P.ESME_RTHROTTLED, sequence, "")
-            )
+            self.out.append(P.with_cstring(P.SUBMIT_SM | P.RESP, P.ESME_RTHROTTLED, sequence, ""))
             return
         try:
             req = P.parse(raw)
         except P.CODEC_ERRORS:
             smsc.stats_.rejected += 1
-            self.out.append(
-                P.with_cstring(P.SUBMIT_SM | P.RESP, P.ESME_RSYSERR, sequence, "")
-            )
+            self.out.append(P.with_cstring(P.SUBMIT_SM | P.RESP, P.ESME_RSYSERR, sequence, ""))
             return
         if smsc.config.reject_destinations:
             status = smsc._rejection(P.text_field(req.destination_addr))
             if status:
                 smsc.stats_.rejected += 1
-                self.out.append(
-                    P.with_cstring(P.SUBMIT_SM | P.RESP, status, sequence, "")
-                )
+                self.out.append(P.with_cstring(P.SUBMIT_SM | P.RESP, status, sequence, ""))
                 return
         message_id = smsc._next_id()
         msg = SubmittedMessage(
@@ -326,9 +314,7 @@ class _Session(asyncio.Protocol):
             submitted_at=time.time(),
         )
         smsc._accept(msg)
-        self.out.append(
-            P.with_cstring(P.SUBMIT_SM | P.RESP, P.ESME_ROK, sequence, message_id)
-        )
+        self.out.append(P.with_cstring(P.SUBMIT_SM | P.RESP, P.ESME_ROK, sequence, message_id))
         smsc._maybe_receipt(msg, self)
 
     def send_deliver(self, fields: dict[str, Any]) -> None:
@@ -374,14 +360,10 @@ class SmscSimulator:
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
-            lambda: _Session(self), self.config.host, self.config.port
-        )
+        self._server = await loop.create_server(lambda: _Session(self), self.config.host, self.config.port)
         self.port = self._server.sockets[0].getsockname()[1]
         if self.config.http_port is not None:
-            self._http = await asyncio.start_server(
-                self._serve_http, self.config.host, self.config.http_port
-            )
+            self._http = await asyncio.start_server(self._serve_http, self.config.host, self.config.http_port)
             self.http_port = self._http.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
@@ -420,9 +402,7 @@ class SmscSimulator:
 
     def set_tps(self, system_id: str, tps: float | None) -> None:
         account = self._accounts[system_id]
-        self._accounts[system_id] = SmscAccount(
-            account.system_id, account.password, tps
-        )
+        self._accounts[system_id] = SmscAccount(account.system_id, account.password, tps)
         for session in self._sessions:
             if session.system_id == system_id:
                 session.limit = _RateLimit(tps) if tps else None
@@ -486,9 +466,7 @@ class SmscSimulator:
         if receivers and session in receivers:
             receivers.remove(session)
 
-    def _route(
-        self, system_id: str, fields: dict[str, Any], prefer: _Session | None
-    ) -> bool:
+    def _route(self, system_id: str, fields: dict[str, Any], prefer: _Session | None) -> bool:
         """Send a deliver_sm to a receiving bind of ``system_id``; queue it when none is bound."""
         if prefer is not None and not prefer.closed and prefer.mode == "transceiver":
             prefer.send_deliver(fields)
@@ -523,9 +501,7 @@ class SmscSimulator:
             handle = loop.call_later(delay, fire)
             self._timers.add(handle)
 
-    def _send_receipt(
-        self, msg: SubmittedMessage, outcome: str, session: _Session
-    ) -> None:
+    def _send_receipt(self, msg: SubmittedMessage, outcome: str, session: _Session) -> None:
         state, stat, err, dlvrd = _OUTCOME_STATE[outcome]
         text = msg.text()[:20] if msg.data_coding == 0 else ""
         fmt = "%y%m%d%H%M"
@@ -574,16 +550,13 @@ class SmscSimulator:
         return sent
 
     # -- HTTP side door --------------------------------------------------------------------
-    async def _serve_http(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
+    async def _serve_http(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             request = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
             head = request.decode("latin-1").split("\r\n")
             method, path = head[0].split(" ")[0:2]
             headers = {
-                k.strip().lower(): v.strip()
-                for k, _, v in (line.partition(":") for line in head[1:] if line)
+                k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in head[1:] if line)
             }
             length = int(headers.get("content-length", "0") or 0)
             body = await reader.readexactly(length) if length else b""
@@ -604,9 +577,7 @@ class SmscSimulator:
             await writer.drain()
         writer.close()
 
-    def _route_http(
-        self, method: str, path: str, body: bytes
-    ) -> tuple[int, dict[str, Any]]:
+    def _route_http(self, method: str, path: str, body: bytes) -> tuple[int, dict[str, Any]]:
         if method == "GET" and path.split("?")[0] == "/stats":
             return 200, self.stats()
         if method == "POST" and path == "/mo":
@@ -632,9 +603,7 @@ def _parse_outcomes(spec: str) -> dict[str, float]:
     return {name.strip(): float(weight) for name, weight in pairs}
 
 
-def main(
-    argv: list[str] | None = None, ready: Callable[[SmscSimulator], None] | None = None
-) -> None:
+def main(argv: list[str] | None = None, ready: Callable[[SmscSimulator], None] | None = None) -> None:
     """Run the simulator until interrupted; prints one JSON line with the ports when ready."""
     ap = argparse.ArgumentParser(prog="tessera smsc", description="SMPP SMSC simulator")
     ap.add_argument("--host", default="127.0.0.1")
@@ -660,11 +629,7 @@ def main(
     async def run() -> None:
         smsc = SmscSimulator(config)
         await smsc.start()
-        print(
-            json.dumps(
-                {"smsc": "ready", "port": smsc.port, "http_port": smsc.http_port}
-            )
-        )
+        print(json.dumps({"smsc": "ready", "port": smsc.port, "http_port": smsc.http_port}))
         if ready is not None:
             ready(smsc)
         try:

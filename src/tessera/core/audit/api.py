@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import uuid
 from collections.abc import AsyncIterator
@@ -20,7 +21,6 @@ from tessera.core.audit.models import AuditEvent
 from tessera.core.http.deps import DbSession, require
 from tessera.core.http.errors import COMMON_ERRORS, NotFound, error_responses
 from tessera.core.http.listing import FilterField, FilterSet, ListQuery, Page, apply_listing, page_of
-import datetime as dt
 
 router = APIRouter(prefix="/v1", tags=["audit"], responses=COMMON_ERRORS)
 Auditor = Annotated[Principal, Depends(require("audit:read"))]
@@ -76,8 +76,11 @@ async def search(request: Request, principal: Auditor, session: DbSession) -> Pa
     return Page[AuditEventOut](items=[AuditEventOut.model_validate(r) for r in items], next_cursor=cursor)
 
 
-@router.get("/audit-events/export", response_class=StreamingResponse,
-            responses={200: {"content": {"text/csv": {}}, "description": "CSV of matching rows"}})
+@router.get(
+    "/audit-events/export",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/csv": {}}, "description": "CSV of matching rows"}},
+)
 async def export(request: Request, principal: Auditor, session: DbSession) -> StreamingResponse:
     """CSV export of the rows matching the same filters as the search (up to 100,000 rows)."""
     params = {k: v for k, v in request.query_params.items() if k not in ("cursor", "limit")}
@@ -91,25 +94,53 @@ async def export(request: Request, principal: Auditor, session: DbSession) -> St
         if cursor is None:
             break
         q.cursor = cursor
-    cols = ["seq", "created_at", "actor_type", "actor_id", "actor_label", "action", "object_type",
-            "object_id", "changes", "ip", "user_agent", "request_id", "hash"]
+    cols = [
+        "seq",
+        "created_at",
+        "actor_type",
+        "actor_id",
+        "actor_label",
+        "action",
+        "object_type",
+        "object_id",
+        "changes",
+        "ip",
+        "user_agent",
+        "request_id",
+        "hash",
+    ]
 
     async def gen() -> AsyncIterator[str]:
         buf = io.StringIO()
         w = csv.writer(buf)
         w.writerow(cols)
         for r in rows:
-            w.writerow([r.seq, r.created_at.isoformat(), r.actor_type, r.actor_id or "", r.actor_label,
-                        r.action, r.object_type, r.object_id or "", orjson.dumps(r.changes).decode(),
-                        r.ip or "", r.user_agent or "", r.request_id or "", r.hash])
+            w.writerow(
+                [
+                    r.seq,
+                    r.created_at.isoformat(),
+                    r.actor_type,
+                    r.actor_id or "",
+                    r.actor_label,
+                    r.action,
+                    r.object_type,
+                    r.object_id or "",
+                    orjson.dumps(r.changes).decode(),
+                    r.ip or "",
+                    r.user_agent or "",
+                    r.request_id or "",
+                    r.hash,
+                ]
+            )
             if buf.tell() > 65536:
                 yield buf.getvalue()
                 buf.seek(0)
                 buf.truncate()
         yield buf.getvalue()
 
-    return StreamingResponse(gen(), media_type="text/csv",
-                             headers={"content-disposition": 'attachment; filename="audit.csv"'})
+    return StreamingResponse(
+        gen(), media_type="text/csv", headers={"content-disposition": 'attachment; filename="audit.csv"'}
+    )
 
 
 @router.get("/audit-events/verify", response_model=VerifyOut)

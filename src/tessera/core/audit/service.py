@@ -107,9 +107,7 @@ async def record(
     """Append one audit row for the tenant in scope, in the caller's transaction."""
     actor = context.current_actor()
     req = context.current_request()
-    head = (
-        await session.execute(select(AuditHead).with_for_update())
-    ).scalar_one_or_none()
+    head = (await session.execute(select(AuditHead).with_for_update())).scalar_one_or_none()
     if head is None:
         head = AuditHead(seq=0, hash=GENESIS)
         session.add(head)
@@ -153,10 +151,14 @@ async def iter_chain(session: AsyncSession, batch: int = 1000) -> AsyncIterator[
     last = 0
     while True:
         rows = (
-            await session.execute(
-                select(AuditEvent).where(AuditEvent.seq > last).order_by(AuditEvent.seq).limit(batch)
+            (
+                await session.execute(
+                    select(AuditEvent).where(AuditEvent.seq > last).order_by(AuditEvent.seq).limit(batch)
+                )
             )
-        ).scalars().all()
+            .scalars()
+            .all()
+        )
         if not rows:
             return
         for r in rows:

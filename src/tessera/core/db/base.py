@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import uuid6
-from sqlalchemy import JSON, DateTime, ForeignKey, MetaData, Uuid, func
+from sqlalchemy import JSON, DateTime, ForeignKey, MetaData, Table, Uuid, func
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column
@@ -50,9 +50,10 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
     def process_result_value(self, value: Any, dialect: Dialect) -> dt.datetime | None:
         if value is None:
             return None
-        if value.tzinfo is None:
-            return value.replace(tzinfo=dt.UTC)
-        return value.astimezone(dt.UTC)
+        result: dt.datetime = value
+        if result.tzinfo is None:
+            return result.replace(tzinfo=dt.UTC)
+        return result.astimezone(dt.UTC)
 
 
 JSONType = JSON().with_variant(JSONB(), "postgresql")
@@ -95,12 +96,15 @@ class TenantOwned:
 
     @declared_attr
     def tenant_id(cls) -> Mapped[uuid.UUID]:
-        return mapped_column(
-            ForeignKey("tenants.id", ondelete="CASCADE"), index=True, nullable=False
-        )
+        return mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True, nullable=False)
 
     def __init_subclass__(cls, **kw: Any) -> None:
         super().__init_subclass__(**kw)
         name = getattr(cls, "__tablename__", None)
         if isinstance(name, str):
             TENANT_OWNED_TABLES.add(name)
+
+
+def table_of(model: type[Base]) -> Table:
+    """The Core table of a mapped class, typed for bulk ``insert``/``update`` statements."""
+    return cast(Table, model.__table__)

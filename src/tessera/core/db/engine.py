@@ -73,7 +73,10 @@ class Database:
         # Database ever created (tests, benches, CLI) run its hook on every later session.
         session_class = type("TesseraSession", (Session,), {})
         self.sessionmaker = async_sessionmaker(
-            self.engine, expire_on_commit=False, autoflush=True, class_=AsyncSession,
+            self.engine,
+            expire_on_commit=False,
+            autoflush=True,
+            class_=AsyncSession,
             sync_session_class=session_class,
         )
         event.listen(session_class, "after_begin", self._after_begin)

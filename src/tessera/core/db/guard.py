@@ -21,10 +21,7 @@ PLATFORM = "platform"
 
 
 def _touches_tenant_data(state: ORMExecuteState) -> bool:
-    for mapper in state.all_mappers:
-        if issubclass(mapper.class_, TenantOwned):
-            return True
-    return False
+    return any(issubclass(mapper.class_, TenantOwned) for mapper in state.all_mappers)
 
 
 def _on_execute(state: ORMExecuteState) -> None:
@@ -68,9 +65,7 @@ def _before_flush(session: Session, _ctx: Any, _instances: Any) -> None:
             current = obj.__dict__.get("tenant_id")
             if current is None:
                 if tid is None:
-                    raise context.NoTenantInScope(
-                        f"new {type(obj).__name__} with no tenant in scope"
-                    )
+                    raise context.NoTenantInScope(f"new {type(obj).__name__} with no tenant in scope")
                 obj.tenant_id = tid
             elif tid is not None and current != tid:
                 raise context.NoTenantInScope(f"{type(obj).__name__} belongs to another tenant")

@@ -22,14 +22,15 @@ class Repository(Generic[M]):
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    def select(self) -> Select[tuple[M]]:
+    def select(self) -> Select[Any]:
         return select(self.model)
 
     async def get(self, id: uuid.UUID, *options: Any) -> M | None:
         stmt = self.select().where(self.model.id == id)  # type: ignore[attr-defined]
         if options:
             stmt = stmt.options(*options)
-        return (await self.session.execute(stmt)).scalar_one_or_none()
+        found: M | None = (await self.session.execute(stmt)).scalar_one_or_none()
+        return found
 
     async def get_many(self, ids: Sequence[uuid.UUID]) -> list[M]:
         if not ids:
@@ -37,10 +38,11 @@ class Repository(Generic[M]):
         stmt = self.select().where(self.model.id.in_(ids))  # type: ignore[attr-defined]
         return list((await self.session.execute(stmt)).scalars())
 
-    async def one_or_none(self, stmt: Select[tuple[M]]) -> M | None:
-        return (await self.session.execute(stmt)).scalar_one_or_none()
+    async def one_or_none(self, stmt: Select[Any]) -> M | None:
+        found: M | None = (await self.session.execute(stmt)).scalar_one_or_none()
+        return found
 
-    async def all(self, stmt: Select[tuple[M]]) -> list[M]:
+    async def all(self, stmt: Select[Any]) -> list[M]:
         return list((await self.session.execute(stmt)).scalars())
 
     async def count(self, stmt: Select[Any] | None = None) -> int:

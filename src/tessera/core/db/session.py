@@ -10,8 +10,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import uuid
-from typing import Any
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 

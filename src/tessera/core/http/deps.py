@@ -59,15 +59,16 @@ async def tenant_status(tenant_id: uuid.UUID) -> tuple[str, str] | None:
     if cached and now - cached[0] < TENANT_STATUS_TTL:
         return cached[1], cached[2]
     async with get_database().engine.connect() as conn:
-        row = (await conn.execute(
-            select(Tenant.status, Tenant.slug).where(Tenant.id == tenant_id))).first()
+        row = (await conn.execute(select(Tenant.status, Tenant.slug).where(Tenant.id == tenant_id))).first()
     if row is None:
         return None
     _tenant_status[tenant_id] = (now, row[0], row[1])
     return row[0], row[1]
 
 
-def _credential(request: Request, creds: HTTPAuthorizationCredentials | None, cookie_value: str | None) -> tuple[str, str]:
+def _credential(
+    request: Request, creds: HTTPAuthorizationCredentials | None, cookie_value: str | None
+) -> tuple[str, str]:
     if creds is not None and creds.credentials:
         return "key", creds.credentials
     if cookie_value:
@@ -115,7 +116,9 @@ async def _authenticate(
     return principal
 
 
-def require(*permissions: str, allow_mfa_pending: bool = False) -> Callable[..., Coroutine[Any, Any, Principal]]:
+def require(
+    *permissions: str, allow_mfa_pending: bool = False
+) -> Callable[..., Coroutine[Any, Any, Principal]]:
     """Dependency factory: authenticate and require every permission listed."""
 
     async def dependency(
@@ -145,10 +148,13 @@ async def require_operator(
     if len(parts) != 3:
         raise Unauthenticated("malformed operator key")
     async with unit_of_work(platform=True) as s:
-        key = (await s.execute(select(OperatorKey).where(
-            OperatorKey.prefix == f"top_{parts[1]}"))).scalar_one_or_none()
-        if key is None or key.revoked_at is not None or not secrets.compare_digest(
-            key.secret_hash, sha256_hex(parts[2])
+        key = (
+            await s.execute(select(OperatorKey).where(OperatorKey.prefix == f"top_{parts[1]}"))
+        ).scalar_one_or_none()
+        if (
+            key is None
+            or key.revoked_at is not None
+            or not secrets.compare_digest(key.secret_hash, sha256_hex(parts[2]))
         ):
             raise Unauthenticated("invalid operator key")
         op = OperatorPrincipal(operator_id=uuid.UUID(key.operator_id), email=key.name)

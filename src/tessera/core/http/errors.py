@@ -15,9 +15,7 @@ class TesseraError(Exception):
     message: str
     field: str | None
 
-    def __init__(
-        self, message: str | None = None, *, field: str | None = None, **details: Any
-    ) -> None:
+    def __init__(self, message: str | None = None, *, field: str | None = None, **details: Any) -> None:
         self.message = message or self.default_message()
         self.field = field
         self.details = details

@@ -25,6 +25,7 @@ class ORJSONResponse(Response):
     def render(self, content: Any) -> bytes:
         return orjson.dumps(content)
 
+
 _RULES = {
     "missing": "is required",
     "string_too_short": "is too short",
@@ -75,7 +76,7 @@ async def validation_error(request: Request, exc: Exception) -> ORJSONResponse:
         errors.append({"field": field, "rule": rule, "message": f"{field}: {msg}"})
     first = errors[0] if errors else {"field": None, "rule": "invalid", "message": "invalid request"}
     return ORJSONResponse(
-        _body("request.invalid", first["message"], first["field"], rule=first["rule"], errors=errors),
+        _body("request.invalid", str(first["message"]), first["field"], rule=first["rule"], errors=errors),
         status_code=422,
     )
 
@@ -85,8 +86,12 @@ async def http_error(request: Request, exc: Exception) -> ORJSONResponse:
     if exc.status_code == 400 and "parsing the body" in str(exc.detail):
         # FastAPI's body parser (undecodable bytes): bad input is a 422 naming the field and rule.
         return ORJSONResponse(
-            _body("request.invalid", "body: the request body could not be parsed", "body",
-                  rule="body_unparsable"),
+            _body(
+                "request.invalid",
+                "body: the request body could not be parsed",
+                "body",
+                rule="body_unparsable",
+            ),
             status_code=422,
         )
     codes = {404: "resource.not_found", 405: "request.method_not_allowed", 401: "auth.unauthenticated"}

@@ -210,7 +210,7 @@ class RateLimitMiddleware:
                 rid,
             )
             await send_json(
-                send, 429, body, rl_headers + [(b"retry-after", str(decision.retry_after).encode())]
+                send, 429, body, [*rl_headers, (b"retry-after", str(decision.retry_after).encode())]
             )
             return
 

@@ -11,13 +11,18 @@ from tessera.core import context
 from tessera.core.access.permissions import CATALOGUE
 from tessera.core.access.principal import Principal
 from tessera.core.db.session import switch_tenant
+from tessera.core.http import errors as http_errors
 from tessera.core.http.deps import SESSION_COOKIE, DbSession, require
 from tessera.core.http.errors import COMMON_ERRORS, error_responses
 from tessera.core.http.listing import FilterField, FilterSet, ListQuery, Page, apply_listing, page_of
-from tessera.core.http import errors as http_errors
 from tessera.core.identity import auth, errors, service
 from tessera.core.identity.models import ApiKey, User
-from tessera.core.identity.repository import ApiKeyRepository, DepartmentRepository, RoleRepository, TeamRepository
+from tessera.core.identity.repository import (
+    ApiKeyRepository,
+    DepartmentRepository,
+    RoleRepository,
+    TeamRepository,
+)
 from tessera.core.identity.schemas import (
     ApiKeyCreate,
     ApiKeyCreated,
@@ -46,6 +51,7 @@ from tessera.core.identity.schemas import (
     UserUpdate,
 )
 from tessera.core.tenancy import service as tenancy
+from tessera.core.tenancy.models import Tenant
 from tessera.settings import get_settings
 
 router = APIRouter(prefix="/v1", responses=COMMON_ERRORS)
@@ -77,16 +83,22 @@ KEY_FILTERS = FilterSet(fields={}, sortable={"created_at": ApiKey.created_at}, i
 def _cookie(response: Response, value: str) -> None:
     s = get_settings()
     response.set_cookie(
-        SESSION_COOKIE, value, httponly=True, samesite="lax", secure=s.cookie_secure,
-        max_age=s.session_absolute_hours * 3600, path="/",
+        SESSION_COOKIE,
+        value,
+        httponly=True,
+        samesite="lax",
+        secure=s.cookie_secure,
+        max_age=s.session_absolute_hours * 3600,
+        path="/",
     )
 
 
 # --- sessions --------------------------------------------------------------------------------
 
 
-@router.post("/sessions", tags=["sessions"], response_model=LoginResult,
-             responses=error_responses(401, 403, 422))
+@router.post(
+    "/sessions", tags=["sessions"], response_model=LoginResult, responses=error_responses(401, 403, 422)
+)
 async def login(body: LoginRequest, request: Request, response: Response, session: DbSession) -> LoginResult:
     """Sign in with workspace (tenant slug), email and password; sets the session cookie."""
     tenant = await tenancy.get_by_slug(session, body.workspace)
@@ -100,8 +112,9 @@ async def login(body: LoginRequest, request: Request, response: Response, sessio
         session, body.email, body.password, ip=req.ip, user_agent=req.user_agent
     )
     _cookie(response, cookie_value)
-    return LoginResult(mfa_required=not row.mfa_passed, user=UserOut.model_validate(user),
-                       csrf_token=row.csrf_token)
+    return LoginResult(
+        mfa_required=not row.mfa_passed, user=UserOut.model_validate(user), csrf_token=row.csrf_token
+    )
 
 
 @router.post("/sessions/mfa", tags=["sessions"], status_code=204, responses=error_responses(422))
@@ -137,7 +150,7 @@ async def confirm_reset(body: PasswordResetConfirm, session: DbSession) -> None:
         tenant_id = uuid.UUID(hex=head)
     except ValueError:
         raise errors.InvalidResetToken(field="token") from None
-    tenant = await session.get(tenancy.Tenant, tenant_id)
+    tenant = await session.get(Tenant, tenant_id)
     if tenant is None or tenant.status != "active":
         raise errors.InvalidResetToken(field="token")
     await switch_tenant(session, tenant_id)
@@ -220,7 +233,9 @@ async def disable_user(user_id: uuid.UUID, principal: Admin, session: DbSession)
     return UserOut.model_validate(await service.set_user_status(session, user_id, "disabled"))
 
 
-@router.post("/users/{user_id}/enable", tags=["users"], response_model=UserOut, responses=error_responses(402, 404))
+@router.post(
+    "/users/{user_id}/enable", tags=["users"], response_model=UserOut, responses=error_responses(402, 404)
+)
 async def enable_user(user_id: uuid.UUID, principal: Admin, session: DbSession) -> UserOut:
     return UserOut.model_validate(await service.set_user_status(session, user_id, "active"))
 
@@ -232,8 +247,10 @@ async def reset_mfa(user_id: uuid.UUID, principal: Admin, session: DbSession) ->
 
 @router.post("/users/{user_id}/unmask", tags=["users"], responses=R404)
 async def unmask_user(
-    user_id: uuid.UUID, body: UnmaskRequest,
-    principal: Annotated[Principal, Depends(require("pii:unmask"))], session: DbSession,
+    user_id: uuid.UUID,
+    body: UnmaskRequest,
+    principal: Annotated[Principal, Depends(require("pii:unmask"))],
+    session: DbSession,
 ) -> dict[str, Any]:
     """Reveal masked fields of one user; writes a `pii.unmask` audit row."""
     return await service.unmask_user(session, user_id, list(body.fields))
@@ -263,7 +280,9 @@ async def get_role(role_id: uuid.UUID, principal: UsersRead, session: DbSession)
 
 
 @router.patch("/roles/{role_id}", tags=["roles"], response_model=RoleOut, responses=R404)
-async def update_role(role_id: uuid.UUID, body: RoleUpdate, principal: RolesAdmin, session: DbSession) -> RoleOut:
+async def update_role(
+    role_id: uuid.UUID, body: RoleUpdate, principal: RolesAdmin, session: DbSession
+) -> RoleOut:
     return RoleOut.model_validate(await service.update_role(session, role_id, body))
 
 
@@ -281,17 +300,25 @@ async def list_departments(principal: UsersRead, session: DbSession) -> list[Dep
     return [DepartmentOut.model_validate(d) for d in await DepartmentRepository(session).all_ordered()]
 
 
-@router.post("/departments", tags=["departments"], response_model=DepartmentOut, status_code=201, responses=R404)
-async def create_department(body: DepartmentCreate, principal: DeptAdmin, session: DbSession) -> DepartmentOut:
+@router.post(
+    "/departments", tags=["departments"], response_model=DepartmentOut, status_code=201, responses=R404
+)
+async def create_department(
+    body: DepartmentCreate, principal: DeptAdmin, session: DbSession
+) -> DepartmentOut:
     return DepartmentOut.model_validate(await service.create_department(session, body))
 
 
-@router.get("/departments/{department_id}", tags=["departments"], response_model=DepartmentOut, responses=R404)
+@router.get(
+    "/departments/{department_id}", tags=["departments"], response_model=DepartmentOut, responses=R404
+)
 async def get_department(department_id: uuid.UUID, principal: UsersRead, session: DbSession) -> DepartmentOut:
     return DepartmentOut.model_validate(await service.get_department(session, department_id))
 
 
-@router.patch("/departments/{department_id}", tags=["departments"], response_model=DepartmentOut, responses=R404)
+@router.patch(
+    "/departments/{department_id}", tags=["departments"], response_model=DepartmentOut, responses=R404
+)
 async def update_department(
     department_id: uuid.UUID, body: DepartmentUpdate, principal: DeptAdmin, session: DbSession
 ) -> DepartmentOut:
@@ -326,7 +353,9 @@ async def get_team(team_id: uuid.UUID, principal: UsersRead, session: DbSession)
 
 
 @router.patch("/teams/{team_id}", tags=["teams"], response_model=TeamOut, responses=R409)
-async def update_team(team_id: uuid.UUID, body: TeamUpdate, principal: DeptAdmin, session: DbSession) -> TeamOut:
+async def update_team(
+    team_id: uuid.UUID, body: TeamUpdate, principal: DeptAdmin, session: DbSession
+) -> TeamOut:
     return await _team_out(session, await service.update_team(session, team_id, body))
 
 
@@ -347,8 +376,13 @@ async def list_api_keys(request: Request, principal: KeysAdmin, session: DbSessi
     return Page[ApiKeyOut](items=[ApiKeyOut.model_validate(k) for k in items], next_cursor=cursor)
 
 
-@router.post("/api-keys", tags=["api-keys"], response_model=ApiKeyCreated, status_code=status.HTTP_201_CREATED,
-             responses=error_responses(403, 422))
+@router.post(
+    "/api-keys",
+    tags=["api-keys"],
+    response_model=ApiKeyCreated,
+    status_code=status.HTTP_201_CREATED,
+    responses=error_responses(403, 422),
+)
 async def create_api_key(body: ApiKeyCreate, principal: KeysAdmin, session: DbSession) -> ApiKeyCreated:
     """Create an API key. The secret `key` is in this response only; store it now."""
     key, raw = await auth.create_api_key(session, body, principal)

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 from tessera.core.http.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthenticated
 
+__all__ = ["Conflict", "Forbidden", "InvalidInput", "NotFound", "Unauthenticated"]
+
 
 class InvalidCredentials(Unauthenticated):
     """The workspace, email or password is wrong."""

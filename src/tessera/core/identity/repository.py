@@ -71,15 +71,11 @@ class TeamRepository(TenantRepository[Team]):
         return await self.one_or_none(self.select().where(Team.name == name))
 
     async def member_ids(self, team_id: uuid.UUID) -> list[uuid.UUID]:
-        rows = await self.session.execute(
-            select(TeamMember.user_id).where(TeamMember.team_id == team_id)
-        )
+        rows = await self.session.execute(select(TeamMember.user_id).where(TeamMember.team_id == team_id))
         return list(rows.scalars())
 
     async def team_ids_of(self, user_id: uuid.UUID) -> list[uuid.UUID]:
-        rows = await self.session.execute(
-            select(TeamMember.team_id).where(TeamMember.user_id == user_id)
-        )
+        rows = await self.session.execute(select(TeamMember.team_id).where(TeamMember.user_id == user_id))
         return list(rows.scalars())
 
     async def set_members(self, team_id: uuid.UUID, user_ids: list[uuid.UUID]) -> None:
@@ -99,9 +95,7 @@ class ApiKeyRepository(TenantRepository[ApiKey]):
         return await self.one_or_none(self.select().where(ApiKey.prefix == prefix))
 
     async def touch(self, key_id: uuid.UUID, when: object) -> None:
-        await self.session.execute(
-            update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=when)
-        )
+        await self.session.execute(update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=when))
 
 
 class AuthSessionRepository(TenantRepository[AuthSession]):
@@ -122,7 +116,4 @@ class ResetTokenRepository(TenantRepository[PasswordResetToken]):
     model = PasswordResetToken
 
     async def by_token_hash(self, token_hash: str) -> PasswordResetToken | None:
-        return await self.one_or_none(
-            self.select().where(PasswordResetToken.token_hash == token_hash)
-        )
-
+        return await self.one_or_none(self.select().where(PasswordResetToken.token_hash == token_hash))

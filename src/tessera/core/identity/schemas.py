@@ -79,7 +79,7 @@ class RoleCreate(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     description: str = Field(default="", max_length=1000)
     permissions: list[str] = Field(default_factory=list, max_length=500)
-    visibility: dict[str, Scope] = Field(default_factory=lambda: {"default": "own"})
+    visibility: dict[str, Scope] = Field(default_factory=lambda: {"default": "own"})  # type: ignore[arg-type]
 
 
 class RoleUpdate(BaseModel):

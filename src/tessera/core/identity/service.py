@@ -168,8 +168,14 @@ async def set_user_status(session: AsyncSession, user_id: uuid.UUID, status: str
     await session.flush()
     if status == "disabled":
         await AuthSessionRepository(session).revoke_all_for(user.id, utcnow())
-    await audit.record(session, f"user.{'disable' if status == 'disabled' else 'enable'}", "user",
-                       user.id, before=before, after=user_snapshot(user))
+    await audit.record(
+        session,
+        f"user.{'disable' if status == 'disabled' else 'enable'}",
+        "user",
+        user.id,
+        before=before,
+        after=user_snapshot(user),
+    )
     _invalidate_principals()
     return user
 
@@ -284,8 +290,13 @@ async def create_department(session: AsyncSession, data: DepartmentCreate) -> De
     dep.id = uuid7()
     dep.path = f"{parent_path}{dep.id.hex}/"
     await DepartmentRepository(session).create(dep)
-    await audit.record(session, "department.create", "department", dep.id,
-                       after={"name": dep.name, "parent_id": dep.parent_id})
+    await audit.record(
+        session,
+        "department.create",
+        "department",
+        dep.id,
+        after={"name": dep.name, "parent_id": dep.parent_id},
+    )
     return dep
 
 
@@ -310,11 +321,17 @@ async def update_department(
         old_path = dep.path
         new_path = f"{new_parent_path}{dep.id.hex}/"
         for node in await repo.subtree(old_path):
-            node.path = new_path + node.path[len(old_path):]
+            node.path = new_path + node.path[len(old_path) :]
         dep.parent_id = fields["parent_id"]
     await session.flush()
-    await audit.record(session, "department.update", "department", dep.id, before=before,
-                       after={"name": dep.name, "parent_id": dep.parent_id})
+    await audit.record(
+        session,
+        "department.update",
+        "department",
+        dep.id,
+        before=before,
+        after={"name": dep.name, "parent_id": dep.parent_id},
+    )
     _invalidate_principals()
     return dep
 
@@ -325,8 +342,13 @@ async def delete_department(session: AsyncSession, department_id: uuid.UUID) -> 
     if await repo.children_count(dep.id) or await UserRepository(session).count_in_department(dep.id):
         raise errors.DepartmentNotEmpty()
     await repo.delete(dep)
-    await audit.record(session, "department.delete", "department", department_id,
-                       before={"name": dep.name, "parent_id": dep.parent_id})
+    await audit.record(
+        session,
+        "department.delete",
+        "department",
+        department_id,
+        before={"name": dep.name, "parent_id": dep.parent_id},
+    )
 
 
 # --- teams -------------------------------------------------------------------------------
@@ -353,8 +375,13 @@ async def create_team(session: AsyncSession, data: TeamCreate) -> Team:
     await _check_members(session, data.member_ids)
     team = await repo.create(Team(name=data.name, department_id=data.department_id))
     await repo.set_members(team.id, data.member_ids)
-    await audit.record(session, "team.create", "team", team.id,
-                       after={"name": team.name, "members": [str(m) for m in data.member_ids]})
+    await audit.record(
+        session,
+        "team.create",
+        "team",
+        team.id,
+        after={"name": team.name, "members": [str(m) for m in data.member_ids]},
+    )
     _invalidate_principals()
     return team
 
@@ -362,8 +389,11 @@ async def create_team(session: AsyncSession, data: TeamCreate) -> Team:
 async def update_team(session: AsyncSession, team_id: uuid.UUID, data: TeamUpdate) -> Team:
     repo = TeamRepository(session)
     team = await get_team(session, team_id)
-    before = {"name": team.name, "department_id": team.department_id,
-              "members": [str(m) for m in await repo.member_ids(team.id)]}
+    before = {
+        "name": team.name,
+        "department_id": team.department_id,
+        "members": [str(m) for m in await repo.member_ids(team.id)],
+    }
     fields = data.model_dump(exclude_unset=True)
     if fields.get("name") and fields["name"] != team.name:
         if await repo.by_name(fields["name"]):
@@ -376,8 +406,11 @@ async def update_team(session: AsyncSession, team_id: uuid.UUID, data: TeamUpdat
         await _check_members(session, fields["member_ids"])
         await repo.set_members(team.id, fields["member_ids"])
     await session.flush()
-    after = {"name": team.name, "department_id": team.department_id,
-             "members": [str(m) for m in await repo.member_ids(team.id)]}
+    after = {
+        "name": team.name,
+        "department_id": team.department_id,
+        "members": [str(m) for m in await repo.member_ids(team.id)],
+    }
     await audit.record(session, "team.update", "team", team.id, before=before, after=after)
     _invalidate_principals()
     return team

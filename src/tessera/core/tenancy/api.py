@@ -20,13 +20,17 @@ Operator = Annotated[OperatorPrincipal, Depends(require_operator)]
 
 
 @router.get("/tenant", tags=["tenant"], response_model=TenantOut)
-async def get_own_tenant(principal: Annotated[Principal, Depends(require())], session: DbSession) -> TenantOut:
+async def get_own_tenant(
+    principal: Annotated[Principal, Depends(require())], session: DbSession
+) -> TenantOut:
     return TenantOut.model_validate(await service.get_tenant(session, principal.tenant_id))
 
 
 @router.patch("/tenant", tags=["tenant"], response_model=TenantOut)
 async def update_own_tenant(
-    body: TenantSettings, principal: Annotated[Principal, Depends(require("admin:settings"))], session: DbSession
+    body: TenantSettings,
+    principal: Annotated[Principal, Depends(require("admin:settings"))],
+    session: DbSession,
 ) -> TenantOut:
     """Change the tenant's name, locale, time zone, currency or default phone region."""
     return TenantOut.model_validate(await service.update_settings(session, principal.tenant_id, body))
@@ -38,8 +42,13 @@ async def list_tenants(op: Operator) -> list[TenantOut]:
         return [TenantOut.model_validate(t) for t in await service.list_tenants(s)]
 
 
-@router.post("/operator/tenants", tags=["operator"], response_model=TenantOut, status_code=201,
-             responses=error_responses(409))
+@router.post(
+    "/operator/tenants",
+    tags=["operator"],
+    response_model=TenantOut,
+    status_code=201,
+    responses=error_responses(409),
+)
 async def create_tenant(body: TenantCreate, op: Operator) -> TenantOut:
     """Create a tenant with its keys, built-in roles and (optionally) an owner user."""
     async with unit_of_work(platform=True) as s:
@@ -49,8 +58,12 @@ async def create_tenant(body: TenantCreate, op: Operator) -> TenantOut:
     return out
 
 
-@router.get("/operator/tenants/{tenant_id}", tags=["operator"], response_model=TenantOut,
-            responses=error_responses(404))
+@router.get(
+    "/operator/tenants/{tenant_id}",
+    tags=["operator"],
+    response_model=TenantOut,
+    responses=error_responses(404),
+)
 async def get_tenant(tenant_id: uuid.UUID, op: Operator) -> TenantOut:
     async with unit_of_work(platform=True) as s:
         return TenantOut.model_validate(await service.get_tenant(s, tenant_id))
@@ -64,14 +77,22 @@ async def _set_status(tenant_id: uuid.UUID, status: str) -> TenantOut:
     return out
 
 
-@router.post("/operator/tenants/{tenant_id}/suspend", tags=["operator"], response_model=TenantOut,
-             responses=error_responses(404))
+@router.post(
+    "/operator/tenants/{tenant_id}/suspend",
+    tags=["operator"],
+    response_model=TenantOut,
+    responses=error_responses(404),
+)
 async def suspend_tenant(tenant_id: uuid.UUID, op: Operator) -> TenantOut:
     """Suspend: the tenant's users and keys get 403 `tenant.suspended` until resumed."""
     return await _set_status(tenant_id, "suspended")
 
 
-@router.post("/operator/tenants/{tenant_id}/resume", tags=["operator"], response_model=TenantOut,
-             responses=error_responses(404))
+@router.post(
+    "/operator/tenants/{tenant_id}/resume",
+    tags=["operator"],
+    response_model=TenantOut,
+    responses=error_responses(404),
+)
 async def resume_tenant(tenant_id: uuid.UUID, op: Operator) -> TenantOut:
     return await _set_status(tenant_id, "active")

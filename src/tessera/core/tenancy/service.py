@@ -24,8 +24,15 @@ on_tenant_created: list = []  # type: ignore[type-arg]
 
 
 def _snapshot(t: Tenant) -> dict[str, object]:
-    return {"name": t.name, "slug": t.slug, "locale": t.locale, "timezone": t.timezone,
-            "currency": t.currency, "status": t.status, "default_region": t.default_region}
+    return {
+        "name": t.name,
+        "slug": t.slug,
+        "locale": t.locale,
+        "timezone": t.timezone,
+        "currency": t.currency,
+        "status": t.status,
+        "default_region": t.default_region,
+    }
 
 
 async def get_tenant(session: AsyncSession, tenant_id: uuid.UUID) -> Tenant:
@@ -108,6 +115,12 @@ async def set_status(session: AsyncSession, tenant_id: uuid.UUID, status: str) -
     actor = context.current_actor()
     await switch_tenant(session, tenant.id)
     context.bind(tenant.id, actor)
-    await audit.record(session, f"tenant.{'suspend' if status == 'suspended' else 'resume'}",
-                       "tenant", tenant.id, before=before, after=_snapshot(tenant))
+    await audit.record(
+        session,
+        f"tenant.{'suspend' if status == 'suspended' else 'resume'}",
+        "tenant",
+        tenant.id,
+        before=before,
+        after=_snapshot(tenant),
+    )
     return tenant
