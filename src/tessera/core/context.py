@@ -39,7 +39,7 @@ _tenant: ContextVar[uuid.UUID | None] = ContextVar("tessera_tenant", default=Non
 _actor: ContextVar[Actor] = ContextVar("tessera_actor", default=SYSTEM)
 _principal: ContextVar[Any] = ContextVar("tessera_principal", default=None)
 _EMPTY_REQUEST = RequestContext()
-_request: ContextVar[RequestContext] = ContextVar("tessera_request", default=_EMPTY_REQUEST)  # noqa: B039 - never mutated; set_request replaces it
+_request: ContextVar[RequestContext] = ContextVar("tessera_request", default=_EMPTY_REQUEST)
 
 
 class NoTenantInScope(RuntimeError):

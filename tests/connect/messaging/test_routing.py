@@ -6,11 +6,11 @@ from collections import Counter
 from typing import Any
 
 import httpx
+from tests.conftest import TenantWorld
+from tests.connect.messaging.conftest import wait_final
 
 from tessera.connect.dispatcher import Dispatcher, TenantRoutes
 from tessera.connect.smpp.server import SmscSimulator
-from tests.conftest import TenantWorld
-from tests.connect.messaging.conftest import wait_final
 
 A, B, C = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
 CH = uuid.uuid4()
@@ -37,10 +37,11 @@ def test_weights_share_traffic_within_a_priority() -> None:
 async def test_portability_overrides_prefix_carrier(
     client: httpx.AsyncClient, tenant: TenantWorld, smsc: SmscSimulator, gateway: Any
 ) -> None:
+    from tests.connect.messaging.conftest import setup_sms
+
     from tessera.connect.service import channels
     from tessera.core import context
     from tessera.core.db.session import unit_of_work
-    from tests.connect.messaging.conftest import setup_sms
 
     ids = await setup_sms(client, tenant, smsc, links=2)
     h = tenant.headers("admin")
@@ -72,9 +73,10 @@ async def test_portability_overrides_prefix_carrier(
 async def test_demo_setup_sends_through_simulator(
     app: Any, client: httpx.AsyncClient, smsc: SmscSimulator, gateway: Any, settings: Any
 ) -> None:
+    from tests.conftest import make_tenant
+
     from tessera.connect import demo
     from tessera.connect.smpp.server import SmscAccount
-    from tests.conftest import make_tenant
 
     smsc._accounts[demo.SIM_SYSTEM_ID] = SmscAccount(demo.SIM_SYSTEM_ID, demo.SIM_PASSWORD)
     world = await make_tenant("demo", roles=("admin",))

@@ -3,11 +3,11 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+from tests.conftest import TenantWorld
+from tests.connect.messaging.conftest import wait_final
 
 from tessera.connect.adapters.wechat import WeChatClient, WeChatError
 from tessera.connect.adapters.wechat_fake import FakeWeChat
-from tests.conftest import TenantWorld
-from tests.connect.messaging.conftest import wait_final
 
 
 async def test_wechat_client_official_shapes_and_token_refresh() -> None:

@@ -522,7 +522,7 @@ class SmppClient:
     def _call(self, handler: Callable[[Any], Awaitable[None] | None], arg: Any) -> Awaitable[None] | None:
         try:
             result = handler(arg)
-        except Exception as exc:  # noqa: BLE001 - a handler bug must not kill the link
+        except Exception as exc:
             self.last_error = f"handler failed: {exc!r}"
             return _raise(exc)
         return result if inspect.isawaitable(result) else None
@@ -531,7 +531,7 @@ class SmppClient:
         status = P.ESME_ROK
         try:
             await result
-        except Exception as exc:  # noqa: BLE001 - report to the SMSC, which redelivers
+        except Exception as exc:
             self.last_error = f"handler failed: {exc!r}"
             status = P.ESME_RX_T_APPN
         self._send(P.with_cstring(P.DELIVER_SM | P.RESP, status, seq, ""))

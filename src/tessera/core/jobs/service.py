@@ -26,7 +26,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tessera.core import context
-from tessera.core.db.base import utcnow, uuid7
+from tessera.core.db.base import table_of, utcnow, uuid7
 from tessera.core.db.session import after_commit
 from tessera.core.jobs import registry
 from tessera.core.jobs.models import Job
@@ -167,7 +167,7 @@ async def enqueue_many(
     now = utcnow()
     tid = context.current_tenant_id_or_none()
     rows = [_row(name, p, queue, priority, run_at, None, max_attempts, tid, now) for p in payloads]
-    await session.execute(insert(Job.__table__), rows)
+    await session.execute(insert(table_of(Job)), rows)
     await _notify(session, rows[0]["queue"])
     return [r["id"] for r in rows]
 
@@ -472,7 +472,7 @@ def jobs_query() -> Select[tuple[Job]]:
     return select(Job)
 
 
-def tenant_jobs_query(tenant_id: uuid.UUID) -> Select[tuple[Job]]:
+def tenant_jobs_query(tenant_id: uuid.UUID) -> Select[Any]:
     """Jobs of one tenant. ``jobs`` is not tenant-owned, so the filter is explicit here."""
     return select(Job).where(Job.tenant_id == tenant_id)
 
