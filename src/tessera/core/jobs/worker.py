@@ -305,7 +305,12 @@ class Worker:
         try:
             async with unit_of_work(platform=True) as s:
                 await service.mark_done_many(s, ids, self.id)
+        except asyncio.CancelledError:
+            # Stopping mid-write: keep the ids so the final flush marks them (marking twice is harmless).
+            self._done_buffer[:0] = ids
+            raise
         except Exception:
+            self._done_buffer[:0] = ids
             log.exception("worker.flush_done_failed", count=len(ids))
 
     async def _flush_loop(self) -> None:
