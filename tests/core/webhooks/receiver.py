@@ -21,6 +21,7 @@ class Receiver:
     server: asyncio.AbstractServer | None = None
     port: int = 0
     keep: bool = True
+    script: list[int] = field(default_factory=list)  # statuses for the next requests, then `status`
 
     @property
     def url(self) -> str:
@@ -55,7 +56,8 @@ class Receiver:
                     await asyncio.sleep(self.delay)
                 if self.keep:
                     self.received.append(Received(path, headers, body))
-                writer.write(f"HTTP/1.1 {self.status} X\r\nContent-Length: 2\r\n\r\nok".encode())
+                status = self.script.pop(0) if self.script else self.status
+                writer.write(f"HTTP/1.1 {status} X\r\nContent-Length: 2\r\n\r\nok".encode())
                 await writer.drain()
         except (ConnectionError, asyncio.IncompleteReadError, ValueError):
             pass

@@ -231,7 +231,7 @@ async def test_worker_retries_a_failed_delivery_and_logs_each_attempt(
     client: httpx.AsyncClient, tenant: TenantWorld, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(service, "retry_delay", lambda attempt: 0.0)
-    receiver.status = 503
+    receiver.script = [503, 503]
     ep = await _endpoint(client, tenant, receiver.url)
     await _publish(tenant, "contact.created", {})
     from tessera.core.jobs.worker import Worker
@@ -240,16 +240,17 @@ async def test_worker_retries_a_failed_delivery_and_logs_each_attempt(
     import asyncio
 
     task = asyncio.create_task(w.run())
-    for _ in range(200):
-        if len(receiver.received) >= 2:
-            receiver.status = 200
+    d: dict = {}
+    for _ in range(1000):
         if len(receiver.received) >= 3:
-            break
+            # The third attempt reached the receiver; wait until its outcome is recorded.
+            r = await client.get(f"/v1/webhook-endpoints/{ep['id']}/deliveries", headers=tenant.headers(H))
+            [d] = r.json()["items"]
+            if d["status"] != "pending":
+                break
         await asyncio.sleep(0.02)
     w.stop()
     await asyncio.wait_for(task, 10)
-    r = await client.get(f"/v1/webhook-endpoints/{ep['id']}/deliveries", headers=tenant.headers(H))
-    [d] = r.json()["items"]
     assert d["status"] == "succeeded" and d["attempts"] == 3
     r = await client.get(f"/v1/webhook-endpoints/{ep['id']}/deliveries/{d['id']}", headers=tenant.headers(H))
     assert [a["response_code"] for a in r.json()["attempt_log"]] == [503, 503, 200]

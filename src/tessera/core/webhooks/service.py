@@ -186,7 +186,22 @@ async def _new_delivery(
     )
     session.add(d)
     await session.flush()
-    d.job_id = await jobs.enqueue(session, DELIVER_JOB, {"delivery_id": str(d.id)}, queue=QUEUE)
+    # Deliveries of one endpoint form a chain: only the head has a job; each finished delivery
+    # enqueues its successor (_wake_successor). The endpoint row is locked by the caller, which
+    # orders this check against a predecessor finishing.
+    earlier = (
+        await session.execute(
+            select(WebhookDelivery.id)
+            .where(
+                WebhookDelivery.endpoint_id == ep.id,
+                WebhookDelivery.status == "pending",
+                WebhookDelivery.seq < d.seq,
+            )
+            .limit(1)
+        )
+    ).first()
+    if earlier is None:
+        d.job_id = await jobs.enqueue(session, DELIVER_JOB, {"delivery_id": str(d.id)}, queue=QUEUE)
     return d
 
 
@@ -424,6 +439,8 @@ async def attempt_delivery(
         await _disable(session, ep, now)
         d.status = "failed"
         d.next_attempt_at = None
+        # The rest of the chain runs on and is cancelled, since the endpoint is now inactive.
+        await _wake_successor(session, d, now)
         metrics.WEBHOOK_DELIVERIES.labels("endpoint_disabled").inc()
         return Outcome("failed")
     if now - _aware(d.created_at) >= RETRY_WINDOW:
@@ -445,7 +462,7 @@ def _aware(value: dt.datetime) -> dt.datetime:
 async def _wake_successor(session: AsyncSession, d: WebhookDelivery, now: dt.datetime) -> None:
     nxt = (
         await session.execute(
-            select(WebhookDelivery.job_id)
+            select(WebhookDelivery)
             .where(
                 WebhookDelivery.endpoint_id == d.endpoint_id,
                 WebhookDelivery.status == "pending",
@@ -454,9 +471,13 @@ async def _wake_successor(session: AsyncSession, d: WebhookDelivery, now: dt.dat
             .order_by(WebhookDelivery.seq)
             .limit(1)
         )
-    ).first()
-    if nxt is not None and nxt[0] is not None:
-        await jobs.run_now(session, nxt[0], now=utcnow())
+    ).scalar_one_or_none()
+    if nxt is None:
+        return
+    if nxt.job_id is None:
+        nxt.job_id = await jobs.enqueue(session, DELIVER_JOB, {"delivery_id": str(nxt.id)}, queue=QUEUE)
+    else:
+        await jobs.run_now(session, nxt.job_id, now=utcnow())
 
 
 async def _disable(session: AsyncSession, ep: WebhookEndpoint, now: dt.datetime) -> None:
