@@ -51,10 +51,18 @@ from tessera.connect.models import (
     RouteEntry,
 )
 from tessera.connect.smpp.client import SmppClient
-from tessera.connect.smpp.common import BindState, ClientConfig, DeliveryReceipt, Outcome, SubmitResult
+from tessera.connect.smpp.common import (
+    BindState,
+    ClientConfig,
+    DeliveryReceipt,
+    MoMessage,
+    Outcome,
+    SubmitResult,
+)
 from tessera.core import context
 from tessera.core.db.base import table_of, utcnow
 from tessera.core.db.session import get_database, switch_tenant, unit_of_work
+from tessera.core.phone import InvalidPhone, normalize_phone
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +162,7 @@ class LinkRunner:
             name=str(info.id),
             **dispatcher.client_options,
         )
-        self.client = SmppClient(cfg, on_receipt=self._on_receipt)
+        self.client = SmppClient(cfg, on_receipt=self._on_receipt, on_mo=self._on_mo)
 
     @property
     def bound(self) -> bool:
@@ -242,6 +250,20 @@ class LinkRunner:
 
     async def _on_receipt(self, receipt: DeliveryReceipt) -> None:
         await self.d.receipt_writer.receipt(self.info.id, receipt)
+
+    async def _on_mo(self, mo: MoMessage) -> None:
+        """Store a mobile-originated message for the link's tenant before it is acknowledged
+        (opt-out keywords, auto-reply rules and the inbound webhook follow from there)."""
+        from tessera.connect.inbound.service import receive_mo
+
+        source = mo.source
+        if source.isdigit() and not source.startswith("0"):
+            # SMPP carries international numbers without "+" (TON international).
+            try:
+                source = normalize_phone(f"+{source}", "CN", field="source")
+            except InvalidPhone:
+                source = mo.source
+        await receive_mo(self.info.tenant_id, source, mo.destination, mo.text or "")
 
 
 class WeChatRunner:

@@ -129,3 +129,38 @@ async def test_failover_to_second_link(client: httpx.AsyncClient, tenant: Tenant
         assert one["link_id"] == ids["link_ids"][1]
     finally:
         await good.stop()
+
+
+async def test_mo_from_the_smsc_is_stored_and_td_opts_the_number_out(
+    client: httpx.AsyncClient, tenant: TenantWorld, smsc: SmscSimulator, gateway
+) -> None:
+    from tests.connect.messaging.conftest import wait_until
+
+    await setup_sms(client, tenant, smsc)
+    await gateway()
+    h = tenant.headers("admin")
+
+    # Links bind on first traffic: send one message, then the carrier sends the reply "TD".
+    r = await client.post(
+        "/v1/messages", json={"to": "13800138001", "body": "hello", "class": "notification"}, headers=h
+    )
+    assert r.status_code == 202, r.text
+    await wait_final(tenant, 1, timeout=10)
+    smsc.inject_mo("acct0", "8613800138001", "10690001", "TD")
+
+    async def stored() -> bool:
+        r = await client.get("/v1/inbound/messages", headers=h)
+        return r.status_code == 200 and len(r.json()) >= 1
+
+    try:
+        await wait_until(stored, timeout=10)
+    except AssertionError:
+        r = await client.get("/v1/inbound/messages", headers=h)
+        raise AssertionError(
+            f"no inbound message: {r.status_code} {r.text[:300]} smsc={smsc.stats()}"
+        ) from None
+    [mo] = (await client.get("/v1/inbound/messages", headers=h)).json()
+    assert mo["body"] == "TD" and mo["opt_out"] is True, mo
+    # The number is now opted out for marketing on this tenant.
+    r = await client.get("/v1/compliance/opt-outs", headers=h)
+    assert r.status_code == 200 and len(r.json()) == 1, r.text
