@@ -21,17 +21,13 @@ import socket
 import time
 import traceback
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import structlog
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from tessera.core import context
 from tessera.core.context import Actor
 from tessera.core.db.base import utcnow
-from tessera.core.db.guard import PLATFORM
-from tessera.core.db.session import _run_after_commit as run_after_commit
 from tessera.core.db.session import get_database, unit_of_work
 from tessera.core.jobs import metrics, registry, service
 from tessera.core.jobs.registry import JobContext
@@ -58,26 +54,6 @@ def parse_queues(queues: list[str]) -> tuple[list[str], dict[str, int]]:
         if limit:
             limits[name] = max(1, int(limit))
     return names, limits
-
-
-@contextlib.asynccontextmanager
-async def _job_unit_of_work(*, platform: bool) -> AsyncIterator[AsyncSession]:
-    """The job's unit of work: one transaction, committed after the handler.
-
-    Unlike :func:`unit_of_work` it does not hold SQLite's in-process gate while the handler
-    runs (a handler waiting on HTTP would stall every other unit of work of the process,
-    heartbeats included); SQLite's own write lock still serialises the transactions."""
-    db = get_database()
-    async with db.sessionmaker() as session:
-        if platform:
-            session.info[PLATFORM] = True
-        try:
-            yield session
-            await session.commit()
-        except BaseException:
-            await session.rollback()
-            raise
-    await run_after_commit(session)
 
 
 class Worker:
@@ -238,7 +214,7 @@ class Worker:
         outcome = "done"
         try:
             with context.tenant_scope(job.tenant_id, Actor(kind="system", label=f"job:{job.name}")):
-                async with _job_unit_of_work(platform=job.tenant_id is None) as session:
+                async with unit_of_work(platform=job.tenant_id is None) as session:
                     if spec is None:
                         raise UnknownHandler(f"no handler registered for '{job.name}'")
                     ctx = JobContext(
