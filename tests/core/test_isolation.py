@@ -6,11 +6,12 @@ import uuid
 from typing import Any
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import delete, select, text, update
 from sqlalchemy.exc import DBAPIError
 
 from tessera.core import context
 from tessera.core.audit.models import AuditEvent
+from tessera.core.db.base import table_of
 from tessera.core.db.session import get_database, unit_of_work
 from tessera.core.identity.models import Role, User
 from tests.conftest import TenantWorld
@@ -48,6 +49,26 @@ async def test_guard_refuses_a_row_of_another_tenant(tenant: TenantWorld, other_
                 Role(tenant_id=other_tenant.tenant_id, key="planted", name="P", permissions=[], visibility={})
             )
             await s.flush()
+
+
+async def test_guard_scopes_core_update_and_delete_on_tenant_tables(
+    tenant: TenantWorld, other_tenant: TenantWorld
+) -> None:
+    users = table_of(User)
+    with context.tenant_scope(tenant.tenant_id):
+        async with unit_of_work() as s:
+            await s.execute(update(users).values(name="renamed"))
+            await s.execute(delete(table_of(Role)).where(table_of(Role).c.key == "no-such-role"))
+    with context.tenant_scope(other_tenant.tenant_id):
+        async with unit_of_work() as s:
+            names = set((await s.execute(select(User.name))).scalars())
+    assert "renamed" not in names
+    with context.tenant_scope(tenant.tenant_id):
+        async with unit_of_work() as s:
+            assert set((await s.execute(select(User.name))).scalars()) == {"renamed"}
+    with context.tenant_scope(None), pytest.raises(context.NoTenantInScope):
+        async with unit_of_work() as s:
+            await s.execute(update(users).values(name="everyone"))
 
 
 async def _count(conn: Any, table: str) -> int:

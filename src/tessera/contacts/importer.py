@@ -367,7 +367,7 @@ async def upsert_batch(
     if updates:
         stmt = (
             update(table)
-            .where(table.c.id == bindparam("b_id"), table.c.tenant_id == tid)
+            .where(table.c.id == bindparam("b_id"))
             .values(
                 updated_at=now,
                 attributes=func.coalesce(

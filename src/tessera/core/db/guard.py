@@ -1,6 +1,7 @@
 """The tenant chokepoint.
 
-Every ORM statement that touches a :class:`TenantOwned` model gets ``tenant_id = <tenant in
+Every ORM statement that touches a :class:`TenantOwned` model, and every Core ``UPDATE`` or
+``DELETE`` of a tenant-owned table (bulk writes on hot paths), gets ``tenant_id = <tenant in
 scope>`` added here, and every new tenant-owned row gets ``tenant_id`` set here. No other code
 writes a tenant filter. A statement against tenant-owned data with no tenant in scope raises
 :class:`~tessera.core.context.NoTenantInScope` unless the session was opened explicitly as a
@@ -11,11 +12,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import Table, event
 from sqlalchemy.orm import ORMExecuteState, Session, with_loader_criteria
 
 from tessera.core import context
-from tessera.core.db.base import TenantOwned
+from tessera.core.db.base import TENANT_OWNED_TABLES, TenantOwned
 
 PLATFORM = "platform"
 
@@ -24,17 +25,31 @@ def _touches_tenant_data(state: ORMExecuteState) -> bool:
     return any(issubclass(mapper.class_, TenantOwned) for mapper in state.all_mappers)
 
 
+def _core_tenant_table(state: ORMExecuteState) -> Table | None:
+    """The tenant-owned table of a Core (not ORM-entity) UPDATE or DELETE, if any."""
+    if not (state.is_update or state.is_delete) or state.all_mappers:
+        return None
+    table = getattr(state.statement, "table", None)
+    if isinstance(table, Table) and table.name in TENANT_OWNED_TABLES:
+        return table
+    return None
+
+
 def _on_execute(state: ORMExecuteState) -> None:
     if not (state.is_select or state.is_update or state.is_delete):
         return
     if state.is_column_load or state.is_relationship_load:
         return
     tid = context.current_tenant_id_or_none()
+    core_table = _core_tenant_table(state)
     if tid is None:
         if state.session.info.get(PLATFORM):
             return
-        if _touches_tenant_data(state):
+        if core_table is not None or _touches_tenant_data(state):
             raise context.NoTenantInScope("query on tenant-owned data with no tenant in scope")
+        return
+    if core_table is not None:
+        state.statement = state.statement.where(core_table.c.tenant_id == tid)  # type: ignore[attr-defined]
         return
     state.statement = state.statement.options(_criteria(tid))
 
