@@ -148,16 +148,19 @@ async def test_export_contains_only_own_rows(
 
 
 async def test_tenant_deletion_after_grace(
-    client: httpx.AsyncClient, tenant: TenantWorld, other_tenant: TenantWorld, operator: dict[str, str]
+    client: httpx.AsyncClient,
+    tenant: TenantWorld,
+    other_tenant: TenantWorld,
+    operator_headers: dict[str, str],
 ) -> None:
     path = f"/v1/operator/tenants/{tenant.tenant_id}/deletion"
-    r = await client.post(path, headers=operator, json={"grace_days": 30, "reason": "contract ended"})
+    r = await client.post(path, headers=operator_headers, json={"grace_days": 30, "reason": "contract ended"})
     assert r.status_code == 201, r.text
-    r = await client.post(path, headers=operator, json={"grace_days": 30})
+    r = await client.post(path, headers=operator_headers, json={"grace_days": 30})
     assert r.status_code == 409
     r = await client.get("/v1/me", headers=tenant.headers("admin"))
     assert r.status_code == 403 and r.json()["error"]["code"] == "tenant.suspended"
-    r = await client.post(path, headers=operator, json={"grace_days": -1})
+    r = await client.post(path, headers=operator_headers, json={"grace_days": -1})
     assert r.status_code == 422 and r.json()["error"]["field"] == "grace_days"
 
     async with unit_of_work(platform=True) as s:  # nothing is due yet
@@ -174,23 +177,23 @@ async def test_tenant_deletion_after_grace(
     async with unit_of_work(platform=True) as s:
         d = (await s.execute(select(TenantDeletion))).scalar_one()
     assert d.status == "done" and d.tenant_slug == tenant.slug and d.row_counts["users"] == 5
-    r = await client.get("/v1/operator/tenant-deletions", headers=operator)
+    r = await client.get("/v1/operator/tenant-deletions", headers=operator_headers)
     assert r.json()[0]["status"] == "done"
-    r = await client.get(f"/v1/operator/tenants/{tenant.tenant_id}", headers=operator)
+    r = await client.get(f"/v1/operator/tenants/{tenant.tenant_id}", headers=operator_headers)
     assert r.status_code == 404
 
 
 async def test_cancel_deletion(
-    client: httpx.AsyncClient, tenant: TenantWorld, operator: dict[str, str]
+    client: httpx.AsyncClient, tenant: TenantWorld, operator_headers: dict[str, str]
 ) -> None:
     path = f"/v1/operator/tenants/{tenant.tenant_id}/deletion"
-    assert (await client.delete(path, headers=operator)).status_code == 404
-    assert (await client.post(path, headers=operator, json={})).status_code == 201
-    r = await client.delete(path, headers=operator)
+    assert (await client.delete(path, headers=operator_headers)).status_code == 404
+    assert (await client.post(path, headers=operator_headers, json={})).status_code == 201
+    r = await client.delete(path, headers=operator_headers)
     assert r.status_code == 200 and r.json()["status"] == "cancelled"
     r = await client.get("/v1/me", headers=tenant.headers("admin"))
     assert r.status_code == 200
-    r = await client.post(f"/v1/operator/tenants/{uuid.uuid4()}/deletion", headers=operator, json={})
+    r = await client.post(f"/v1/operator/tenants/{uuid.uuid4()}/deletion", headers=operator_headers, json={})
     assert r.status_code == 404
 
 

@@ -28,10 +28,12 @@ class Collect:
         self.events.append(event)
 
 
-async def test_incident_opens_and_resolves(client: httpx.AsyncClient, operator: dict[str, str]) -> None:
+async def test_incident_opens_and_resolves(
+    client: httpx.AsyncClient, operator_headers: dict[str, str]
+) -> None:
     r = await client.post(
         "/v1/operator/alert-rules",
-        headers=operator,
+        headers=operator_headers,
         json={
             "name": "probe high",
             "metric": "test.probe",
@@ -56,49 +58,53 @@ async def test_incident_opens_and_resolves(client: httpx.AsyncClient, operator: 
     assert [e.kind for e in opened] == ["opened"] and opened[0].value == 10
     VALUE["v"] = 12
     assert await round_() == []  # still open: no second incident
-    r = await client.get("/v1/operator/incidents?status=open", headers=operator)
+    r = await client.get("/v1/operator/incidents?status=open", headers=operator_headers)
     assert len(r.json()) == 1 and r.json()[0]["last_value"] == 12 and r.json()[0]["rule_id"] == rule_id
     VALUE["v"] = 2
     resolved = await round_()
     assert [e.kind for e in resolved] == ["resolved"]
     assert [e.kind for e in sink.events] == ["opened", "resolved"]  # sent after commit
-    r = await client.get("/v1/operator/incidents", headers=operator)
+    r = await client.get("/v1/operator/incidents", headers=operator_headers)
     inc = r.json()[0]
     assert inc["status"] == "resolved" and inc["resolved_at"] and inc["value"] == 10
     # a "<" rule through the API's evaluate-now endpoint
     r = await client.patch(
-        f"/v1/operator/alert-rules/{rule_id}", headers=operator, json={"condition": "<", "threshold": 3}
+        f"/v1/operator/alert-rules/{rule_id}",
+        headers=operator_headers,
+        json={"condition": "<", "threshold": 3},
     )
     assert r.status_code == 200
-    r = await client.post("/v1/operator/monitoring/evaluate", headers=operator)
+    r = await client.post("/v1/operator/monitoring/evaluate", headers=operator_headers)
     assert r.status_code == 200 and r.json()[0]["kind"] == "opened"
     VALUE["v"] = 0
 
 
-async def test_rules_api_validation(client: httpx.AsyncClient, operator: dict[str, str]) -> None:
+async def test_rules_api_validation(client: httpx.AsyncClient, operator_headers: dict[str, str]) -> None:
     r = await client.post(
         "/v1/operator/alert-rules",
-        headers=operator,
+        headers=operator_headers,
         json={"name": "x", "metric": "nope", "condition": ">", "threshold": 1},
     )
     assert r.status_code == 422 and r.json()["error"]["field"] == "metric"
     r = await client.post(
         "/v1/operator/alert-rules",
-        headers=operator,
+        headers=operator_headers,
         json={"name": "x", "metric": "jobs.dead", "condition": ">=", "threshold": 1},
     )
     assert r.status_code == 422 and r.json()["error"]["field"] == "condition"
-    r = await client.get(f"/v1/operator/alert-rules/{uuid.uuid4()}", headers=operator)
+    r = await client.get(f"/v1/operator/alert-rules/{uuid.uuid4()}", headers=operator_headers)
     assert r.status_code == 404 and r.json()["error"]["code"] == "monitoring.rule_not_found"
     r = await client.post(
         "/v1/operator/alert-rules",
-        headers=operator,
+        headers=operator_headers,
         json={"name": "5xx", "metric": "http.5xx_rate", "condition": ">", "threshold": 0.05},
     )
     rid = r.json()["id"]
-    assert (await client.delete(f"/v1/operator/alert-rules/{rid}", headers=operator)).status_code == 204
-    assert (await client.get(f"/v1/operator/alert-rules/{rid}", headers=operator)).status_code == 404
-    r = await client.get("/v1/operator/monitoring/metrics", headers=operator)
+    assert (
+        await client.delete(f"/v1/operator/alert-rules/{rid}", headers=operator_headers)
+    ).status_code == 204
+    assert (await client.get(f"/v1/operator/alert-rules/{rid}", headers=operator_headers)).status_code == 404
+    r = await client.get("/v1/operator/monitoring/metrics", headers=operator_headers)
     assert r.status_code == 200 and 0 <= r.json()["http.5xx_rate"] <= 1
     r = await client.get("/v1/operator/alert-rules")
     assert r.status_code == 401
@@ -122,7 +128,7 @@ async def test_webhook_notifier_posts_json() -> None:
     await failing.notify(ev)  # logged, not raised
 
 
-async def test_failed_webhook_deliveries_metric(app: object, operator: dict[str, str]) -> None:
+async def test_failed_webhook_deliveries_metric(app: object, operator_headers: dict[str, str]) -> None:
     from tessera.core import context
     from tessera.core.webhooks.models import WebhookDelivery, WebhookEndpoint
     from tests.conftest import make_tenant

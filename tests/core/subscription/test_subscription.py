@@ -206,11 +206,14 @@ async def test_subscription_and_usage_api(
 
 
 async def test_operator_plans_and_assignment(
-    client: httpx.AsyncClient, tenant: TenantWorld, other_tenant: TenantWorld, operator: dict[str, str]
+    client: httpx.AsyncClient,
+    tenant: TenantWorld,
+    other_tenant: TenantWorld,
+    operator_headers: dict[str, str],
 ) -> None:
     r = await client.post(
         "/v1/operator/plans",
-        headers=operator,
+        headers=operator_headers,
         json={
             "key": "starter",
             "name": "Starter 2027",
@@ -222,33 +225,37 @@ async def test_operator_plans_and_assignment(
     assert r.status_code == 201, r.text
     assert r.json()["version"] == 2
     r = await client.post(
-        "/v1/operator/plans", headers=operator, json={"key": "xx", "name": "X", "quotas": {"messages.fax": 1}}
+        "/v1/operator/plans",
+        headers=operator_headers,
+        json={"key": "xx", "name": "X", "quotas": {"messages.fax": 1}},
     )
     assert r.status_code == 422 and r.json()["error"]["field"] == "quotas.messages.fax"
     r = await client.put(
         f"/v1/operator/tenants/{tenant.tenant_id}/subscription",
-        headers=operator,
+        headers=operator_headers,
         json={"plan_key": "starter", "version": 1},
     )
     assert r.status_code == 200, r.text
     assert r.json()["plan"]["version"] == 1 and r.json()["seats"] == 5
     r = await client.post(
-        f"/v1/operator/tenants/{tenant.tenant_id}/addons", headers=operator, json={"module": "ads"}
+        f"/v1/operator/tenants/{tenant.tenant_id}/addons", headers=operator_headers, json={"module": "ads"}
     )
     assert r.status_code == 201, r.text
     addon_id = r.json()["id"]
-    r = await client.get(f"/v1/operator/tenants/{tenant.tenant_id}/subscription", headers=operator)
+    r = await client.get(f"/v1/operator/tenants/{tenant.tenant_id}/subscription", headers=operator_headers)
     assert "ads" in r.json()["modules"]
-    plans = (await client.get("/v1/operator/plans?key=starter", headers=operator)).json()
+    plans = (await client.get("/v1/operator/plans?key=starter", headers=operator_headers)).json()
     v1 = next(p for p in plans if p["version"] == 1)
-    r = await client.delete(f"/v1/operator/plans/{v1['id']}", headers=operator)
+    r = await client.delete(f"/v1/operator/plans/{v1['id']}", headers=operator_headers)
     assert r.status_code == 409
     # add-on ids of one tenant are invisible through another tenant's path
     r = await client.delete(
-        f"/v1/operator/tenants/{other_tenant.tenant_id}/addons/{addon_id}", headers=operator
+        f"/v1/operator/tenants/{other_tenant.tenant_id}/addons/{addon_id}", headers=operator_headers
     )
     assert r.status_code == 404
-    r = await client.delete(f"/v1/operator/tenants/{tenant.tenant_id}/addons/{addon_id}", headers=operator)
+    r = await client.delete(
+        f"/v1/operator/tenants/{tenant.tenant_id}/addons/{addon_id}", headers=operator_headers
+    )
     assert r.status_code == 204
     r = await client.get("/v1/operator/plans", headers=tenant.headers("owner"))
     assert r.status_code == 401
