@@ -13,8 +13,6 @@ from typing import Any
 import pytest
 import uvicorn
 
-from tests.console.conftest import clean_db  # noqa: F401  (tolerant clean-up, see there)
-
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM_ARGS = [
