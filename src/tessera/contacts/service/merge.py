@@ -28,25 +28,13 @@ from tessera.contacts.models import (
     SegmentMember,
 )
 from tessera.contacts.repository import ContactRepository
-from tessera.contacts.service.contacts import get_contact, snapshot
+from tessera.contacts.service.contacts import SNAPSHOT_FIELDS, get_contact, snapshot
 from tessera.core.access.principal import Principal
 from tessera.core.audit import service as audit
 from tessera.core.http.errors import InvalidInput
 
-MERGEABLE = (
-    "name",
-    "given_name",
-    "family_name",
-    "gender",
-    "birthday",
-    "address",
-    "city",
-    "language",
-    "account_id",
-    "owner_id",
-    "source",
-    "lifecycle_stage",
-)
+# Fields with a per-field winner; custom attributes are merged key by key.
+MERGEABLE = tuple(f for f in SNAPSHOT_FIELDS if f != "attributes")
 
 
 async def suggest_duplicates(
