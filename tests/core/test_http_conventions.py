@@ -35,6 +35,47 @@ async def test_idempotent_replay(client: httpx.AsyncClient, tenant: TenantWorld)
     assert plain.status_code == 409
 
 
+async def test_idempotency_key_still_running_answers_409_until_stale(
+    client: httpx.AsyncClient, tenant: TenantWorld
+) -> None:
+    import datetime as dt
+    import hashlib
+
+    from sqlalchemy import update
+
+    from tessera.core.db.base import utcnow
+    from tessera.core.db.session import unit_of_work
+    from tessera.core.http.models import IdempotencyRecord
+
+    body = b'{"name": "Support"}'
+    path = "/v1/teams"
+    headers = {**tenant.headers("admin"), "Idempotency-Key": "k-running", "content-type": "application/json"}
+    scope = hashlib.sha256(tenant.keys["admin"].encode()).hexdigest()
+    now = utcnow()
+    async with unit_of_work(platform=True) as s:
+        s.add(
+            IdempotencyRecord(
+                scope=scope,
+                key="k-running",
+                request_hash=hashlib.sha256(path.encode() + b"\0" + body).hexdigest(),
+                state="pending",
+                created_at=now,
+                expires_at=now + dt.timedelta(hours=1),
+            )
+        )
+    r = await client.post(path, content=body, headers=headers)
+    assert r.status_code == 409 and r.json()["error"]["code"] == "idempotency.in_progress", r.text
+    # A pending row whose request died long ago no longer blocks the key.
+    async with unit_of_work(platform=True) as s:
+        await s.execute(
+            update(IdempotencyRecord)
+            .where(IdempotencyRecord.key == "k-running")
+            .values(created_at=now - dt.timedelta(hours=1))
+        )
+    r = await client.post(path, content=body, headers=headers)
+    assert r.status_code == 201, r.text
+
+
 async def test_idempotency_keys_are_per_credential(
     client: httpx.AsyncClient, tenant: TenantWorld, other_tenant: TenantWorld
 ) -> None:

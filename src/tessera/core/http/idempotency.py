@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import Select, delete, select
 from sqlalchemy.exc import IntegrityError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -23,12 +24,51 @@ from tessera.core.http.models import IdempotencyRecord
 
 PENDING_STALE = dt.timedelta(minutes=5)
 MAX_STORED = 1024 * 1024
+KEY_REUSED = (422, "idempotency.key_reused", "this Idempotency-Key was already used with a different request")
+IN_PROGRESS = (409, "idempotency.in_progress", "a request with this Idempotency-Key is still being processed")
+
+
+def _record(scope: str, key: str) -> Select[Any]:
+    return select(IdempotencyRecord).where(IdempotencyRecord.scope == scope, IdempotencyRecord.key == key)
 
 
 class IdempotencyMiddleware:
     def __init__(self, app: ASGIApp, ttl_hours: int = 24) -> None:
         self.app = app
         self.ttl = dt.timedelta(hours=ttl_hours)
+
+    async def _reserve(
+        self, cred: str, key: str, req_hash: str, now: dt.datetime
+    ) -> IdempotencyRecord | tuple[int, str, str] | None:
+        """In one transaction: the finished record to replay, an error to answer, or None once
+        the key is reserved for this request (a pending row; a concurrent insert of the same key
+        fails the commit with IntegrityError)."""
+        async with unit_of_work(platform=True) as s:
+            rec: IdempotencyRecord | None = (await s.execute(_record(cred, key))).scalar_one_or_none()
+            if rec is not None and rec.expires_at <= now:
+                await s.delete(rec)
+                await s.flush()
+                rec = None
+            if rec is not None:
+                if rec.request_hash != req_hash:
+                    return KEY_REUSED
+                if rec.state == "done" and rec.status_code is not None:
+                    return rec
+                if now - rec.created_at < PENDING_STALE:
+                    return IN_PROGRESS
+                await s.delete(rec)  # a pending row whose request died: let this one run
+                await s.flush()
+            s.add(
+                IdempotencyRecord(
+                    scope=cred,
+                    key=key,
+                    request_hash=req_hash,
+                    state="pending",
+                    created_at=now,
+                    expires_at=now + self.ttl,
+                )
+            )
+        return None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         key = header(scope, b"idempotency-key") if scope["type"] == "http" else None
@@ -41,7 +81,7 @@ class IdempotencyMiddleware:
                 send,
                 422,
                 error_message(
-                    422, "idempotency.invalid_key", "Idempotency-Key must be at most 255 characters", rid
+                    "idempotency.invalid_key", "Idempotency-Key must be at most 255 characters", rid
                 ),
             )
             return
@@ -59,81 +99,26 @@ class IdempotencyMiddleware:
         req_hash = hashlib.sha256(scope["path"].encode() + b"\0" + body).hexdigest()
         now = utcnow()
 
-        async with unit_of_work(platform=True) as s:
-            rec = (
-                await s.execute(
-                    select(IdempotencyRecord).where(
-                        IdempotencyRecord.scope == cred, IdempotencyRecord.key == key
-                    )
-                )
-            ).scalar_one_or_none()
-            if rec is not None and rec.expires_at <= now:
-                await s.delete(rec)
-                await s.flush()
-                rec = None
-            if rec is not None:
-                if rec.request_hash != req_hash:
-                    await send_json(
-                        send,
-                        422,
-                        error_message(
-                            422,
-                            "idempotency.key_reused",
-                            "this Idempotency-Key was already used with a different request",
-                            rid,
-                        ),
-                    )
-                    return
-                if rec.state == "done" and rec.status_code is not None:
-                    await send(
-                        {
-                            "type": "http.response.start",
-                            "status": rec.status_code,
-                            "headers": [
-                                (b"content-type", (rec.content_type or "application/json").encode()),
-                                (b"idempotent-replayed", b"true"),
-                            ],
-                        }
-                    )
-                    await send({"type": "http.response.body", "body": rec.body or b""})
-                    return
-                if now - rec.created_at < PENDING_STALE:
-                    await send_json(
-                        send,
-                        409,
-                        error_message(
-                            409,
-                            "idempotency.in_progress",
-                            "a request with this Idempotency-Key is still being processed",
-                            rid,
-                        ),
-                    )
-                    return
-                await s.delete(rec)
-                await s.flush()
         try:
-            async with unit_of_work(platform=True) as s:
-                s.add(
-                    IdempotencyRecord(
-                        scope=cred,
-                        key=key,
-                        request_hash=req_hash,
-                        state="pending",
-                        created_at=now,
-                        expires_at=now + self.ttl,
-                    )
-                )
-        except IntegrityError:
-            await send_json(
-                send,
-                409,
-                error_message(
-                    409,
-                    "idempotency.in_progress",
-                    "a request with this Idempotency-Key is still being processed",
-                    rid,
-                ),
+            reserved = await self._reserve(cred, key, req_hash, now)
+        except IntegrityError:  # another request reserved the key between our read and insert
+            reserved = IN_PROGRESS
+        if isinstance(reserved, IdempotencyRecord):
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": reserved.status_code,
+                    "headers": [
+                        (b"content-type", (reserved.content_type or "application/json").encode()),
+                        (b"idempotent-replayed", b"true"),
+                    ],
+                }
             )
+            await send({"type": "http.response.body", "body": reserved.body or b""})
+            return
+        if reserved is not None:
+            status_code, code, text = reserved
+            await send_json(send, status_code, error_message(code, text, rid))
             return
 
         sent = False
@@ -172,13 +157,7 @@ class IdempotencyMiddleware:
                         )
                     )
                 else:
-                    rec = (
-                        await s.execute(
-                            select(IdempotencyRecord).where(
-                                IdempotencyRecord.scope == cred, IdempotencyRecord.key == key
-                            )
-                        )
-                    ).scalar_one()
+                    rec = (await s.execute(_record(cred, key))).scalar_one()
                     rec.state = "done"
                     rec.status_code = status
                     rec.content_type = content_type

@@ -36,7 +36,7 @@ def client_ip(scope: Scope) -> str:
     return client[0] if client else "unknown"
 
 
-def error_message(status: int, code: str, message: str, request_id: str, **details: Any) -> bytes:
+def error_message(code: str, message: str, request_id: str, **details: Any) -> bytes:
     body: dict[str, Any] = {"code": code, "message": message, "field": None, "request_id": request_id}
     if details:
         body["details"] = details
@@ -117,9 +117,7 @@ class BodyLimitMiddleware:
             await send_json(
                 send,
                 413,
-                error_message(
-                    413, "request.too_large", f"the request body exceeds {self.max_bytes} bytes", rid
-                ),
+                error_message("request.too_large", f"the request body exceeds {self.max_bytes} bytes", rid),
             )
             return
         received = 0
@@ -140,7 +138,7 @@ class BodyLimitMiddleware:
                         send,
                         413,
                         error_message(
-                            413, "request.too_large", f"the request body exceeds {self.max_bytes} bytes", rid
+                            "request.too_large", f"the request body exceeds {self.max_bytes} bytes", rid
                         ),
                     )
                     return {"type": "http.disconnect"}
@@ -203,7 +201,6 @@ class RateLimitMiddleware:
         if not decision.allowed:
             rid = context.current_request().request_id
             body = error_message(
-                429,
                 "rate_limit.exceeded",
                 f"rate limit of {decision.limit} requests per minute exceeded; "
                 f"retry after {decision.retry_after} s",
