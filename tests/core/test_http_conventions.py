@@ -223,3 +223,22 @@ async def test_request_id_and_security_headers(client: httpx.AsyncClient, tenant
     assert r.headers["x-content-type-options"] == "nosniff"
     r = await client.get("/v1/users/00000000-0000-0000-0000-000000000000", headers=tenant.headers("admin"))
     assert r.status_code == 404 and r.json()["error"]["request_id"]
+
+
+async def test_nul_characters_are_refused_on_every_database(
+    client: httpx.AsyncClient, tenant: TenantWorld
+) -> None:
+    """PostgreSQL cannot store NUL in text; every backend refuses it up front with one rule."""
+    h = {**tenant.headers("admin"), "content-type": "application/json"}
+    for content in (b'{"name": "a\\u0000b"}', b'{"name": "ok", "x": ["\\u0000"]}'):
+        r = await client.post("/v1/teams", content=content, headers=h)
+        assert r.status_code == 422, r.text
+        assert r.json()["error"]["code"] == "request.nul_character"
+    r = await client.get("/v1/users?email__contains=a%00b", headers=tenant.headers("admin"))
+    assert r.status_code == 422 and r.json()["error"]["code"] == "request.nul_character"
+    # An escaped backslash followed by "u0000" is ordinary text, not a NUL.
+    r = await client.post("/v1/teams", content=b'{"name": "path\\\\u0000"}', headers=h)
+    assert r.status_code == 201, r.text
+    assert r.json()["name"] == "path\\u0000"
+    r = await client.get("/v1/teams", headers=tenant.headers("admin"))
+    assert [t["name"] for t in r.json()] == ["path\\u0000"]

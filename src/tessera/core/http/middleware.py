@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 import uuid
 from typing import Any
@@ -102,7 +103,29 @@ class RequestContextMiddleware:
                 )
 
 
+# A JSON "\u0000" escape not itself escaped by a backslash, or a URL-encoded NUL.
+_JSON_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
+_URL_NUL = re.compile(rb"%00")
+NUL_MESSAGE = "text may not contain NUL (\\u0000) characters"
+
+
+def _nul_pattern(scope: Scope) -> re.Pattern[bytes] | None:
+    """How NUL would appear in this request's body; None for bodies that may hold binary data."""
+    ctype = (header(scope, b"content-type") or "").lower()
+    if "json" in ctype:
+        return _JSON_NUL
+    if ctype.startswith("application/x-www-form-urlencoded"):
+        return _URL_NUL
+    return None
+
+
 class BodyLimitMiddleware:
+    """The request-body guard: the size limit (413) and NUL characters (422).
+
+    NUL is refused here, once, because PostgreSQL cannot store it in text or JSON; refusing it on
+    every backend keeps SQLite and PostgreSQL alike. Uploads (other content types) may hold it.
+    """
+
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
         self.max_bytes = max_bytes
@@ -120,39 +143,46 @@ class BodyLimitMiddleware:
                 error_message("request.too_large", f"the request body exceeds {self.max_bytes} bytes", rid),
             )
             return
+        if "\x00" in scope["path"] or _URL_NUL.search(scope.get("query_string", b"")):
+            await send_json(send, 422, error_message("request.nul_character", NUL_MESSAGE, rid))
+            return
+        nul = _nul_pattern(scope)
         received = 0
+        tail = b""
         responded = False
 
-        # Answer 413 ourselves and tell the app the client went away: raising from receive()
+        # Answer ourselves and tell the app the client went away: raising from receive()
         # would be swallowed by FastAPI's body parser and turned into a 400.
-        async def limited_receive() -> Message:
-            nonlocal received, responded
+        async def refuse(status: int, code: str, message: str) -> Message:
+            nonlocal responded
+            responded = True
+            await send_json(send, status, error_message(code, message, rid))
+            return {"type": "http.disconnect"}
+
+        async def guarded_receive() -> Message:
+            nonlocal received, tail
             if responded:
                 return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
-                received += len(message.get("body", b""))
+                chunk = message.get("body", b"")
+                received += len(chunk)
                 if received > self.max_bytes:
-                    responded = True
-                    await send_json(
-                        send,
-                        413,
-                        error_message(
-                            "request.too_large", f"the request body exceeds {self.max_bytes} bytes", rid
-                        ),
+                    return await refuse(
+                        413, "request.too_large", f"the request body exceeds {self.max_bytes} bytes"
                     )
-                    return {"type": "http.disconnect"}
+                if nul is not None:
+                    window = tail + chunk  # a match may straddle two chunks
+                    if nul.search(window):
+                        return await refuse(422, "request.nul_character", NUL_MESSAGE)
+                    tail = window[-16:]
             return message
 
         async def guarded_send(message: Message) -> None:
             if not responded:
                 await send(message)
 
-        await self.app(scope, limited_receive, guarded_send)
-
-
-class BodyTooLarge(Exception):
-    pass
+        await self.app(scope, guarded_receive, guarded_send)
 
 
 def credential_of(scope: Scope) -> str | None:
