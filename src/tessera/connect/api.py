@@ -37,10 +37,10 @@ from tessera.connect.schemas import (
 from tessera.connect.service import channels, search, send, templates
 from tessera.core.access.principal import Principal
 from tessera.core.http.deps import DbSession, require
-from tessera.core.http.errors import error_responses
+from tessera.core.http.errors import COMMON_ERRORS, error_responses
 from tessera.core.http.listing import Page
 
-router = APIRouter(prefix="/v1", tags=["messages"])
+router = APIRouter(prefix="/v1", tags=["messages"], responses=COMMON_ERRORS)
 
 Reader = Annotated[Principal, Depends(require("messages:read"))]
 Sender = Annotated[Principal, Depends(require("messages:send"))]
@@ -71,7 +71,7 @@ async def send_many(data: BatchIn, principal: Sender, session: DbSession) -> Bat
     return BatchAccepted(count=len(accepted), ids=[m.id for m in accepted])
 
 
-@router.post("/messages/preview", response_model=PreviewOut, responses=error_responses(422))
+@router.post("/messages/preview", response_model=PreviewOut, responses=error_responses(404, 422))
 async def preview(data: PreviewIn, principal: Sender, session: DbSession) -> PreviewOut:
     """Render a body or template and tell its encoding and segment count."""
     body = data.body

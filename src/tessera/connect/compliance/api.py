@@ -29,9 +29,9 @@ from tessera.connect.compliance.schemas import (
 from tessera.core.access.principal import OperatorPrincipal, Principal
 from tessera.core.db.session import unit_of_work
 from tessera.core.http.deps import DbSession, require, require_operator
-from tessera.core.http.errors import error_responses
+from tessera.core.http.errors import COMMON_ERRORS, error_responses
 
-router = APIRouter(prefix="/v1", tags=["compliance"])
+router = APIRouter(prefix="/v1", tags=["compliance"], responses=COMMON_ERRORS)
 Manager = Annotated[Principal, Depends(require("compliance:manage"))]
 Operator = Annotated[OperatorPrincipal, Depends(require_operator)]
 E404 = error_responses(404)
@@ -142,8 +142,6 @@ async def update_settings(data: SettingsIn, principal: Manager, session: DbSessi
         if key in changes and changes[key] is not None:
             h, m = changes[key].split(":")
             changes[key] = int(h) * 60 + int(m)
-    if changes.get("cap_window_hours", 0) is None:
-        changes.pop("cap_window_hours")
     return _settings_out(await service.update_settings(session, changes))
 
 

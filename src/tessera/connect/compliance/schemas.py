@@ -82,9 +82,11 @@ class SettingsIn(_In):
     quiet_start: str | None = Field(None, description="HH:MM in the tenant time zone")
     quiet_end: str | None = None
     cap_count: int | None = Field(None, ge=1, le=1000)
-    cap_window_hours: int | None = Field(None, ge=1, le=24 * 31)
-    opt_out_keywords: list[str] | None = Field(None, max_length=50)
-    opt_out_reply: str | None = Field(None, max_length=500)
+    cap_window_hours: int | None = Field(None, ge=1, le=24 * 31, description="null resets to 24")
+    opt_out_keywords: list[str] | None = Field(
+        None, max_length=50, description="null resets to the built-in keywords"
+    )
+    opt_out_reply: str | None = Field(None, max_length=500, description="null resets to the default reply")
 
     _v = field_validator("quiet_start", "quiet_end")(_hhmm)
 

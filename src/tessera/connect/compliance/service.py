@@ -465,13 +465,18 @@ async def is_opt_out_text(session: AsyncSession, text: str) -> bool:
     return is_opt_out(text, opt_out_keywords(await SettingsRepository(session).current()))
 
 
+# Settings that always have a value; ``null`` in a change resets them to these defaults.
+SETTING_DEFAULTS: dict[str, Any] = {"cap_window_hours": 24, "opt_out_keywords": [], "opt_out_reply": ""}
+
+
 async def update_settings(session: AsyncSession, changes: dict[str, Any]) -> ComplianceSettings:
     repo = SettingsRepository(session)
     row = await repo.current()
     if row is None:
-        row = await repo.create(
-            ComplianceSettings(cap_window_hours=24, opt_out_keywords=[], opt_out_reply="")
-        )
+        row = await repo.create(ComplianceSettings(**SETTING_DEFAULTS))
+    changes = {
+        k: (SETTING_DEFAULTS[k] if v is None and k in SETTING_DEFAULTS else v) for k, v in changes.items()
+    }
     before = {k: getattr(row, k) for k in changes}
     for k, v in changes.items():
         setattr(row, k, v)

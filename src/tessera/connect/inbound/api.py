@@ -11,9 +11,9 @@ from tessera.connect.inbound import service
 from tessera.connect.inbound.schemas import InboundOut, MoIn, RuleIn, RuleOut
 from tessera.core.access.principal import Principal
 from tessera.core.http.deps import DbSession, require
-from tessera.core.http.errors import error_responses
+from tessera.core.http.errors import COMMON_ERRORS, error_responses
 
-router = APIRouter(prefix="/v1/inbound", tags=["inbound"])
+router = APIRouter(prefix="/v1/inbound", tags=["inbound"], responses=COMMON_ERRORS)
 Reader = Annotated[Principal, Depends(require("messages:read"))]
 Manager = Annotated[Principal, Depends(require("channels:manage"))]
 

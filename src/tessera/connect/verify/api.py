@@ -14,9 +14,9 @@ from tessera.connect.verify.schemas import CheckIn, CheckOut, TemplateStats, Ver
 from tessera.core.access.principal import Principal
 from tessera.core.db.base import utcnow
 from tessera.core.http.deps import DbSession, require
-from tessera.core.http.errors import error_responses
+from tessera.core.http.errors import COMMON_ERRORS, error_responses
 
-router = APIRouter(prefix="/v1", tags=["verify"])
+router = APIRouter(prefix="/v1", tags=["verify"], responses=COMMON_ERRORS)
 Sender = Annotated[Principal, Depends(require("messages:send"))]
 Reader = Annotated[Principal, Depends(require("messages:read"))]
 

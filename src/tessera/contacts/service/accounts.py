@@ -16,6 +16,7 @@ from tessera.core.access.principal import Principal
 from tessera.core.access.visibility import visible_owner_clause
 from tessera.core.audit import service as audit
 from tessera.core.http.errors import InvalidInput
+from tessera.core.identity import service as identity
 
 FIELDS = ("name", "industry", "size", "region", "parent_id", "owner_id", "attributes")
 
@@ -57,6 +58,7 @@ async def _check_parent(
 
 async def create_account(session: AsyncSession, data: AccountCreate) -> Account:
     await _check_parent(session, data.parent_id, None)
+    await identity.ensure_user(session, data.owner_id, field="owner_id")
     attrs = await validate_attributes(session, "account", data.attributes, partial=False)
     acc = await AccountRepository(session).create(Account(**{**data.model_dump(), "attributes": attrs}))
     await audit.record(session, "account.create", "account", acc.id, after=_snap(acc))
@@ -71,6 +73,7 @@ async def update_account(
     changes = data.model_dump(exclude_unset=True)
     if "parent_id" in changes:
         await _check_parent(session, changes["parent_id"], acc.id)
+    await identity.ensure_user(session, changes.get("owner_id"), field="owner_id")
     if changes.get("attributes") is not None:
         changes["attributes"] = await validate_attributes(
             session, "account", {**acc.attributes, **changes["attributes"]}, partial=False

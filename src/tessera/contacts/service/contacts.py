@@ -28,6 +28,7 @@ from tessera.core.access.visibility import visible_owner_clause
 from tessera.core.audit import service as audit
 from tessera.core.crypto.types import blind_index
 from tessera.core.db.base import utcnow
+from tessera.core.identity import service as identity
 from tessera.core.tenancy import service as tenancy
 
 OnConflict = Literal["error", "merge"]
@@ -74,9 +75,10 @@ async def get_contact(
     return contact
 
 
-async def _check_account(session: AsyncSession, account_id: uuid.UUID | None) -> None:
-    if account_id is not None and await AccountRepository(session).get(account_id) is None:
+async def _check_references(session: AsyncSession, data: ContactCreate | ContactUpdate) -> None:
+    if data.account_id is not None and await AccountRepository(session).get(data.account_id) is None:
         raise AccountNotFound("the account does not exist", field="account_id")
+    await identity.ensure_user(session, data.owner_id, field="owner_id")
 
 
 def _normalised_identities(data: ContactCreate | ContactUpdate, region: str) -> list[tuple[str, str, bool]]:
@@ -141,7 +143,7 @@ async def create_contact(
     fills the existing contact's empty fields and adds the new identities."""
     region = await tenant_region(session)
     idents = _normalised_identities(data, region)
-    await _check_account(session, data.account_id)
+    await _check_references(session, data)
     attrs = await validate_attributes(session, "contact", data.attributes or {}, partial=False)
     owner = await _existing_owner(session, idents)
     if owner is not None:
@@ -222,7 +224,7 @@ async def update_contact(
     contact = await get_contact(session, contact_id, principal)
     before = snapshot(contact)
     region = await tenant_region(session)
-    await _check_account(session, data.account_id)
+    await _check_references(session, data)
     _apply_fields(contact, data)
     if data.attributes is not None:
         merged = {**(contact.attributes or {}), **data.attributes}

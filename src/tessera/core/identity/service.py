@@ -88,6 +88,12 @@ async def get_user(session: AsyncSession, user_id: uuid.UUID) -> User:
     return user
 
 
+async def ensure_user(session: AsyncSession, user_id: uuid.UUID | None, *, field: str) -> None:
+    """Refuse a reference to a user that does not exist in the tenant (422-style, naming ``field``)."""
+    if user_id is not None and await UserRepository(session).get(user_id) is None:
+        raise errors.UserNotFound("the user does not exist", field=field)
+
+
 async def _resolve_role(session: AsyncSession, role_id: uuid.UUID | None) -> Role:
     repo = RoleRepository(session)
     role = await (repo.get(role_id) if role_id else repo.by_key("member"))
