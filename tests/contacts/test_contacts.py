@@ -313,3 +313,27 @@ async def test_cross_tenant_refused_everywhere(
     assert r.json()["count"] == 0
     r = await client.get("/v1/contacts/quality", headers=other_tenant.headers("owner"))
     assert r.json()["contacts"] == 0
+
+
+async def test_unknown_owner_is_refused_naming_the_field(
+    client: httpx.AsyncClient, tenant: TenantWorld, other_tenant: TenantWorld
+) -> None:
+    h = tenant.headers("admin")
+    foreign_user = other_tenant.users["admin"]  # exists, but in another tenant
+    for path, body in (
+        ("/v1/contacts", {"name": "Zhao Liu", "owner_id": str(foreign_user)}),
+        ("/v1/accounts", {"name": "Acme", "owner_id": str(foreign_user)}),
+    ):
+        r = await client.post(path, json=body, headers=h)
+        assert r.status_code == 404, r.text
+        assert r.json()["error"]["code"] == "user.not_found" and r.json()["error"]["field"] == "owner_id"
+    r = await client.post(
+        "/v1/contacts/bulk",
+        json={"records": [{"name": "Zhao Liu", "owner_id": str(foreign_user)}]},
+        headers=h,
+    )
+    assert r.status_code == 200, r.text
+    [result] = r.json()["results"]
+    assert result["status"] == "failed" and result["error"]["field"] == "owner_id", result
+    assert (await client.get("/v1/contacts", headers=h)).json()["items"] == []
+    assert (await client.get("/v1/accounts", headers=h)).json()["items"] == []

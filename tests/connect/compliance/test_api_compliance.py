@@ -314,3 +314,24 @@ async def test_cross_tenant_refused_on_every_endpoint(
     )
     r = await client.get("/v1/compliance/words", headers=other_tenant.headers("admin"))
     assert r.json() == []
+
+
+async def test_null_settings_reset_to_defaults(client: httpx.AsyncClient, tenant: TenantWorld) -> None:
+    h = tenant.headers("admin")
+    r = await client.patch(
+        "/v1/compliance/settings",
+        json={"opt_out_reply": "Bye", "cap_window_hours": 48, "opt_out_keywords": ["QUIT"]},
+        headers=h,
+    )
+    assert r.status_code == 200, r.text
+    r = await client.patch(
+        "/v1/compliance/settings",
+        json={"opt_out_reply": None, "cap_window_hours": None, "opt_out_keywords": None},
+        headers=h,
+    )
+    assert r.status_code == 200, r.text
+    assert (r.json()["opt_out_reply"], r.json()["cap_window_hours"], r.json()["opt_out_keywords"]) == (
+        "",
+        24,
+        [],
+    )
