@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 import httpx
@@ -15,6 +16,7 @@ from tessera.core.http.deps import DbSession
 from tessera.core.subscription import service
 from tessera.core.subscription.api import require_module
 from tessera.core.subscription.errors import QuotaExceeded
+from tessera.settings import Settings
 from tests.conftest import TenantWorld
 
 
@@ -113,9 +115,13 @@ async def test_stock_meter_gives_back(tenant: TenantWorld) -> None:
     assert u.used == 6 and u.reset_at is None
 
 
-def _probe_app(app: FastAPI) -> None:
-    if getattr(app.state, "subscription_probe", False):
-        return
+@pytest.fixture
+async def probe_client(app: FastAPI, settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """A fresh app with two probe endpoints guarded by the enforcement helpers (the shared app,
+    whose OpenAPI document other tests read, stays untouched)."""
+    from tessera.app import create_app
+
+    probe = create_app(settings)
     router = APIRouter()
 
     @router.post("/v1/_probe/ads")
@@ -132,14 +138,13 @@ def _probe_app(app: FastAPI) -> None:
         )
         return {"used": u.used}
 
-    app.include_router(router)
-    app.state.subscription_probe = True
+    probe.include_router(router)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=probe), base_url="http://testserver") as c:
+        yield c
 
 
-async def test_module_and_quota_errors_render(
-    app: FastAPI, client: httpx.AsyncClient, tenant: TenantWorld
-) -> None:
-    _probe_app(app)
+async def test_module_and_quota_errors_render(probe_client: httpx.AsyncClient, tenant: TenantWorld) -> None:
+    client = probe_client
     await _set_plan(tenant, "starter")
     r = await client.post("/v1/_probe/ads", headers=tenant.headers("member"))
     assert r.status_code == 403, r.text
