@@ -30,8 +30,12 @@ Forms: ``schema_form(Schema, values, labels=, options=, only=)`` → ``form_data
 maps a ``TesseraError`` onto its ``field`` (or a banner). Every POST carries the CSRF token (the
 ``csrf_token`` field; htmx sends ``X-CSRF-Token``); ``page()`` checks it.
 
-Strings: ``tessera.console.i18n._`` / ``_l`` in Python, ``{{ _("…") }}`` in templates. Catalogues
-(``i18n/<locale>/LC_MESSAGES/messages.po`` and compiled ``.mo``, committed) are refreshed with::
+Strings: ``tessera.console.i18n._`` / ``_l`` in Python, ``{{ _("…") }}`` in templates. A context
+keeps the translations of its own pages in ``tessera/<context>/i18n/<locale>/<area>.po`` (plain
+msgid/msgstr pairs, no compilation), merged at start-up over the console's catalogue;
+``tests/console/test_i18n_complete.py`` extracts every string from the source and fails on any
+without a Chinese translation. The console's own catalogue (``console/i18n/<locale>/LC_MESSAGES``,
+``.po`` and compiled ``.mo``, committed) is refreshed with::
 
     pybabel extract -F src/tessera/console/i18n/babel.cfg -k _l -k NavItem:2 --no-location \\
         --sort-output -o src/tessera/console/i18n/messages.pot src/tessera/console

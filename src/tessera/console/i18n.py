@@ -32,9 +32,36 @@ def normalise(locale: str | None) -> str:
     return "en"
 
 
+SRC = Path(__file__).resolve().parents[1]
+
+
+def context_catalogues(locale: str) -> list[Path]:
+    """The ``.po`` files contexts keep beside their pages: ``tessera/<context>/i18n/<locale>/*.po``.
+
+    Each context (and each area of a large one) owns its own file, so pages added in parallel
+    never edit a shared catalogue; they are merged over the console's compiled catalogue.
+    """
+    return sorted(SRC.glob(f"*/i18n/{locale}/*.po")) + sorted(SRC.glob(f"*/*/i18n/{locale}/*.po"))
+
+
 @functools.cache
 def translations(locale: str) -> NullTranslations:
-    return Translations.load(str(DIR), [locale], domain="messages")
+    import io
+
+    from babel.messages.mofile import write_mo
+    from babel.messages.pofile import read_po
+
+    base = Translations.load(str(DIR), [locale], domain="messages")
+    if not isinstance(base, Translations):
+        return base
+    for path in context_catalogues(locale):
+        with path.open("rb") as fh:
+            catalog = read_po(fh, locale=locale)
+        buf = io.BytesIO()
+        write_mo(buf, catalog)
+        buf.seek(0)
+        base.merge(Translations(fp=buf))
+    return base
 
 
 def activate(locale: str | None, timezone: str | None = None) -> str:
