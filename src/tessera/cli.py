@@ -283,33 +283,54 @@ def apikey_create(
     typer.echo(_run(_in_tenant(tenant, go)))
 
 
-@operator_app.command("create")
-def operator_create(email: str, name: str = typer.Option("Operator")) -> None:
-    """Create a platform operator and print an operator API key (shown once)."""
-    _runtime()
+async def ensure_operator(email: str, name: str, password: str | None) -> str | None:
+    """Create the operator ``email`` (or set its console password); a new one gets an API key,
+    returned once (None when the operator already existed)."""
+    from sqlalchemy import select
+
     from tessera.core.db.session import unit_of_work
     from tessera.core.identity.passwords import hash_password, sha256_hex
     from tessera.core.tenancy.models import Operator, OperatorKey
 
-    async def go() -> str:
-        async with unit_of_work(platform=True) as s:
-            op = Operator(
-                email=email.lower(), name=name, password_hash=hash_password(secrets.token_urlsafe(24))
+    email = email.strip().lower()
+    async with unit_of_work(platform=True) as s:
+        op = (await s.execute(select(Operator).where(Operator.email == email))).scalar_one_or_none()
+        if op is not None:
+            if password:
+                op.password_hash = hash_password(password)
+            return None
+        op = Operator(
+            email=email, name=name, password_hash=hash_password(password or secrets.token_urlsafe(24))
+        )
+        s.add(op)
+        await s.flush()
+        kid, secret = secrets.token_hex(4), secrets.token_hex(24)
+        s.add(
+            OperatorKey(
+                operator_id=str(op.id), name=email, prefix=f"top_{kid}", secret_hash=sha256_hex(secret)
             )
-            s.add(op)
-            await s.flush()
-            kid, secret = secrets.token_hex(4), secrets.token_hex(24)
-            s.add(
-                OperatorKey(
-                    operator_id=str(op.id),
-                    name=email.lower(),
-                    prefix=f"top_{kid}",
-                    secret_hash=sha256_hex(secret),
-                )
-            )
-            return f"top_{kid}_{secret}"
+        )
+        return f"top_{kid}_{secret}"
 
-    typer.echo(_run(go()))
+
+@operator_app.command("create")
+def operator_create(
+    email: str,
+    name: str = typer.Option("Operator"),
+    password: str | None = typer.Option(
+        None,
+        envvar="TESSERA_OPERATOR_PASSWORD",
+        help="Password for the operator console (/console/operator); without it the operator "
+        "uses the API key only.",
+    ),
+) -> None:
+    """Create a platform operator and print an operator API key (shown once)."""
+    _runtime()
+    key = _run(ensure_operator(email, name, password))
+    if key is None:
+        typer.echo(f"operator {email} exists" + ("; console password updated" if password else ""))
+        return
+    typer.echo(key)
 
 
 @keys_app.command("rotate")
@@ -370,6 +391,9 @@ def audit_verify(tenant: str = typer.Argument(None, help="Tenant slug; default: 
 
 
 # --- demo ------------------------------------------------------------------------------------
+
+
+DEMO_OPERATOR = "operator@demo.tessera.dev"
 
 
 async def ensure_demo_tenant(settings: Settings) -> list[tuple[str, str]]:
@@ -438,6 +462,9 @@ def demo(
     typer.echo("  Workspace: demo")
     for role, email in logins:
         typer.echo(f"  {role:<10} {email:<32} password: {s.demo_password}")
+    _run(ensure_operator(DEMO_OPERATOR, "Demo Operator", s.demo_password))
+    typer.echo(f"  Operator console: {url}/console/operator")
+    typer.echo(f"  {'operator':<10} {DEMO_OPERATOR:<32} password: {s.demo_password}")
     typer.echo(f"  Data directory: {s.data_dir.resolve()}")
     typer.echo("")
     sys.stdout.flush()

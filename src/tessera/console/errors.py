@@ -62,6 +62,8 @@ def error_page(request: Request, status: int, message: str | None = None, code: 
 def _login_redirect(request: Request, exc: Exception) -> Response:
     if isinstance(exc, MfaRequired):
         return redirect(request, f"{PREFIX}/login/mfa")
+    if request.url.path.startswith(f"{PREFIX}/operator"):
+        return redirect(request, f"{PREFIX}/operator/login")
     nxt = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     target = f"{PREFIX}/login"
     if request.method == "GET" and nxt.startswith(PREFIX) and nxt != target:

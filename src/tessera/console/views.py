@@ -70,6 +70,12 @@ def mount(app: FastAPI) -> None:
         pass
     else:
         app.include_router(ops.router)
+    try:  # the operator console needs the jobs and monitoring kernels
+        from tessera.console.pages import operator
+    except ImportError:
+        pass
+    else:
+        app.include_router(operator.router)
     app.include_router(auth.reset_link_router)
     errors.install(app)
     app.add_middleware(SecurityHeaders)
