@@ -25,6 +25,7 @@ KERNEL_STRINGS = [
     _l("Manage channels, routes and templates"),
     _l("Manage word lists, block lists and reviews"),
     _l("See background jobs of the tenant"),
+    _l("Retry or cancel background jobs of the tenant"),
     _l("Owner"),
     _l("Everything, including billing."),
     _l("Administrator"),

@@ -3,6 +3,7 @@ deliveries (admin:webhooks). Mounted only when the jobs and webhooks kernels are
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Annotated, Any
 
@@ -26,7 +27,7 @@ from tessera.console.registry import NavItem, register_nav
 from tessera.console.web import PREFIX, Page, console_router, page
 from tessera.core.http.errors import TesseraError
 from tessera.core.jobs import service as jobs
-from tessera.core.jobs.api import JOB_FILTERS
+from tessera.core.jobs.api import JOB_FILTERS, JobNotFound, JobStateConflict
 from tessera.core.webhooks import service as webhooks
 from tessera.core.webhooks.api import DELIVERY_FILTERS, ENDPOINT_FILTERS
 from tessera.core.webhooks.models import WebhookDelivery, WebhookEndpoint
@@ -34,6 +35,7 @@ from tessera.core.webhooks.schemas import EndpointCreate
 
 router = console_router("/admin")
 JobsRead = Annotated[Page, Depends(page("jobs:read"))]
+JobsManage = Annotated[Page, Depends(page("jobs:manage"))]
 HooksAdmin = Annotated[Page, Depends(page("admin:webhooks"))]
 
 register_nav(
@@ -48,7 +50,7 @@ def jobs_list() -> ListPage:
         title=_("Background jobs"),
         filterset=JOB_FILTERS,
         columns=[
-            Column("name", _("Job"), kind="mono"),
+            Column("name", _("Job"), kind="mono", link=True),
             Column("queue", _("Queue"), hide_on_phone=True),
             Column("status", _("Status"), kind="badge"),
             Column("attempts", _("Attempts"), kind="number", hide_on_phone=True),
@@ -57,6 +59,7 @@ def jobs_list() -> ListPage:
         ],
         labels={"queue": _("Queue"), "status": _("Status"), "name": _("Job"), "created_at": _("Created")},
         search_param="name__contains",
+        row_href=lambda j: f"{PREFIX}/admin/jobs/{j.id}",
         empty_text=_("No background jobs match these filters."),
     )
 
@@ -141,12 +144,13 @@ async def webhook_create(pg: HooksAdmin, request: Request) -> Response:
 
 def deliveries_list(endpoint_id: uuid.UUID) -> ListPage:
     return ListPage(
+        row_href=lambda d: f"{PREFIX}/admin/webhooks/{endpoint_id}/deliveries/{d.id}",
         key="admin.webhook_deliveries",
         title=_("Deliveries"),
         filterset=DELIVERY_FILTERS,
         export=False,
         columns=[
-            Column("seq", "#", sortable=True, kind="mono"),
+            Column("seq", "#", sortable=True, kind="mono", link=True),
             Column("event_type", _("Event"), kind="mono"),
             Column("status", _("Status"), kind="badge"),
             Column("attempts", _("Attempts"), kind="number", hide_on_phone=True),
@@ -178,3 +182,81 @@ async def webhook_detail(endpoint_id: uuid.UUID, pg: HooksAdmin) -> Response:
 async def webhook_delete(endpoint_id: uuid.UUID, pg: HooksAdmin) -> Response:
     await webhooks.delete_endpoint(pg.session, endpoint_id)
     return pg.redirect(f"{PREFIX}/admin/webhooks", toast=_("Webhook endpoint deleted."))
+
+
+@router.get("/webhooks/{endpoint_id}/deliveries/{delivery_id}")
+async def delivery_detail(endpoint_id: uuid.UUID, delivery_id: uuid.UUID, pg: HooksAdmin) -> Response:
+    ep = await webhooks.get_endpoint(pg.session, endpoint_id)
+    d = await webhooks.get_delivery(pg.session, ep.id, delivery_id)
+    attempts = await webhooks.attempts_of(pg.session, d.id)
+    actions = [
+        Action(
+            _("Replay"),
+            f"{PREFIX}/admin/webhooks/{ep.id}/deliveries/{d.id}/replay",
+            "post",
+            primary=True,
+            confirm=_("Send this event to the endpoint again, as a new delivery?"),
+        )
+    ]
+    try:
+        body = json.dumps(json.loads(d.body), indent=2, ensure_ascii=False)
+    except ValueError:
+        body = d.body
+    return pg.render(
+        "console/admin/webhook_delivery.html", ep=ep, d=d, attempts=attempts, actions=actions, body=body
+    )
+
+
+@router.post("/webhooks/{endpoint_id}/deliveries/{delivery_id}/replay")
+async def delivery_replay(endpoint_id: uuid.UUID, delivery_id: uuid.UUID, pg: HooksAdmin) -> Response:
+    ep = await webhooks.get_endpoint(pg.session, endpoint_id)
+    old = await webhooks.get_delivery(pg.session, ep.id, delivery_id)
+    new = await webhooks.replay(pg.session, old.id)
+    return pg.redirect(
+        f"{PREFIX}/admin/webhooks/{ep.id}/deliveries/{new.id}", toast=_("The delivery is queued again.")
+    )
+
+
+async def _tenant_job(pg: Page, job_id: uuid.UUID) -> Any:
+    """A job of the caller's tenant; another tenant's job is exactly as missing as no job."""
+    assert pg.principal
+    job = await jobs.get(pg.session, job_id)
+    if job is None or job.tenant_id != pg.principal.tenant_id:
+        raise JobNotFound(_("This job does not exist."))
+    return job
+
+
+@router.get("/jobs/{job_id}")
+async def job_detail(job_id: uuid.UUID, pg: JobsRead) -> Response:
+    job = await _tenant_job(pg, job_id)
+    actions = []
+    if pg.can("jobs:manage") and job.status in ("dead", "cancelled"):
+        actions.append(Action(_("Retry"), f"{PREFIX}/admin/jobs/{job.id}/retry", "post", primary=True))
+    if pg.can("jobs:manage") and job.status == "queued":
+        actions.append(
+            Action(
+                _("Cancel"),
+                f"{PREFIX}/admin/jobs/{job.id}/cancel",
+                "post",
+                danger=True,
+                confirm=_("Cancel this job? It will not run."),
+            )
+        )
+    return pg.render("console/admin/job.html", job=job, actions=actions)
+
+
+@router.post("/jobs/{job_id}/{action}")
+async def job_action(job_id: uuid.UUID, action: str, pg: JobsManage) -> Response:
+    job = await _tenant_job(pg, job_id)
+    try:
+        if action == "retry":
+            await jobs.retry(pg.session, job.id)
+            toast = _("The job is queued again.")
+        elif action == "cancel":
+            await jobs.cancel(pg.session, job.id)
+            toast = _("The job is cancelled.")
+        else:
+            raise JobNotFound(_("This job does not exist."))
+    except jobs.JobStateError as exc:
+        raise JobStateConflict(str(exc)) from None
+    return pg.redirect(f"{PREFIX}/admin/jobs/{job.id}", toast=toast)

@@ -39,6 +39,7 @@ for _name, _desc in {
     "channels:manage": "Manage channels, routes and templates",
     "compliance:manage": "Manage word lists, block lists and reviews",
     "jobs:read": "See background jobs of the tenant",
+    "jobs:manage": "Retry or cancel background jobs of the tenant",
 }.items():
     register(_name, _desc)
 

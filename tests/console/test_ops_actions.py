@@ -1,0 +1,108 @@
+"""Tenant operations pages: a webhook delivery's detail with replay, and a job's detail with
+retry/cancel for holders of ``jobs:manage``; another tenant's ids are 404 pages."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import func, select, update
+
+from tessera.core import context
+from tessera.core.db.session import unit_of_work
+from tessera.core.jobs import service as jobs
+from tessera.core.jobs.models import Job
+from tessera.core.webhooks import service as webhooks
+from tessera.core.webhooks.models import WebhookDelivery
+from tessera.core.webhooks.schemas import EndpointCreate
+from tests.conftest import TenantWorld, make_tenant
+from tests.console.conftest import Browser
+
+
+async def _delivery(world: TenantWorld) -> tuple[uuid.UUID, uuid.UUID]:
+    with context.tenant_scope(world.tenant_id):
+        async with unit_of_work() as s:
+            ep, _secret = await webhooks.create_endpoint(
+                s, EndpointCreate(url="https://hooks.example.com/in", event_types=["*"])
+            )
+            env = {
+                "event": "contact.created",
+                "event_id": uuid.uuid4().hex,
+                "occurred_at": "2026-11-21T00:00:00Z",
+                "data": {"id": "x"},
+            }
+            (d,) = await webhooks.fan_out(s, env)
+            await s.execute(
+                update(WebhookDelivery).where(WebhookDelivery.id == d.id).values(status="failed", attempts=3)
+            )
+            return ep.id, d.id
+
+
+async def test_delivery_detail_and_replay(browser: Browser, tenant: TenantWorld) -> None:
+    ep_id, d_id = await _delivery(tenant)
+    await browser.login(tenant, "admin")
+    listing = await browser.get(f"/console/admin/webhooks/{ep_id}")
+    assert f"/console/admin/webhooks/{ep_id}/deliveries/{d_id}" in listing.text
+    detail = await browser.get(f"/console/admin/webhooks/{ep_id}/deliveries/{d_id}")
+    assert detail.status_code == 200 and "contact.created" in detail.text and "Replay" in detail.text
+    r = await browser.post(f"/console/admin/webhooks/{ep_id}/deliveries/{d_id}/replay")
+    assert r.status_code == 303
+    with context.tenant_scope(tenant.tenant_id):
+        async with unit_of_work() as s:
+            replayed = (
+                await s.execute(select(WebhookDelivery).where(WebhookDelivery.replay_of == d_id))
+            ).scalar_one()
+    assert r.headers["location"].startswith(f"/console/admin/webhooks/{ep_id}/deliveries/{replayed.id}")
+    other = await make_tenant()
+    await browser.login(other, "admin")
+    assert (await browser.get(f"/console/admin/webhooks/{ep_id}/deliveries/{d_id}")).status_code == 404
+    assert (
+        await browser.post(f"/console/admin/webhooks/{ep_id}/deliveries/{d_id}/replay")
+    ).status_code == 404
+    with context.tenant_scope(tenant.tenant_id):
+        async with unit_of_work() as s:
+            n = (
+                await s.execute(
+                    select(func.count()).select_from(WebhookDelivery).where(WebhookDelivery.replay_of == d_id)
+                )
+            ).scalar_one()
+    assert n == 1
+
+
+async def _dead_job(world: TenantWorld) -> uuid.UUID:
+    with context.tenant_scope(world.tenant_id):
+        async with unit_of_work() as s:
+            job_id = await jobs.enqueue(s, "webhooks.deliver", {"delivery_id": "x"})
+            await s.execute(update(Job).where(Job.id == job_id).values(status="dead", last_error="boom"))
+    return job_id
+
+
+async def _status(job_id: uuid.UUID) -> str:
+    async with unit_of_work(platform=True) as s:
+        return str((await s.execute(select(Job.status).where(Job.id == job_id))).scalar_one())
+
+
+async def test_job_detail_retry_needs_jobs_manage(browser: Browser, app: Any, tenant: TenantWorld) -> None:
+    job_id = await _dead_job(tenant)
+    await browser.login(tenant, "manager")
+    detail = await browser.get(f"/console/admin/jobs/{job_id}")
+    if detail.status_code == 200:  # managers may read jobs but not retry them
+        assert f"/console/admin/jobs/{job_id}/retry" not in detail.text
+    assert (await browser.post(f"/console/admin/jobs/{job_id}/retry")).status_code == 403
+    assert await _status(job_id) == "dead"
+    await browser.login(tenant, "admin")
+    detail = await browser.get(f"/console/admin/jobs/{job_id}")
+    assert (
+        detail.status_code == 200
+        and "boom" in detail.text
+        and f"/console/admin/jobs/{job_id}/retry" in detail.text
+    )
+    r = await browser.post(f"/console/admin/jobs/{job_id}/retry")
+    assert r.status_code == 303 and await _status(job_id) == "queued"
+    again = await browser.post(f"/console/admin/jobs/{job_id}/cancel")
+    assert again.status_code == 303 and await _status(job_id) == "cancelled"
+    other = await make_tenant()
+    await browser.login(other, "admin")
+    assert (await browser.get(f"/console/admin/jobs/{job_id}")).status_code == 404
+    assert (await browser.post(f"/console/admin/jobs/{job_id}/retry")).status_code == 404
+    assert await _status(job_id) == "cancelled"
