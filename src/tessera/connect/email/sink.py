@@ -2,17 +2,29 @@
 
 It runs in its own thread and event loop (``aiosmtpd.controller.Controller``), so synchronous
 and asynchronous callers can both use it and, in benchmarks, it does not share a core with the
-sender. Messages are kept in memory (optional) and/or written to a directory as ``.eml``.
-Configured recipients are refused at RCPT time with 550 (hard) or 451 (soft).
+sender. Messages are kept in memory (optional) and/or written to a directory as ``.eml`` with a
+``.json`` envelope beside each (sender, recipients, time). Configured recipients are refused at
+RCPT time with 550 (hard) or 451 (soft).
+
+The demo mailbox of a tenant is the directory :func:`mailbox_dir` (``<data dir>/mail-sink/
+<tenant id>``): ``tessera demo`` points a sink at it and the console's sink page reads it with
+:func:`list_mailbox` / :func:`read_mailbox`. A tenant only ever reads its own directory, so one
+tenant's mail is not even addressable by another.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import json
+import re
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
+from email import message_from_bytes, policy
+from email.message import EmailMessage
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -21,7 +33,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP as SMTPServer
 from aiosmtpd.smtp import Envelope, Session
 
-__all__ = ["ReceivedMessage", "SmtpSink"]
+__all__ = ["ReceivedMessage", "SmtpSink", "StoredMail", "list_mailbox", "mailbox_dir", "read_mailbox"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,8 +118,15 @@ class SmtpSink:
             if self.keep_in_memory:
                 self.messages.append(message)
         if self.store_dir is not None:
-            path = self.store_dir / f"{int(message.received_at * 1000)}-{number:08d}.eml"
-            path.write_bytes(message.data)
+            stem = f"{int(message.received_at * 1000)}-{number:08d}"
+            envelope = {
+                "mail_from": message.mail_from,
+                "rcpt_tos": list(message.rcpt_tos),
+                "received_at": message.received_at,
+            }
+            # The envelope first: a reader lists ``.eml`` files, which then always have one.
+            (self.store_dir / f"{stem}.json").write_text(json.dumps(envelope))
+            (self.store_dir / f"{stem}.eml").write_bytes(message.data)
 
     def start(self) -> SmtpSink:
         if self._controller is not None:
@@ -144,3 +163,82 @@ class SmtpSink:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+# --- the demo mailbox read by the console ---------------------------------------------------
+
+_KEY = re.compile(r"^[0-9]{1,16}-[0-9]{8}$")
+MAX_LISTED = 200
+
+
+def mailbox_dir(data_dir: Path | str, tenant_id: uuid.UUID) -> Path:
+    """Where the demo sink of ``tenant_id`` stores what it receives."""
+    return Path(data_dir) / "mail-sink" / str(tenant_id)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMail:
+    key: str
+    mail_from: str
+    rcpt_tos: tuple[str, ...]
+    sender: str
+    to: str
+    subject: str
+    received_at: dt.datetime
+    size: int
+    text: str
+    html: str | None
+    headers: tuple[tuple[str, str], ...]
+
+
+def _parse(path: Path, *, body: bool) -> StoredMail | None:
+    try:
+        raw = path.read_bytes()
+    except OSError:
+        return None
+    try:
+        env = json.loads(path.with_suffix(".json").read_text())
+    except (OSError, ValueError):
+        env = {}
+    msg = message_from_bytes(raw, policy=policy.default)
+    text, html = "", None
+    if body and isinstance(msg, EmailMessage):
+        part = msg.get_body(("plain",))
+        text = part.get_content() if part is not None else ""
+        hpart = msg.get_body(("html",))
+        html = hpart.get_content() if hpart is not None else None
+    received = env.get("received_at") or path.stat().st_mtime
+    return StoredMail(
+        key=path.stem,
+        mail_from=str(env.get("mail_from", "")),
+        rcpt_tos=tuple(env.get("rcpt_tos", ())),
+        sender=str(msg.get("From", "")),
+        to=str(msg.get("To", "")),
+        subject=str(msg.get("Subject", "")),
+        received_at=dt.datetime.fromtimestamp(float(received), dt.UTC),
+        size=len(raw),
+        text=text,
+        html=html,
+        headers=tuple((k, str(v)) for k, v in msg.items()) if body else (),
+    )
+
+
+def list_mailbox(directory: Path, limit: int = MAX_LISTED) -> list[StoredMail]:
+    """Newest first; headers only."""
+    if not directory.is_dir():
+        return []
+    paths = sorted(
+        (p for p in directory.glob("*.eml") if _KEY.match(p.stem)), key=lambda p: p.stem, reverse=True
+    )
+    out = [_parse(p, body=False) for p in paths[:limit]]
+    return [m for m in out if m is not None]
+
+
+def read_mailbox(directory: Path, key: str) -> StoredMail | None:
+    """One message with its text and HTML parts; None for an unknown or malformed key."""
+    if not _KEY.match(key):
+        return None
+    path = directory / f"{key}.eml"
+    if not path.is_file():
+        return None
+    return _parse(path, body=True)

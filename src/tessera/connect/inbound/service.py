@@ -197,6 +197,48 @@ async def create_rule(session: AsyncSession, data: dict[str, Any]) -> AutoReplyR
     return rule
 
 
+async def get_rule(session: AsyncSession, rule_id: uuid.UUID) -> AutoReplyRule:
+    rule = (
+        await session.execute(select(AutoReplyRule).where(AutoReplyRule.id == rule_id))
+    ).scalar_one_or_none()
+    if rule is None:
+        raise RuleNotFound()
+    return rule
+
+
+async def update_rule(session: AsyncSession, rule_id: uuid.UUID, data: dict[str, Any]) -> AutoReplyRule:
+    """Replace a rule's fields (validated like :func:`create_rule`); audited."""
+    rule = await get_rule(session, rule_id)
+    keyword = data["keyword"].strip()
+    if not normalize(keyword):
+        from tessera.connect.compliance.errors import ComplianceInvalid
+
+        raise ComplianceInvalid(
+            "the keyword is empty after normalisation", field="keyword", rule="empty_after_normalisation"
+        )
+    if keyword != rule.keyword:
+        exists = (
+            await session.execute(select(AutoReplyRule.id).where(AutoReplyRule.keyword == keyword))
+        ).first()
+        if exists:
+            raise DuplicateRule(field="keyword")
+    fields = ("keyword", "match", "reply", "priority", "active")
+    before = {k: getattr(rule, k) for k in fields}
+    for k, v in {**data, "keyword": keyword}.items():
+        if k in fields:
+            setattr(rule, k, v)
+    await session.flush()
+    await audit.record(
+        session,
+        "inbound.rule_update",
+        "auto_reply_rule",
+        rule.id,
+        before=before,
+        after={k: getattr(rule, k) for k in fields},
+    )
+    return rule
+
+
 async def delete_rule(session: AsyncSession, rule_id: uuid.UUID) -> None:
     rule = (
         await session.execute(select(AutoReplyRule).where(AutoReplyRule.id == rule_id))
