@@ -133,6 +133,9 @@ class TenantRoutes:
         default_factory=dict
     )  # appid, secret, api base
     templates: dict[uuid.UUID, str] = dataclasses.field(default_factory=dict)  # template → WeChat template id
+    email: dict[uuid.UUID, tuple[dict[str, Any], str | None]] = dataclasses.field(
+        default_factory=dict
+    )  # email channel → settings, secret
 
 
 def _advisory_key(link_id: uuid.UUID) -> int:
@@ -648,7 +651,7 @@ class Dispatcher:
                 )
                 continue
             carrier = ported.get(m.to_index, m.carrier)
-            wechat = m.channel_kind == "wechat"
+            wechat = m.channel_kind in ("wechat", "email")  # one sender per channel, no route table
             candidates = [m.channel_id] if wechat else self._candidates(routes, m.channel_id, carrier)
             item = Item(
                 m.id,
@@ -790,6 +793,10 @@ class Dispatcher:
         """Give ``item`` to the first bound candidate link not tried yet (else the first untried)."""
         untried = [c for c in item.candidates if c not in item.tried]
         runners = [(c, await self._runner(item.tenant_id, c)) for c in untried]
+        tr.email = {
+            c.id: (dict(c.settings or {}), c.secret)
+            for c in (await s.execute(select(Channel).where(Channel.kind == "email"))).scalars()
+        }
         usable = [(c, r) for c, r in runners if r is not None]
         if not usable:
             await self.writer.submit_outcome(
@@ -816,6 +823,12 @@ class Dispatcher:
             return
         with context.tenant_scope(None):
             async with unit_of_work(platform=True) as s:
+        email = self.routes[tid].email.get(link_id)
+        if email is not None:  # email channels: tessera.connect.email.pipeline
+            from tessera.connect.email.pipeline import EmailRunner
+
+            self.runners[link_id] = EmailRunner(self, link_id, *email)  # type: ignore[assignment]
+            return self.runners[link_id]
                 await s.execute(
                     update(DispatchItem)
                     .where(DispatchItem.message_id.in_(ids))

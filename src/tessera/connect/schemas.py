@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from tessera.core.access.masking import MaskedPhone
 
 MessageClass = Literal["verification", "notification", "marketing"]
-ChannelKind = Literal["sms", "wechat"]
+ChannelKind = Literal["sms", "wechat", "email"]
 MAX_BATCH = 10_000
 
 
@@ -31,6 +31,10 @@ class MessageIn(_In):
     body: str | None = Field(None, max_length=2000)
     template_id: uuid.UUID | None = None
     variables: dict[str, str] = Field(default_factory=dict)
+    subject: str | None = Field(None, max_length=255, description="Email: the subject (variables filled).")
+    html: str | None = Field(
+        None, max_length=200_000, description="Email: the HTML part; default: derived from the text."
+    )
     signature: str | None = Field(
         None, max_length=32, description="Signature text; default: the approved default signature."
     )
@@ -58,6 +62,10 @@ class BatchIn(_In):
     template_id: uuid.UUID | None = None
     variables: dict[str, str] = Field(
         default_factory=dict, description="Shared variables; a recipient's own win."
+    )
+    subject: str | None = Field(None, max_length=255, description="Email: the subject (variables filled).")
+    html: str | None = Field(
+        None, max_length=200_000, description="Email: the HTML part; default: derived from the text."
     )
     signature: str | None = Field(None, max_length=32)
     source: str | None = Field(None, max_length=21)
@@ -193,7 +201,11 @@ class ChannelIn(_In):
     name: str = Field(min_length=1, max_length=120)
     default_source: str = Field("", max_length=21)
     settings: dict[str, Any] = Field(default_factory=dict)
-    secret: str | None = Field(None, max_length=256, description="WeChat app secret.")
+    secret: str | None = Field(
+        None,
+        max_length=8192,
+        description='WeChat app secret; email: the SMTP password or {"smtp_password", "dkim_private_key"}.',
+    )
 
 
 class ChannelPatch(_In):

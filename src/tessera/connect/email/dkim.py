@@ -8,7 +8,10 @@ signatures are deterministic, so the bytes are identical to dkimpy's pure-Python
 from __future__ import annotations
 
 import base64
+import hashlib
+import re
 import threading
+import time
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.policy import SMTP
@@ -16,12 +19,15 @@ from typing import Any, Final
 
 import dkim as dkimpy
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa, utils
+from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa, utils
 
 __all__ = [
     "DEFAULT_SIGNED_HEADERS",
     "DkimKey",
     "DkimSigner",
+    "RelaxedDkimSigner",
+    "canonical_body_relaxed",
+    "canonical_header_relaxed",
     "dns_record_name",
     "dns_txt_record",
     "generate_key_pair",
@@ -168,3 +174,105 @@ class DkimSigner:
 
     def sign(self, message: EmailMessage | bytes) -> bytes:
         return sign_message(message, self.key, headers=self.headers)
+
+
+# --- own relaxed/relaxed signer ---------------------------------------------------------------
+
+_WSP_RUN = re.compile(rb"[ \t]+")
+_FWS_RUN = re.compile(rb"[ \t\r\n]+")
+
+
+def canonical_body_relaxed(body: bytes) -> bytes:
+    """RFC 6376 3.4.4: whitespace runs become one space, none at line ends, no empty lines at
+    the end, and a non-empty body ends with CRLF."""
+    body = _WSP_RUN.sub(b" ", body).replace(b" \r\n", b"\r\n")
+    body = body.rstrip(b" ").rstrip(b"\r\n")
+    return body + b"\r\n" if body else b""
+
+
+def canonical_header_relaxed(name: bytes, value: bytes) -> bytes:
+    """RFC 6376 3.4.2: lower-case name, unfolded value with whitespace runs as one space, trimmed."""
+    return name.strip().lower() + b":" + _FWS_RUN.sub(b" ", value).strip(b" ")
+
+
+def _header_fields(head: bytes) -> list[tuple[bytes, bytes]]:
+    fields: list[tuple[bytes, bytes]] = []
+    for line in head.split(b"\r\n"):
+        if line[:1] in (b" ", b"\t") and fields:
+            name, value = fields[-1]
+            fields[-1] = (name, value + b"\r\n" + line)
+        elif line:
+            name, _, value = line.partition(b":")
+            fields.append((name, value))
+    return fields
+
+
+class RelaxedDkimSigner:
+    """DKIM signatures (RFC 6376, relaxed/relaxed) computed here, RSA through OpenSSL.
+
+    Why not dkimpy: it parses and canonicalises in pure Python with many small regular
+    expressions and copies, about 0.6 ms per message before the RSA step; the pipeline signs
+    messages it has just written itself (CRLF lines, one field per header), so two
+    whole-buffer regular expressions and two hashes do the canonicalisation and OpenSSL does
+    the rest. The tests verify its signatures with dkimpy. ``a=rsa-sha256`` for an RSA key,
+    ``a=ed25519-sha256`` (RFC 8463) for an Ed25519 key.
+    """
+
+    def __init__(
+        self, key: DkimKey, *, headers: tuple[bytes, ...] = DEFAULT_SIGNED_HEADERS, clock: Any = None
+    ) -> None:
+        self.key = key
+        self.headers = headers
+        private = serialization.load_pem_private_key(key.private_key_pem, password=None)
+        if isinstance(private, rsa.RSAPrivateKey):
+            self._rsa: rsa.RSAPrivateKey | None = private
+            self._ed: ed25519.Ed25519PrivateKey | None = None
+            algorithm = b"rsa-sha256"
+        elif isinstance(private, ed25519.Ed25519PrivateKey):
+            self._rsa, self._ed = None, private
+            algorithm = b"ed25519-sha256"
+        else:
+            raise ValueError("DKIM keys are RSA or Ed25519")
+        self._prefix = (
+            b"v=1; a="
+            + algorithm
+            + b"; c=relaxed/relaxed; d="
+            + key.domain.encode("ascii")
+            + b"; s="
+            + key.selector.encode("ascii")
+            + b";\r\n\tt="
+        )
+        self._clock = clock or time.time
+
+    def sign(self, message: EmailMessage | bytes) -> bytes:
+        raw = message_bytes(message)
+        head, sep, body = raw.partition(b"\r\n\r\n")
+        if not sep:
+            head, body = raw.removesuffix(b"\r\n"), b""
+        fields = _header_fields(head)
+        last: dict[bytes, bytes] = {}
+        for name, value in fields:
+            last[name.strip().lower()] = value
+        names = [h for h in self.headers if h in last]
+        if b"from" not in last:
+            raise ValueError("a DKIM-signed message needs a From header")
+        body_hash = base64.b64encode(hashlib.sha256(canonical_body_relaxed(body)).digest())
+        value = (
+            self._prefix
+            + str(int(self._clock())).encode("ascii")
+            + b"; h="
+            + b":".join(names)
+            + b";\r\n\tbh="
+            + body_hash
+            + b";\r\n\tb="
+        )
+        signed = b"\r\n".join(canonical_header_relaxed(n, last[n]) for n in names)
+        signed += b"\r\n" + canonical_header_relaxed(b"dkim-signature", b" " + value)
+        if self._rsa is not None:
+            signature = self._rsa.sign(signed, padding.PKCS1v15(), hashes.SHA256())
+        else:
+            assert self._ed is not None
+            signature = self._ed.sign(hashlib.sha256(signed).digest())
+        b64 = base64.b64encode(signature)
+        folded = b"\r\n\t".join(b64[i : i + 72] for i in range(0, len(b64), 72))
+        return b"DKIM-Signature: " + value + folded + b"\r\n" + raw

@@ -17,6 +17,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tessera.connect import encoding
+from tessera.connect.email.content import render_email_parts
 from tessera.connect.errors import MessageInvalid
 from tessera.connect.models import (
     LANES,
@@ -205,7 +206,13 @@ async def send_messages(
         prefix = "" if single else f"recipients.{i}."
         to, carrier = _destination(ch, rcpt.to, f"{prefix}to")
         variables = {**shared, **rcpt.variables}
-        text = render(common.body, variables, field="variables" if single else f"recipients.{i}.variables")
+        vfield = "variables" if single else f"recipients.{i}.variables"
+        if ch.kind == "email":  # subject and HTML share the variables (stored under "$email")
+            text, variables = render_email_parts(
+                common.body, data.subject, data.html, variables, field=vfield
+            )
+        else:
+            text = render(common.body, variables, field=vfield)
         text = common.signature + text
         if not text.strip():
             raise MessageInvalid("the message body is empty", field="body", rule="required")

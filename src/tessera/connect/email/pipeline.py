@@ -1,0 +1,747 @@
+"""Email as a pipeline channel: the dispatcher's sender for channels of kind ``email``.
+
+Same life as SMS and WeChat: ``POST /messages`` stores the message ``accepted`` with a dispatch
+row; the dispatcher claims it (``queued``) and gives it to the :class:`EmailRunner` of its
+channel, which renders the MIME message (text + HTML, List-Unsubscribe and one-click
+List-Unsubscribe-Post), signs it (DKIM, :class:`RelaxedDkimSigner`) and sends it over the
+channel's pool of SMTP connections. The SMTP reply decides the outcome, written in batched
+transactions by :class:`EmailWriter`:
+
+* 250 → ``submitted`` then ``delivered`` (the next hop took responsibility for the message);
+  the Message-ID is kept as the carrier id, so a later DSN finds the message.
+* 5xx → ``failed`` with a stable reason (:func:`classify`); a hard bounce of the address
+  (x.1.x, x.2.x, or a bare 550/551/553) also puts the address on the tenant's block list, so
+  the compliance check refuses later sends to it.
+* 4xx, connection failures, timeouts → retried: the dispatch row goes back to the queue with
+  exponential backoff (``retry_base_seconds`` x 2^(attempt-1), at most an hour, ±10 %), and
+  after ``max_attempts`` the message fails with the last reason.
+
+A worker takes its next message only once the writer has committed the previous result, like
+the SMS link workers: a crash leaves at most the in-flight messages claimed, and the next
+gateway sends those again (at least once, never lost).
+
+The rendered subject and HTML part travel with the message in ``variables["$email"]`` (the
+variables column is internal: not part of the API output), so email needs no schema change and
+the dispatcher claims it with the same query as every other message.
+
+Channel configuration (``settings`` of an ``email`` channel): ``host`` and ``from`` are
+required; ``port`` (25), ``tls`` (none / starttls / tls), ``username``, ``pool_size`` (SMTP
+connections, 4), ``concurrency`` (messages in progress, 4 x pool), ``reply_to``,
+``bounce_address`` (envelope sender; default the From address), ``dkim_selector`` and
+``dkim_domain``, ``unsubscribe_mailto``, ``unsubscribe_url`` (https; ``{message_id}`` is
+replaced by the message id), ``retry_base_seconds`` (60), ``max_attempts`` (6), ``timeout``
+(30). ``secret`` is the SMTP password, or a JSON object ``{"smtp_password": …,
+"dkim_private_key": PEM}``.
+
+Bounces that arrive later as DSNs (RFC 3464) at the bounce mailbox go through
+:func:`process_dsn`: the original Message-ID leads back to the message, which fails, and a hard
+bounce blocks the address. :class:`BounceMailbox` is that mailbox as an SMTP receiver.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import datetime as dt
+import json
+import logging
+import random
+import re
+import uuid
+from collections import defaultdict
+from email.utils import parseaddr
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import bindparam, delete, insert, select, update
+
+from tessera.connect.email.bounce import parse_dsn
+from tessera.connect.email.compose import format_address, render_email
+from tessera.connect.email.content import EMAIL_VARIABLES_KEY
+from tessera.connect.email.dkim import DkimKey, RelaxedDkimSigner
+from tessera.connect.email.sender import SendResult, SmtpConfig, SmtpLink, TlsMode
+from tessera.connect.models import FINAL_STATUSES, CarrierReceiptKey, DispatchItem, Message, MessageEvent
+from tessera.core import context
+from tessera.core.db.base import table_of, utcnow
+from tessera.core.db.session import switch_tenant, unit_of_work
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from tessera.connect.dispatcher import Dispatcher, Item
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "EMAIL_RECEIPT_LINK",
+    "EMAIL_VARIABLES_KEY",
+    "BounceMailbox",
+    "EmailChannelConfig",
+    "EmailRunner",
+    "EmailWriter",
+    "SmtpOutcome",
+    "classify",
+    "process_dsn",
+]
+
+# Carrier-id rows of email messages live under this fixed "link": a DSN names the Message-ID
+# but not the channel, and the key's primary key (link, carrier id) then finds it directly.
+EMAIL_RECEIPT_LINK = uuid.UUID("00000000-0000-7000-8000-00000000e4a1")
+MAX_BACKOFF_SECONDS = 3600.0
+
+_ENHANCED = re.compile(r"^\s*([245])\.(\d{1,3})\.(\d{1,3})\b")
+_BY_DETAIL = {
+    "5.1.1": "email.mailbox_unknown",
+    "5.1.2": "email.domain_unknown",
+    "5.1.10": "email.null_mx",
+    "5.2.1": "email.mailbox_disabled",
+    "5.2.2": "email.mailbox_full",
+    "5.2.3": "email.message_too_large",
+}
+_BY_SUBJECT = {
+    "1": "email.bad_address",
+    "2": "email.mailbox_unavailable",
+    "3": "email.mail_system_error",
+    "4": "email.routing_failed",
+    "5": "email.protocol_error",
+    "6": "email.content_rejected",
+    "7": "email.policy_rejected",
+}
+_BY_CODE = {
+    550: "email.mailbox_unavailable",
+    551: "email.user_not_local",
+    552: "email.storage_exceeded",
+    553: "email.bad_address",
+    554: "email.transaction_failed",
+}
+_BLOCKING_CODES = (550, 551, 553)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SmtpOutcome:
+    """What an SMTP reply means for the message: ``kind`` delivered / failed / retry."""
+
+    kind: str
+    reason: str | None
+    block: bool
+    code: int
+    reply: str
+
+
+def classify(code: int, reply: str) -> SmtpOutcome:
+    """Map an SMTP reply to a stable reason (``email.<rule>``) and whether to block the address.
+
+    Enhanced status codes (RFC 3463) decide when present, the basic code otherwise. Only
+    address and mailbox failures (x.1.x, x.2.x except size and full mailbox, bare 550/551/553)
+    block: a policy or content refusal says nothing about the address.
+    """
+    reply = " ".join(reply.split())[:500]
+    if 200 <= code < 300:
+        return SmtpOutcome("delivered", None, False, code, reply)
+    match = _ENHANCED.match(reply)
+    detail = ".".join(match.groups()) if match else ""
+    if 500 <= code < 600:
+        if detail:
+            subject = detail.split(".")[1]
+            reason = _BY_DETAIL.get(detail) or _BY_SUBJECT.get(subject, f"email.smtp_{code}")
+            block = subject == "1" or (subject == "2" and detail not in ("5.2.2", "5.2.3"))
+        else:
+            reason = _BY_CODE.get(code, f"email.smtp_{code}")
+            block = code in _BLOCKING_CODES
+        return SmtpOutcome("failed", reason, block, code, reply)
+    reason = "email.connection_failed" if code == 421 and "connection failed" in reply else "email.deferred"
+    return SmtpOutcome("retry", reason, False, code, reply)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class EmailChannelConfig:
+    host: str
+    sender: str  # formatted From header value
+    envelope_from: str
+    domain: str
+    port: int = 25
+    tls: TlsMode = TlsMode.NONE
+    username: str | None = None
+    password: str | None = dataclasses.field(default=None, repr=False)
+    pool_size: int = 4
+    concurrency: int = 16
+    timeout: float = 30.0
+    reply_to: str | None = None
+    dkim: DkimKey | None = dataclasses.field(default=None, repr=False)
+    unsubscribe_mailto: str | None = None
+    unsubscribe_url: str | None = None
+    retry_base_seconds: float = 60.0
+    max_attempts: int = 6
+
+    @classmethod
+    def from_channel(cls, settings: dict[str, Any], secret: str | None) -> EmailChannelConfig:
+        """Parse a channel's settings and secret; ``ValueError`` names what is wrong."""
+        host = str(settings.get("host") or "").strip()
+        if not host:
+            raise ValueError("settings.host is required")
+        sender = str(settings.get("from") or "").strip()
+        _, from_addr = parseaddr(sender)
+        if "@" not in from_addr:
+            raise ValueError("settings.from must be an email address")
+        password: str | None = None
+        dkim_pem: str | None = None
+        if secret:
+            if secret.lstrip().startswith("{"):
+                data = json.loads(secret)
+                password = data.get("smtp_password") or None
+                dkim_pem = data.get("dkim_private_key") or None
+            else:
+                password = secret
+        domain = str(settings.get("dkim_domain") or from_addr.rsplit("@", 1)[1]).lower()
+        dkim: DkimKey | None = None
+        if dkim_pem:
+            selector = str(settings.get("dkim_selector") or "")
+            if not selector:
+                raise ValueError("settings.dkim_selector is required with a DKIM key")
+            dkim = DkimKey(selector, domain, dkim_pem.encode("ascii"))
+        pool = int(settings.get("pool_size") or 4)
+        unsubscribe_url = settings.get("unsubscribe_url") or None
+        if unsubscribe_url and not str(unsubscribe_url).startswith("https://"):
+            raise ValueError("settings.unsubscribe_url must be https")
+        return cls(
+            host=host,
+            sender=format_address(sender),
+            envelope_from=str(settings.get("bounce_address") or from_addr),
+            domain=domain,
+            port=int(settings.get("port") or 25),
+            tls=TlsMode(str(settings.get("tls") or "none")),
+            username=settings.get("username") or None,
+            password=password,
+            pool_size=max(1, min(pool, 64)),
+            concurrency=max(1, min(int(settings.get("concurrency") or 4 * pool), 512)),
+            timeout=float(settings.get("timeout") or 30.0),
+            reply_to=settings.get("reply_to") or None,
+            dkim=dkim,
+            unsubscribe_mailto=settings.get("unsubscribe_mailto") or None,
+            unsubscribe_url=str(unsubscribe_url) if unsubscribe_url else None,
+            retry_base_seconds=float(settings.get("retry_base_seconds", 60.0)),
+            max_attempts=max(1, int(settings.get("max_attempts") or 6)),
+        )
+
+
+@dataclasses.dataclass(slots=True)
+class _Info:
+    id: uuid.UUID
+    window: int
+
+
+@dataclasses.dataclass(slots=True)
+class _Result:
+    item: Item
+    channel_id: uuid.UUID
+    outcome: SmtpOutcome
+    message_id_header: str
+    max_attempts: int
+    retry_base: float
+    future: asyncio.Future[None]
+
+
+class EmailRunner:
+    """Sends the email messages of one channel: ``concurrency`` workers over ``pool_size`` SMTP
+    connections (one transaction per connection at a time), verification messages first."""
+
+    def __init__(
+        self, dispatcher: Dispatcher, channel_id: uuid.UUID, settings: dict[str, Any], secret: str | None
+    ):
+        self.d = dispatcher
+        self.channel_id = channel_id
+        self.error: str | None = None
+        try:
+            self.config: EmailChannelConfig | None = EmailChannelConfig.from_channel(settings, secret)
+        except (ValueError, TypeError) as exc:
+            log.error("email channel %s is misconfigured: %s", channel_id, exc)
+            self.config, self.error = None, str(exc)
+        cfg = self.config
+        self.info = _Info(channel_id, cfg.concurrency if cfg else 4)
+        self.link = (
+            SmtpLink(
+                SmtpConfig(
+                    cfg.host,
+                    cfg.port,
+                    tls=cfg.tls,
+                    username=cfg.username,
+                    password=cfg.password,
+                    pool_size=cfg.pool_size,
+                    timeout=cfg.timeout,
+                    local_hostname=cfg.domain,
+                )
+            )
+            if cfg
+            else None
+        )
+        self.signer = RelaxedDkimSigner(cfg.dkim) if cfg and cfg.dkim else None
+        self.queue: asyncio.PriorityQueue[tuple[int, int, Item]] = asyncio.PriorityQueue()
+        self._seq = 0
+        self.writer = EmailWriter(dispatcher)
+        self.writer.start()
+        self.workers = [
+            asyncio.create_task(self._work(), name=f"email-{channel_id}-{i}") for i in range(self.info.window)
+        ]
+        self.bound = True
+
+    def pending(self) -> int:
+        return self.queue.qsize()
+
+    async def put(self, item: Item) -> None:
+        self._seq += 1
+        self.queue.put_nowait((item.lane, self._seq, item))
+
+    def render(self, item: Item) -> tuple[bytes, str]:
+        """The signed wire form of ``item`` and its Message-ID."""
+        cfg = self.config
+        assert cfg is not None
+        extra = item.variables.get(EMAIL_VARIABLES_KEY) or {}
+        message_id = f"<{item.message_id.hex}@{cfg.domain}>"
+        url = (
+            cfg.unsubscribe_url.replace("{message_id}", item.message_id.hex) if cfg.unsubscribe_url else None
+        )
+        raw = render_email(
+            sender=cfg.sender,
+            to=item.to,
+            subject=str(extra.get("subject") or ""),
+            text=item.body,
+            html=extra.get("html"),
+            message_id=message_id,
+            reply_to=cfg.reply_to,
+            unsubscribe_mailto=cfg.unsubscribe_mailto,
+            unsubscribe_url=url,
+        )
+        return (self.signer.sign(raw) if self.signer else raw), message_id
+
+    async def _work(self) -> None:
+        while True:
+            _, _, item = await self.queue.get()
+            self.d.in_flight.add(item.message_id)
+            message_id = ""
+            try:
+                outcome = await self._send(item)
+                message_id = f"<{item.message_id.hex}@{self.config.domain}>" if self.config else ""
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a bad address or a bug must not kill the worker
+                log.exception("email send failed")
+                outcome = SmtpOutcome("failed", "email.invalid_message", False, 0, str(exc)[:200])
+            cfg = self.config
+            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            await self.writer.put(
+                _Result(
+                    item,
+                    self.channel_id,
+                    outcome,
+                    message_id,
+                    cfg.max_attempts if cfg else 1,
+                    cfg.retry_base_seconds if cfg else 60.0,
+                    fut,
+                )
+            )
+            with contextlib.suppress(Exception):
+                await fut
+            self.d.in_flight.discard(item.message_id)
+
+    async def _send(self, item: Item) -> SmtpOutcome:
+        if self.config is None or self.link is None:
+            return SmtpOutcome("failed", "email.channel_misconfigured", False, 0, self.error or "")
+        try:
+            raw, _ = self.render(item)
+        except ValueError as exc:
+            return SmtpOutcome("failed", "email.invalid_message", False, 0, str(exc)[:200])
+        result: SendResult = await self.link.send(raw, sender=self.config.envelope_from, recipients=[item.to])
+        return classify(result.smtp_code if not result.accepted else 250, result.smtp_message)
+
+    async def stop(self) -> list[Item]:
+        for w in self.workers:
+            w.cancel()
+        for w in self.workers:
+            with contextlib.suppress(asyncio.CancelledError):
+                await w
+        await self.writer.stop()
+        if self.link is not None:
+            await self.link.close()
+        left: list[Item] = []
+        while not self.queue.empty():
+            left.append(self.queue.get_nowait()[2])
+        self.bound = False
+        return left
+
+
+def _backoff(base: float, attempt: int) -> float:
+    delay = min(base * 2 ** max(attempt - 1, 0), MAX_BACKOFF_SECONDS)
+    return delay * random.uniform(0.9, 1.1)
+
+
+class EmailWriter:
+    """Writes email outcomes in batches: one transaction for whatever arrived meanwhile."""
+
+    def __init__(self, dispatcher: Dispatcher) -> None:
+        self.d = dispatcher
+        self.queue: asyncio.Queue[_Result] = asyncio.Queue()
+        self.task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self.task = asyncio.create_task(self._run(), name="email-writer")
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+
+    async def put(self, result: _Result) -> None:
+        await self.queue.put(result)
+
+    async def _run(self) -> None:
+        while True:
+            batch = [await self.queue.get()]
+            while not self.queue.empty() and len(batch) < 2000:
+                batch.append(self.queue.get_nowait())
+            failure: Exception | None = None
+            for attempt in range(6):  # the outcome is known: losing it would send the message again
+                try:
+                    await self.flush(batch)
+                    failure = None
+                    break
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    log.exception("email writer batch failed (attempt %d)", attempt + 1)
+                    failure = exc
+                    await asyncio.sleep(0.2 * 2**attempt)
+            for r in batch:
+                if r.future.done():
+                    continue
+                if failure is None:
+                    r.future.set_result(None)
+                else:  # left claimed: recovered and sent again once this gateway is gone
+                    r.future.set_exception(failure)
+
+    async def flush(self, batch: list[_Result]) -> None:
+        now = utcnow()
+        by_tenant: dict[uuid.UUID, list[_Result]] = defaultdict(list)
+        for r in batch:
+            by_tenant[r.item.tenant_id].append(r)
+        stats = self.d.stats
+        with context.tenant_scope(None):
+            async with unit_of_work(platform=True) as s:
+                done: list[uuid.UUID] = []
+                retry_rows: list[dict[str, Any]] = []
+                for tid, results in by_tenant.items():
+                    await switch_tenant(s, tid)
+                    retries = [r for r in results if r.outcome.kind == "retry"]
+                    attempts: dict[uuid.UUID, int] = {}
+                    if retries:
+                        rows = await s.execute(
+                            select(Message.id, Message.attempts).where(
+                                Message.id.in_([r.item.message_id for r in retries])
+                            )
+                        )
+                        attempts = {mid: n for mid, n in rows.all()}
+                    upd: list[dict[str, Any]] = []
+                    keys: list[dict[str, Any]] = []
+                    events: list[dict[str, Any]] = []
+                    finals: list[tuple[uuid.UUID, str, str | None]] = []
+                    blocks: list[tuple[str, SmtpOutcome]] = []
+                    for r in results:
+                        it, oc = r.item, r.outcome
+                        detail = (
+                            {"smtp_code": oc.code, "smtp_reply": oc.reply} if oc.code else {"error": oc.reply}
+                        )
+                        route = {"link_id": str(r.channel_id), "tried": [str(r.channel_id)]}
+                        if oc.kind == "retry":
+                            attempt = attempts.get(it.message_id, 1)
+                            if attempt < r.max_attempts:
+                                delay = _backoff(r.retry_base, attempt)
+                                retry_rows.append({"b_mid": it.message_id, "b_at": now + _seconds(delay)})
+                                events.append(
+                                    _event(
+                                        tid,
+                                        it.message_id,
+                                        "retry",
+                                        "queued",
+                                        {
+                                            **detail,
+                                            "reason": oc.reason,
+                                            "attempt": attempt,
+                                            "retry_in_s": round(delay, 3),
+                                        },
+                                        now,
+                                    )
+                                )
+                                stats["email_retried"] += 1
+                                continue
+                        if oc.kind == "delivered":
+                            upd.append(
+                                _row(
+                                    it.message_id,
+                                    "delivered",
+                                    None,
+                                    [r.message_id_header],
+                                    route,
+                                    r.channel_id,
+                                    now,
+                                    now,
+                                )
+                            )
+                            keys.append(
+                                {
+                                    "link_id": EMAIL_RECEIPT_LINK,
+                                    "carrier_id": it.message_id.hex,
+                                    "tenant_id": tid,
+                                    "message_id": it.message_id,
+                                    "part": 0,
+                                    "parts": 1,
+                                    "outcome": "DELIVRD",
+                                }
+                            )
+                            events.append(
+                                _event(
+                                    tid,
+                                    it.message_id,
+                                    "status",
+                                    "submitted",
+                                    {"link_id": str(r.channel_id), "carrier_ids": [r.message_id_header]},
+                                    now,
+                                )
+                            )
+                            events.append(_event(tid, it.message_id, "receipt", "delivered", detail, now))
+                            finals.append((it.message_id, "delivered", None))
+                            stats["submitted"] += 1
+                            stats["delivered"] += 1
+                        else:
+                            upd.append(
+                                _row(it.message_id, "failed", oc.reason, [], route, r.channel_id, None, now)
+                            )
+                            events.append(
+                                _event(
+                                    tid,
+                                    it.message_id,
+                                    "status",
+                                    "failed",
+                                    {**detail, "reason": oc.reason},
+                                    now,
+                                )
+                            )
+                            finals.append((it.message_id, "failed", oc.reason))
+                            stats["failed"] += 1
+                            if oc.block:
+                                blocks.append((it.to, oc))
+                        done.append(it.message_id)
+                    if upd:
+                        await s.execute(_UPDATE, upd)
+                    if keys:
+                        await s.execute(insert(table_of(CarrierReceiptKey)), keys)
+                    if events:
+                        await s.execute(insert(table_of(MessageEvent)), events)
+                    for address, oc in blocks:
+                        await _block(s, address, oc)
+                    await self.d._publish(s, finals)
+                await switch_tenant(s, None)
+                if retry_rows:
+                    d = table_of(DispatchItem)
+                    await s.execute(
+                        update(d)
+                        .where(d.c.message_id == bindparam("b_mid", type_=d.c.message_id.type))
+                        .values(
+                            state=0,
+                            claimed_by=None,
+                            available_at=bindparam("b_at", type_=d.c.available_at.type),
+                            claims=d.c.claims - 1,  # a refused attempt is not a resubmission
+                        ),
+                        retry_rows,
+                    )
+                if done:
+                    await s.execute(delete(DispatchItem).where(DispatchItem.message_id.in_(done)))
+
+
+def _seconds(value: float) -> dt.timedelta:
+    return dt.timedelta(seconds=value)
+
+
+def _event(
+    tid: uuid.UUID, mid: uuid.UUID, kind: str, status: str, detail: dict[str, Any], at: Any
+) -> dict[str, Any]:
+    return {"tenant_id": tid, "message_id": mid, "kind": kind, "status": status, "detail": detail, "at": at}
+
+
+def _row(
+    mid: uuid.UUID,
+    status: str,
+    reason: str | None,
+    cids: list[str],
+    route: dict[str, Any],
+    link: uuid.UUID,
+    submitted: Any,
+    now: Any,
+) -> dict[str, Any]:
+    return {
+        "b_id": mid,
+        "b_status": status,
+        "b_reason": reason,
+        "b_cids": cids,
+        "b_route": route,
+        "b_link": link,
+        "b_sub": submitted,
+        "b_done": now,
+        "b_upd": now,
+    }
+
+
+def _update_statement() -> Any:
+    t = table_of(Message)
+    return (
+        update(t)
+        .where(t.c.id == bindparam("b_id", type_=t.c.id.type))
+        .values(
+            status=bindparam("b_status", type_=t.c.status.type),
+            reason=bindparam("b_reason", type_=t.c.reason.type),
+            carrier_ids=bindparam("b_cids", type_=t.c.carrier_ids.type),
+            route=bindparam("b_route", type_=t.c.route.type),
+            link_id=bindparam("b_link", type_=t.c.link_id.type),
+            submitted_at=bindparam("b_sub", type_=t.c.submitted_at.type),
+            done_at=bindparam("b_done", type_=t.c.done_at.type),
+            updated_at=bindparam("b_upd", type_=t.c.updated_at.type),
+        )
+    )
+
+
+_UPDATE = _update_statement()
+
+
+async def _block(s: AsyncSession, address: str, outcome: SmtpOutcome) -> None:
+    """Put ``address`` on the tenant-in-scope's block list (once) after a hard bounce."""
+    from tessera.connect.compliance import service as compliance
+    from tessera.connect.compliance.errors import DuplicateEntry
+
+    with contextlib.suppress(DuplicateEntry):
+        await compliance.add_entry(
+            s, list_kind="block", value=address, note=f"hard bounce {outcome.code} {outcome.reason}"[:200]
+        )
+
+
+# --- DSNs from the bounce mailbox ------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DsnOutcome:
+    recipient: str
+    message_id: uuid.UUID | None
+    status: str
+    hard: bool
+    blocked: bool
+
+
+_MID = re.compile(r"<([0-9a-f]{32})@")
+
+
+async def process_dsn(raw: bytes) -> list[DsnOutcome]:
+    """Apply one delivery status notification: for each failed recipient whose original message
+    is ours, the message fails (even after ``delivered``: the next hop gave up later) and a hard
+    bounce blocks the address for the message's tenant. Delays are recorded as events only.
+    A message that is not a DSN, or names no message of ours, changes nothing."""
+    records = parse_dsn(raw)
+    out: list[DsnOutcome] = []
+    if not records:
+        return out
+    now = utcnow()
+    with context.tenant_scope(None):
+        async with unit_of_work(platform=True) as s:
+            for rec in records:
+                match = _MID.search(rec.original_message_id or "")
+                key = None
+                if match:
+                    key = (
+                        await s.execute(
+                            select(CarrierReceiptKey.tenant_id, CarrierReceiptKey.message_id).where(
+                                CarrierReceiptKey.link_id == EMAIL_RECEIPT_LINK,
+                                CarrierReceiptKey.carrier_id == match.group(1),
+                            )
+                        )
+                    ).first()
+                if key is None:
+                    out.append(DsnOutcome(rec.recipient, None, rec.status, rec.hard, False))
+                    continue
+                tid, mid = key
+                await switch_tenant(s, tid)
+                code = int(rec.status[0]) * 100 + 50 if rec.status[:1] in ("4", "5") else 550
+                outcome = classify(code, f"{rec.status} {rec.diagnostic}")
+                detail = {"dsn_status": rec.status, "diagnostic": rec.diagnostic[:500], "action": rec.action}
+                blocked = False
+                if rec.action == "failed" and outcome.kind == "failed":
+                    current = (
+                        await s.execute(select(Message.status).where(Message.id == mid))
+                    ).scalar_one_or_none()
+                    if current is not None and (current not in FINAL_STATUSES or current == "delivered"):
+                        await s.execute(
+                            update(Message)
+                            .where(Message.id == mid)
+                            .values(status="failed", reason=outcome.reason, done_at=now, updated_at=now)
+                            .execution_options(synchronize_session=False)
+                        )
+                        await s.execute(
+                            insert(table_of(MessageEvent)),
+                            [_event(tid, mid, "bounce", "failed", {**detail, "reason": outcome.reason}, now)],
+                        )
+                        await s.execute(
+                            update(CarrierReceiptKey)
+                            .where(
+                                CarrierReceiptKey.link_id == EMAIL_RECEIPT_LINK,
+                                CarrierReceiptKey.carrier_id == mid.hex,
+                            )
+                            .values(outcome="BOUNCED")
+                        )
+                    if rec.hard and outcome.block:
+                        await _block(s, rec.recipient, outcome)
+                        blocked = True
+                else:
+                    await s.execute(
+                        insert(table_of(MessageEvent)),
+                        [_event(tid, mid, "bounce", "delayed", detail, now)],
+                    )
+                out.append(DsnOutcome(rec.recipient, mid, rec.status, rec.hard, blocked))
+                await switch_tenant(s, None)
+    return out
+
+
+class BounceMailbox:
+    """The bounce mailbox as an SMTP receiver (aiosmtpd): every message it accepts goes through
+    :func:`process_dsn` before the 250, so a DSN is acknowledged only once applied.
+
+    Runs on the caller's event loop (the application's database engine lives there)."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.host = host
+        self.port = port
+        self.processed = 0
+        self._server: asyncio.base_events.Server | None = None
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        raw = envelope.original_content or envelope.content
+        data = raw if isinstance(raw, bytes) else str(raw or "").encode()
+        try:
+            await process_dsn(data)
+        except Exception:
+            log.exception("bounce processing failed")
+            return "451 4.3.0 bounce not processed, try again later"
+        self.processed += 1
+        return "250 2.0.0 bounce processed"
+
+    async def start(self) -> BounceMailbox:
+        from aiosmtpd.smtp import SMTP as SMTPServer
+
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: SMTPServer(self, decode_data=False, hostname=self.host), host=self.host, port=self.port
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 2)
+            self._server = None
