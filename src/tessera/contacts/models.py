@@ -213,3 +213,23 @@ class DataJob(IdMixin, TimestampMixin, TenantOwned, Base):
     cancel_requested: Mapped[bool] = mapped_column(default=False)
     result_path: Mapped[str | None] = mapped_column(Text, default=None)
     error: Mapped[str | None] = mapped_column(Text, default=None)
+
+
+# --- console: duplicate suggestions a person dismissed (added for the duplicates queue) -------
+
+
+class DuplicateDismissal(IdMixin, TenantOwned, Base):
+    """A suggested pair someone judged "not the same person"; the queue no longer offers it.
+
+    ``contact_a_id`` is the smaller id of the pair, so each pair is stored once.
+    """
+
+    __tablename__ = "contact_duplicate_dismissals"
+    __table_args__ = (UniqueConstraint("tenant_id", "contact_a_id", "contact_b_id"),)
+
+    contact_a_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"))
+    contact_b_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("contacts.id", ondelete="CASCADE"), index=True
+    )
+    dismissed_by: Mapped[uuid.UUID | None] = mapped_column(default=None)
+    dismissed_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
