@@ -1,10 +1,12 @@
 """Console page latency: server-side render time of the main admin pages, in process.
 
 Creates a SQLite (default) or ``TESSERA_DATABASE_URL`` installation in a temporary directory,
-a workspace with ``BENCH_USERS`` users (default 400, on the enterprise plan) and their audit history, signs in through
-the console's own form and requests each page ``BENCH_REPEAT`` times (default 100) through
-httpx's ASGI transport (no network, so the figure is the app's own cost). Counts SQL statements
-per request too: list pages must not grow with the number of rows shown.
+a workspace with ``BENCH_ROWS`` rows (default 10,000) in each listed table: users (the first
+``BENCH_USERS``, default 50, through the service, the rest inserted in bulk with the same
+password hash), audit events and background jobs. It signs in through the console's own form and
+requests each page ``BENCH_REPEAT`` times (default 100) through httpx's ASGI transport (no
+network, so the figure is the app's own cost). Counts SQL statements per request too: list pages
+must not grow with the number of rows in the table. Goal: every list page under 150 ms.
 
 Prints one JSON line::
 
@@ -15,6 +17,7 @@ Prints one JSON line::
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import os
 import re
@@ -27,9 +30,49 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-USERS = int(os.environ.get("BENCH_USERS", "400"))  # the enterprise plan has 500 seats
+USERS = int(os.environ.get("BENCH_USERS", "50"))
+ROWS = int(os.environ.get("BENCH_ROWS", "10000"))
 REPEAT = int(os.environ.get("BENCH_REPEAT", "100"))
 PASSWORD = "bench-password-123"
+
+
+async def _bulk_rows(tenant_id: Any, role_id: Any) -> None:
+    """Fill users, audit events and jobs up to ROWS rows each, in batches."""
+    from sqlalchemy import select
+
+    from tessera.core import context
+    from tessera.core.audit import service as audit
+    from tessera.core.db.session import unit_of_work
+    from tessera.core.identity.models import User
+    from tessera.core.jobs import service as jobs
+
+    with context.tenant_scope(tenant_id):
+        async with unit_of_work() as s:
+            pw = (await s.execute(select(User.password_hash).limit(1))).scalar_one()
+        for start in range(USERS, ROWS, 2000):
+            async with unit_of_work() as s:
+                s.add_all(
+                    User(
+                        email=f"user{i}@bench.example.com",
+                        name=f"User {i:05d}",
+                        role_id=role_id,
+                        password_hash=pw,
+                    )
+                    for i in range(start, min(ROWS, start + 2000))
+                )
+        for start in range(0, ROWS, 1000):
+            async with unit_of_work() as s:
+                for i in range(start, min(ROWS, start + 1000)):
+                    await audit.record(s, "bench.touch", "user", str(i), changes={"n": [i - 1, i]})
+        for start in range(0, ROWS, 2000):
+            async with unit_of_work() as s:
+                await jobs.enqueue_many(
+                    s,
+                    "bench.noop",
+                    [{"n": i} for i in range(start, min(ROWS, start + 2000))],
+                    queue="bench",
+                    run_at=dt.datetime(2099, 1, 1, tzinfo=dt.UTC),
+                )
 
 
 async def run() -> dict[str, Any]:
@@ -63,6 +106,8 @@ async def run() -> dict[str, Any]:
                 await service.create_user(
                     s, UserCreate(email=f"user{i}@bench.example.com", name=f"User {i:05d}", role_id=member)
                 )
+            tenant_id = (await tenancy.get_by_slug(s, "bench")).id  # type: ignore[union-attr]
+    await _bulk_rows(tenant_id, member)
     queries = 0
 
     def count(*_: Any) -> None:
@@ -86,6 +131,9 @@ async def run() -> dict[str, Any]:
             "users_page_7": None,
             "user_detail": f"/console/admin/users/{uid}",
             "audit": "/console/admin/audit",
+            "audit_filtered": "/console/admin/audit?action=bench.touch",
+            "jobs": "/console/admin/jobs",
+            "jobs_filtered": "/console/admin/jobs?status=queued&sort=run_at",
             "roles": "/console/admin/roles",
         }
         r = await c.get("/console/admin/users?limit=50")
@@ -136,7 +184,7 @@ def main() -> None:
         pages = asyncio.run(run())
         db = "postgres" if url.startswith("postgresql") else "sqlite"
         print(
-            json.dumps({"bench": "console_pages", "db": db, "users": USERS, "repeat": REPEAT, "pages": pages})
+            json.dumps({"bench": "console_pages", "db": db, "rows": ROWS, "repeat": REPEAT, "pages": pages})
         )
 
 

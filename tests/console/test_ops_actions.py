@@ -106,3 +106,42 @@ async def test_job_detail_retry_needs_jobs_manage(browser: Browser, app: Any, te
     assert (await browser.get(f"/console/admin/jobs/{job_id}")).status_code == 404
     assert (await browser.post(f"/console/admin/jobs/{job_id}/retry")).status_code == 404
     assert await _status(job_id) == "cancelled"
+
+
+async def test_home_activity_chart_counts_entries_per_day_in_the_tenant_time_zone(
+    app: Any, tenant: TenantWorld, database_urls: dict[str, str]
+) -> None:
+    import datetime as dt
+    import zoneinfo
+
+    from tessera.console import i18n
+    from tessera.console.pages.home import activity_chart
+    from tessera.core.audit.models import AuditEvent
+
+    tz = zoneinfo.ZoneInfo("Asia/Shanghai")
+    today = dt.datetime.now(tz).replace(hour=0, minute=30, second=0, microsecond=0)
+    i18n.activate("en", "Asia/Shanghai")
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    with context.tenant_scope(tenant.tenant_id):
+        async with unit_of_work() as s:
+            before = await activity_chart(s)
+    # The audit log is append-only for the application; move one entry as the owner. 00:30 today
+    # in Shanghai is 16:30 yesterday in UTC: it belongs to today's bar.
+    owner = create_async_engine(database_urls["owner"])
+    async with owner.begin() as conn:
+        t = AuditEvent.__table__
+        newest = select(func.max(t.c.seq)).where(t.c.tenant_id == tenant.tenant_id).scalar_subquery()
+        await conn.execute(
+            update(t)
+            .where(t.c.tenant_id == tenant.tenant_id, t.c.seq == newest)
+            .values(created_at=today.astimezone(dt.UTC))
+        )
+    await owner.dispose()
+    with context.tenant_scope(tenant.tenant_id):
+        async with unit_of_work() as s:
+            after = await activity_chart(s)
+    assert after.labels[-1] == today.strftime("%m-%d")
+    total_before = sum(before.datasets[0]["data"])
+    assert sum(after.datasets[0]["data"]) == total_before
+    assert after.datasets[0]["data"][-1] >= 1
