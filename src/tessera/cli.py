@@ -92,7 +92,17 @@ def serve(
         access_log=False,
         log_level="warning",
         proxy_headers=True,
+        # The C event loop and HTTP parser (uvicorn[standard] installs both; uvloop does not
+        # exist on Windows, where asyncio's loop is used).
+        loop="uvloop" if _importable("uvloop") else "auto",
+        http="httptools" if _importable("httptools") else "auto",
     )
+
+
+def _importable(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
 
 
 @app.command()
@@ -444,16 +454,26 @@ async def ensure_demo_tenant(settings: Settings) -> list[tuple[str, str]]:
 def demo(
     port: int | None = typer.Option(None, help="Port (default 8000)."),
     no_serve: bool = typer.Option(False, "--no-serve", help="Set up and print logins, do not start."),
+    mail_sink_port: int | None = typer.Option(
+        None, help="Port of the demo SMTP sink (default 2525, or a free one when taken)."
+    ),
 ) -> None:
     """Set up the data directory, migrate, create the demo tenant, print logins and start."""
+    import os
+
     s = get_settings()
     s.ensure_dirs()
     run_migrations(s)
     _runtime()
     modules.load(modules.REGISTRATIONS)
     logins = _run(ensure_demo_tenant(s))
+    connect_demo = modules.optional_import("tessera.connect.demo")
+    if connect_demo is not None:
+        # The email channel set up below points at this port; the sink starts on it after.
+        os.environ["TESSERA_MAIL_SINK_PORT"] = str(connect_demo.choose_mail_sink_port(mail_sink_port))
     for demo_module in modules.load(modules.DEMO_SETUP):
         _run(demo_module.setup(s))
+    sink = _run(connect_demo.start_mail_sink(s)) if connect_demo is not None and not no_serve else None
     url = s.public_url or f"http://{s.host}:{port or s.port}"
     typer.echo("")
     typer.echo("Tessera is ready.")
@@ -466,10 +486,16 @@ def demo(
     typer.echo(f"  Operator console: {url}/console/operator")
     typer.echo(f"  {'operator':<10} {DEMO_OPERATOR:<32} password: {s.demo_password}")
     typer.echo(f"  Data directory: {s.data_dir.resolve()}")
+    if sink is not None:
+        typer.echo(f"  Mail sink: smtp://127.0.0.1:{sink.port}  (console: {url}/console/connect/email/sink)")
     typer.echo("")
     sys.stdout.flush()
-    if not no_serve:
-        serve(host=None, port=port, workers=1)
+    try:
+        if not no_serve:
+            serve(host=None, port=port, workers=1)
+    finally:
+        if sink is not None:
+            sink.stop()
 
 
 def main() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import socket
 import uuid
 from typing import Any
 
@@ -551,3 +552,37 @@ async def test_sink_page_shows_mail_sent_over_smtp(
         r = await intruder.get("/console/connect/email/sink")
         assert "Your order" not in r.text
         assert (await intruder.get(f"/console/connect/email/sink/{key}")).status_code == 404
+
+
+async def test_demo_email_channel_and_sink(browser: Browser, tenant: TenantWorld, settings: Any) -> None:
+    """``tessera demo``'s wiring: an email channel with a working DKIM key pointing at the sink,
+    a sink storing into the tenant's mailbox, and a signed welcome mail on the sink page."""
+    from tessera.connect import demo
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        busy = taken.getsockname()[1]
+        port = demo.choose_mail_sink_port(busy)  # taken: another free port is chosen
+    assert port != busy
+    await demo.setup(settings, tenant_slug=tenant.slug, port=2775, mail_port=port)
+    await demo.setup(settings, tenant_slug=tenant.slug, port=2775, mail_port=port)  # idempotent
+    [ch] = await _in(tenant, lambda s: _all_where(s, Channel, Channel.kind == "email"))
+    assert ch.settings["smtp_port"] == port and ch.settings["sink"] is True
+    sink = await demo.start_mail_sink(settings, tenant_slug=tenant.slug, port=port)
+    try:
+        assert sink is not None and sink.wait_for(1)
+    finally:
+        sink.stop()
+    await browser.login(tenant, "admin")
+    r = await browser.post(f"/console/connect/email/channels/{ch.id}/check")
+    assert "Signing works" in r.text
+    r = await browser.get("/console/connect/email/sink")
+    assert "Welcome to the Tessera demo" in r.text
+    key = re.search(r"/console/connect/email/sink/([0-9-]+)\"", r.text).group(1)
+    r = await browser.get(f"/console/connect/email/sink/{key}")
+    assert "DKIM-Signature" in r.text and "local SMTP sink" in r.text
+    assert await demo.start_mail_sink(settings, tenant_slug="no-such-tenant") is None
+
+
+async def _all_where(s: Any, model: Any, *cond: Any) -> list[Any]:
+    return list((await s.execute(select(model).where(*cond))).scalars())
