@@ -141,6 +141,25 @@ async def add_route(session: AsyncSession, channel_id: uuid.UUID, data: RouteIn)
     return r
 
 
+async def update_route(session: AsyncSession, route_id: uuid.UUID, data: RouteIn) -> RouteEntry:
+    r = (await session.execute(select(RouteEntry).where(RouteEntry.id == route_id))).scalar_one_or_none()
+    if r is None:
+        raise RouteNotFound()
+    link = (
+        await session.execute(select(Link).where(Link.id == data.link_id, Link.channel_id == r.channel_id))
+    ).scalar_one_or_none()
+    if link is None:
+        raise MessageInvalid("the link does not exist on this channel", field="link_id", rule="unknown_link")
+    before = {"carrier": r.carrier, "link_id": str(r.link_id), "priority": r.priority, "weight": r.weight}
+    for k, v in data.model_dump().items():
+        setattr(r, k, v)
+    await session.flush()
+    await audit.record(
+        session, "route.update", "route", r.id, before=before, after=data.model_dump(mode="json")
+    )
+    return r
+
+
 async def delete_route(session: AsyncSession, route_id: uuid.UUID) -> None:
     r = (await session.execute(select(RouteEntry).where(RouteEntry.id == route_id))).scalar_one_or_none()
     if r is None:

@@ -1,0 +1,509 @@
+"""Connect console pages: messages, channels and links, routes and portability, templates and
+signatures (issue 6). httpx against the app, signed in through the console's own form."""
+
+# ruff: noqa: F811 - the console fixtures are imported and then requested by name
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+from tests.conftest import TenantWorld
+from tests.connect.messaging.conftest import setup_sms, wait_final
+from tests.console.conftest import Browser, browser, browser2  # noqa: F401 - fixtures
+
+from tessera.connect.models import PortedNumber, Template
+from tessera.connect.smpp.server import SmscAccount, SmscConfig, SmscSimulator
+from tessera.core import context
+from tessera.core.db.session import unit_of_work
+
+PHONE = "+8613812345678"
+
+
+async def _send(client: httpx.AsyncClient, world: TenantWorld, to: str = PHONE, **kw: Any) -> str:
+    r = await client.post(
+        "/v1/messages", json={"to": to, "body": "Your code is 1234", **kw}, headers=world.headers("admin")
+    )
+    assert r.status_code == 202, r.text
+    return str(r.json()["id"])
+
+
+async def _count(world: TenantWorld, model: Any) -> int:
+    with context.tenant_scope(world.tenant_id):
+        async with unit_of_work() as s:
+            return int((await s.execute(select(func.count()).select_from(model))).scalar_one())
+
+
+def _field_error(html: str, field: str) -> bool:
+    return f'id="f-{field}-err"' in html
+
+
+async def test_pages_render_per_role(
+    browser: Browser, client: httpx.AsyncClient, tenant: TenantWorld
+) -> None:
+    await setup_sms(client, tenant)
+    pages = [
+        "/console/connect/messages",
+        "/console/connect/messages/send",
+        "/console/connect/channels",
+        "/console/connect/channels/new",
+        "/console/connect/routes",
+        "/console/connect/templates",
+        "/console/connect/templates/new",
+    ]
+    await browser.login(tenant, "admin")
+    for url in pages:
+        r = await browser.get(url)
+        assert r.status_code == 200, (url, r.text[:300])
+    home = await browser.get("/console/")
+    assert "Messages today" in home.text
+    for key in ("connect.messages", "connect.channels", "connect.routes", "connect.templates"):
+        assert f'data-nav="{key}"' in home.text
+
+    await browser.client.post("/console/logout", data={"csrf_token": browser.csrf})
+    await browser.login(tenant, "member")
+    allowed = {"/console/connect/messages", "/console/connect/messages/send", "/console/connect/templates"}
+    for url in pages:
+        r = await browser.get(url)
+        assert r.status_code == (200 if url in allowed else 403), (url, r.status_code)
+    home = await browser.get("/console/")
+    assert 'data-nav="connect.messages"' in home.text and 'data-nav="connect.channels"' not in home.text
+
+    await browser.client.post("/console/logout", data={"csrf_token": browser.csrf})
+    await browser.login(tenant, "read-only")
+    assert (await browser.get("/console/connect/messages")).status_code == 200
+    assert (await browser.get("/console/connect/messages/send")).status_code == 403
+    r = await browser.post("/console/connect/messages/send", {"to": PHONE, "body": "x"})
+    assert r.status_code == 403
+
+
+async def test_post_without_csrf_is_refused(browser: Browser, tenant: TenantWorld) -> None:
+    await browser.login(tenant, "admin")
+    r = await browser.post("/console/connect/channels/new", {"kind": "sms", "name": "X"}, csrf=False)
+    assert r.status_code == 403
+    r = await browser.get("/console/connect/channels")
+    assert "No channels yet." in r.text
+
+
+async def test_channel_and_link_forms(browser: Browser, tenant: TenantWorld) -> None:
+    await browser.login(tenant, "admin")
+    r = await browser.post("/console/connect/channels/new", {"kind": "sms", "name": ""})
+    assert r.status_code == 422 and _field_error(r.text, "name")
+    r = await browser.post("/console/connect/channels/new", {"kind": "wechat", "name": "WX"})
+    assert r.status_code == 422 and _field_error(r.text, "appid")
+    r = await browser.post("/console/connect/channels/new", {"kind": "sms", "name": "Main SMS"})
+    assert r.status_code == 303
+    ch_url = r.headers["location"].split("?")[0]
+    ch_id = ch_url.rsplit("/", 1)[1]
+
+    bad = {"name": "l1", "host": "", "port": "99999", "system_id": "acct", "password": "toolongpassword"}
+    r = await browser.post(f"{ch_url}/links", bad)
+    assert r.status_code == 422
+    for f in ("host", "port", "password"):
+        assert _field_error(r.text, f), f
+    r = await browser.post(
+        f"{ch_url}/links",
+        {
+            "name": "l1",
+            "host": "127.0.0.1",
+            "port": "2775",
+            "system_id": "acct",
+            "password": "pw",
+            "source_rules": "[1",
+        },
+    )
+    assert r.status_code == 422 and _field_error(r.text, "source_rules")
+    r = await browser.post(
+        f"{ch_url}/links",
+        {"name": "l1", "host": "127.0.0.1", "port": "2775", "system_id": "acct", "password": "s3cr3t",
+         "window": "5", "tps": "50", "source_rules": '{"allowed": ["10690001"]}'},
+    )  # fmt: skip
+    assert r.status_code == 303, r.text
+    link_url = r.headers["location"].split("?")[0]
+    r = await browser.get(link_url)
+    assert r.status_code == 200 and "s3cr3t" not in r.text and "10690001" in r.text
+    assert 'data-link-state="idle"' in r.text
+    r = await browser.post(link_url, {"name": "l1", "window": "0", "status": "active"})
+    assert r.status_code == 422 and _field_error(r.text, "window")
+    r = await browser.post(link_url, {"name": "Primary", "window": "20", "tps": "100", "status": "disabled"})
+    assert r.status_code == 303
+    r = await browser.get(link_url)
+    assert "Primary" in r.text and 'data-link-state="disabled"' in r.text
+
+    r = await browser.post(ch_url, {"name": "", "status": "active"})
+    assert r.status_code == 422 and _field_error(r.text, "name")
+    r = await browser.post(ch_url, {"name": "Renamed", "status": "active", "default_source": "10690009"})
+    assert r.status_code == 303
+    r = await browser.get("/console/connect/channels")
+    assert "Renamed" in r.text and "10690009" in r.text
+    r = await browser.get(f"/console/connect/channels/{ch_id}/live", headers={"HX-Request": "true"})
+    assert r.status_code == 200 and "<html" not in r.text and "Primary" in r.text
+
+
+async def test_live_link_state_and_throughput(
+    app: Any, browser: Browser, client: httpx.AsyncClient, tenant: TenantWorld
+) -> None:
+    from tessera.connect.dispatcher import Dispatcher
+
+    sim = SmscSimulator(SmscConfig(accounts=[SmscAccount("acct0", "pw")], port=0))
+    await sim.start()
+    ids = await setup_sms(client, tenant, sim)  # before the gateway starts: it caches routes
+    d = Dispatcher(submit_timeout=1.0)
+    await d.start()
+    app.state.connect_gateway = d
+    try:
+        for i in range(3):
+            await _send(client, tenant, to=f"+86138000000{i:02d}")
+        st = await wait_final(tenant, 3)
+        assert st.get("delivered") == 3, st
+        await browser.login(tenant, "admin")
+        r = await browser.get(f"/console/connect/channels/{ids['channel_id']}")
+        assert r.status_code == 200
+        assert 'data-link-state="bound"' in r.text and d.id in r.text, re.findall(
+            r'data-link-state="[a-z]+"', r.text
+        )
+        cfg = json.loads(
+            re.search(r'<script type="application/json" id="chart-[^"]+">(.*?)</script>', r.text, re.S).group(
+                1
+            )
+        )  # type: ignore[union-attr]
+        submits, receipts = (ds["data"] for ds in cfg["data"]["datasets"])
+        assert round(sum(submits) * 60) == 3 and round(sum(receipts) * 60) == 3
+    finally:
+        app.state.connect_gateway = None
+        await d.stop()
+        await sim.stop()
+
+
+async def test_routes_portability_and_lookup(
+    browser: Browser, client: httpx.AsyncClient, tenant: TenantWorld
+) -> None:
+    ids = await setup_sms(client, tenant, links=2)
+    ch = ids["channel_id"]
+    await browser.login(tenant, "admin")
+    r = await browser.get(f"/console/connect/routes?channel={ch}")
+    assert r.status_code == 200 and "Default (any carrier)" in r.text
+    r = await browser.post(
+        "/console/connect/routes/new",
+        {
+            "channel": ch,
+            "carrier": "China Mobile",
+            "link_id": ids["link_ids"][1],
+            "priority": "0",
+            "weight": "0",
+        },
+    )
+    assert r.status_code == 422 and _field_error(r.text, "weight")
+    r = await browser.post(
+        "/console/connect/routes/new",
+        {
+            "channel": ch,
+            "carrier": "China Mobile",
+            "link_id": str(uuid.uuid4()),
+            "priority": "0",
+            "weight": "10",
+        },
+    )
+    assert r.status_code == 422 and _field_error(r.text, "link_id")
+    r = await browser.post(
+        "/console/connect/routes/new",
+        {
+            "channel": ch,
+            "carrier": "China Mobile",
+            "link_id": ids["link_ids"][1],
+            "priority": "0",
+            "weight": "30",
+        },
+    )
+    assert r.status_code == 303
+
+    r = await browser.post("/console/connect/routes/lookup", {"channel": ch, "number": "12"})
+    assert r.status_code == 422 and _field_error(r.text, "number")
+    r = await browser.post("/console/connect/routes/lookup", {"channel": ch, "number": "13812345678"})
+    assert r.status_code == 200
+    result = r.text[r.text.index("lookup-result") :]
+    assert "China Mobile" in result and "link1" in result and "last failover" in result
+
+    # A bad line anywhere: nothing is imported.
+    before = await _count(tenant, PortedNumber)
+    files = {
+        "file": ("ported.csv", b"number,carrier\n13812345678,China Unicom\nnot-a-number,X\n", "text/csv")
+    }
+    r = await browser.client.post(
+        "/console/connect/routes/porting/import",
+        data={"csrf_token": browser.csrf, "channel": ch},
+        files=files,
+    )
+    assert r.status_code == 422 and "line 3" in r.text and _field_error(r.text, "file"), r.text[-3000:]
+    assert await _count(tenant, PortedNumber) == before
+    files = {"file": ("ported.csv", b"number,carrier\n13812345678,China Unicom\n", "text/csv")}
+    r = await browser.client.post(
+        "/console/connect/routes/porting/import",
+        data={"csrf_token": browser.csrf, "channel": ch},
+        files=files,
+    )
+    assert r.status_code == 303
+    assert await _count(tenant, PortedNumber) == 1
+    r = await browser.post("/console/connect/routes/lookup", {"channel": ch, "number": "13812345678"})
+    result = r.text[r.text.index("lookup-result") :]
+    assert "China Unicom" in result and "Default (any carrier)" in result
+
+    # Edit the route, then delete it.
+    r = await browser.get(f"/console/connect/routes?channel={ch}")
+    route_id = re.search(r"/console/connect/routes/([0-9a-f-]{36})\"", r.text).group(1)  # type: ignore[union-attr]
+    r = await browser.post(
+        f"/console/connect/routes/{route_id}", {"carrier": "", "link_id": ids["link_ids"][0], "weight": "5"}
+    )
+    assert r.status_code == 422 and _field_error(r.text, "carrier")
+    r = await browser.post(
+        f"/console/connect/routes/{route_id}",
+        {"carrier": "China Telecom", "link_id": ids["link_ids"][0], "priority": "3", "weight": "5"},
+    )
+    assert r.status_code == 303
+    r = await browser.get(f"/console/connect/routes/{route_id}")
+    assert 'value="China Telecom"' in r.text
+    r = await browser.post(f"/console/connect/routes/{route_id}/delete")
+    assert r.status_code == 303
+    assert (await browser.get(f"/console/connect/routes/{route_id}")).status_code == 404
+
+
+async def test_template_approval_flow(browser: Browser, browser2: Browser, tenant: TenantWorld) -> None:
+    await browser.login(tenant, "admin")
+    r = await browser.post("/console/connect/templates/new", {"name": "", "message_class": "notification"})
+    assert r.status_code == 422 and _field_error(r.text, "name") and _field_error(r.text, "body_sms")
+    r = await browser.post(
+        "/console/connect/templates/new",
+        {"name": "Order shipped", "message_class": "notification", "body_sms": "Order {{order}} shipped"},
+    )
+    assert r.status_code == 303
+    url = r.headers["location"].split("?")[0]
+    r = await browser.get(url)
+    assert "Draft" in r.text and "order" in r.text and "Submit for approval" in r.text
+
+    r = await browser.post(
+        f"{url}/preview", {"channel": "sms", "var_order": "A-1"}, headers={"HX-Request": "true"}
+    )
+    assert r.status_code == 200 and "Order A-1 shipped" in r.text and "GSM-7" in r.text
+    r = await browser.post(
+        f"{url}/preview", {"channel": "sms", "var_order": "订单"}, headers={"HX-Request": "true"}
+    )
+    assert "UCS-2" in r.text
+
+    r = await browser.post(f"{url}/approve")
+    assert r.status_code == 409  # a draft cannot be approved
+    assert (await browser.post(f"{url}/submit")).status_code == 303
+    r = await browser.get(url)
+    assert "Pending approval" in r.text and "Approve" in r.text
+
+    # A manager manages messages but does not hold channels:approve.
+    await browser2.login(tenant, "manager")
+    assert (await browser2.post(f"{url}/approve")).status_code == 403
+    assert (await browser2.post(f"{url}/reject", {"reason": "no"})).status_code == 403
+
+    r = await browser.post(f"{url}/reject", {"reason": "  "})
+    assert r.status_code == 422 and _field_error(r.text, "reason")
+    r = await browser.post(f"{url}/reject", {"reason": "Missing the opt-out text"})
+    assert r.status_code == 303
+    r = await browser.get(url)
+    assert "Rejected: Missing the opt-out text" in r.text
+    r = await browser.post(
+        url, {"name": "Order shipped", "body_sms": "Order {{order}} shipped. Reply TD to opt out"}
+    )
+    assert r.status_code == 303
+    assert (await browser.post(f"{url}/submit")).status_code == 303
+    assert (await browser.post(f"{url}/approve")).status_code == 303
+    r = await browser.get("/console/connect/templates")
+    assert "Order shipped" in r.text and "Approved" in r.text
+
+    # Signatures: registered pending, approved by an approver.
+    r = await browser.post("/console/connect/templates/signatures/new", {"text": "A"})
+    assert r.status_code == 422 and _field_error(r.text, "text")
+    r = await browser.post("/console/connect/templates/signatures/new", {"text": "Acme", "is_default": "on"})
+    assert r.status_code == 303
+    r = await browser.post("/console/connect/templates/signatures/new", {"text": "【Acme】"})
+    assert r.status_code == 422 and "already exists" in r.text.lower()
+    r = await browser.get("/console/connect/templates")
+    sid = re.search(r"signatures/([0-9a-f-]{36})/approve", r.text).group(1)  # type: ignore[union-attr]
+    assert (await browser2.post(f"/console/connect/templates/signatures/{sid}/approve")).status_code == 403
+    assert (await browser.post(f"/console/connect/templates/signatures/{sid}/approve")).status_code == 303
+    r = await browser.get("/console/connect/messages/send")
+    assert "【Acme】" in r.text and "Order shipped" in r.text
+
+
+async def test_message_search_by_phone_is_tenant_scoped(
+    browser: Browser, client: httpx.AsyncClient, tenant: TenantWorld, other_tenant: TenantWorld
+) -> None:
+    await setup_sms(client, tenant)
+    await setup_sms(client, other_tenant)
+    mine = await _send(client, tenant, reference="mine-1")
+    await _send(client, tenant, to="+8613900000000", reference="mine-2")
+    theirs = await _send(client, other_tenant, reference="theirs-1")
+
+    await browser.login(tenant, "admin")
+    r = await browser.post("/console/connect/messages/search", {"to": "abc def"})
+    assert r.status_code == 422 and 'id="msg-to-err"' in r.text
+    r = await browser.post("/console/connect/messages/search", {"to": "138 1234 5678", "status": "accepted"})
+    assert r.status_code == 303
+    location = r.headers["location"]
+    assert "13812345678" not in location and "rcpt=" in location and "status=accepted" in location
+    r = await browser.get(location)
+    assert r.status_code == 200
+    assert mine in r.text and theirs not in r.text and "mine-2" not in r.text
+    r = await browser.get(location + "&format=csv")
+    assert r.headers["content-type"].startswith("text/csv")
+    lines = r.text.strip().splitlines()
+    assert len(lines) == 2 and mine in lines[1]
+
+    r = await browser.get("/console/connect/messages?reference=mine-2")
+    assert "mine-2" in r.text and mine not in r.text
+    r = await browser.get("/console/connect/messages?since=2000-01-01&until=2000-01-02")
+    assert "No messages match these filters." in r.text
+    r = await browser.get("/console/connect/messages?since=yesterday")
+    assert r.status_code == 422
+    r = await browser.get("/console/connect/messages?limit=1")
+    nxt = re.search(r'href="/console/connect/messages(\?[^"]*cursor=[^"]+)"', r.text)
+    assert nxt
+    r2 = await browser.get("/console/connect/messages" + nxt.group(1).replace("&amp;", "&"))
+    assert r2.status_code == 200 and mine in r2.text
+
+    r = await browser.get(f"/console/connect/messages/{mine}")
+    assert r.status_code == 200 and "Delivery timeline" in r.text and "Accepted" in r.text
+    r = await browser.get(f"/console/connect/messages/{theirs}")
+    assert r.status_code == 404
+
+
+async def test_masking_for_members(browser: Browser, client: httpx.AsyncClient, tenant: TenantWorld) -> None:
+    await setup_sms(client, tenant)
+    mid = await _send(client, tenant)
+    await browser.login(tenant, "member")
+    r = await browser.get("/console/connect/messages")
+    assert mid in r.text and "13812345678" not in r.text
+    r = await browser.get(f"/console/connect/messages/{mid}")
+    assert "13812345678" not in r.text
+
+
+async def test_send_test_message_form(
+    browser: Browser, client: httpx.AsyncClient, tenant: TenantWorld
+) -> None:
+    ids = await setup_sms(client, tenant)
+    await browser.login(tenant, "member")
+    r = await browser.post(
+        "/console/connect/messages/send",
+        {"channel_id": ids["channel_id"], "to": "12", "message_class": "notification", "body": "Hi"},
+    )
+    assert r.status_code == 422 and _field_error(r.text, "to")
+    r = await browser.post(
+        "/console/connect/messages/send",
+        {"channel_id": ids["channel_id"], "to": PHONE, "message_class": "notification"},
+    )
+    assert r.status_code == 422 and _field_error(r.text, "body")
+    r = await browser.post(
+        "/console/connect/messages/send",
+        {"channel_id": ids["channel_id"], "to": PHONE, "message_class": "bogus", "body": "Hi"},
+    )
+    assert r.status_code == 422 and _field_error(r.text, "message_class")
+    r = await browser.post(
+        "/console/connect/messages/send",
+        {
+            "channel_id": ids["channel_id"],
+            "to": PHONE,
+            "message_class": "notification",
+            "body": "Hello there",
+        },
+    )
+    assert r.status_code == 303
+    r = await browser.get(r.headers["location"])
+    assert r.status_code == 200 and "Hello there" in r.text and "Accepted" in r.text
+
+
+async def test_cross_tenant_detail_pages_are_404(
+    browser: Browser,
+    browser2: Browser,
+    client: httpx.AsyncClient,
+    tenant: TenantWorld,
+    other_tenant: TenantWorld,
+) -> None:
+    ids = await setup_sms(client, tenant)
+    mid = await _send(client, tenant)
+    r = await client.post(
+        "/v1/templates",
+        json={"name": "T", "class": "notification", "bodies": {"sms": "hi"}},
+        headers=tenant.headers("admin"),
+    )
+    tid = r.json()["id"]
+    await client.post(f"/v1/templates/{tid}/submit", headers=tenant.headers("admin"))
+    await browser.login(tenant, "admin")
+    r = await browser.get(f"/console/connect/routes?channel={ids['channel_id']}")
+    route_id = re.search(r"/console/connect/routes/([0-9a-f-]{36})\"", r.text).group(1)  # type: ignore[union-attr]
+    r = await client.post("/v1/signatures", json={"text": "Victim"}, headers=tenant.headers("admin"))
+    sid = r.json()["id"]
+
+    await browser2.login(other_tenant, "owner")
+    ch, link = ids["channel_id"], ids["link_ids"][0]
+    for url in (
+        f"/console/connect/messages/{mid}",
+        f"/console/connect/channels/{ch}",
+        f"/console/connect/channels/{ch}/live",
+        f"/console/connect/channels/links/{link}",
+        f"/console/connect/channels/links/{link}/live",
+        f"/console/connect/routes/{route_id}",
+        f"/console/connect/templates/{tid}",
+    ):
+        r = await browser2.get(url)
+        assert r.status_code == 404, (url, r.status_code)
+    assert (await browser2.get(f"/console/connect/routes?channel={ch}")).status_code == 422
+    for url, data in (
+        (f"/console/connect/templates/{tid}/approve", {}),
+        (f"/console/connect/templates/{tid}/reject", {"reason": "x"}),
+        (f"/console/connect/templates/{tid}/reject", {"reason": ""}),
+        (f"/console/connect/templates/{tid}", {"name": "Hacked", "body_sms": "x"}),
+        (f"/console/connect/templates/{tid}/preview", {"channel": "sms"}),
+        (f"/console/connect/channels/{ch}", {"name": "Hacked", "status": "disabled"}),
+        (
+            f"/console/connect/channels/{ch}/links",
+            {"name": "x", "host": "h", "port": "1", "system_id": "s", "password": "p"},
+        ),
+        (f"/console/connect/channels/links/{link}", {"name": "Hacked", "window": "1", "status": "disabled"}),
+        (f"/console/connect/channels/links/{link}/delete", {}),
+        (
+            f"/console/connect/routes/{route_id}",
+            {"carrier": "x", "link_id": link, "priority": "0", "weight": "1"},
+        ),
+        (f"/console/connect/routes/{route_id}/delete", {}),
+        (f"/console/connect/templates/signatures/{sid}/approve", {}),
+    ):
+        r = await browser2.post(url, data)
+        assert r.status_code == 404, (url, r.status_code)
+    r = await browser2.post("/console/connect/routes/lookup", {"channel": ch, "number": PHONE})
+    assert r.status_code == 422
+    r = await browser2.post(
+        "/console/connect/messages/send",
+        {"channel_id": ch, "to": PHONE, "message_class": "notification", "body": "x"},
+    )
+    assert r.status_code == 422 and _field_error(r.text, "channel_id")
+
+    with context.tenant_scope(tenant.tenant_id):
+        async with unit_of_work() as s:
+            t = await s.get(Template, uuid.UUID(tid))
+            assert t is not None and t.status == "pending" and t.name == "T"
+    r = await client.get(f"/v1/links/{link}", headers=tenant.headers("admin"))
+    assert r.json()["name"] == "link0" and r.json()["status"] == "active"
+    r = await client.get(f"/v1/channels/{ch}/routes", headers=tenant.headers("admin"))
+    assert len(r.json()) == 1
+    r = await client.get("/v1/signatures", headers=tenant.headers("admin"))
+    assert r.json()[0]["status"] == "pending"
+
+
+@pytest.mark.parametrize("lang", ["zh_Hans"])
+async def test_pages_in_chinese(
+    browser: Browser, client: httpx.AsyncClient, tenant: TenantWorld, lang: str
+) -> None:
+    await setup_sms(client, tenant)
+    await browser.login(tenant, "admin")
+    await browser.post("/console/locale", {"locale": lang, "next": "/console/"})
+    r = await browser.get("/console/connect/templates")
+    assert "短信签名" in r.text
