@@ -25,6 +25,7 @@ from tessera.connect.schemas import (
     MessageOut,
     PreviewIn,
     PreviewOut,
+    RecipientResult,
     RejectIn,
     RouteIn,
     RouteOut,
@@ -56,7 +57,14 @@ Manager = Annotated[Principal, Depends(require("channels:manage"))]
 async def send_one(data: MessageIn, principal: Sender, session: DbSession) -> Accepted:
     """Accept one message; 202 once it is durably stored with status ``accepted``."""
     m = await send.send_message(session, data)
-    return Accepted(id=m.id, status=m.status, segments=m.segments, encoding=m.encoding)
+    return Accepted(
+        id=m.id,
+        status=m.status,
+        segments=m.segments,
+        encoding=m.encoding,
+        code=m.code,
+        scheduled_at=m.not_before,
+    )
 
 
 @router.post(
@@ -66,9 +74,29 @@ async def send_one(data: MessageIn, principal: Sender, session: DbSession) -> Ac
     responses=error_responses(422),
 )
 async def send_many(data: BatchIn, principal: Sender, session: DbSession) -> BatchAccepted:
-    """Accept up to 10,000 recipients with per-recipient variables, all or nothing."""
-    accepted = await send.send_batch(session, data)
-    return BatchAccepted(count=len(accepted), ids=[m.id for m in accepted])
+    """Accept up to 10,000 recipients with per-recipient variables. Invalid input refuses the whole
+    batch (422); a recipient refused by compliance is stored ``rejected`` and listed in ``results``."""
+    out = await send.send_batch(session, data)
+    return BatchAccepted(
+        count=len(out),
+        ids=[m.id for m in out],
+        accepted=sum(1 for m in out if m.status == "accepted"),
+        held=sum(1 for m in out if m.status == "held"),
+        rejected=sum(1 for m in out if m.status == "rejected"),
+        results=[
+            RecipientResult(
+                index=i,
+                id=m.id,
+                status=m.status,
+                code=m.code,
+                field=m.field,
+                message=m.message,
+                scheduled_at=m.not_before,
+            )
+            for i, m in enumerate(out)
+            if m.code is not None
+        ],
+    )
 
 
 @router.post("/messages/preview", response_model=PreviewOut, responses=error_responses(404, 422))

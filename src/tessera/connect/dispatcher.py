@@ -78,6 +78,17 @@ RECEIPT_REASON = {
 }
 
 
+def _final_of(stat: str, error: str) -> tuple[str, str | None]:
+    """Final status and reason of a message from a receipt's ``stat`` (and error code)."""
+    if stat == "DELIVRD":
+        return "delivered", None
+    status = RECEIPT_STATUS.get(stat, "failed")
+    reason = RECEIPT_REASON.get(stat, "carrier.failed")
+    if error and status == "failed":
+        reason = f"{reason}.{error}"
+    return status, reason
+
+
 def wake() -> None:
     """Tell in-process dispatchers that new messages were committed (called after commit)."""
     for ev in list(_wake_events):
@@ -431,8 +442,10 @@ class Dispatcher:
         max_pending: int | None = None,
         client_options: dict[str, Any] | None = None,
         wechat_transport: Any = None,
+        link_refresh: float = 5.0,
     ) -> None:
         self.wechat_transport = wechat_transport
+        self.link_refresh = link_refresh
         self.id = gateway_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.claim_batch = claim_batch
         self.heartbeat_interval = heartbeat_interval
@@ -459,9 +472,14 @@ class Dispatcher:
         await self._heartbeat()
         self.writer.start()
         self.receipt_writer.start()
+        try:
+            await self.bind_links()
+        except Exception:  # the links loop tries again
+            log.exception("binding the links failed")
         self._tasks = [
             asyncio.create_task(self._claim_loop(), name="connect-claim"),
             asyncio.create_task(self._heartbeat_loop(), name="connect-heartbeat"),
+            asyncio.create_task(self._links_loop(), name="connect-links"),
         ]
 
     async def stop(self) -> None:
@@ -526,6 +544,44 @@ class Dispatcher:
                     log.warning("recovered %d messages claimed by dead gateways", recovered)
                     self.stats["recovered"] += recovered
                 await s.execute(delete(GatewayHeartbeat).where(GatewayHeartbeat.id.in_(dead)))
+
+    # -- links ------------------------------------------------------------------------------
+    async def bind_links(self) -> int:
+        """Bind every enabled SMPP link of every tenant that no runner of ours holds yet, traffic
+        or not: a link also carries the carrier's MO messages and receipts. On PostgreSQL a link
+        held by another gateway is skipped (advisory lock) and tried again on the next round, so
+        a surviving gateway takes over the links of a dead one. Returns the links started."""
+        from tessera.core.tenancy.models import Tenant
+
+        todo: list[tuple[uuid.UUID, uuid.UUID]] = []
+        with context.tenant_scope(None):
+            async with unit_of_work(platform=True) as s:
+                tids = list((await s.execute(select(Tenant.id))).scalars())
+                for tid in tids:
+                    await switch_tenant(s, tid)
+                    routes = await self._routes(s, tid)
+                    todo += [
+                        (tid, lid)
+                        for lid, info in routes.links.items()
+                        if info.status == "active" and lid not in self.runners
+                    ]
+                await switch_tenant(s, None)
+        started = 0
+        for tid, lid in todo:
+            if self._stopped:
+                break
+            self.unavailable.discard(lid)
+            if await self._runner(tid, lid) is not None:
+                started += 1
+        return started
+
+    async def _links_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.link_refresh)
+            try:
+                await self.bind_links()
+            except Exception:
+                log.exception("binding the links failed")
 
     async def _heartbeat_loop(self) -> None:
         while True:
@@ -748,6 +804,10 @@ class Dispatcher:
             if t.external_id
         }
         tr = TenantRoutes(time.monotonic(), links, dict(table), wechat, templates)
+        tr.email = {
+            c.id: (dict(c.settings or {}), c.secret)
+            for c in (await s.execute(select(Channel).where(Channel.kind == "email"))).scalars()
+        }
         self.routes[tid] = tr
         return tr
 
@@ -774,6 +834,12 @@ class Dispatcher:
             return runner
         if link_id in self.unavailable:
             return None
+        email = self.routes[tid].email.get(link_id)
+        if email is not None:  # email channels: tessera.connect.email.pipeline
+            from tessera.connect.email.pipeline import EmailRunner
+
+            self.runners[link_id] = EmailRunner(self, link_id, *email)  # type: ignore[assignment]
+            return self.runners[link_id]
         wechat = self.routes[tid].wechat.get(link_id)
         if wechat is not None:
             wr = WeChatRunner(self, link_id, *wechat)
@@ -793,10 +859,6 @@ class Dispatcher:
         """Give ``item`` to the first bound candidate link not tried yet (else the first untried)."""
         untried = [c for c in item.candidates if c not in item.tried]
         runners = [(c, await self._runner(item.tenant_id, c)) for c in untried]
-        tr.email = {
-            c.id: (dict(c.settings or {}), c.secret)
-            for c in (await s.execute(select(Channel).where(Channel.kind == "email"))).scalars()
-        }
         usable = [(c, r) for c, r in runners if r is not None]
         if not usable:
             await self.writer.submit_outcome(
@@ -823,12 +885,6 @@ class Dispatcher:
             return
         with context.tenant_scope(None):
             async with unit_of_work(platform=True) as s:
-        email = self.routes[tid].email.get(link_id)
-        if email is not None:  # email channels: tessera.connect.email.pipeline
-            from tessera.connect.email.pipeline import EmailRunner
-
-            self.runners[link_id] = EmailRunner(self, link_id, *email)  # type: ignore[assignment]
-            return self.runners[link_id]
                 await s.execute(
                     update(DispatchItem)
                     .where(DispatchItem.message_id.in_(ids))
@@ -995,93 +1051,109 @@ class Dispatcher:
     async def apply_receipts(
         self, s: AsyncSession, payloads: list[tuple[uuid.UUID, DeliveryReceipt]]
     ) -> set[int]:
-        """Record receipts; return ``id()`` of the payloads whose carrier id is not known (yet)."""
+        """Record receipts; return ``id()`` of the payloads whose carrier id is not known (yet).
+
+        Core statements only: one ``SELECT`` of the carrier ids per link; a single-part message
+        (almost all) is final on its one receipt, so only parts of long messages have their
+        outcome stored and their siblings read; one guarded ``UPDATE … RETURNING`` per
+        (status, reason) skips messages already final (a duplicate or late receipt)."""
         now = utcnow()
         by_link: dict[uuid.UUID, list[tuple[uuid.UUID, DeliveryReceipt]]] = defaultdict(list)
         for p in payloads:
             by_link[p[0]].append(p)
-        k = CarrierReceiptKey
+        k = table_of(CarrierReceiptKey)
         unmatched: set[int] = set()
-        part_outcomes: dict[tuple[uuid.UUID, uuid.UUID], list[tuple[str, str]]] = defaultdict(list)
+        # (tenant, message) → final status and reason
+        decided: dict[uuid.UUID, dict[uuid.UUID, tuple[str, str | None]]] = defaultdict(dict)
+        multipart: list[dict[str, Any]] = []
+        errors: dict[tuple[uuid.UUID, str], str] = {}
         for link_id, ps in by_link.items():
-            cids = [r.message_id for _, r in ps]
+            cids = list({r.message_id for _, r in ps})
             rows = {
                 row.carrier_id: row
                 for row in (
-                    await s.execute(select(k).where(k.link_id == link_id, k.carrier_id.in_(cids)))
-                ).scalars()
+                    await s.execute(
+                        select(k.c.carrier_id, k.c.tenant_id, k.c.message_id, k.c.parts).where(
+                            k.c.link_id == link_id, k.c.carrier_id.in_(cids)
+                        )
+                    )
+                ).all()
             }
             for p in ps:
                 row = rows.get(p[1].message_id)
                 if row is None:
                     unmatched.add(id(p))
                     continue
-                stat = p[1].stat.upper()
-                row.outcome = stat[:16]
-                part_outcomes[(row.tenant_id, row.message_id)].append((stat, p[1].error))
-        await s.flush()
-        by_tenant: dict[uuid.UUID, list[uuid.UUID]] = defaultdict(list)
-        for tid, mid in part_outcomes:
-            by_tenant[tid].append(mid)
-        for tid, mids in by_tenant.items():
-            parts = (await s.execute(select(k.message_id, k.outcome).where(k.message_id.in_(mids)))).all()
-            outcomes: dict[uuid.UUID, list[str | None]] = defaultdict(list)
-            for mid, oc in parts:
-                outcomes[mid].append(oc)
-            await switch_tenant(s, tid)
-            final: dict[str, list[tuple[uuid.UUID, str | None]]] = defaultdict(list)
-            events: list[dict[str, Any]] = []
-            for mid in mids:
-                ocs = outcomes.get(mid, [])
+                stat = p[1].stat.upper()[:16]
+                if row.parts <= 1:
+                    decided[row.tenant_id][row.message_id] = _final_of(stat, p[1].error)
+                else:
+                    multipart.append(
+                        {"b_link": link_id, "b_cid": row.carrier_id, "b_out": stat, "tid": row.tenant_id}
+                    )
+                    errors[(row.message_id, stat)] = p[1].error
+        if multipart:
+            await s.execute(
+                update(k)
+                .where(
+                    k.c.link_id == bindparam("b_link", type_=k.c.link_id.type),
+                    k.c.carrier_id == bindparam("b_cid", type_=k.c.carrier_id.type),
+                )
+                .values(outcome=bindparam("b_out", type_=k.c.outcome.type)),
+                [{kk: v for kk, v in m.items() if kk != "tid"} for m in multipart],
+            )
+            cids = list({m["b_cid"] for m in multipart})
+            mids = list(
+                (await s.execute(select(k.c.message_id).where(k.c.carrier_id.in_(cids)).distinct())).scalars()
+            )
+            parts = (
+                await s.execute(
+                    select(k.c.tenant_id, k.c.message_id, k.c.outcome).where(k.c.message_id.in_(mids))
+                )
+            ).all()
+            outcomes: dict[tuple[uuid.UUID, uuid.UUID], list[str | None]] = defaultdict(list)
+            for tid, mid, oc in parts:
+                outcomes[(tid, mid)].append(oc)
+            for (tid, mid), ocs in outcomes.items():
                 bad = next((o for o in ocs if o and o != "DELIVRD"), None)
                 if bad is not None:
-                    status = RECEIPT_STATUS.get(bad, "failed")
-                    reason: str | None = RECEIPT_REASON.get(bad, "carrier.failed")
-                    err = next((e for st, e in part_outcomes[(tid, mid)] if st == bad), "")
-                    if err and status == "failed":
-                        reason = f"{reason}.{err}"
+                    decided[tid][mid] = _final_of(bad, errors.get((mid, bad), ""))
                 elif ocs and all(o == "DELIVRD" for o in ocs):
-                    status, reason = "delivered", None
-                else:
-                    continue  # more parts to come
-                final[status].append((mid, reason))
+                    decided[tid][mid] = ("delivered", None)
+                # else: more parts to come
+        t = table_of(Message)
+        for tid, finals_of in decided.items():
+            await switch_tenant(s, tid)
+            groups: dict[tuple[str, str | None], list[uuid.UUID]] = defaultdict(list)
+            for mid, sr in finals_of.items():
+                groups[sr].append(mid)
+            events: list[dict[str, Any]] = []
             finals: list[tuple[uuid.UUID, str, str | None]] = []
-            t = table_of(Message)
-            for status, entries in final.items():
-                ids = [m for m, _ in entries]
-                current = {
-                    r.id: r.status
-                    for r in (
-                        await s.execute(select(Message.id, Message.status).where(Message.id.in_(ids)))
-                    ).all()
-                }
-                todo = [(m, r) for m, r in entries if current.get(m) not in FINAL_STATUSES]
-                if not todo:
-                    continue
-                await s.execute(
-                    update(t)
-                    .where(t.c.id == bindparam("b_id", type_=t.c.id.type))
-                    .values(
-                        status=status,
-                        reason=bindparam("b_reason", type_=t.c.reason.type),
-                        done_at=now,
-                        updated_at=now,
-                    ),
-                    [{"b_id": m, "b_reason": r} for m, r in todo],
+            for (status, reason), ids in groups.items():
+                done = list(
+                    (
+                        await s.execute(
+                            update(t)
+                            .where(t.c.id.in_(ids), t.c.status.not_in(FINAL_STATUSES))
+                            .values(status=status, reason=reason, done_at=now, updated_at=now)
+                            .returning(t.c.id)
+                        )
+                    ).scalars()
                 )
-                for m, r in todo:
-                    events.append(
-                        {
-                            "tenant_id": tid,
-                            "message_id": m,
-                            "kind": "receipt",
-                            "status": status,
-                            "detail": {"reason": r} if r else {},
-                            "at": now,
-                        }
-                    )
-                    finals.append((m, status, r))
-                self.stats[status] += len(todo)
+                detail = {"reason": reason} if reason else {}
+                events += [
+                    {
+                        "tenant_id": tid,
+                        "message_id": m,
+                        "kind": "receipt",
+                        "status": status,
+                        "detail": detail,
+                        "at": now,
+                    }
+                    for m in done
+                ]
+                finals += [(m, status, reason) for m in done]
+                self.stats[status] += len(done)
             if events:
                 await s.execute(insert(table_of(MessageEvent)), events)
             await self._publish(s, finals)

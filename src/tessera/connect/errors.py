@@ -60,3 +60,45 @@ class DuplicateSignature(Conflict):
     """This signature already exists."""
 
     code = "signature.duplicate"
+
+
+class MessageRefused(MessageInvalid):
+    """The compliance check refused the message (a subclass per reason, each with its code)."""
+
+    code = "message.refused"
+
+
+class RecipientOptedOut(MessageRefused):
+    """The recipient opted out of this channel."""
+
+    code = "message.recipient_opted_out"
+
+
+class RecipientBlocked(MessageRefused):
+    """The recipient is on a block list."""
+
+    code = "message.recipient_blocked"
+
+
+class RecipientEmptyNumber(MessageRefused):
+    """The number is not in service (empty-number list)."""
+
+    code = "message.recipient_empty_number"
+
+
+class BlockedWord(MessageRefused):
+    """The message contains a blocked word."""
+
+    code = "message.blocked_word"
+
+
+class FrequencyCapped(MessageRefused):
+    """The recipient reached the frequency cap for marketing messages."""
+
+    code = "message.frequency_capped"
+
+
+REFUSALS: dict[str, type[MessageRefused]] = {
+    c.code: c
+    for c in (RecipientOptedOut, RecipientBlocked, RecipientEmptyNumber, BlockedWord, FrequencyCapped)
+}

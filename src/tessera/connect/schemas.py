@@ -80,14 +80,38 @@ class BatchIn(_In):
 
 class Accepted(BaseModel):
     id: uuid.UUID
-    status: str
+    status: str = Field(description="accepted, or held (waiting for a compliance review)")
     segments: int
     encoding: str
+    code: str | None = Field(
+        None, description="Why held or deferred (message.held_for_review, message.quiet_hours)."
+    )
+    scheduled_at: dt.datetime | None = Field(None, description="Deferred to this time (quiet hours).")
+
+
+class RecipientResult(BaseModel):
+    """A recipient of a batch whose message was not simply accepted."""
+
+    index: int
+    id: uuid.UUID
+    status: str = Field(
+        description="held or rejected (stored with the code as its reason); accepted when deferred"
+    )
+    code: str | None
+    field: str | None
+    message: str | None
+    scheduled_at: dt.datetime | None = None
 
 
 class BatchAccepted(BaseModel):
-    count: int
+    count: int = Field(description="Messages stored, one per recipient, in order (ids).")
     ids: list[uuid.UUID]
+    accepted: int = 0
+    held: int = 0
+    rejected: int = 0
+    results: list[RecipientResult] = Field(
+        default_factory=list, description="Per-recipient outcome of every message held, rejected or deferred."
+    )
 
 
 class PreviewIn(_In):

@@ -140,13 +140,14 @@ async def test_mo_from_the_smsc_is_stored_and_td_opts_the_number_out(
     await gateway()
     h = tenant.headers("admin")
 
-    # Links bind on first traffic: send one message, then the carrier sends the reply "TD".
-    r = await client.post(
-        "/v1/messages", json={"to": "13800138001", "body": "hello", "class": "notification"}, headers=h
-    )
-    assert r.status_code == 202, r.text
-    await wait_final(tenant, 1, timeout=10)
-    smsc.inject_mo("acct0", "8613800138001", "10690001", "TD")
+    # No outbound traffic at all: the gateway binds every enabled link when it starts, so an
+    # MO-only link receives too.
+    async def bound() -> bool:
+        return any(x["system_id"] == "acct0" for x in smsc.bound_sessions())
+
+    await wait_until(bound, timeout=10)
+    assert smsc.stats_.submits == 0
+    assert smsc.inject_mo("acct0", "8613800138001", "10690001", "TD") == 1
 
     async def stored() -> bool:
         r = await client.get("/v1/inbound/messages", headers=h)
@@ -164,3 +165,7 @@ async def test_mo_from_the_smsc_is_stored_and_td_opts_the_number_out(
     # The number is now opted out for marketing on this tenant.
     r = await client.get("/v1/compliance/opt-outs", headers=h)
     assert r.status_code == 200 and len(r.json()) == 1, r.text
+    r = await client.post(
+        "/v1/messages", json={"to": "13800138001", "body": "sale", "class": "marketing"}, headers=h
+    )
+    assert r.status_code == 422 and r.json()["error"]["code"] == "message.recipient_opted_out", r.text

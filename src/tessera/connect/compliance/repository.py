@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Collection
+from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tessera.connect.compliance.models import (
@@ -19,6 +21,8 @@ from tessera.connect.compliance.models import (
     Review,
 )
 from tessera.connect.models import Message
+from tessera.core import context
+from tessera.core.db.base import table_of, utcnow, uuid7
 from tessera.core.db.repository import Repository, TenantRepository
 from tessera.core.tenancy.models import Tenant
 
@@ -71,6 +75,18 @@ class ListEntryRepository(TenantRepository[ListEntry]):
         rows = await self.session.execute(select(ListEntry.list_kind).where(ListEntry.value_index == index))
         return set(rows.scalars())
 
+    async def kinds_for_many(self, indexes: Collection[str]) -> dict[str, set[str]]:
+        """Blind index → list kinds, for many addresses in one query."""
+        out: dict[str, set[str]] = {}
+        if not indexes:
+            return out
+        rows = await self.session.execute(
+            select(ListEntry.value_index, ListEntry.list_kind).where(ListEntry.value_index.in_(set(indexes)))
+        )
+        for index, kind in rows.tuples():
+            out.setdefault(index, set()).add(kind)
+        return out
+
     async def find(self, list_kind: str, index: str) -> ListEntry | None:
         return await self.one_or_none(
             self.select().where(ListEntry.list_kind == list_kind, ListEntry.value_index == index)
@@ -91,6 +107,20 @@ class GlobalListRepository(Repository[GlobalListEntry]):
         )
         return set(rows.scalars())
 
+    async def kinds_for_many(self, values: Collection[str]) -> dict[str, set[str]]:
+        """Address → list kinds of the global lists, for many addresses in one query."""
+        out: dict[str, set[str]] = {}
+        if not values:
+            return out
+        rows = await self.session.execute(
+            select(GlobalListEntry.value, GlobalListEntry.list_kind).where(
+                GlobalListEntry.value.in_(set(values))
+            )
+        )
+        for value, kind in rows.tuples():
+            out.setdefault(value, set()).add(kind)
+        return out
+
 
 class OptOutRepository(TenantRepository[OptOut]):
     model = OptOut
@@ -99,6 +129,17 @@ class OptOutRepository(TenantRepository[OptOut]):
         return await self.one_or_none(
             self.select().where(OptOut.channel == channel, OptOut.address_index == index)
         )
+
+    async def opted_out(self, channel: str, indexes: Collection[str]) -> set[str]:
+        """The blind indexes among ``indexes`` opted out of ``channel`` (one query)."""
+        if not indexes:
+            return set()
+        rows = await self.session.execute(
+            select(OptOut.address_index).where(
+                OptOut.channel == channel, OptOut.address_index.in_(set(indexes))
+            )
+        )
+        return set(rows.scalars())
 
     async def listing(self, channel: str | None, limit: int) -> list[OptOut]:
         stmt = self.select().order_by(OptOut.created_at.desc(), OptOut.id.desc()).limit(limit)
@@ -116,6 +157,16 @@ class SettingsRepository(TenantRepository[ComplianceSettings]):
 
 class ReviewRepository(TenantRepository[Review]):
     model = Review
+
+    async def insert_many(self, rows: list[dict[str, Any]]) -> list[uuid.UUID]:
+        """Multi-row insert (ids, tenant and timestamps set here); returns the ids in order."""
+        tid = context.current_tenant_id()
+        now = utcnow()
+        for r in rows:
+            r.update(id=uuid7(), tenant_id=tid, created_at=now, updated_at=now)
+        for start in range(0, len(rows), 2000):
+            await self.session.execute(insert(table_of(Review)), rows[start : start + 2000])
+        return [r["id"] for r in rows]
 
     async def listing(self, status: str | None, limit: int) -> list[Review]:
         stmt = self.select().order_by(Review.created_at.desc(), Review.id.desc()).limit(limit)
@@ -137,6 +188,22 @@ class SentCounter(TenantRepository[Message]):
             Message.status != "rejected",
         )
         return int((await self.session.execute(stmt)).scalar_one())
+
+    async def marketing_since_many(self, to_indexes: Collection[str], since: dt.datetime) -> dict[str, int]:
+        """Marketing messages per recipient since ``since``: one grouped query."""
+        if not to_indexes:
+            return {}
+        stmt = (
+            select(Message.to_index, func.count())
+            .where(
+                Message.to_index.in_(set(to_indexes)),
+                Message.message_class == "marketing",
+                Message.created_at >= since,
+                Message.status != "rejected",
+            )
+            .group_by(Message.to_index)
+        )
+        return {k: int(n) for k, n in (await self.session.execute(stmt)).tuples()}
 
 
 async def tenant_timezone(session: AsyncSession, tenant_id: uuid.UUID) -> str:

@@ -20,10 +20,11 @@ block list.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import uuid
 import zoneinfo
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
@@ -101,9 +102,14 @@ class Address:
     value: str
 
 
-def normalize_address(raw: str, *, field: str = "to") -> Address:
-    """E.164 phone or lower-cased email; 422 naming ``field`` otherwise."""
+def normalize_address(raw: str, *, field: str = "to", channel: str | None = None) -> Address:
+    """E.164 phone or lower-cased email (a WeChat openid on channel ``wechat``); 422 naming
+    ``field`` otherwise."""
     raw = raw.strip()
+    if channel == "wechat" and "@" not in raw and not raw.startswith("+"):
+        if not raw or len(raw) > 64:
+            raise ComplianceInvalid("not a WeChat openid", field=field, rule="invalid_openid")
+        return Address("openid", raw)
     if "@" in raw:
         local, _, domain = raw.rpartition("@")
         if not local or "." not in domain or " " in raw or len(raw) > 320:
@@ -208,63 +214,141 @@ async def check_outbound(
     now: dt.datetime | None = None,
 ) -> ComplianceDecision:
     """Decide whether one outbound message may go (tenant in scope). Writes nothing."""
+    addr = normalize_address(to_e164_or_email, channel=channel)
+    [decision] = await check_outbound_many(
+        session, channel=channel, message_class=message_class, recipients=[(addr, body)], now=now
+    )
+    return decision
+
+
+def address_index(addr: Address) -> str:
+    """The blind index messages and opt-outs of ``addr`` are stored under."""
+    return blind_index(addr.kind, addr.value)
+
+
+async def check_outbound_many(
+    session: AsyncSession,
+    *,
+    channel: str,
+    message_class: str,
+    recipients: Sequence[tuple[Address, str]],
+    indexes: Sequence[str] | None = None,
+    now: dt.datetime | None = None,
+) -> list[ComplianceDecision]:
+    """:func:`check_outbound` for many ``(address, rendered body)`` pairs, in order. Writes nothing.
+
+    Built for 10,000-recipient batches: one query per kind of lookup (tenant lists, global
+    lists, opt-outs, marketing counts) whatever the number of recipients, one matcher scan per
+    distinct body. Repeated recipients count against the frequency cap within the batch too.
+    ``indexes`` are the addresses' blind indexes when the caller has them already."""
     now = now or utcnow()
-    addr = normalize_address(to_e164_or_email)
-    index = blind_index(addr.kind, addr.value)
-    tenant_lists = await ListEntryRepository(session).kinds_for(index)
-    global_lists = await GlobalListRepository(session).kinds_for(addr.value)
-    allowed = "allow" in tenant_lists
-    if "empty" in tenant_lists or "empty" in global_lists:
-        return ComplianceDecision(
-            "reject", "message.recipient_empty_number", body, message="the number is not in service"
-        )
-    if "block" in tenant_lists or ("block" in global_lists and not allowed):
-        return ComplianceDecision(
-            "reject", "message.recipient_blocked", body, message="the recipient is on a block list"
-        )
-    if message_class != "verification" and await OptOutRepository(session).find(channel, index) is not None:
-        return ComplianceDecision(
-            "reject", "message.recipient_opted_out", body, message="the recipient opted out"
-        )
-    scan = (await get_matcher(session)).scan(body)
-    if scan.verdict is Verdict.BLOCK:
-        return ComplianceDecision(
-            "block", "message.blocked_word", body, scan.hits, message="the message contains a blocked word"
-        )
-    if scan.verdict is Verdict.HOLD and not _released.get():
-        return ComplianceDecision(
-            "hold",
-            "message.held_for_review",
-            scan.replaced_text,
-            scan.hits,
-            message="the message needs review",
-        )
-    if message_class == "marketing":
-        st = await _settings(session)
-        if st is not None and st.quiet_start is not None and st.quiet_end is not None:
-            tz = await tenant_timezone(session, context.current_tenant_id())
-            until = quiet_until(now, tz, st.quiet_start, st.quiet_end)
-            if until is not None:
-                return ComplianceDecision(
+    if not recipients:
+        return []
+    idx = list(indexes) if indexes is not None else [address_index(a) for a, _ in recipients]
+    tenant_lists = await ListEntryRepository(session).kinds_for_many(idx)
+    global_lists = await GlobalListRepository(session).kinds_for_many({a.value for a, _ in recipients})
+    opted: set[str] = set()
+    if message_class != "verification":
+        opted = await OptOutRepository(session).opted_out(channel, idx)
+    matcher = await get_matcher(session)
+    released = _released.get()
+    scans: dict[str, Any] = {}
+    st = await _settings(session) if message_class == "marketing" else None
+    quiet: dt.datetime | None = None
+    if st is not None and st.quiet_start is not None and st.quiet_end is not None:
+        tz = await tenant_timezone(session, context.current_tenant_id())
+        quiet = quiet_until(now, tz, st.quiet_start, st.quiet_end)
+    cap = st.cap_count if st is not None else None
+    counts: dict[str, int] = {}
+    if cap is not None and st is not None:
+        since = now - dt.timedelta(hours=st.cap_window_hours)
+        phones = [i for (a, _), i in zip(recipients, idx, strict=True) if a.kind == "phone"]
+        counts = await SentCounter(session).marketing_since_many(phones, since)
+    out: list[ComplianceDecision] = []
+    for (addr, body), index in zip(recipients, idx, strict=True):
+        tl = tenant_lists.get(index, _NONE)
+        gl = global_lists.get(addr.value, _NONE)
+        allowed = "allow" in tl
+        if "empty" in tl or "empty" in gl:
+            out.append(_refusal(_EMPTY, body))
+            continue
+        if "block" in tl or ("block" in gl and not allowed):
+            out.append(_refusal(_BLOCKED, body))
+            continue
+        if index in opted:
+            out.append(_refusal(_OPTED_OUT, body))
+            continue
+        scan = scans.get(body)
+        if scan is None:
+            scan = scans[body] = matcher.scan(body)
+        if scan.verdict is Verdict.BLOCK:
+            out.append(
+                ComplianceDecision(
+                    "block",
+                    "message.blocked_word",
+                    body,
+                    scan.hits,
+                    message="the message contains a blocked word",
+                )
+            )
+            continue
+        if scan.verdict is Verdict.HOLD and not released:
+            out.append(
+                ComplianceDecision(
                     "hold",
-                    "message.quiet_hours",
+                    "message.held_for_review",
                     scan.replaced_text,
                     scan.hits,
-                    until,
-                    message="marketing messages wait for the end of quiet hours",
+                    message="the message needs review",
                 )
-        if st is not None and st.cap_count is not None and not allowed and addr.kind == "phone":
-            since = now - dt.timedelta(hours=st.cap_window_hours)
-            sent = await SentCounter(session).marketing_since(blind_index("phone", addr.value), since)
-            if sent >= st.cap_count:
-                return ComplianceDecision(
-                    "reject",
-                    "message.frequency_capped",
-                    scan.replaced_text,
-                    scan.hits,
-                    message=f"{sent} marketing messages in {st.cap_window_hours} h",
+            )
+            continue
+        if message_class == "marketing":
+            # The cap is counted before quiet hours: deferring a message must not let it skip the cap.
+            if cap is not None and st is not None and not allowed and addr.kind == "phone":
+                sent = counts.get(index, 0)
+                if sent >= cap:
+                    out.append(
+                        ComplianceDecision(
+                            "reject",
+                            "message.frequency_capped",
+                            scan.replaced_text,
+                            scan.hits,
+                            message=f"{sent} marketing messages in {st.cap_window_hours} h",
+                        )
+                    )
+                    continue
+                counts[index] = sent + 1
+            if quiet is not None:
+                out.append(
+                    ComplianceDecision(
+                        "hold",
+                        "message.quiet_hours",
+                        scan.replaced_text,
+                        scan.hits,
+                        quiet,
+                        message="marketing messages wait for the end of quiet hours",
+                    )
                 )
-    return ComplianceDecision("allow", None, scan.replaced_text, scan.hits)
+                continue
+        out.append(ComplianceDecision("allow", None, scan.replaced_text, scan.hits))
+    return out
+
+
+_NONE: frozenset[str] = frozenset()
+_EMPTY = ComplianceDecision(
+    "reject", "message.recipient_empty_number", "", message="the number is not in service"
+)
+_BLOCKED = ComplianceDecision(
+    "reject", "message.recipient_blocked", "", message="the recipient is on a block list"
+)
+_OPTED_OUT = ComplianceDecision(
+    "reject", "message.recipient_opted_out", "", message="the recipient opted out"
+)
+
+
+def _refusal(template: ComplianceDecision, body: str) -> ComplianceDecision:
+    return dataclasses.replace(template, replaced_body=body)
 
 
 # --- words -------------------------------------------------------------------------------------
@@ -414,7 +498,7 @@ async def delete_entry(session: AsyncSession, entry_id: uuid.UUID) -> None:
 
 async def opt_out(session: AsyncSession, *, channel: str, address: str, source: str = "api") -> OptOut:
     """Opt ``address`` out of the tenant's ``channel`` messages (idempotent)."""
-    addr = normalize_address(address, field="address")
+    addr = normalize_address(address, field="address", channel=channel)
     index = blind_index(addr.kind, addr.value)
     repo = OptOutRepository(session)
     row = await repo.find(channel, index)
@@ -432,7 +516,7 @@ async def opt_out(session: AsyncSession, *, channel: str, address: str, source: 
 
 
 async def is_opted_out(session: AsyncSession, *, channel: str, address: str) -> bool:
-    addr = normalize_address(address, field="address")
+    addr = normalize_address(address, field="address", channel=channel)
     return await OptOutRepository(session).find(channel, blind_index(addr.kind, addr.value)) is not None
 
 
@@ -535,6 +619,41 @@ async def hold_for_review(
     return row
 
 
+async def hold_many_for_review(
+    session: AsyncSession,
+    *,
+    channel: str,
+    message_class: str,
+    held: Sequence[tuple[uuid.UUID, str, str, ComplianceDecision]],
+) -> None:
+    """One review per stored ``held`` message ``(message_id, to, body, decision)``: one multi-row
+    insert and one audit row for the request. Approving a review releases its message."""
+    if not held:
+        return
+    rows = [
+        {
+            "channel": channel,
+            "message_class": message_class,
+            "to": to,
+            "body": body,
+            "hits": [_hit_json(h) for h in d.hits],
+            "reason": d.code or "message.held_for_review",
+            "payload": {},
+            "status": "pending",
+            "message_id": mid,
+        }
+        for mid, to, body, d in held
+    ]
+    ids = await ReviewRepository(session).insert_many(rows)
+    await audit.record(
+        session,
+        "compliance.hold",
+        "compliance_review",
+        ids[0] if len(ids) == 1 else None,
+        after={"reason": rows[0]["reason"], "count": len(ids)},
+    )
+
+
 async def list_reviews(session: AsyncSession, status: str | None, limit: int = 100) -> list[Review]:
     return await ReviewRepository(session).listing(status, limit)
 
@@ -571,14 +690,22 @@ async def decide_review(
 
 
 async def _release(session: AsyncSession, review: Review, decision: str) -> None:
-    """Default hook: an approved review goes through the messaging pipeline's send service."""
+    """Default hook: a held message is released (approved) or rejected; a review that carries
+    only a request (``payload``) sends it through the messaging pipeline on approval."""
+    from tessera.connect.service import send
+
+    if review.message_id is not None:
+        if decision == "approved":
+            await send.release_held(session, review.message_id)
+        else:
+            await send.reject_held(session, review.message_id, "compliance.review_rejected")
+        return
     if decision != "approved" or not review.payload:
         return
     from tessera.connect.schemas import MessageIn
-    from tessera.connect.service.send import send_message
 
     with released_after_review():
-        accepted = await send_message(session, MessageIn.model_validate(review.payload))
+        accepted = await send.send_message(session, MessageIn.model_validate(review.payload))
     review.message_id = accepted.id
 
 

@@ -1,8 +1,21 @@
-"""Sending: validate, render, price, consume quota and store messages durably (status ``accepted``).
+"""Sending: validate, render, check compliance, price, consume quota and store messages durably.
 
-One call stores every message of a request in the caller's transaction with bulk inserts; the
-request answers 202 only once that transaction has committed. Any invalid recipient refuses
-the whole request and nothing is stored. The dispatcher takes over from the dispatch queue.
+One call stores every message of a request in the caller's transaction with multi-row inserts;
+the request answers 202 only once that transaction has committed. Invalid input (a bad number,
+a missing variable) refuses the whole request and nothing is stored. Then the compliance check
+(:func:`~tessera.connect.compliance.service.check_outbound_many`, batched: a constant number of
+queries whatever the number of recipients) decides each message:
+
+- allowed: stored ``accepted`` with replace-words applied, queued for the dispatcher;
+- deferred by quiet hours (marketing): stored ``accepted`` and queued for the end of the window;
+- held for review: stored ``held`` (not queued) with a review; approving the review releases it
+  (:func:`release_held`), rejecting it makes it ``rejected``;
+- refused (block/empty lists, opt-out, frequency cap, blocked word): a single send answers 422
+  with the code and the field and stores nothing; a batch stores the message ``rejected`` with
+  the code as its reason and reports it in its per-recipient results.
+
+Committed messages wake the dispatcher at once: an after-commit callback for the gateway in this
+process and, on PostgreSQL, a ``NOTIFY`` delivered at commit for gateways in other processes.
 """
 
 from __future__ import annotations
@@ -13,27 +26,27 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tessera.connect import encoding
+from tessera.connect.compliance import service as compliance
+from tessera.connect.compliance.errors import ComplianceInvalid
 from tessera.connect.email.content import render_email_parts
-from tessera.connect.errors import MessageInvalid
+from tessera.connect.errors import REFUSALS, MessageInvalid, MessageRefused
 from tessera.connect.models import (
     LANES,
     Channel,
-    DispatchItem,
-    Message,
-    MessageEvent,
     RateCard,
     Signature,
     Template,
 )
+from tessera.connect.repository import MessageRepository, notify_dispatch
 from tessera.connect.schemas import BatchIn, MessageIn, Recipient
 from tessera.connect.service.templates import render
 from tessera.core import context
 from tessera.core.crypto.types import blind_index
-from tessera.core.db.base import table_of, utcnow, uuid7
+from tessera.core.db.base import utcnow, uuid7
 from tessera.core.db.session import after_commit
 from tessera.core.phone import InvalidPhone, carrier_name, normalize_phone
 
@@ -42,15 +55,35 @@ try:  # the subscription kernel is optional at import time
 except ImportError:  # pragma: no cover
     _consume = None  # type: ignore[assignment]
 
-METER = {"sms": "messages.sms", "wechat": "messages.wechat"}
+METER = {
+    "sms": "messages.sms",
+    "wechat": "messages.wechat",
+    "email": "messages.email",
+    "voice": "messages.voice",
+}
+HELD = "held"
+RECIPIENT_FIELD_CODES = frozenset(
+    {
+        "message.recipient_opted_out",
+        "message.recipient_blocked",
+        "message.recipient_empty_number",
+        "message.frequency_capped",
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
 class AcceptedMessage:
+    """The outcome for one recipient: ``status`` is ``accepted``, ``held`` or ``rejected``."""
+
     id: uuid.UUID
     status: str
     segments: int
     encoding: str
+    code: str | None = None
+    field: str | None = None
+    message: str | None = None
+    not_before: dt.datetime | None = None
 
 
 @dataclass
@@ -166,16 +199,46 @@ async def _rates(session: AsyncSession, kind: str) -> dict[str, tuple[int, str]]
     return {r.carrier: (r.price_minor, r.currency) for r in rows}
 
 
-def _destination(ch: Channel, raw: str, field: str) -> tuple[str, str]:
-    if ch.kind == "sms":
+def _destination(ch: Channel, raw: str, field: str) -> tuple[str, str, compliance.Address]:
+    """Normalised recipient, its carrier (SMS) and its compliance address; 422 naming ``field``."""
+    if ch.kind in ("sms", "voice"):
         try:
             e164 = normalize_phone(raw, "CN", field=field)
         except InvalidPhone as exc:
             raise MessageInvalid(exc.message, field=field, rule="invalid_phone") from None
-        return e164, carrier_name(e164)
+        return e164, carrier_name(e164), compliance.Address("phone", e164)
+    if ch.kind == "email":
+        try:
+            addr = compliance.normalize_address(raw, field=field)
+        except ComplianceInvalid as exc:
+            raise MessageInvalid(
+                exc.message, field=field, rule=exc.details.get("rule", "invalid_email")
+            ) from None
+        if addr.kind != "email":
+            raise MessageInvalid("not an email address", field=field, rule="invalid_email")
+        return addr.value, "", addr
     if not raw.strip() or len(raw) > 64:
         raise MessageInvalid("not a WeChat openid", field=field, rule="invalid_openid")
-    return raw.strip(), ""
+    return raw.strip(), "", compliance.Address("openid", raw.strip())
+
+
+def _refusal(d: compliance.ComplianceDecision, *, to_field: str, body_field: str) -> MessageRefused:
+    cls = REFUSALS.get(d.code or "", MessageRefused)
+    field = to_field if d.code in RECIPIENT_FIELD_CODES else body_field
+    return cls(d.message or "the message was refused", field=field, rule=d.code or "refused")
+
+
+def _preview(kind: str, text: str, cache: dict[str, Any]) -> Any:
+    pv = cache.get(text)
+    if pv is None:
+        pv = (
+            encoding.preview(text)
+            if kind == "sms"
+            else {"encoding": "utf8", "segments": 1, "characters": len(text), "parts": [text]}
+        )
+        if len(cache) < 1000:
+            cache[text] = pv
+    return pv
 
 
 async def send_messages(
@@ -184,10 +247,15 @@ async def send_messages(
     recipients: Sequence[Recipient],
     *,
     quota_ref: str | None = None,
+    refuse: bool = False,
+    decisions: Sequence[compliance.ComplianceDecision] | None = None,
 ) -> list[AcceptedMessage]:
-    """Validate and store one message per recipient in the caller's transaction.
+    """Validate, check and store one message per recipient in the caller's transaction.
 
-    Raises :class:`MessageInvalid` (422, naming the field and rule) before anything is written."""
+    Raises :class:`MessageInvalid` (422, naming the field and rule) before anything is written.
+    With ``refuse`` a compliance refusal raises too (:class:`MessageRefused`, its code naming
+    the reason); otherwise the refused message is stored ``rejected``. ``decisions`` are the
+    caller's own compliance decisions, one per recipient (it checked already)."""
     common = await _common(session, data)
     ch = common.channel
     rates = await _rates(session, ch.kind)
@@ -196,15 +264,13 @@ async def send_messages(
     lane = LANES[common.message_class]
     shared = dict(getattr(data, "variables", {}) or {})
     single = isinstance(data, MessageIn)
-    messages: list[dict[str, Any]] = []
-    queue: list[dict[str, Any]] = []
-    events: list[dict[str, Any]] = []
-    out: list[AcceptedMessage] = []
-    total_segments = 0
-    preview_cache: dict[str, Any] = {}
+    index_kind = {"sms": "phone", "voice": "phone", "email": "email"}.get(ch.kind, "openid")
+    body_field = "template_id" if common.template is not None else "body"
+    # 1. validate and render every recipient (all or nothing)
+    rendered: list[tuple[str, str, str, compliance.Address, dict[str, str], str]] = []
     for i, rcpt in enumerate(recipients):
         prefix = "" if single else f"recipients.{i}."
-        to, carrier = _destination(ch, rcpt.to, f"{prefix}to")
+        to, carrier, addr = _destination(ch, rcpt.to, f"{prefix}to")
         variables = {**shared, **rcpt.variables}
         vfield = "variables" if single else f"recipients.{i}.variables"
         if ch.kind == "email":  # subject and HTML share the variables (stored under "$email")
@@ -216,18 +282,53 @@ async def send_messages(
         text = common.signature + text
         if not text.strip():
             raise MessageInvalid("the message body is empty", field="body", rule="required")
-        pv = preview_cache.get(text)
-        if pv is None:
-            pv = (
-                encoding.preview(text)
-                if ch.kind == "sms"
-                else {"encoding": "utf8", "segments": 1, "characters": len(text), "parts": [text]}
-            )  # type: ignore[typeddict-item]
-            if len(preview_cache) < 1000:
-                preview_cache[text] = pv
-        price, currency = rates.get(carrier) or rates.get("*") or (0, "CNY")
+        rendered.append((to, carrier, blind_index(index_kind, to), addr, variables, text))
+    # 2. compliance, batched
+    if decisions is None:
+        decisions = await compliance.check_outbound_many(
+            session,
+            channel=ch.kind,
+            message_class=common.message_class,
+            recipients=[(r[3], r[5]) for r in rendered],
+            indexes=[r[2] for r in rendered],
+            now=now,
+        )
+    if refuse:
+        for i, d in enumerate(decisions):
+            if d.verdict in ("reject", "block"):
+                prefix = "" if single else f"recipients.{i}."
+                raise _refusal(d, to_field=f"{prefix}to", body_field=body_field)
+    # 3. rows
+    messages: list[dict[str, Any]] = []
+    queue: list[dict[str, Any]] = []
+    events: list[dict[str, Any]] = []
+    holds: list[tuple[uuid.UUID, str, str, compliance.ComplianceDecision]] = []
+    out: list[AcceptedMessage] = []
+    charged_segments = 0
+    preview_cache: dict[str, Any] = {}
+    start_at = max(common.scheduled_at or now, now)
+    for i, ((to, carrier, to_index, _addr, variables, text), d) in enumerate(
+        zip(rendered, decisions, strict=True)
+    ):
         mid = uuid7()
-        total_segments += pv["segments"]
+        refused = d.verdict in ("reject", "block")
+        body = text if refused else d.replaced_body
+        pv = _preview(ch.kind, body, preview_cache)
+        price, currency = rates.get(carrier) or rates.get("*") or (0, "CNY")
+        scheduled_at, available_at = common.scheduled_at, start_at
+        status, reason, detail, done_at = "accepted", None, {}, None
+        if refused:
+            status, reason, done_at = "rejected", d.code, now
+            detail = {"reason": d.code}
+        elif d.verdict == "hold" and d.not_before is None:
+            status, reason = HELD, d.code
+            detail = {"reason": d.code}
+            holds.append((mid, to, body, d))
+        elif d.verdict == "hold" and d.not_before is not None and d.not_before > available_at:
+            scheduled_at = available_at = d.not_before
+            detail = {"deferred_until": d.not_before.isoformat(), "reason": d.code}
+        if not refused:
+            charged_segments += pv["segments"]
         messages.append(
             {
                 "id": mid,
@@ -236,66 +337,97 @@ async def send_messages(
                 "channel_kind": ch.kind,
                 "message_class": common.message_class,
                 "to": to,
-                "to_index": blind_index("phone" if ch.kind == "sms" else "openid", to),
+                "to_index": to_index,
                 "source": common.source,
-                "body": text,
+                "body": body,
                 "template_id": common.template.id if common.template else None,
                 "variables": variables,
-                "status": "accepted",
-                "reason": None,
+                "status": status,
+                "reason": reason,
                 "carrier": carrier,
                 "carrier_ids": [],
                 "segments": pv["segments"],
                 "encoding": pv["encoding"],
-                "cost_minor": price * pv["segments"],
+                "cost_minor": 0 if refused else price * pv["segments"],
                 "currency": currency,
                 "route": {},
                 "link_id": None,
                 "attempts": 0,
                 "resubmissions": 0,
-                "scheduled_at": common.scheduled_at,
+                "scheduled_at": scheduled_at,
                 "valid_until": common.valid_until,
-                "reference": rcpt.reference,
+                "reference": recipients[i].reference,
                 "metadata": common.metadata,
                 "campaign_id": common.campaign_id,
                 "created_at": now,
                 "queued_at": None,
                 "submitted_at": None,
-                "done_at": None,
+                "done_at": done_at,
                 "updated_at": now,
             }
         )
-        queue.append(
-            {
-                "message_id": mid,
-                "tenant_id": tid,
-                "lane": lane,
-                "state": 0,
-                "claimed_by": None,
-                "claimed_at": None,
-                "available_at": max(common.scheduled_at or now, now),
-                "claims": 0,
-            }
-        )
+        if status == "accepted":
+            queue.append(
+                {
+                    "message_id": mid,
+                    "tenant_id": tid,
+                    "lane": lane,
+                    "state": 0,
+                    "claimed_by": None,
+                    "claimed_at": None,
+                    "available_at": available_at,
+                    "claims": 0,
+                }
+            )
         events.append(
             {
                 "tenant_id": tid,
                 "message_id": mid,
                 "kind": "status",
-                "status": "accepted",
-                "detail": {},
+                "status": status,
+                "detail": detail,
                 "at": now,
             }
         )
-        out.append(AcceptedMessage(mid, "accepted", pv["segments"], pv["encoding"]))
-    if _consume is not None and quota_ref:
-        await _consume(session, METER[ch.kind], total_segments, ref=quota_ref)
-    for start in range(0, len(messages), 2000):
-        await session.execute(insert(table_of(Message)), messages[start : start + 2000])
-        await session.execute(insert(table_of(MessageEvent)), events[start : start + 2000])
-        await session.execute(insert(table_of(DispatchItem)), queue[start : start + 2000])
-    after_commit(session, _wake)
+        out.append(
+            AcceptedMessage(
+                mid,
+                status,
+                pv["segments"],
+                pv["encoding"],
+                code=d.code,
+                field=(
+                    f"{'' if single else f'recipients.{i}.'}to"
+                    if d.code in RECIPIENT_FIELD_CODES
+                    else body_field
+                )
+                if d.code
+                else None,
+                message=d.message or None,
+                not_before=scheduled_at if d.not_before is not None else None,
+            )
+        )
+    if _consume is not None and quota_ref and charged_segments:
+        await _consume(session, METER.get(ch.kind, f"messages.{ch.kind}"), charged_segments, ref=quota_ref)
+    await MessageRepository(session).insert_many(messages, events, queue)
+    if holds:
+        await compliance.hold_many_for_review(
+            session, channel=ch.kind, message_class=common.message_class, held=holds
+        )
+    if queue:
+        await _announce(session, lane)
     return out
+
+
+async def _announce(session: AsyncSession, lane: int) -> None:
+    """Wake the dispatchers once this transaction commits (never for a rolled-back one)."""
+    lanes: set[int] = session.info.setdefault("connect_wake_lanes", set())
+    if lane in lanes:
+        return
+    if not lanes:
+        after_commit(session, _wake)
+    lanes.add(lane)
+    await notify_dispatch(session, lane)
 
 
 def _wake() -> None:
@@ -305,15 +437,121 @@ def _wake() -> None:
 
 
 async def send_message(
-    session: AsyncSession, data: MessageIn, *, quota_ref: str | None = None
+    session: AsyncSession,
+    data: MessageIn,
+    *,
+    quota_ref: str | None = None,
+    decision: compliance.ComplianceDecision | None = None,
 ) -> AcceptedMessage:
-    """Store one message (status ``accepted``) in the caller's transaction; the public entry point
-    other contexts (campaigns, automations) call."""
+    """Store one message in the caller's transaction; the public entry point other contexts
+    (campaigns, automations, verification) call. A compliance refusal raises
+    :class:`MessageRefused` (422 with the reason's code, naming the field); a message held for
+    review is stored ``held``. ``decision``: the caller's own compliance check of this message."""
     rcpt = Recipient(to=data.to, reference=data.reference)
-    return (await send_messages(session, data, [rcpt], quota_ref=quota_ref or f"msg:{uuid7()}"))[0]
+    return (
+        await send_messages(
+            session,
+            data,
+            [rcpt],
+            quota_ref=quota_ref or f"msg:{uuid7()}",
+            refuse=True,
+            decisions=[decision] if decision is not None else None,
+        )
+    )[0]
 
 
 async def send_batch(
     session: AsyncSession, data: BatchIn, *, quota_ref: str | None = None
 ) -> list[AcceptedMessage]:
+    """Store one message per recipient (in order); refused recipients are stored ``rejected``
+    and reported with their code and field, so one opted-out number never fails a campaign."""
     return await send_messages(session, data, data.recipients, quota_ref=quota_ref or f"batch:{uuid7()}")
+
+
+async def release_held(session: AsyncSession, message_id: uuid.UUID) -> str:
+    """Release a message held for review (an approved review): check it again (an opt-out or a
+    block since it was held still wins), then queue it. Returns the message's new status."""
+    repo = MessageRepository(session)
+    m = await repo.for_release(message_id)
+    if m is None or m.status != HELD:
+        return m.status if m is not None else "missing"
+    kind = m.channel_kind
+    addr = (
+        compliance.Address("phone", m.to)
+        if kind in ("sms", "voice")
+        else compliance.normalize_address(m.to, channel=kind)
+    )
+    with compliance.released_after_review():
+        [d] = await compliance.check_outbound_many(
+            session,
+            channel=kind,
+            message_class=m.message_class,
+            recipients=[(addr, m.body)],
+            indexes=[m.to_index],
+        )
+    now = utcnow()
+    tid = context.current_tenant_id()
+    if d.verdict in ("reject", "block"):
+        await repo.set_status(
+            message_id, "rejected", reason=d.code, done_at=now, updated_at=now, cost_minor=0
+        )
+        await repo.insert_many(
+            [],
+            [_event(tid, message_id, "rejected", {"reason": d.code}, now)],
+            [],
+        )
+        return "rejected"
+    available = max(m.scheduled_at or now, d.not_before or now, now)
+    await repo.set_status(
+        message_id,
+        "accepted",
+        reason=None,
+        body=d.replaced_body,
+        updated_at=now,
+        scheduled_at=available if available > now else m.scheduled_at,
+    )
+    lane = LANES[m.message_class]
+    await repo.insert_many(
+        [],
+        [_event(tid, message_id, "accepted", {"released": True}, now)],
+        [
+            {
+                "message_id": message_id,
+                "tenant_id": tid,
+                "lane": lane,
+                "state": 0,
+                "claimed_by": None,
+                "claimed_at": None,
+                "available_at": available,
+                "claims": 0,
+            }
+        ],
+    )
+    await _announce(session, lane)
+    return "accepted"
+
+
+async def reject_held(session: AsyncSession, message_id: uuid.UUID, reason: str) -> None:
+    """A rejected review: the held message becomes ``rejected`` (never sent)."""
+    repo = MessageRepository(session)
+    m = await repo.for_release(message_id)
+    if m is None or m.status != HELD:
+        return
+    now = utcnow()
+    await repo.set_status(message_id, "rejected", reason=reason, done_at=now, updated_at=now, cost_minor=0)
+    await repo.insert_many(
+        [], [_event(context.current_tenant_id(), message_id, "rejected", {"reason": reason}, now)], []
+    )
+
+
+def _event(
+    tid: uuid.UUID, mid: uuid.UUID, status: str, detail: dict[str, Any], now: dt.datetime
+) -> dict[str, Any]:
+    return {
+        "tenant_id": tid,
+        "message_id": mid,
+        "kind": "status",
+        "status": status,
+        "detail": detail,
+        "at": now,
+    }

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hmac
+import math
 import secrets
 import statistics
 import uuid
@@ -142,9 +143,12 @@ async def _enforce_limits(session: AsyncSession, to_index: str, ip: str | None, 
             )
 
 
-async def _deliver(session: AsyncSession, v: Verification, code: str) -> None:
-    """Send ``code`` on the verification's channel (in the caller's transaction)."""
-    ttl = int((v.expires_at - utcnow()).total_seconds())
+async def _deliver(
+    session: AsyncSession, v: Verification, code: str, decision: compliance.ComplianceDecision | None = None
+) -> None:
+    """Send ``code`` on the verification's channel (in the caller's transaction); ``decision``:
+    the compliance check :func:`start` made already (the pipeline does not repeat it)."""
+    ttl = math.ceil((v.expires_at - utcnow()).total_seconds())
     if v.channel == "sms":
         from tessera.connect.service.send import send_message
 
@@ -158,6 +162,7 @@ async def _deliver(session: AsyncSession, v: Verification, code: str) -> None:
                 metadata={"verification_id": str(v.id)},
                 **{"class": "verification"},
             ),
+            decision=decision,
         )
         v.message_id = accepted.id
         if v.fallback_after is not None:
@@ -228,7 +233,7 @@ async def start(session: AsyncSession, data: VerifyIn) -> Verification:
     )
     session.add(v)
     await session.flush()
-    await _deliver(session, v, code)
+    await _deliver(session, v, code, decision)
     await audit.record(
         session, "verify.start", "verification", v.id, after={"channel": v.channel, "template": v.template}
     )
