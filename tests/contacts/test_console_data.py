@@ -392,3 +392,65 @@ async def test_segment_pages_permissions_and_cross_tenant(
     assert 'data-count="0"' in r.text
     r = await client.get(f"/v1/segments/{sid}", headers=tenant.headers("admin"))
     assert r.json()["name"] == "Mine"
+
+
+async def test_cancel_stops_a_running_import_cleanly(browser: Browser, tenant: TenantWorld) -> None:
+    from sqlalchemy import func, select
+
+    from tessera.contacts.models import Contact, DataJob
+    from tessera.contacts.service.imports import run_import
+    from tessera.core import context
+    from tessera.core.db.base import utcnow
+    from tessera.core.db.session import unit_of_work
+
+    await browser.login(tenant, "admin")
+    url = _job_url(await _upload(browser, "run.csv", b"Name,Phone\nAlice,13800138090\nBob,13800138091\n"))
+    job_id = uuid.UUID(url.rsplit("/", 1)[1])
+    assert (await browser.post(f"{url}/check", {"col_0": "name", "col_1": "phone"})).status_code == 200
+    assert (await browser.post(f"{url}/start")).status_code == 303
+    # A worker has picked it up: the page polls and offers the cancel button.
+    with context.tenant_scope(tenant.tenant_id):
+        async with unit_of_work() as s:
+            job = (await s.execute(select(DataJob).where(DataJob.id == job_id))).scalar_one()
+            job.status, job.started_at = "running", utcnow()
+    r = await browser.get(f"{url}/progress", headers={"HX-Request": "true"})
+    assert 'data-status="running"' in r.text and "Cancel import" in r.text and "every 1s" in r.text
+    assert (await browser.post(f"{url}/cancel")).status_code == 303
+    await run_import(tenant.tenant_id, job_id)  # the worker's next batch sees the request and stops
+    r = await browser.get(f"{url}/progress", headers={"HX-Request": "true"})
+    assert 'data-status="cancelled"' in r.text and "every 1s" not in r.text
+    with context.tenant_scope(tenant.tenant_id):
+        async with unit_of_work() as s:
+            assert (await s.execute(select(func.count()).select_from(Contact))).scalar_one() == 0
+    r = await browser.post(f"{url}/cancel")
+    assert r.status_code == 409 and "already cancelled" in r.text
+
+
+async def test_exports_and_quality_are_tenant_scoped(
+    browser: Browser,
+    browser2: Browser,
+    client: httpx.AsyncClient,
+    tenant: TenantWorld,
+    other_tenant: TenantWorld,
+) -> None:
+    await _segment_world(client, tenant)
+    seg = (
+        await client.post(
+            "/v1/segments", json={"name": "L", "kind": "static"}, headers=tenant.headers("admin")
+        )
+    ).json()
+    await browser.login(tenant, "admin")
+    export_url = _job_url(
+        await browser.post(f"/console/contacts/segments/{seg['id']}/export", {"format": "csv"})
+    )
+    await run_jobs()
+    r = await browser.get(export_url)
+    link = re.search(r'href="([^"]+/file\?token=[^"]+)"', r.text).group(1)
+    await browser2.login(other_tenant, "owner")
+    assert (await browser2.get(export_url)).status_code == 404
+    assert (await browser2.get(link)).status_code == 404
+    r = await browser2.get("/console/contacts/quality")
+    assert r.status_code == 200 and "No contacts yet" in r.text
+    # An import page is not an export page and the reverse.
+    r = await browser.get(export_url.replace("/segments/exports/", "/imports/"))
+    assert r.status_code == 404

@@ -105,7 +105,7 @@ async def quality_page(pg: Reader) -> Response:
         actions.append(Action(_("Recompute now"), f"{BASE}/recompute", "post", primary=True))
     return pg.render(
         "contacts/quality.html",
-        q=q,
+        figures=q,
         computed_at=at,
         tiles=tiles,
         charts=charts,
