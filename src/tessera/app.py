@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
@@ -55,6 +56,21 @@ async def migrations_at_head() -> bool:
     return bool(current == head)
 
 
+# Young-generation threshold of the cyclic garbage collector in a serving process. At the
+# default (700 allocations) a collection runs every few requests and traverses every object of
+# the 64 requests in flight, promoting them to older generations that are traversed again.
+GC_THRESHOLD = (50_000, 20, 100)
+
+
+def tune_gc() -> None:
+    """Move everything imported and built at start-up out of the collector's sight
+    (``gc.freeze``) and collect young objects less often: with the default settings
+    cyclic garbage collection costs a large share of a short request's CPU time."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLD)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     configure_logging(settings.log_level, settings.log_json)
@@ -65,6 +81,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         for hook in lifecycle.on_startup:
             await hook(app)
+        if settings.gc_tuning:
+            tune_gc()
         try:
             yield
         finally:
@@ -76,6 +94,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         description=DESCRIPTION,
         lifespan=lifespan,
+        # FastAPI's built-in OpenTelemetry asks the global providers (and the environment)
+        # whether to trace on every request; Tessera exports Prometheus metrics and logs.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
     handlers.install(app)

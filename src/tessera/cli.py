@@ -92,7 +92,17 @@ def serve(
         access_log=False,
         log_level="warning",
         proxy_headers=True,
+        # The C event loop and HTTP parser (uvicorn[standard] installs both; uvloop does not
+        # exist on Windows, where asyncio's loop is used).
+        loop="uvloop" if _importable("uvloop") else "auto",
+        http="httptools" if _importable("httptools") else "auto",
     )
+
+
+def _importable(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
 
 
 @app.command()

@@ -36,6 +36,10 @@ class Settings(BaseSettings):
     )
     db_pool_size: int = 20
     db_echo: bool = False
+    gc_tuning: bool = Field(
+        default=True,
+        description="Serving processes freeze start-up objects and collect garbage less often.",
+    )
 
     host: str = "127.0.0.1"
     port: int = 8000

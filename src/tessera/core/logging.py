@@ -22,7 +22,17 @@ def _add_context(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> M
     return event
 
 
+_info_enabled = True
+
+
+def log_info_enabled() -> bool:
+    """Whether INFO lines are written: lets hot paths skip building a line nobody reads."""
+    return _info_enabled
+
+
 def configure_logging(level: str = "INFO", json: bool = True) -> None:
+    global _info_enabled
+    _info_enabled = logging.getLevelName(level.upper()) <= logging.INFO
     renderer: Any = structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer()
     structlog.configure(
         processors=[

@@ -4,6 +4,15 @@ SQLite runs in WAL mode with a busy timeout and foreign keys on. On PostgreSQL e
 transaction starts with ``set_config('app.tenant_id', …, true)`` so row-level security
 sees the tenant in scope; with no tenant in scope the setting is empty and tenant-owned
 tables return no rows.
+
+One round trip opens a PostgreSQL transaction: the driver connection runs in autocommit mode
+(psycopg then sends no ``BEGIN`` of its own) and the engine's ``begin`` event sends
+``BEGIN; SELECT set_config('app.tenant_id', '<tenant>', true)`` as one simple-protocol
+query. The setting stays transaction-local (``true``), so it ends with the transaction's
+``COMMIT``/``ROLLBACK`` and a pooled connection never carries a tenant into the next one.
+``commit()``/``rollback()`` still reach the server: psycopg sends them whenever the server
+reports an open transaction. A connection asked for another isolation level falls back to
+psycopg's own ``BEGIN`` plus a separate ``set_config``; one in ``AUTOCOMMIT`` gets neither.
 """
 
 from __future__ import annotations
@@ -42,7 +51,7 @@ def make_engine(url: str, *, pool_size: int = 20, echo: bool = False) -> AsyncEn
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return engine
     if url.startswith("postgresql"):
-        return create_async_engine(
+        engine = create_async_engine(
             url,
             echo=echo,
             pool_size=pool_size,
@@ -50,7 +59,43 @@ def make_engine(url: str, *, pool_size: int = 20, echo: bool = False) -> AsyncEn
             pool_pre_ping=False,
             pool_recycle=1800,
         )
+        if engine.dialect.driver == "psycopg":
+            event.listen(engine.sync_engine, "connect", _pg_autocommit)
+            event.listen(engine.sync_engine, "begin", _pg_begin)
+        return engine
     return create_async_engine(url, echo=echo, poolclass=NullPool)
+
+
+TENANT_SETTING_SQL = "SELECT set_config('app.tenant_id', %(t)s, true)"
+
+
+def tenant_setting(tenant_id: uuid.UUID | None) -> str:
+    """The value of ``app.tenant_id`` for a tenant (empty: no tenant, no rows)."""
+    return str(tenant_id) if tenant_id is not None else ""
+
+
+def _pg_autocommit(dbapi_conn: Any, _record: Any) -> None:
+    # The begin event below opens every transaction itself, in the same round trip as the
+    # tenant setting (see the module docstring).
+    dbapi_conn.autocommit = True
+
+
+def _pg_begin(conn: Connection) -> None:
+    isolation = conn.get_execution_options().get("isolation_level")
+    if isolation == "AUTOCOMMIT":
+        return
+    dbapi_conn: Any = conn.connection.dbapi_connection
+    if isolation is None and not dbapi_conn.autocommit:
+        # The pool reset a connection that was lent out with another isolation level.
+        dbapi_conn.autocommit = True
+    tenant = tenant_setting(context.current_tenant_id_or_none())
+    if dbapi_conn.autocommit:
+        # The value is a canonical UUID string (hex digits and dashes) or empty, so it can be
+        # inlined: a query without parameters goes over the simple protocol, which runs both
+        # statements in one round trip.
+        conn.exec_driver_sql(f"BEGIN; SELECT set_config('app.tenant_id', '{tenant}', true)")
+    else:
+        conn.exec_driver_sql(TENANT_SETTING_SQL, {"t": tenant})
 
 
 def _sqlite_begin(conn: Connection) -> None:
@@ -84,10 +129,10 @@ class Database:
     def _after_begin(self, session: Session, _tx: Any, connection: Connection) -> None:
         tid = context.current_tenant_id_or_none()
         session.info["tenant_id"] = tid
-        if self.is_postgres:
-            connection.exec_driver_sql(
-                "SELECT set_config('app.tenant_id', %(t)s, true)", {"t": str(tid) if tid else ""}
-            )
+        # On PostgreSQL the connection's ``begin`` event (``_pg_begin``) has already set
+        # ``app.tenant_id`` for this transaction, from the same context variable.
+        if self.is_postgres and connection.dialect.driver != "psycopg":
+            connection.exec_driver_sql(TENANT_SETTING_SQL, {"t": tenant_setting(tid)})
         if tid is not None:
             for hook in hooks.on_tenant_begin:
                 hook(connection, tid)

@@ -7,6 +7,7 @@ on cookie-authenticated writes, and checks the permission.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
 import uuid
@@ -15,7 +16,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tessera.core import context
@@ -40,7 +41,11 @@ async def get_session() -> AsyncIterator[AsyncSession]:
         yield session
 
 
-DbSession = Annotated[AsyncSession, Depends(get_session)]
+# scope="function": the unit of work ends (commit, or rollback on error) when the endpoint has
+# returned and its response is rendered, *before* the response is sent. FastAPI's default
+# ("request") would commit after the client already has its 200: a failed commit would go
+# unreported and the client's next request could miss its own write.
+DbSession = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 _tenant_status: dict[uuid.UUID, tuple[float, str, str]] = {}
 TENANT_STATUS_TTL = 5.0
@@ -53,17 +58,47 @@ def forget_tenant_status(tenant_id: uuid.UUID | None = None) -> None:
         _tenant_status.pop(tenant_id, None)
 
 
+_tenant_lookups: dict[uuid.UUID, asyncio.Future[tuple[str, str] | None]] = {}
+_TENANT_STATUS_SQL = select(Tenant.status, Tenant.slug).where(Tenant.id == bindparam("tenant_id"))
+
+
 async def tenant_status(tenant_id: uuid.UUID) -> tuple[str, str] | None:
+    """(status, slug) of a tenant, cached for a few seconds.
+
+    When the entry expires, the requests in flight for that tenant share one lookup instead
+    of each opening a connection to ask the same question.
+    """
     cached = _tenant_status.get(tenant_id)
     now = time.monotonic()
     if cached and now - cached[0] < TENANT_STATUS_TTL:
         return cached[1], cached[2]
-    async with get_database().engine.connect() as conn:
-        row = (await conn.execute(select(Tenant.status, Tenant.slug).where(Tenant.id == tenant_id))).first()
-    if row is None:
-        return None
-    _tenant_status[tenant_id] = (now, row[0], row[1])
-    return row[0], row[1]
+    pending = _tenant_lookups.get(tenant_id)
+    if pending is not None:
+        try:
+            return await asyncio.shield(pending)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if not pending.cancelled() or (task is not None and task.cancelling()):
+                raise
+            # The request doing the lookup went away; do it ourselves.
+    fut: asyncio.Future[tuple[str, str] | None] = asyncio.get_running_loop().create_future()
+    _tenant_lookups[tenant_id] = fut
+    try:
+        async with get_database().engine.connect() as conn:
+            row = (await conn.execute(_TENANT_STATUS_SQL, {"tenant_id": tenant_id})).first()
+        result = (row[0], row[1]) if row is not None else None
+        if result is not None:
+            _tenant_status[tenant_id] = (now, result[0], result[1])
+        fut.set_result(result)
+        return result
+    except Exception as exc:
+        fut.set_exception(exc)
+        fut.exception()  # retrieved: no "exception never retrieved" warning without waiters
+        raise
+    finally:
+        if not fut.done():  # cancelled: the waiters look it up themselves
+            fut.cancel()
+        _tenant_lookups.pop(tenant_id, None)
 
 
 def _credential(

@@ -14,6 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tessera.core import context
 from tessera.core.http.ratelimit import RateLimiter
+from tessera.core.logging import log_info_enabled
 from tessera.core.metrics import HTTP_LATENCY, HTTP_REQUESTS
 
 log = structlog.get_logger("tessera.http")
@@ -53,6 +54,27 @@ async def send_json(
     await send({"type": "http.response.body", "body": body})
 
 
+_observers: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+
+def _observer(method: str, template: str, status: int) -> tuple[Any, Any]:
+    """The counter and histogram children of one (method, route template, status): looked up
+    once, not through ``labels()`` (a lock and a label check) on every request."""
+    key = (method, template, status)
+    found = _observers.get(key)
+    if found is None:
+        if len(_observers) > 10_000:  # templates are bounded; methods from clients are not
+            _observers.clear()
+        found = _observers[key] = (
+            HTTP_REQUESTS.labels(method, template, str(status)),
+            HTTP_LATENCY.labels(method, template, str(status)),
+        )
+    return found
+
+
+_UNLOGGED = ("/healthz", "/metrics")
+
+
 class RequestContextMiddleware:
     """Request id, client address, access log line and Prometheus figures per route template."""
 
@@ -63,23 +85,31 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        rid = header(scope, b"x-request-id") or uuid.uuid4().hex
-        rid = rid[:64]
+        rid = None
+        agent = None
+        for k, v in scope["headers"]:
+            if k == b"x-request-id" and rid is None:
+                rid = v.decode("latin-1")[:64]
+            elif k == b"user-agent" and agent is None:
+                agent = v.decode("latin-1")
+        if not rid:
+            rid = uuid.uuid4().hex
+        client = scope.get("client")
         context.set_request(
-            context.RequestContext(
-                request_id=rid, ip=client_ip(scope), user_agent=header(scope, b"user-agent")
-            )
+            context.RequestContext(request_id=rid, ip=client[0] if client else "unknown", user_agent=agent)
         )
         context.bind(None, context.SYSTEM)
-        status_holder = {"status": 500}
+        rid_header = (b"x-request-id", rid.encode("latin-1"))
+        status = 500
         start = time.perf_counter()
 
         async def send_wrapper(message: Message) -> None:
+            nonlocal status
             if message["type"] == "http.response.start":
-                status_holder["status"] = message["status"]
-                headers = list(message.get("headers", []))
-                headers.append((b"x-request-id", rid.encode()))
+                status = message["status"]
+                headers = list(message.get("headers", ()))
                 present = {k for k, _ in headers}
+                headers.append(rid_header)
                 headers += [h for h in SECURITY_HEADERS if h[0] not in present]
                 message["headers"] = headers
             await send(message)
@@ -90,16 +120,13 @@ class RequestContextMiddleware:
             elapsed = time.perf_counter() - start
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
-            status = str(status_holder["status"])
-            HTTP_REQUESTS.labels(scope["method"], template, status).inc()
-            HTTP_LATENCY.labels(scope["method"], template, status).observe(elapsed)
-            if template not in ("/healthz", "/metrics") and not template.startswith("/static"):
+            method = scope["method"]
+            requests, latency = _observer(method, template, status)
+            requests.inc()
+            latency.observe(elapsed)
+            if template not in _UNLOGGED and not template.startswith("/static") and log_info_enabled():
                 log.info(
-                    "http.request",
-                    method=scope["method"],
-                    route=template,
-                    status=int(status),
-                    ms=round(elapsed * 1000, 2),
+                    "http.request", method=method, route=template, status=status, ms=round(elapsed * 1000, 2)
                 )
 
 
