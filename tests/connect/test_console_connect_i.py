@@ -95,6 +95,23 @@ async def test_channel_and_link_forms(browser: Browser, tenant: TenantWorld) -> 
     assert r.status_code == 422 and _field_error(r.text, "name")
     r = await browser.post("/console/connect/channels/new", {"kind": "wechat", "name": "WX"})
     assert r.status_code == 422 and _field_error(r.text, "appid")
+    email = {"kind": "email", "name": "Mail", "smtp_port": "70000", "from_address": "nobody"}
+    r = await browser.post("/console/connect/channels/new", email)
+    assert r.status_code == 422 and _field_error(r.text, "smtp_port")
+    r = await browser.post("/console/connect/channels/new", {**email, "smtp_port": "2525"})
+    assert r.status_code == 422 and _field_error(r.text, "smtp_host")
+    r = await browser.post(
+        "/console/connect/channels/new", {**email, "smtp_port": "2525", "smtp_host": "127.0.0.1"}
+    )
+    assert r.status_code == 422 and _field_error(r.text, "from_address")
+    r = await browser.post(
+        "/console/connect/channels/new",
+        {**email, "smtp_port": "2525", "smtp_host": "127.0.0.1", "from_address": "Acme <news@acme.example>",
+         "smtp_password": "mail-secret", "tls": "none"},
+    )  # fmt: skip
+    assert r.status_code == 303, r.text
+    r = await browser.get(r.headers["location"].split("?")[0])
+    assert "news@acme.example" in r.text and "2525" in r.text and "mail-secret" not in r.text
     r = await browser.post("/console/connect/channels/new", {"kind": "sms", "name": "Main SMS"})
     assert r.status_code == 303
     ch_url = r.headers["location"].split("?")[0]

@@ -42,6 +42,7 @@ from tessera.connect.service.templates import render
 from tessera.core.crypto.types import blind_index
 from tessera.core.db.base import utcnow
 from tessera.core.db.session import get_database
+from tessera.core.http.errors import TesseraError
 from tessera.core.http.listing import FilterField, FilterSet, ListQuery, apply_listing, page_of
 from tessera.core.phone import InvalidPhone, carrier_name, normalize_phone
 
@@ -61,11 +62,18 @@ RECEIPT_STATUSES = ("delivered", "failed", "expired")
 
 
 def recipient_index(raw: str, field: str = "to") -> str:
-    """The blind index a message's recipient is found by: a phone number (any format the
-    tenant's region accepts) or, failing that, a WeChat openid."""
+    """The blind index a message's recipient is found by: an email address, a phone number (any
+    format the tenant's region accepts) or, failing both, a WeChat openid."""
     raw = raw.strip()
     if not raw:
         raise MessageInvalid("enter a phone number or openid", field=field, rule="required")
+    if "@" in raw:
+        from tessera.connect.compliance.service import normalize_address
+
+        try:
+            return blind_index("email", normalize_address(raw, field=field).value)
+        except TesseraError as exc:
+            raise MessageInvalid(exc.message, field=field, rule="invalid_email") from None
     try:
         return blind_index("phone", normalize_phone(raw, "CN", field=field))
     except InvalidPhone:

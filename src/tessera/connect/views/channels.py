@@ -46,7 +46,14 @@ Manager = Annotated[Page, Depends(page("channels:manage"))]
 
 register_nav(NavItem("connect.channels", "Channels", BASE, "channels:manage", module="connect", order=42))
 
-KIND_LABELS = {"sms": _l("SMS"), "wechat": _l("WeChat")}
+KIND_LABELS = {"sms": _l("SMS"), "wechat": _l("WeChat"), "email": _l("Email")}
+EMAIL_FIELDS = {
+    "smtp_host": "host",
+    "smtp_port": "port",
+    "tls": "tls",
+    "smtp_username": "username",
+    "from_address": "from",
+}
 STATUS_LABELS = {"active": _l("Active"), "disabled": _l("Disabled")}
 STATE_LABELS = {
     "bound": _l("Bound"),
@@ -97,23 +104,82 @@ def _channel_form(values: dict[str, Any] | None = None) -> Form:
                 maxlength=256,
                 help=_("Stored encrypted; never shown again."),
             ),
+            FormField("smtp_host", _("SMTP host"), value=v.get("smtp_host", ""), maxlength=255),
+            FormField("smtp_port", _("SMTP port"), "number", v.get("smtp_port", "")),
+            FormField(
+                "tls",
+                _("TLS"),
+                "select",
+                v.get("tls", "starttls"),
+                options=[("none", _("None")), ("starttls", "STARTTLS"), ("tls", _("TLS from the start"))],
+            ),
+            FormField("smtp_username", _("SMTP user name"), value=v.get("smtp_username", ""), maxlength=255),
+            FormField(
+                "smtp_password",
+                _("SMTP password"),
+                "password",
+                maxlength=256,
+                help=_("Stored encrypted; never shown again."),
+            ),
+            FormField(
+                "from_address",
+                _("From address"),
+                value=v.get("from_address", ""),
+                maxlength=255,
+                help=_("For example Acme <news@acme.example>."),
+            ),
         ]
     )
 
 
 def _channel_payload(raw: Any) -> tuple[dict[str, Any], dict[str, str]]:
-    data = {k: str(raw.get(k) or "").strip() for k in ("kind", "name", "default_source", "appid", "api_base")}
+    keys = ("kind", "name", "default_source", "appid", "api_base", *EMAIL_FIELDS)
+    data = {k: str(raw.get(k) or "").strip() for k in keys}
     payload: dict[str, Any] = {
         "kind": data["kind"],
         "name": data["name"],
         "default_source": data["default_source"],
     }
+    secret = ""
     if data["kind"] == "wechat":
         payload["settings"] = {k: data[k] for k in ("appid", "api_base") if data[k]}
         secret = str(raw.get("secret") or "")
-        if secret:
-            payload["secret"] = secret
+    elif data["kind"] == "email":
+        payload["settings"] = {EMAIL_FIELDS[k]: data[k] for k in EMAIL_FIELDS if data[k]}
+        secret = str(raw.get("smtp_password") or "")
+    if secret:
+        payload["secret"] = secret
     return payload, data
+
+
+def _email_error(body: ChannelIn) -> tuple[str, str] | None:
+    """(form field, message) when an email channel's settings would not let it send."""
+    from tessera.connect.email.pipeline import EmailChannelConfig
+
+    settings = dict(body.settings)
+    if "port" in settings:
+        try:
+            port = int(settings["port"])
+        except ValueError:
+            return "smtp_port", _("Enter a whole number.")
+        if port < 1:
+            return "smtp_port", _("This number is too small.")
+        if port > 65535:
+            return "smtp_port", _("This number is too large.")
+        settings["port"] = port
+        body.settings = settings
+    try:
+        EmailChannelConfig.from_channel(settings, body.secret)
+    except ValueError as exc:
+        text = str(exc) + " "
+        if "settings.host " in text:
+            return "smtp_host", _("An email channel needs its SMTP host.")
+        if "settings.from " in text:
+            return "from_address", _("Enter a valid email address.")
+        if "settings.tls" in text or "TlsMode" in text:
+            return "tls", _("Choose a value from the list.")
+        return "from_address", _("This value is not valid.")
+    return None
 
 
 def _pydantic_errors(form: Form, exc: ValidationError, rename: dict[str, str] | None = None) -> None:
@@ -306,6 +372,9 @@ async def channel_create(pg: Manager, request: Request) -> Response:
         return pg.render("connect/channel_new.html", form=form, status_code=422)
     if body.kind == "wechat" and not body.settings.get("appid"):
         form.errors["appid"] = _("A WeChat channel needs its app id.")
+    if body.kind == "email" and (problem := _email_error(body)) is not None:
+        form.errors[problem[0]] = problem[1]
+    if form.errors:
         _attach(form)
         return pg.render("connect/channel_new.html", form=form, status_code=422)
     try:

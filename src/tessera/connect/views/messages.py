@@ -39,7 +39,7 @@ from tessera.console.components import (
 from tessera.console.i18n import _
 from tessera.console.registry import NavItem, Tile, register_nav, register_tile
 from tessera.console.web import PREFIX, Page, add_template_dir, console_router, page
-from tessera.core.access.masking import mask_phone
+from tessera.core.access.masking import mask_email, mask_phone
 from tessera.core.access.principal import Principal
 from tessera.core.db.base import utcnow
 from tessera.core.http.errors import InvalidInput, TesseraError
@@ -66,7 +66,7 @@ CLASS_LABELS = {
     "notification": _l("Notification"),
     "marketing": _l("Marketing"),
 }
-CHANNEL_LABELS = {"sms": _l("SMS"), "wechat": _l("WeChat")}
+CHANNEL_LABELS = {"sms": _l("SMS"), "wechat": _l("WeChat"), "email": _l("Email")}
 EVENT_LABELS = {"status": _l("Status"), "receipt": _l("Delivery receipt"), "resubmitted": _l("Resubmitted")}
 FILTER_PARAMS = ("status", "channel", "class", "campaign_id", "reference", "since", "until", "rcpt")
 
@@ -94,9 +94,13 @@ async def messages_today_tile(session: AsyncSession, principal: Principal) -> Ti
 
 def _to(pg: Page, m: Message) -> str:
     see = pg.principal is not None and pg.principal.can_see_pii
-    if m.channel_kind != "sms":
-        return m.to if see else (m.to[:4] + "…")
-    return m.to if see else mask_phone(m.to)
+    if see:
+        return m.to
+    if m.channel_kind == "email":
+        return mask_email(m.to)
+    if m.channel_kind == "wechat":
+        return m.to[:4] + "…"
+    return mask_phone(m.to)
 
 
 def _params(pg: Page) -> tuple[dict[str, str], dict[str, str]]:
@@ -238,7 +242,7 @@ async def _send_form(pg: Page, values: dict[str, Any] | None = None) -> Form:
         },
         kinds={"body": "textarea"},
         help={
-            "to": _("A phone number, or a WeChat openid on a WeChat channel."),
+            "to": _("A phone number; an email address or WeChat openid on those channels."),
             "body": _("Leave empty when you choose a template."),
             "template_id": _("Approved templates only."),
         },
