@@ -454,3 +454,18 @@ async def test_exports_and_quality_are_tenant_scoped(
     # An import page is not an export page and the reverse.
     r = await browser.get(export_url.replace("/segments/exports/", "/imports/"))
     assert r.status_code == 404
+
+
+async def test_pages_speak_chinese(browser: Browser, tenant: TenantWorld) -> None:
+    await browser.login(tenant, "admin")
+    r = await browser.post("/console/locale", {"locale": "zh_Hans", "next": "/console/contacts/imports"})
+    assert r.status_code == 303
+    r = await browser.get("/console/contacts/imports")
+    assert "从文件导入联系人" in r.text and "历史导入" in r.text
+    url = _job_url(await _upload(browser, "c.csv", "姓名,手机\n张三,13800138095\n".encode("gbk")))
+    r = await browser.get(url)
+    assert "映射文件的列" in r.text and "校验每一行" in r.text
+    r = await browser.get("/console/contacts/segments/new")
+    assert '"all": "满足全部条件"' in r.text and "保存分群" in r.text
+    r = await browser.get("/console/contacts/quality")
+    assert "数据质量" in r.text and "立即重新计算" in r.text

@@ -182,7 +182,10 @@
   Builder.prototype.valueControls = function (line, node, numericHint, keyPrefix) {
     var self = this, L = this.L, key = keyPrefix || "value";
     var numeric = function (v) { return numericHint === true || (numericHint === "auto" && NUMERIC.test(String(v).trim())); };
-    if (node.op === "is_set") {
+    if (numericHint === "boolean" && (node.op === "eq" || node.op === "neq")) {
+      if (typeof node.value !== "boolean") { node.value = true; }
+      line.appendChild(this.select(L.value, [["true", L.yes], ["false", L.no]], String(node.value), function (v) { node.value = v === "true"; self.changed(); }, key));
+    } else if (node.op === "is_set") {
       if (node.value !== false) { node.value = true; }
       line.appendChild(this.select(L.value, [["true", L.yes], ["false", L.no]], String(node.value), function (v) { node.value = v === "true"; self.changed(); }, key));
     } else if (node.op === "in") {
@@ -211,7 +214,7 @@
     line.appendChild(this.select(L.field, options, node.field, function (v) { node.field = v; self.render(true); }, "field"));
     line.appendChild(this.select(L.operator, OPS.map(function (o) { return [o, L.ops[o]]; }), node.op, function (v) { node.op = v; self.render(true); }, "op"));
     var fm = this.fieldMeta(node);
-    this.valueControls(line, node, Boolean(fm && fm.type === "number"));
+    this.valueControls(line, node, fm && fm.type === "boolean" ? "boolean" : Boolean(fm && fm.type === "number"));
   };
 
   Builder.prototype.tagControls = function (line, node) {
