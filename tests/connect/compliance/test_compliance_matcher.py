@@ -245,3 +245,30 @@ def test_replace_rewrites_only_the_span(word: str, prefix: str, suffix: str) -> 
     result = matcher.scan(prefix + word + suffix)
     assert result.hits
     assert "<X>" in result.replaced_text
+
+
+@settings(max_examples=500, deadline=None)
+@given(text=st.text(max_size=60))
+def test_fast_normalisation_equals_the_definition(text: str) -> None:
+    from tessera.connect.compliance.normalize import _normalize_exact
+
+    assert normalize(text) == _normalize_exact(text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    text=st.text(
+        st.sampled_from(
+            list("aAß中國賭博-. ")
+            + ["\u0301", "\u0345", "\u1e9e", "\uff21", "\u3000", "\u0f73", "\U0001f600", "ǅ", "Ꭰ"]
+        ),
+        max_size=40,
+    )
+)
+def test_fast_normalisation_equals_the_definition_on_tricky_characters(text: str) -> None:
+    from tessera.connect.compliance.normalize import _normalize_exact
+
+    assert normalize(text) == _normalize_exact(text)
+    norm = normalize_with_offsets(text)
+    assert norm.text == normalize(text)
+    assert all(0 <= s < e <= len(text) for s, e in zip(norm.starts, norm.ends, strict=True))

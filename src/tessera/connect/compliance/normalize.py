@@ -27,6 +27,7 @@ import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
+from itertools import accumulate
 from typing import Final
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "NormalizedText",
     "is_separator",
     "normalize",
+    "normalize_by_character",
     "normalize_utf8",
     "normalize_with_offsets",
 ]
@@ -104,15 +106,77 @@ def is_separator(char: str) -> bool:
     return _SEP_MATCH(char) is not None
 
 
-def normalize_utf8(text: str) -> bytes:
-    """The normalised text as UTF-8 bytes (what the matcher's automaton consumes)."""
-    if text.isascii():
-        return text.encode("ascii").translate(_ASCII_LOWER, _ASCII_DELETE)
+def _normalize_exact(text: str) -> str:
+    """The definition (steps 1-4 of the module docstring) on whole strings."""
     folded = unicodedata.normalize("NFKD", text).casefold()
     if _TRAD_SEARCH(folded) is not None:
         folded = folded.translate(_T2S_TABLE)
     folded = _NON_ASCII_SEP_SUB("", folded)
-    return folded.encode("utf-8", "surrogatepass").translate(None, _ASCII_DELETE)
+    return (
+        folded.encode("utf-8", "surrogatepass")
+        .translate(None, _ASCII_DELETE)
+        .decode("utf-8", "surrogatepass")
+    )
+
+
+def _special_ranges() -> list[tuple[int, int]]:
+    """Non-ASCII characters the fast path cannot copy as they are: separators, characters that
+    NFKD, case folding or the variant table change, non-starters (NFKD may reorder them with
+    their neighbours), surrogates, and the whole supplementary range. ASCII is left to the
+    byte-level table that lowers letters and deletes separators."""
+    special: list[int] = []
+    for cp in range(0x80, 0x10000):
+        ch = chr(cp)
+        if (
+            0xD800 <= cp <= 0xDFFF
+            or not ch.isalnum()
+            or cp in _T2S_TABLE
+            or unicodedata.normalize("NFKD", ch) != ch
+            or ch.casefold() != ch
+            or unicodedata.combining(ch)
+        ):
+            special.append(cp)
+    for lo, hi in _nonstarter_ranges():
+        special.extend(range(max(lo, 0x80), min(hi, 0xFFFF) + 1))
+    ranges: list[tuple[int, int]] = []
+    for cp in sorted(set(special)):
+        if ranges and ranges[-1][1] == cp - 1:
+            ranges[-1] = (ranges[-1][0], cp)
+        else:
+            ranges.append((cp, cp))
+    ranges.append((0x10000, 0x10FFFF))
+    return ranges
+
+
+class _RunTable(dict[str, str]):
+    """Normalised form of each run of special characters seen, computed on first use."""
+
+    def __missing__(self, run: str) -> str:
+        value = _normalize_exact(run)
+        if len(self) < 200_000:
+            self[run] = value
+        return value
+
+
+def normalize_utf8(text: str) -> bytes:
+    """The normalised text as UTF-8 bytes (what the matcher's automaton consumes).
+
+    Fast path, equal to the definition (property-tested): the text is split into runs of
+    characters that stay as they are and runs of special characters (``_SPECIAL_SPLIT``, one
+    C-level scan); each special run is replaced by its normalised form from a table filled on
+    first use (a C-level ``map`` over the dictionary, no Python call once warm). NFKD, case
+    folding and the variant table act character by character and NFKD only reorders runs of
+    non-starters, which are special and so stay inside one run: normalising run by run gives
+    the same text as normalising the whole. Last, one ``bytes.translate`` lowers ASCII letters
+    and deletes ASCII separators.
+    """
+    if not text.isascii():
+        parts = _SPECIAL_SPLIT(text)
+        if len(parts) > 1:
+            parts[1::2] = map(_RUNS.__getitem__, parts[1::2])
+            text = "".join(parts)
+        return text.encode("utf-8", "surrogatepass").translate(_ASCII_LOWER, _ASCII_DELETE)
+    return text.encode("ascii").translate(_ASCII_LOWER, _ASCII_DELETE)
 
 
 def normalize(text: str) -> str:
@@ -158,6 +222,10 @@ def _nonstarter_ranges() -> list[tuple[int, int]]:
 
 
 _NONSTARTER_SEARCH = re.compile(_class(_nonstarter_ranges())).search
+_SPECIAL_CLASS = _class(_special_ranges())
+_SPECIAL_SPLIT = re.compile("(" + _SPECIAL_CLASS + "+)").split
+_SPECIAL_SEARCH = re.compile(_SPECIAL_CLASS).search
+_RUNS: Final[_RunTable] = _RunTable()
 
 
 @lru_cache(maxsize=65536)
@@ -178,8 +246,8 @@ def _normalize_char(char: str) -> str:
     return piece
 
 
-def normalize_with_offsets(text: str) -> NormalizedText:
-    """Normalise ``text`` and keep the mapping from each output character to its source span."""
+def _offsets_by_cluster(text: str) -> NormalizedText:
+    """Normalise ``text`` cluster by cluster, keeping each output character's source span."""
     out: list[str] = []
     starts: list[int] = []
     ends: list[int] = []
@@ -221,3 +289,65 @@ def normalize_with_offsets(text: str) -> NormalizedText:
                 ends.extend([j] * len(piece))
         i = j
     return NormalizedText(text, "".join(out), tuple(starts), tuple(ends))
+
+
+_KEPT_ASCII_OR_PLAIN = re.compile(r"[A-Za-z0-9\u0080-\U0010FFFF]+").finditer
+
+
+def normalize_with_offsets(text: str) -> NormalizedText:
+    """Normalise ``text`` and keep the mapping from each output character to its source span.
+
+    The runs of the fast path: a run of plain characters maps one to one (ASCII letters
+    lowered, ASCII separators dropped: ``range`` extends, no per-character Python); a run of
+    special characters is normalised cluster by cluster (a cluster = a starter and the
+    non-starters after it), each output character spanning its cluster."""
+    if _SPECIAL_SEARCH(text) is None:
+        if text.isascii() and text.isalnum():
+            return NormalizedText(text, text.lower(), tuple(range(len(text))), tuple(range(1, len(text) + 1)))
+        parts = [text]
+    else:
+        parts = _SPECIAL_SPLIT(text)
+    out: list[str] = []
+    starts: list[int] = []
+    ends: list[int] = []
+    base = 0
+    for index, part in enumerate(parts):
+        if not part:
+            continue
+        if index % 2 == 0:
+            for m in _KEPT_ASCII_OR_PLAIN(part):
+                lo, hi = base + m.start(), base + m.end()
+                out.append(m.group().casefold())  # plain: casefold changes ASCII letters only
+                starts.extend(range(lo, hi))
+                ends.extend(range(lo + 1, hi + 1))
+        else:
+            norm = _offsets_by_cluster(part)
+            out.append(norm.text)
+            starts.extend([base + i for i in norm.starts])
+            ends.extend([base + i for i in norm.ends])
+        base += len(part)
+    return NormalizedText(text, "".join(out), tuple(starts), tuple(ends))
+
+
+class _CharTable(dict[str, str]):
+    """Normalised form of each character seen (filled on first use, bounded)."""
+
+    def __missing__(self, char: str) -> str:
+        value = _normalize_exact(char)
+        if len(self) < _CHAR_CACHE_MAX:
+            self[char] = value
+        return value
+
+
+_CHARS: Final[_CharTable] = _CharTable()
+
+
+def normalize_by_character(text: str) -> tuple[str, list[int]] | None:
+    """The normalised text and, per original character, the end of its output (cumulative
+    lengths), or ``None`` when the text has non-starters (then characters do not normalise
+    one by one). Only C-level work: a ``map`` over the character table and ``accumulate``;
+    the output character ``j`` comes from original character ``bisect_right(ends, j)``."""
+    if _NONSTARTER_SEARCH(text) is not None:
+        return None
+    pieces = list(map(_CHARS.__getitem__, text))
+    return "".join(pieces), list(accumulate(map(len, pieces)))
