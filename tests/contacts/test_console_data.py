@@ -392,6 +392,10 @@ async def test_segment_pages_permissions_and_cross_tenant(
     assert 'data-count="0"' in r.text
     r = await client.get(f"/v1/segments/{sid}", headers=tenant.headers("admin"))
     assert r.json()["name"] == "Mine"
+    # The owner deletes it from the console.
+    await browser.login(tenant, "member")
+    assert (await browser.post(f"/console/contacts/segments/{sid}/delete")).status_code == 303
+    assert (await browser.get(f"/console/contacts/segments/{sid}")).status_code == 404
 
 
 async def test_cancel_stops_a_running_import_cleanly(browser: Browser, tenant: TenantWorld) -> None:
