@@ -81,6 +81,14 @@ async def test_import_wizard_end_to_end(
     assert await bad.count() == 1
     assert await bad.locator("[data-rule]").get_attribute("data-rule") == "invalid"
     assert await page.locator("#col_3").input_value() == "source"
+    # A mapping changed after the check makes the report stale: start waits for a new check.
+    await page.select_option("#col_2", "skip")
+    assert await page.locator("[data-start-import]").is_disabled()
+    assert await page.locator("[data-stale-hint]").is_visible()
+    await page.click("button:has-text('Check every row')")
+    await page.wait_for_selector("#dry-run-report")
+    assert await page.locator("#col_2").input_value() == "skip"
+    assert await page.locator("[data-start-import]").is_enabled()
     await page.click("button:has-text('Start the import')")
     await page.wait_for_selector("#import-progress[data-status='done']", timeout=20000)
     assert await page.locator("[data-testid=import-created]").inner_text() == "2"
