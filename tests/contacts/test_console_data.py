@@ -97,6 +97,11 @@ async def test_import_wizard_gbk_file_with_bad_rows(browser: Browser, tenant: Te
     assert "客户.csv" in r.text
     r = await browser.get("/console/contacts/imports?status=cancelled")
     assert "客户.csv" not in r.text
+    r = await browser.get(
+        "/console/contacts/imports?filename__contains=客户",
+        headers={"HX-Request": "true", "HX-Target": "list-contacts-imports"},
+    )
+    assert r.status_code == 200 and "<html" not in r.text and "客户.csv" in r.text
 
 
 async def test_import_upload_refusals_and_cancel(browser: Browser, tenant: TenantWorld) -> None:
