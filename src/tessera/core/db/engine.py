@@ -51,11 +51,14 @@ def make_engine(url: str, *, pool_size: int = 20, echo: bool = False) -> AsyncEn
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return engine
     if url.startswith("postgresql"):
+        # Up to twice ``pool_size`` connections, all kept once opened: with overflow
+        # connections a busy API opened and closed PostgreSQL connections (a backend process
+        # each) over and over, whenever the pool briefly had its ``pool_size`` idle ones.
         engine = create_async_engine(
             url,
             echo=echo,
-            pool_size=pool_size,
-            max_overflow=pool_size,
+            pool_size=pool_size * 2,
+            max_overflow=0,
             pool_pre_ping=False,
             pool_recycle=1800,
         )

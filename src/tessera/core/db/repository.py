@@ -6,12 +6,14 @@ import uuid
 from collections.abc import Sequence
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tessera.core.db.base import Base
 
 M = TypeVar("M", bound=Base)
+
+_BY_ID: dict[type, Select[Any]] = {}
 
 
 class Repository(Generic[M]):
@@ -26,11 +28,22 @@ class Repository(Generic[M]):
         return select(self.model)
 
     async def get(self, id: uuid.UUID, *options: Any) -> M | None:
-        stmt = self.select().where(self.model.id == id)  # type: ignore[attr-defined]
+        stmt = self._by_id()
         if options:
             stmt = stmt.options(*options)
-        found: M | None = (await self.session.execute(stmt)).scalar_one_or_none()
+        found: M | None = (await self.session.execute(stmt, {"id_": id})).scalar_one_or_none()
         return found
+
+    def _by_id(self) -> Select[Any]:
+        """``select().where(id = :id_)``, built once per repository class (building a statement
+        costs more than executing a cached one) unless the class defines its own ``select``."""
+        cls = type(self)
+        if cls.select is not Repository.select:
+            return self.select().where(self.model.id == bindparam("id_"))  # type: ignore[attr-defined]
+        stmt = _BY_ID.get(cls)
+        if stmt is None:
+            stmt = _BY_ID[cls] = self.select().where(self.model.id == bindparam("id_"))  # type: ignore[attr-defined]
+        return stmt
 
     async def get_many(self, ids: Sequence[uuid.UUID]) -> list[M]:
         if not ids:
