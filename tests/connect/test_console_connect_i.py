@@ -196,6 +196,37 @@ async def test_live_link_state_and_throughput(
         await sim.stop()
 
 
+async def test_link_bound_by_another_gateway(
+    app: Any, browser: Browser, client: httpx.AsyncClient, tenant: TenantWorld
+) -> None:
+    """A bind held by another gateway process: on PostgreSQL its advisory lock says so; the
+    in-process gateway also remembers the links it was refused."""
+    from types import SimpleNamespace
+
+    from tessera.connect.dispatcher import _advisory_key
+    from tessera.core.db.session import get_database
+
+    ids = await setup_sms(client, tenant)
+    link = uuid.UUID(ids["link_ids"][0])
+    db = get_database()
+    holder = None
+    if db.is_postgres:
+        from sqlalchemy import text
+
+        holder = await db.engine.connect()
+        await holder.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _advisory_key(link)})
+    else:
+        app.state.connect_gateway = SimpleNamespace(id="gw-here", runners={}, unavailable={link})
+    try:
+        await browser.login(tenant, "admin")
+        r = await browser.get(f"/console/connect/channels/links/{link}")
+        assert 'data-link-state="elsewhere"' in r.text and "Bound by another gateway" in r.text
+    finally:
+        app.state.connect_gateway = None
+        if holder is not None:
+            await holder.close()
+
+
 async def test_routes_portability_and_lookup(
     browser: Browser, client: httpx.AsyncClient, tenant: TenantWorld
 ) -> None:
@@ -472,7 +503,7 @@ async def test_cross_tenant_detail_pages_are_404(
     ):
         r = await browser2.get(url)
         assert r.status_code == 404, (url, r.status_code)
-    assert (await browser2.get(f"/console/connect/routes?channel={ch}")).status_code == 422
+    assert (await browser2.get(f"/console/connect/routes?channel={ch}")).status_code == 404
     for url, data in (
         (f"/console/connect/templates/{tid}/approve", {}),
         (f"/console/connect/templates/{tid}/reject", {"reason": "x"}),
@@ -496,7 +527,9 @@ async def test_cross_tenant_detail_pages_are_404(
         r = await browser2.post(url, data)
         assert r.status_code == 404, (url, r.status_code)
     r = await browser2.post("/console/connect/routes/lookup", {"channel": ch, "number": PHONE})
-    assert r.status_code == 422
+    assert r.status_code == 404
+    r = await browser2.post("/console/connect/routes/new", {"channel": ch, "carrier": "*", "link_id": link})
+    assert r.status_code == 404
     r = await browser2.post(
         "/console/connect/messages/send",
         {"channel_id": ch, "to": PHONE, "message_class": "notification", "body": "x"},

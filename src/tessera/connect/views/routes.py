@@ -16,7 +16,7 @@ from fastapi.responses import Response
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
-from tessera.connect.errors import RouteNotFound
+from tessera.connect.errors import ChannelNotFound, RouteNotFound
 from tessera.connect.models import Channel, RouteEntry
 from tessera.connect.schemas import RouteIn
 from tessera.connect.service import channels as service
@@ -109,7 +109,7 @@ def _pick(chans: list[Channel], raw: str | None) -> Channel | None:
         for c in chans:
             if str(c.id) == raw:
                 return c
-        raise InvalidInput(_("Choose a channel from the list."), field="channel")
+        raise ChannelNotFound()  # a foreign channel is a missing one
     return chans[0] if chans else None
 
 
