@@ -11,6 +11,9 @@ from typing import Any
 import httpx
 import pytest
 
+from tessera.contacts.schemas import TimelineItem
+from tessera.contacts.service import register_timeline_source, unregister_timeline_source
+from tessera.core.db.base import utcnow
 from tests.conftest import TenantWorld
 from tests.console.conftest import Browser
 from tests.contacts.conftest import make_contact
@@ -260,6 +263,8 @@ async def test_masking_by_role_unmask_audited_and_csv(
         client, h, name="Zhao Lei", phones=["13712340000"], **_owned(tenant, "manager")
     )
     await web.login(tenant, "member")
+    r = await web.get(f"/console/contacts/{mine['id']}/edit")
+    assert r.status_code == 200 and 'name="phones"' not in r.text and "your role does not see" in r.text
     r = await web.get("/console/contacts")
     assert "139****5678" in r.text and "+8613912345678" not in r.text
     assert "w***@example.com" in r.text and "wang.fang@" not in r.text
@@ -373,6 +378,17 @@ async def test_tag_owner_consent_from_the_360_page(
     )
     r = await web.get(f"/console/contacts/{c['id']}?tab=timeline")
     assert "page_view" in r.text and "url: /x" in r.text
+
+    # What other contexts register into the contacts timeline shows on the page too.
+    async def messages(session: Any, contact_id: Any, limit: int) -> list[TimelineItem]:
+        return [TimelineItem(at=utcnow(), source="connect", kind="message", title="SMS delivered")]
+
+    register_timeline_source("test-console-messages", messages)
+    try:
+        r = await web.get(f"/console/contacts/{c['id']}?tab=timeline")
+        assert "SMS delivered" in r.text and "connect" in r.text
+    finally:
+        unregister_timeline_source("test-console-messages")
 
 
 async def test_board_move_changes_stage_through_the_service(
@@ -542,3 +558,54 @@ async def test_tag_management(web: Browser, client: httpx.AsyncClient, tenant: T
     assert r.status_code == 303
     assert all(t["id"] != tag for t in (await client.get("/v1/tags", headers=h)).json())
     assert (await _get(client, tenant, c["id"])).json()["tag_ids"] == []
+
+
+async def test_query_count_does_not_grow_with_rows(
+    web: Browser, client: httpx.AsyncClient, tenant: TenantWorld, db: Any
+) -> None:
+    from sqlalchemy import event
+
+    h = tenant.headers("admin")
+    vip = await _tag(client, tenant)
+    acc = (await client.post("/v1/accounts", json={"name": "Acme"}, headers=h)).json()
+    first = await make_contact(
+        client, h, name="Row 0", phones=["13900000000"], account_id=acc["id"], tag_ids=[vip]
+    )
+    await make_contact(client, h, name="Row 1", phones=["13900000001"], account_id=acc["id"], tag_ids=[vip])
+    await web.login(tenant, "admin")
+    engine = db.engine.sync_engine
+    seen: list[str] = []
+
+    def count(conn: object, cursor: object, statement: str, *a: object) -> None:
+        seen.append(statement)
+
+    async def once(path: str) -> int:
+        seen.clear()
+        event.listen(engine, "before_cursor_execute", count)
+        try:
+            r = await web.get(path)
+            assert r.status_code == 200
+        finally:
+            event.remove(engine, "before_cursor_execute", count)
+        return len(seen)
+
+    async def queries(path: str) -> int:
+        # The least of two reads: a kernel cache (keys, entitlements) expiring in between
+        # must not pass for a query per row.
+        return min([await once(path), await once(path)])
+
+    paths = (
+        "/console/contacts",
+        "/console/contacts/board",
+        f"/console/contacts/accounts/{acc['id']}?tab=contacts",
+        "/console/contacts/tags",
+        "/console/contacts/duplicates",
+    )
+    before = {p: await queries(p) for p in paths}
+    for i in range(2, 17):
+        await make_contact(
+            client, h, name=f"Row {i}", phones=[f"139000000{i:02d}"], account_id=acc["id"], tag_ids=[vip]
+        )
+    after = {p: await queries(p) for p in paths}
+    assert after == before
+    assert first["id"]
