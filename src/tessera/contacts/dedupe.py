@@ -39,6 +39,30 @@ def fast_phone(raw: str, region: str, *, field: str = "phone") -> str:
     return normalize_phone(raw, region, field=field)
 
 
+_PHONE_CACHE: dict[tuple[str, str], str | tuple[type[InvalidInput], str]] = {}
+_PHONE_CACHE_MAX = 200_000
+
+
+def cached_phone(raw: str, region: str, *, field: str = "phone") -> str:
+    """:func:`fast_phone` for bulk work: plain mainland mobiles take a string-only path and
+    whatever needs phonenumbers is remembered (results and refusals), so a file that repeats
+    numbers, or a bad one, pays the parser once."""
+    if region == "CN" and len(raw) == 11 and raw[0] == "1" and raw[1] in "3456789" and raw.isdigit():
+        return "+86" + raw
+    hit = _PHONE_CACHE.get((raw, region))
+    if hit is None:
+        try:
+            hit = fast_phone(raw, region, field=field)
+        except InvalidInput as exc:
+            hit = (type(exc), exc.message)
+        if len(_PHONE_CACHE) >= _PHONE_CACHE_MAX:
+            _PHONE_CACHE.clear()
+        _PHONE_CACHE[(raw, region)] = hit
+    if isinstance(hit, tuple):
+        raise hit[0](hit[1], field=field)
+    return hit
+
+
 def normalize_identity(kind: str, raw: str, region: str, *, field: str | None = None) -> str:
     f = field or kind
     if kind == "phone":

@@ -1,26 +1,40 @@
 """Contact import: file parsing (CSV in UTF-8 or GBK, XLSX), column mapping, row validation
-and the batched upsert.
+and the chunked upsert.
 
-The hot path avoids the ORM: rows are normalised in Python, blind indexes are computed once,
-existing identities are looked up per batch with one IN query, and new contacts and identities
-are inserted with executemany; existing contacts are updated with COALESCE so empty cells never
-erase data.
+How it is fast (about 100x the row-at-a-time version) without giving up anything:
+
+* the file is streamed in chunks of :data:`CHUNK` rows (CSV is never held parsed in memory);
+* a chunk is validated in a worker thread while the previous chunk is written, so Python and
+  the database work at the same time;
+* plain mainland mobiles skip the phone parser (anything else goes through phonenumbers, and its
+  answers are cached), and encryption and blind indexes use one :class:`~tessera.core.crypto.
+  keyring.Sealer` per chunk (bound AES-GCM key, nonces drawn in blocks);
+* existing identities are looked up with one ``= ANY(array)`` query per kind and chunk, and new
+  contacts and identities go in with one COPY per table and chunk on PostgreSQL (executemany on
+  SQLite) through :meth:`ContactRepository.insert_rows`, which sets ``tenant_id`` from the tenant
+  in scope (row-level security checks it);
+* existing contacts are updated with COALESCE so empty cells never erase data; a row repeating an
+  identity met earlier in the same file only fills gaps of the first one.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import datetime as dt
 import io
+import os
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, cast
+from pathlib import Path
+from typing import Any
 
-from sqlalchemy import Table, bindparam, func, insert, select, update
+from sqlalchemy import String, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tessera.contacts.dedupe import normalize_identity
+from tessera.contacts.dedupe import cached_phone, normalize_identity
 from tessera.contacts.models import (
     LIFECYCLE_STAGES,
     Contact,
@@ -32,8 +46,8 @@ from tessera.contacts.models import (
 from tessera.contacts.repository import ContactRepository, FieldRepository
 from tessera.contacts.service.fields import coerce_value
 from tessera.core import context
-from tessera.core.crypto.types import blind_index
-from tessera.core.db.base import utcnow, uuid7
+from tessera.core.crypto.keyring import Sealer, get_keyring
+from tessera.core.db.base import utcnow
 from tessera.core.http.errors import InvalidInput, TesseraError
 
 HEADER_ALIASES = {
@@ -73,13 +87,21 @@ GENDERS = {
     "other": "other",
     "其他": "other",
 }
-BATCH = 2000
+CHUNK = 10_000
+BATCH = CHUNK  # kept for callers of the old name
 
 
 @dataclass
 class ParsedFile:
     headers: list[str]
     rows: list[list[str]]
+    encoding: str
+
+
+@dataclass
+class FileInfo:
+    headers: list[str]
+    total_rows: int
     encoding: str
 
 
@@ -95,32 +117,126 @@ def decode(raw: bytes) -> tuple[str, str]:
         raise InvalidInput("the file is neither UTF-8 nor GBK text", field="file") from None
 
 
-def parse(raw: bytes, filename: str) -> ParsedFile:
-    if filename.lower().endswith(".xlsx") or raw[:4] == b"PK\x03\x04":
-        import openpyxl
+def _is_xlsx(raw: bytes, filename: str) -> bool:
+    return filename.lower().endswith(".xlsx") or raw[:4] == b"PK\x03\x04"
 
-        try:
-            wb = openpyxl.load_workbook(io.BytesIO(raw), read_only=True, data_only=True)
-        except Exception:
-            raise InvalidInput("the file is not a readable XLSX workbook", field="file") from None
-        ws = wb.active
-        rows = [
-            [
-                "" if v is None else (v.date().isoformat() if isinstance(v, dt.datetime) else str(v)).strip()
-                for v in r
-            ]
-            for r in ws.iter_rows(values_only=True)
+
+def _xlsx_rows(raw: bytes) -> list[list[str]]:
+    import openpyxl
+
+    try:
+        wb = openpyxl.load_workbook(io.BytesIO(raw), read_only=True, data_only=True)
+    except Exception:
+        raise InvalidInput("the file is not a readable XLSX workbook", field="file") from None
+    ws = wb.active
+    return [
+        [
+            "" if v is None else (v.date().isoformat() if isinstance(v, dt.datetime) else str(v)).strip()
+            for v in r
         ]
-        enc = "xlsx"
+        for r in ws.iter_rows(values_only=True)
+    ]
+
+
+def _clean(rows: Iterable[list[str]]) -> Iterator[list[str]]:
+    """Cells stripped, blank rows dropped (row numbers count the rows kept, header is row 1)."""
+    for r in rows:
+        if not any(r):
+            continue
+        cells = [c.strip() for c in r]
+        if any(cells):
+            yield cells
+
+
+def parse(raw: bytes, filename: str) -> ParsedFile:
+    """The whole file in memory (XLSX, small files, tests); imports stream with :func:`read_chunks`."""
+    if _is_xlsx(raw, filename):
+        rows, enc = list(_clean(_xlsx_rows(raw))), "xlsx"
     else:
         text, enc = decode(raw)
-        rows = [[c.strip() for c in r] for r in csv.reader(io.StringIO(text))]
-    rows = [r for r in rows if any(r)]
+        rows = list(_clean(csv.reader(io.StringIO(text))))
     if not rows:
         raise InvalidInput("the file has no header row", field="file")
     headers = rows[0]
     width = len(headers)
     return ParsedFile(headers, [(r + [""] * width)[:width] for r in rows[1:]], enc)
+
+
+def _text_encoding(raw: bytes) -> str:
+    """'utf-8' when the bytes decode as UTF-8, else 'gbk' when GB18030 accepts them (checked in
+    blocks, so a large upload is never held twice as text)."""
+    for enc, codec in (("utf-8", "utf-8-sig"), ("gbk", "gb18030")):
+        dec = codecs.getincrementaldecoder(codec)()
+        try:
+            view = memoryview(raw)
+            for i in range(0, len(raw), 1 << 20):
+                dec.decode(view[i : i + (1 << 20)])
+            dec.decode(b"", final=True)
+            return enc
+        except UnicodeDecodeError:
+            continue
+    raise InvalidInput("the file is neither UTF-8 nor GBK text", field="file")
+
+
+def scan(raw: bytes, filename: str) -> FileInfo:
+    """Headers, number of data rows and encoding, without keeping the parsed rows."""
+    if _is_xlsx(raw, filename):
+        parsed = parse(raw, filename)
+        return FileInfo(parsed.headers, len(parsed.rows), parsed.encoding)
+    enc = _text_encoding(raw)
+    stream = io.TextIOWrapper(io.BytesIO(raw), encoding=_CODECS[enc], newline="")
+    rows = _clean(csv.reader(stream))
+    headers = next(rows, None)
+    if headers is None:
+        raise InvalidInput("the file has no header row", field="file")
+    return FileInfo(headers, sum(1 for _ in rows), enc)
+
+
+_CODECS = {"utf-8": "utf-8-sig", "gbk": "gb18030"}
+
+Chunk = list[tuple[int, list[str]]]  # (row number, cells padded to the header width)
+
+
+def read_chunks(
+    path: Path, filename: str, encoding: str | None = None, size: int = CHUNK
+) -> tuple[list[str], Iterator[Chunk]]:
+    """The header and the data rows of an uploaded file in chunks of ``size``; CSV is streamed
+    (``encoding`` as found at upload: ``utf-8`` or ``gbk``; detected when not given)."""
+    with path.open("rb") as fh:
+        head = fh.read(4)
+    stream: io.TextIOBase | None = None
+    if encoding == "xlsx" or _is_xlsx(head, filename):
+        rows: Iterator[list[str]] = _clean(_xlsx_rows(path.read_bytes()))
+    else:
+        enc = encoding if encoding in _CODECS else _text_encoding(path.read_bytes())
+        stream = open(path, encoding=_CODECS[str(enc)], newline="")  # noqa: SIM115 - closed below
+        rows = _clean(csv.reader(stream))
+    headers = next(rows, None)
+    if headers is None:
+        if stream is not None:
+            stream.close()
+        raise InvalidInput("the file has no header row", field="file")
+    width = len(headers)
+
+    def gen() -> Iterator[Chunk]:
+        chunk: Chunk = []
+        n = 1
+        try:
+            for r in rows:
+                n += 1
+                if len(r) != width:
+                    r = (r + [""] * width)[:width]
+                chunk.append((n, r))
+                if len(chunk) >= size:
+                    yield chunk
+                    chunk = []
+            if chunk:
+                yield chunk
+        finally:
+            if stream is not None:
+                stream.close()
+
+    return headers, gen()
 
 
 def auto_mapping(headers: list[str], defs: dict[str, FieldDefinition]) -> dict[str, str]:
@@ -174,6 +290,101 @@ class Record:
     tags: list[str] = field(default_factory=list)
 
 
+# Text cells are cut to their column's length (a long city must not fail a whole chunk).
+_LIMITS = {
+    c.name: int(getattr(c.type, "length", None) or 200)
+    for c in Contact.__table__.c
+    if isinstance(c.type, String)
+}
+
+
+class RowValidator:
+    """Validates and normalises rows against a mapping; the column plan is worked out once.
+
+    Identities come out normalised (E.164 phones, lower-case emails) with their blind index.
+    """
+
+    def __init__(
+        self,
+        headers: list[str],
+        mapping: dict[str, str],
+        defs: dict[str, FieldDefinition],
+        region: str,
+        sealer: Sealer,
+    ) -> None:
+        self.plan = [(i, t) for i, h in enumerate(headers) if (t := mapping.get(h, "skip")) != "skip"]
+        self.defs = defs
+        self.region = region
+        self.index = sealer.blind_index
+        self.required = [k for k, d in defs.items() if d.required]
+
+    def __call__(self, row_no: int, cells: list[str]) -> tuple[Record | None, list[Problem]]:
+        values: dict[str, Any] = {}
+        attrs: dict[str, Any] = {}
+        idents: list[tuple[str, str, str]] = []
+        tags: list[str] = []
+        problems: list[Problem] = []
+        region = self.region
+        for i, t in self.plan:
+            cell = cells[i] if i < len(cells) else ""
+            if cell == "":
+                continue
+            try:
+                if t == "phone" or t == "email":
+                    if ";" in cell or "," in cell or "；" in cell:
+                        parts = [p.strip() for p in cell.replace("；", ";").replace(",", ";").split(";")]
+                    else:
+                        parts = [cell]
+                    for part in parts:
+                        if part:
+                            v = (
+                                cached_phone(part, region, field=t)
+                                if t == "phone"
+                                else normalize_identity(t, part, region, field=t)
+                            )
+                            idents.append((t, v, self.index(t, v)))
+                elif t == "name" or t == "city":
+                    values[t] = cell[: _LIMITS[t]]
+                elif t == "gender":
+                    g = GENDERS.get(cell.lower())
+                    if g is None:
+                        raise InvalidInput(f"'{cell}' is not a gender", field="gender", rule="choice")
+                    values["gender"] = g
+                elif t == "birthday":
+                    try:
+                        values["birthday"] = dt.date.fromisoformat(
+                            cell.replace("/", "-").replace(".", "-")
+                        ).isoformat()
+                    except ValueError:
+                        raise InvalidInput(
+                            f"'{cell}' is not a date (YYYY-MM-DD)", field="birthday", rule="date"
+                        ) from None
+                elif t == "lifecycle_stage":
+                    if cell.lower() not in LIFECYCLE_STAGES:
+                        raise InvalidInput(
+                            f"'{cell}' is not a lifecycle stage", field="lifecycle_stage", rule="choice"
+                        )
+                    values["lifecycle_stage"] = cell.lower()
+                elif t == "tags":
+                    tags += [x.strip() for x in cell.replace("，", ",").split(",") if x.strip()]
+                elif t.startswith("attributes."):
+                    key = t.split(".", 1)[1]
+                    attrs[key] = coerce_value(self.defs[key], cell, field=t)
+                else:
+                    values[t] = cell[: _LIMITS.get(t, 200)]
+            except TesseraError as exc:
+                rule = str(exc.details.get("rule") or exc.code.split(".")[-1])
+                problems.append(Problem(row_no, exc.field or t, rule, exc.message))
+        if not values.get("name"):
+            problems.append(Problem(row_no, "name", "required", "name is required"))
+        for key in self.required:
+            if key not in attrs and not any(p.field == f"attributes.{key}" for p in problems):
+                problems.append(Problem(row_no, f"attributes.{key}", "required", f"{key} is required"))
+        if problems:
+            return None, problems
+        return Record(row_no, values, attrs, idents, tags), []
+
+
 def validate_row(
     row_no: int,
     cells: list[str],
@@ -182,59 +393,9 @@ def validate_row(
     defs: dict[str, FieldDefinition],
     region: str,
 ) -> tuple[Record | None, list[Problem]]:
-    values: dict[str, Any] = {}
-    attrs: dict[str, Any] = {}
-    idents: list[tuple[str, str, str]] = []
-    tags: list[str] = []
-    problems: list[Problem] = []
-    for h, cell in zip(headers, cells, strict=False):
-        t = mapping.get(h, "skip")
-        if t == "skip" or cell == "":
-            continue
-        try:
-            if t in ("phone", "email"):
-                for part in cell.replace("；", ";").replace(",", ";").split(";"):
-                    if part.strip():
-                        v = normalize_identity(t, part.strip(), region, field=t)
-                        idents.append((t, v, blind_index(t, v)))
-            elif t == "gender":
-                g = GENDERS.get(cell.lower())
-                if g is None:
-                    raise InvalidInput(f"'{cell}' is not a gender", field="gender", rule="choice")
-                values["gender"] = g
-            elif t == "birthday":
-                try:
-                    values["birthday"] = dt.date.fromisoformat(
-                        cell.replace("/", "-").replace(".", "-")
-                    ).isoformat()
-                except ValueError:
-                    raise InvalidInput(
-                        f"'{cell}' is not a date (YYYY-MM-DD)", field="birthday", rule="date"
-                    ) from None
-            elif t == "lifecycle_stage":
-                if cell.lower() not in LIFECYCLE_STAGES:
-                    raise InvalidInput(
-                        f"'{cell}' is not a lifecycle stage", field="lifecycle_stage", rule="choice"
-                    )
-                values["lifecycle_stage"] = cell.lower()
-            elif t == "tags":
-                tags += [x.strip() for x in cell.replace("，", ",").split(",") if x.strip()]
-            elif t.startswith("attributes."):
-                key = t.split(".", 1)[1]
-                attrs[key] = coerce_value(defs[key], cell, field=t)
-            else:
-                values[t] = cell[:200]
-        except TesseraError as exc:
-            rule = str(exc.details.get("rule") or exc.code.split(".")[-1])
-            problems.append(Problem(row_no, exc.field or t, rule, exc.message))
-    if not values.get("name"):
-        problems.append(Problem(row_no, "name", "required", "name is required"))
-    for key, fdef in defs.items():
-        if fdef.required and key not in attrs and not any(p.field == f"attributes.{key}" for p in problems):
-            problems.append(Problem(row_no, f"attributes.{key}", "required", f"{key} is required"))
-    if problems:
-        return None, problems
-    return Record(row_no, values, attrs, idents, tags), []
+    """One row (the tenant in scope gives the blind-index key); bulk work uses :class:`RowValidator`."""
+    sealer = get_keyring().sealer(context.current_tenant_id())
+    return RowValidator(headers, mapping, defs, region, sealer)(row_no, cells)
 
 
 def dedupe_in_file(records: list[Record]) -> tuple[list[Record], list[Problem]]:
@@ -243,20 +404,17 @@ def dedupe_in_file(records: list[Record]) -> tuple[list[Record], list[Problem]]:
     out: list[Record] = []
     notes: list[Problem] = []
     for r in records:
-        owner = next((first[(k, i)] for k, _, i in r.idents if (k, i) in first), None)
+        owner = None
+        for k, _, i in r.idents:
+            owner = first.get((k, i))
+            if owner is not None:
+                break
         if owner is None:
             out.append(r)
             for k, _, i in r.idents:
                 first[(k, i)] = r
             continue
-        notes.append(
-            Problem(
-                r.row,
-                "phone" if any(k == "phone" for k, _, _ in r.idents) else "email",
-                "duplicate_in_file",
-                f"same identity as row {owner.row}; merged into it",
-            )
-        )
+        notes.append(_dup_note(r, f"same identity as row {owner.row}; merged into it"))
         for k, v in r.values.items():
             owner.values.setdefault(k, v)
         for k, v in r.attributes.items():
@@ -268,6 +426,39 @@ def dedupe_in_file(records: list[Record]) -> tuple[list[Record], list[Problem]]:
                 first[(ident[0], ident[2])] = owner
         owner.tags += [t for t in r.tags if t not in owner.tags]
     return out, notes
+
+
+def _dup_note(r: Record, message: str) -> Problem:
+    kind = "phone" if any(k == "phone" for k, _, _ in r.idents) else "email"
+    return Problem(r.row, kind, "duplicate_in_file", message)
+
+
+@dataclass
+class PreparedChunk:
+    """A chunk after validation and in-chunk dedupe: what to write and what to report."""
+
+    rows: Chunk
+    records: list[Record]
+    problems: list[Problem]
+    duplicates: list[Problem]
+
+    @property
+    def last_row(self) -> int:
+        return self.rows[-1][0] if self.rows else 1
+
+
+def prepare_chunk(validator: RowValidator, rows: Chunk) -> PreparedChunk:
+    """CPU-only work of a chunk (no database, no await): runs in a worker thread."""
+    records: list[Record] = []
+    problems: list[Problem] = []
+    for n, cells in rows:
+        rec, probs = validator(n, cells)
+        if rec is not None:
+            records.append(rec)
+        else:
+            problems += probs
+    records, dups = dedupe_in_file(records)
+    return PreparedChunk(rows, records, problems, dups)
 
 
 COLUMNS = (
@@ -282,106 +473,158 @@ COLUMNS = (
     "source",
     "lifecycle_stage",
 )
+_SEALED = ("birthday", "address")
+CONTACT_COLUMNS = (
+    "id",
+    "created_at",
+    "updated_at",
+    *COLUMNS,
+    "attributes",
+    "phone_tail",
+)
+IDENTITY_COLUMNS = ("id", "contact_id", "kind", "value", "value_index", "is_primary", "created_at")
+
+
+def uuid7_hex(n: int) -> list[str]:
+    """``n`` time-ordered UUIDs (RFC 9562 version 7, 42-bit counter method) as 32 hex digits.
+
+    One clock read and one OS random draw per call: the counter starts at a random value and
+    runs over ``rand_a`` and the top of ``rand_b``; the low 32 bits are random per id.
+    """
+    ms = time.time_ns() // 1_000_000
+    start = int.from_bytes(os.urandom(6)) >> 7  # 41 bits: the counter cannot overflow 42
+    rnd = os.urandom(4 * n)
+    hi_base = ((ms & 0xFFFFFFFFFFFF) << 16) | 0x7000
+    var = 0b10 << 62
+    out = []
+    for k in range(n):
+        c = start + k
+        lo = var | ((c & 0x3FFFFFFF) << 32) | int.from_bytes(rnd[4 * k : 4 * k + 4])
+        out.append(f"{hi_base | (c >> 30):016x}{lo:016x}")
+    return out
+
+
+@dataclass
+class ImportRun:
+    """What one import run remembers between chunks."""
+
+    source: str = "import"
+    created: set[str] = field(default_factory=set)  # contact ids (hex) created by this run
+    created_count: int = 0
+    updated_count: int = 0
+    duplicates: int = 0
+
+
+@dataclass
+class ChunkResult:
+    created: int
+    updated: int
+    duplicates: list[Problem]
+    ids: list[str]  # contact id (hex) per record
+
+
+async def write_chunk(
+    session: AsyncSession, records: list[Record], run: ImportRun | None = None
+) -> ChunkResult:
+    """Insert new contacts and fill existing ones for one prepared chunk.
+
+    An identity already owned by a contact this run created (an earlier chunk of the same file)
+    makes the record a duplicate in the file: it only fills the gaps of that contact. The run's
+    memory is updated only after every statement succeeded, so a retried chunk starts clean.
+    """
+    run = run if run is not None else ImportRun()
+    repo = ContactRepository(session)
+    found = await repo.owners_of_indexes([(k, i) for r in records for k, _, i in r.idents])
+    owners: dict[tuple[str, str], str] = {key: cid.hex for key, cid in found.items()}
+    sealer = get_keyring().sealer(context.current_tenant_id())
+    now = utcnow()
+    new_ids = iter(uuid7_hex(len(records)))
+    contacts: list[tuple[Any, ...]] = []
+    idents: list[tuple[Any, ...]] = []
+    updates: list[dict[str, Any]] = []
+    fills: list[dict[str, Any]] = []
+    dups: list[Problem] = []
+    ids: list[str] = []
+    created_now: list[str] = []
+    updated = 0
+    encrypt = sealer.encrypt
+    for r in records:
+        existing = None
+        for k, _, i in r.idents:
+            existing = owners.get((k, i))
+            if existing is not None:
+                break
+        vals = r.values
+        if existing is None:
+            cid = next(new_ids)
+            phone = None
+            seen: set[str] = set()
+            for k, v, i in r.idents:
+                if phone is None and k == "phone":
+                    phone = v
+                idents.append((None, cid, k, encrypt(v), i, k not in seen, now))
+                seen.add(k)
+                owners[(k, i)] = cid
+            contacts.append(
+                (
+                    cid,
+                    now,
+                    now,
+                    vals.get("name"),
+                    vals.get("given_name"),
+                    vals.get("family_name"),
+                    vals.get("gender"),
+                    encrypt(vals["birthday"]) if "birthday" in vals else None,
+                    encrypt(vals["address"]) if "address" in vals else None,
+                    vals.get("city"),
+                    vals.get("language"),
+                    vals.get("source") or run.source,
+                    vals.get("lifecycle_stage") or "lead",
+                    r.attributes,
+                    phone[-4:] if phone else None,
+                )
+            )
+            created_now.append(cid)
+        else:
+            cid = existing
+            row = {"b_id": uuid.UUID(cid), "b_now": now, "b_attributes": r.attributes or None}
+            for c in COLUMNS:
+                row[f"b_{c}"] = vals.get(c)
+            if cid in run.created:
+                fills.append(row)
+                dups.append(_dup_note(r, "same identity as an earlier row; merged into it"))
+            else:
+                updates.append(row)
+                updated += 1
+            for k, v, i in r.idents:
+                if (k, i) not in owners:
+                    idents.append((None, cid, k, encrypt(v), i, False, now))
+                    owners[(k, i)] = cid
+        ids.append(cid)
+    if idents:
+        for_ids = iter(uuid7_hex(len(idents)))
+        idents = [(next(for_ids), *row[1:]) for row in idents]
+    await repo.insert_rows(Contact, CONTACT_COLUMNS, contacts)
+    await repo.insert_rows(ContactIdentity, IDENTITY_COLUMNS, idents)
+    await repo.update_from_import(updates, COLUMNS, fill_only=False)
+    await repo.update_from_import(fills, COLUMNS, fill_only=True)
+    await _tag_records(session, records, ids)
+    run.created.update(created_now)
+    run.created_count += len(contacts)
+    run.updated_count += updated
+    run.duplicates += len(dups)
+    return ChunkResult(len(contacts), updated, dups, ids)
 
 
 async def upsert_batch(
     session: AsyncSession, records: list[Record], *, source: str = "import"
 ) -> tuple[int, int, list[uuid.UUID]]:
     """Insert new contacts and fill existing ones; (created, updated, contact ids per record)."""
-    repo = ContactRepository(session)
-    owners = await repo.owners_of_indexes([(k, i) for r in records for k, _, i in r.idents])
-    tid, now = context.current_tenant_id(), utcnow()
-    new_contacts: list[dict[str, Any]] = []
-    new_idents: list[dict[str, Any]] = []
-    updates: list[dict[str, Any]] = []
-    ids: list[uuid.UUID] = []
-    created = updated = 0
-    for r in records:
-        existing = next((owners[(k, i)] for k, _, i in r.idents if (k, i) in owners), None)
-        if existing is None:
-            cid = uuid7()
-            phone = next((v for k, v, _ in r.idents if k == "phone"), None)
-            row = {c: r.values.get(c) for c in COLUMNS}
-            row.update(
-                id=cid,
-                tenant_id=tid,
-                created_at=now,
-                updated_at=now,
-                attributes=r.attributes,
-                lifecycle_stage=r.values.get("lifecycle_stage") or "lead",
-                source=r.values.get("source") or source,
-                phone_tail=phone[-4:] if phone else None,
-                account_id=None,
-                owner_id=None,
-                merged_into_id=None,
-            )
-            new_contacts.append(row)
-            seen_kinds: set[str] = set()
-            for k, v, i in r.idents:
-                new_idents.append(
-                    {
-                        "id": uuid7(),
-                        "tenant_id": tid,
-                        "contact_id": cid,
-                        "kind": k,
-                        "value": v,
-                        "value_index": i,
-                        "is_primary": k not in seen_kinds,
-                        "created_at": now,
-                    }
-                )
-                seen_kinds.add(k)
-                owners[(k, i)] = cid
-            created += 1
-        else:
-            cid = existing
-            updates.append(
-                {
-                    "b_id": cid,
-                    **{f"b_{c}": r.values.get(c) for c in COLUMNS},
-                    "b_attributes": r.attributes or None,
-                }
-            )
-            for k, v, i in r.idents:
-                if (k, i) not in owners:
-                    new_idents.append(
-                        {
-                            "id": uuid7(),
-                            "tenant_id": tid,
-                            "contact_id": cid,
-                            "kind": k,
-                            "value": v,
-                            "value_index": i,
-                            "is_primary": False,
-                            "created_at": now,
-                        }
-                    )
-                    owners[(k, i)] = cid
-            updated += 1
-        ids.append(cid)
-    table = cast(Table, Contact.__table__)
-    if new_contacts:
-        await session.execute(insert(table), new_contacts)
-    if new_idents:
-        await session.execute(insert(cast(Table, ContactIdentity.__table__)), new_idents)
-    if updates:
-        stmt = (
-            update(table)
-            .where(table.c.id == bindparam("b_id"))
-            .values(
-                updated_at=now,
-                attributes=func.coalesce(
-                    bindparam("b_attributes", type_=table.c.attributes.type), table.c.attributes
-                ),
-                **{c: func.coalesce(bindparam(f"b_{c}", type_=table.c[c].type), table.c[c]) for c in COLUMNS},
-            )
-        )
-        await session.execute(stmt, updates)
-    await _tag_records(session, records, ids)
-    return created, updated, ids
+    res = await write_chunk(session, records, ImportRun(source=source))
+    return res.created, res.updated, [uuid.UUID(i) for i in res.ids]
 
 
-async def _tag_records(session: AsyncSession, records: list[Record], ids: list[uuid.UUID]) -> None:
+async def _tag_records(session: AsyncSession, records: list[Record], ids: list[str]) -> None:
     names = {t for r in records for t in r.tags}
     if not names:
         return
@@ -397,16 +640,14 @@ async def _tag_records(session: AsyncSession, records: list[Record], ids: list[u
         await session.flush()
         existing[n] = tag.id
     tid, now = context.current_tenant_id(), utcnow()
-    pairs = {(cid, existing[t]) for r, cid in zip(records, ids, strict=True) for t in r.tags}
-    have = set(
-        (
-            await session.execute(
-                select(ContactTag.contact_id, ContactTag.tag_id).where(
-                    ContactTag.contact_id.in_({p[0] for p in pairs})
-                )
-            )
-        ).tuples()
-    )
+    pairs = {(uuid.UUID(cid), existing[t]) for r, cid in zip(records, ids, strict=True) for t in r.tags}
+    contact_ids = list({p[0] for p in pairs})
+    have: set[tuple[uuid.UUID, uuid.UUID]] = set()
+    for i in range(0, len(contact_ids), 500):
+        stmt = select(ContactTag.contact_id, ContactTag.tag_id).where(
+            ContactTag.contact_id.in_(contact_ids[i : i + 500])
+        )
+        have.update((a, b) for a, b in (await session.execute(stmt)).tuples())
     rows = [
         {"tenant_id": tid, "contact_id": c, "tag_id": t, "source": "import", "created_at": now}
         for c, t in pairs
@@ -416,13 +657,50 @@ async def _tag_records(session: AsyncSession, records: list[Record], ids: list[u
         await session.execute(insert(ContactTag), rows)
 
 
-def chunks(items: list[Any], size: int = BATCH) -> Iterator[list[Any]]:
+def chunks(items: list[Any], size: int = CHUNK) -> Iterator[list[Any]]:
     for i in range(0, len(items), size):
         yield items[i : i + size]
 
 
 async def field_defs(session: AsyncSession) -> dict[str, FieldDefinition]:
     return await FieldRepository(session).for_object("contact")
+
+
+class ErrorFile:
+    """The error report (UTF-8 CSV with BOM: row, the row's cells, the reasons), written as
+    chunks are processed; created at the first problem."""
+
+    def __init__(self, path: Path, headers: list[str], *, append: bool = False) -> None:
+        self.path = path
+        self.headers = headers
+        self._append = append and path.exists()
+        self._fh: io.TextIOWrapper | None = None
+
+    def add(self, rows: Chunk, problems: list[Problem]) -> None:
+        if not problems:
+            return
+        if self._fh is None:
+            self._fh = self.path.open("a" if self._append else "w", encoding="utf-8", newline="")
+            if not self._append:
+                self._fh.write("\ufeff")
+                csv.writer(self._fh).writerow(["row", *self.headers, "errors"])
+        by_row: dict[int, list[Problem]] = {}
+        for p in problems:
+            by_row.setdefault(p.row, []).append(p)
+        cells = dict(rows)
+        w = csv.writer(self._fh)
+        for row_no in sorted(by_row):
+            reasons = "; ".join(f"{p.field}: {p.rule}: {p.message}" for p in by_row[row_no])
+            w.writerow([row_no, *cells.get(row_no, []), reasons])
+        self._fh.flush()
+
+    @property
+    def written(self) -> bool:
+        return self._fh is not None or self._append
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
 
 
 def error_csv(headers: list[str], rows: list[list[str]], problems: list[Problem]) -> bytes:

@@ -4,9 +4,28 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
-from sqlalchemy import delete, select, update
+import orjson
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    String,
+    Table,
+    Text,
+    Uuid,
+    bindparam,
+    cast,
+    delete,
+    func,
+    insert,
+    literal,
+    select,
+    true,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
 from tessera.contacts.models import (
     Account,
@@ -23,6 +42,9 @@ from tessera.contacts.models import (
     Tag,
     TagGroup,
 )
+from tessera.core import context
+from tessera.core.crypto.types import EncryptedString
+from tessera.core.db.base import Base, UTCDateTime, table_of
 from tessera.core.db.repository import TenantRepository
 
 
@@ -39,18 +61,121 @@ class ContactRepository(TenantRepository[Contact]):
         return (await self.session.execute(stmt)).scalar_one_or_none()
 
     async def owners_of_indexes(self, pairs: Sequence[tuple[str, str]]) -> dict[tuple[str, str], uuid.UUID]:
-        """(kind, value_index) → contact id for those that exist."""
-        if not pairs:
-            return {}
-        indexes = list({p[1] for p in pairs})
+        """(kind, value_index) → contact id for those that exist.
+
+        On PostgreSQL the indexes travel as one array and each is probed in the unique index
+        (tenant_id, kind, value_index) through a LATERAL … LIMIT 1, a plan that holds whatever
+        the table statistics say (a table growing during an import is not analysed yet, and a
+        plain ``= ANY`` then turns into a sequential scan per chunk). SQLite: IN, in slices.
+        """
+        by_kind: dict[str, set[str]] = defaultdict(set)
+        for kind, idx in pairs:
+            by_kind[kind].add(idx)
         out: dict[tuple[str, str], uuid.UUID] = {}
-        for i in range(0, len(indexes), 1000):
-            stmt = select(
-                ContactIdentity.kind, ContactIdentity.value_index, ContactIdentity.contact_id
-            ).where(ContactIdentity.value_index.in_(indexes[i : i + 1000]))
-            for kind, idx, cid in (await self.session.execute(stmt)).all():
-                out[(kind, idx)] = cid
+        postgres = self.session.get_bind().dialect.name == "postgresql"
+        for kind, wanted in by_kind.items():
+            indexes = list(wanted)
+            if postgres:
+                probe = (
+                    func.unnest(cast(literal(_pg_array_literal(indexes, "text")), ARRAY(String)))
+                    .table_valued("v")
+                    .render_derived("probe")
+                )
+                owner = (
+                    select(ContactIdentity.contact_id)
+                    .where(ContactIdentity.kind == kind, ContactIdentity.value_index == probe.c.v)
+                    .limit(1)
+                    .lateral("owner")
+                )
+                stmt = select(probe.c.v, owner.c.contact_id).select_from(probe).join(owner, true())
+                for idx, cid in (await self.session.execute(stmt)).all():
+                    out[(kind, idx)] = cid
+                continue
+            for i in range(0, len(indexes), 500):
+                stmt = select(ContactIdentity.value_index, ContactIdentity.contact_id).where(
+                    ContactIdentity.kind == kind, ContactIdentity.value_index.in_(indexes[i : i + 500])
+                )
+                for idx, cid in (await self.session.execute(stmt)).all():
+                    out[(kind, idx)] = cid
         return out
+
+    async def insert_rows(
+        self, model: type[Base], columns: Sequence[str], rows: Sequence[Sequence[Any]]
+    ) -> None:
+        """Append many rows of a tenant-owned table at once: COPY on PostgreSQL, one
+        executemany INSERT elsewhere. ``tenant_id`` is set here from the tenant in scope (these
+        rows bypass the ORM guard; row-level security still checks them on PostgreSQL).
+
+        Values: ids as ``uuid.UUID`` or 32-hex strings, aware datetimes, dicts for JSON, and
+        encrypted columns already sealed (:meth:`Keyring.sealer`), so they are written as they are.
+        """
+        if not rows:
+            return
+        table = table_of(model)
+        tid = context.current_tenant_id()
+        conn = await self.session.connection()
+        if conn.dialect.name == "postgresql":
+            # COPY FROM is refused on tables under row-level security, so the rows travel as one
+            # array parameter per column and are inserted by one INSERT … SELECT FROM unnest(…):
+            # one statement and one round trip per chunk, with the policy checked on every row.
+            # Each column goes as one array literal built here (psycopg's list adaptation is
+            # per element in Python, several times slower than these joins).
+            casts = _pg_array_casts(table, tuple(columns))
+            params: dict[str, Any] = {"tenant_id": tid}
+            for n, (values, cast) in enumerate(zip(zip(*rows, strict=True), casts, strict=True)):
+                params[f"c{n}"] = _pg_array_literal(values, cast)
+            cols = ", ".join(columns)
+            arrays = ", ".join(f"%(c{n})s::{cast}[]" for n, cast in enumerate(casts))
+            await conn.exec_driver_sql(
+                f"INSERT INTO {table.name} (tenant_id, {cols}) SELECT %(tenant_id)s, * FROM unnest({arrays})",
+                params,
+            )
+            return
+        binds: dict[str, Any] = {"tenant_id": bindparam("tenant_id", type_=Uuid())}
+        conv: list[Callable[[Any], Any]] = []
+        for c in columns:
+            ctype = table.c[c].type
+            if isinstance(ctype, EncryptedString):
+                binds[c] = bindparam(c, type_=Text())  # sealed already
+            if isinstance(ctype, Uuid):
+                conv.append(lambda v: uuid.UUID(v) if isinstance(v, str) else v)
+            else:
+                conv.append(lambda v: v)
+        many = [
+            {"tenant_id": tid, **{c: f(v) for c, f, v in zip(columns, conv, row, strict=True)}}
+            for row in rows
+        ]
+        await self.session.execute(insert(table).values(binds), many)
+
+    async def update_from_import(
+        self, rows: Sequence[dict[str, Any]], columns: Sequence[str], *, fill_only: bool
+    ) -> None:
+        """Bulk UPDATE of contacts by id (``b_id`` and ``b_<column>`` keys, ``b_attributes``).
+        ``fill_only`` keeps every non-empty stored value (a later row of the same file only
+        fills gaps); otherwise non-empty new values win and empty cells never erase data."""
+        if not rows:
+            return
+        table = table_of(Contact)
+        now = rows[0].get("b_now")
+        # None must bind as SQL NULL (not JSON null) for COALESCE and || to keep stored values.
+        attrs = bindparam("b_attributes", type_=_JSON_OR_NULL)
+        merged: Any
+        if fill_only:
+            if self.session.get_bind().dialect.name == "postgresql":
+                merged = attrs.op("||")(table.c.attributes)
+            else:
+                merged = func.json_patch(attrs, table.c.attributes)
+            values = {
+                c: func.coalesce(table.c[c], bindparam(f"b_{c}", type_=table.c[c].type)) for c in columns
+            }
+            values["attributes"] = func.coalesce(merged, table.c.attributes)
+        else:
+            values = {
+                c: func.coalesce(bindparam(f"b_{c}", type_=table.c[c].type), table.c[c]) for c in columns
+            }
+            values["attributes"] = func.coalesce(attrs, table.c.attributes)
+        stmt = update(table).where(table.c.id == bindparam("b_id")).values(updated_at=now, **values)
+        await self.session.execute(stmt, [{k: v for k, v in r.items() if k != "b_now"} for r in rows])
 
     async def identities(self, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, list[ContactIdentity]]:
         out: dict[uuid.UUID, list[ContactIdentity]] = defaultdict(list)
@@ -110,6 +235,66 @@ class ContactRepository(TenantRepository[Contact]):
     async def merges_of(self, contact_id: uuid.UUID) -> list[ContactMerge]:
         stmt = select(ContactMerge).where(ContactMerge.survivor_id == contact_id)
         return list((await self.session.execute(stmt)).scalars())
+
+
+_JSON_OR_NULL = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
+_cast_cache: dict[tuple[str, tuple[str, ...]], list[str]] = {}
+
+
+def _pg_array_casts(table: Table, columns: tuple[str, ...]) -> list[str]:
+    """The PostgreSQL element type of each column, for ``unnest(%s::<type>[])``."""
+    key = (table.name, columns)
+    casts = _cast_cache.get(key)
+    if casts is None:
+        casts = []
+        for c in columns:
+            t = table.c[c].type
+            if isinstance(t, Uuid) or c.endswith("_id") or c == "id":
+                casts.append("uuid")
+            elif isinstance(t, UTCDateTime):
+                casts.append("timestamptz")
+            elif isinstance(t, Boolean):
+                casts.append("boolean")
+            elif isinstance(t, JSON):
+                casts.append("jsonb")
+            else:
+                casts.append("text")
+        _cast_cache[key] = casts
+    return casts
+
+
+def _quote(s: str) -> str:
+    if "\\" in s or '"' in s:
+        s = s.replace("\\", "\\\\").replace('"', '\\"')
+    return '"' + s + '"'
+
+
+def _pg_array_literal(values: Sequence[Any], cast: str) -> str:
+    """A PostgreSQL array literal (``{…}``) of ``values`` for ``%s::<cast>[]`` (the parameter
+    goes untyped, so the server parses it straight into the array type)."""
+    if cast == "uuid":  # hex or UUID: nothing to quote
+        body = ",".join(["NULL" if v is None else str(v) for v in values])
+    elif cast == "boolean":
+        body = ",".join(["NULL" if v is None else ("t" if v else "f") for v in values])
+    elif cast == "timestamptz":
+        memo: dict[Any, str] = {}
+        out = []
+        for v in values:
+            if v is None:
+                out.append("NULL")
+            else:
+                t = memo.get(v)
+                if t is None:
+                    t = memo[v] = '"' + v.isoformat() + '"'
+                out.append(t)
+        body = ",".join(out)
+    elif cast == "jsonb":
+        body = ",".join(
+            ["NULL" if v is None else ('"{}"' if not v else _quote(orjson.dumps(v).decode())) for v in values]
+        )
+    else:
+        body = ",".join(["NULL" if v is None else _quote(v) for v in values])
+    return "{" + body + "}"
 
 
 class AccountRepository(TenantRepository[Account]):

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tessera.contacts import events, importer
@@ -28,6 +31,7 @@ from tessera.contacts.service.contacts import create_contact, tenant_region
 from tessera.core import context
 from tessera.core.access.masking import MASKERS
 from tessera.core.audit import service as audit
+from tessera.core.crypto.keyring import get_keyring
 from tessera.core.db.base import utcnow
 from tessera.core.http.errors import InvalidInput, PayloadTooLarge, TesseraError
 from tessera.settings import get_settings
@@ -63,16 +67,16 @@ def job_out(job: DataJob, headers: list[str] | None = None) -> ImportOut:
 async def upload(session: AsyncSession, filename: str, raw: bytes) -> DataJob:
     if len(raw) > MAX_UPLOAD:
         raise PayloadTooLarge("the file is larger than 200 MB", field="file")
-    parsed = importer.parse(raw, filename)
+    info = importer.scan(raw, filename)
     defs = await importer.field_defs(session)
     job = DataJob(
         kind="import",
         status="uploaded",
         filename=filename[:300],
-        encoding=parsed.encoding,
-        mapping=importer.auto_mapping(parsed.headers, defs),
-        total_rows=len(parsed.rows),
-        options={"headers": parsed.headers},
+        encoding=info.encoding,
+        mapping=importer.auto_mapping(info.headers, defs),
+        total_rows=info.total_rows,
+        options={"headers": info.headers},
     )
     session.add(job)
     await session.flush()
@@ -84,15 +88,15 @@ async def upload(session: AsyncSession, filename: str, raw: bytes) -> DataJob:
         "contact_import.upload",
         "contact_import",
         job.id,
-        after={"filename": filename, "rows": len(parsed.rows)},
+        after={"filename": filename, "rows": info.total_rows},
     )
     return job
 
 
-def _load(job: DataJob) -> importer.ParsedFile:
+def _chunks(job: DataJob, size: int = importer.CHUNK) -> tuple[list[str], Iterator[importer.Chunk]]:
     if not job.file_path or not Path(job.file_path).exists():
         raise ImportStateError("the uploaded file is gone", field="import_id")
-    return importer.parse(Path(job.file_path).read_bytes(), job.filename or "")
+    return importer.read_chunks(Path(job.file_path), job.filename or "", job.encoding, size)
 
 
 async def set_mapping(session: AsyncSession, job_id: uuid.UUID, mapping: dict[str, str]) -> DataJob:
@@ -107,36 +111,45 @@ async def set_mapping(session: AsyncSession, job_id: uuid.UUID, mapping: dict[st
     return job
 
 
-async def validate_all(
-    session: AsyncSession, job: DataJob
-) -> tuple[list[importer.Record], list[importer.Problem], list[importer.Problem], importer.ParsedFile]:
-    parsed = _load(job)
+async def _validator(session: AsyncSession, job: DataJob, headers: list[str]) -> importer.RowValidator:
     defs = await importer.field_defs(session)
-    importer.check_mapping(job.mapping, parsed.headers, defs)
+    importer.check_mapping(job.mapping, headers, defs)
     region = await tenant_region(session)
-    records: list[importer.Record] = []
-    problems: list[importer.Problem] = []
-    for n, cells in enumerate(parsed.rows, start=2):
-        rec, probs = importer.validate_row(n, cells, parsed.headers, job.mapping, defs, region)
-        if rec is not None:
-            records.append(rec)
-        problems += probs
-    records, dup_notes = importer.dedupe_in_file(records)
-    return records, problems, dup_notes, parsed
+    sealer = get_keyring().sealer(context.current_tenant_id())
+    return importer.RowValidator(headers, job.mapping, defs, region, sealer)
 
 
 async def dry_run(session: AsyncSession, job_id: uuid.UUID, limit: int = 1000) -> DryRunOut:
+    """Validate every row without writing: counts and the first ``limit`` problems by row."""
     job = await get_job(session, job_id)
-    _records, problems, dups, parsed = await validate_all(session, job)
+    headers, chunks = _chunks(job)
+    validator = await _validator(session, job, headers)
+    first_row: dict[tuple[str, str], int] = {}  # identity → first row having it (whole file)
+    total = bad = dups = 0
+    shown: list[RowProblem] = []
+    for rows in chunks:
+        prepared = await asyncio.to_thread(importer.prepare_chunk, validator, rows)
+        notes = list(prepared.duplicates)
+        for r in prepared.records:
+            owner = next((first_row[(k, i)] for k, _, i in r.idents if (k, i) in first_row), None)
+            if owner is not None:
+                notes.append(importer._dup_note(r, f"same identity as row {owner}; merged into it"))
+            for k, _, i in r.idents:
+                first_row.setdefault((k, i), r.row)
+        total += len(rows)
+        bad += len({p.row for p in prepared.problems})
+        dups += len(notes)
+        if len(shown) < limit:
+            for p in sorted(prepared.problems + notes, key=lambda p: p.row)[: limit - len(shown)]:
+                shown.append(RowProblem(**p.__dict__))
     if job.status == "uploaded":
         job.status = "validated"
-    bad_rows = {p.row for p in problems}
     return DryRunOut(
-        total_rows=len(parsed.rows),
-        valid_rows=len(parsed.rows) - len(bad_rows),
-        invalid_rows=len(bad_rows),
-        duplicates_in_file=len(dups),
-        problems=[RowProblem(**p.__dict__) for p in sorted(problems + dups, key=lambda p: p.row)[:limit]],
+        total_rows=total,
+        valid_rows=total - bad,
+        invalid_rows=bad,
+        duplicates_in_file=dups,
+        problems=shown,
     )
 
 
@@ -169,9 +182,10 @@ async def cancel(session: AsyncSession, job_id: uuid.UUID) -> DataJob:
     return job
 
 
-async def run_import(tenant_id: uuid.UUID, job_id: uuid.UUID) -> None:
-    """The background import: one transaction per batch so progress is visible and a cancel
-    takes effect between batches. Resumable: it starts from ``rows_done``."""
+async def run_import(tenant_id: uuid.UUID, job_id: uuid.UUID, *, chunk_size: int = importer.CHUNK) -> None:
+    """The background import, streamed in chunks: one transaction per chunk so progress is
+    visible and a cancel takes effect between chunks. The next chunk is parsed and validated in
+    a worker thread while the current one is written. Resumable: it starts after ``rows_done``."""
     from tessera.core.db.session import unit_of_work
 
     with context.tenant_scope(tenant_id):
@@ -179,33 +193,37 @@ async def run_import(tenant_id: uuid.UUID, job_id: uuid.UUID) -> None:
             job = await get_job(s, job_id)
             if job.status not in ("queued", "running"):
                 return
-            records, problems, _dups, parsed = await validate_all(s, job)
+            headers, chunks = _chunks(job, chunk_size)
+            validator = await _validator(s, job, headers)
             job.status = "running"
             job.started_at = job.started_at or utcnow()
             skip = job.rows_done
-            job.rows_failed = len({p.row for p in problems})
-            if problems:
-                path = _dir() / f"{job.id}.errors.csv"
-                path.write_bytes(importer.error_csv(parsed.headers, parsed.rows, problems))
-                job.result_path = str(path)
-        done = 0
-        for batch in importer.chunks(records):
-            if done + len(batch) <= skip:
-                done += len(batch)
-                continue
-            async with unit_of_work() as s:
-                job = await get_job(s, job_id)
-                if job.cancel_requested:
-                    job.status, job.finished_at = "cancelled", utcnow()
+        errors = importer.ErrorFile(_dir() / f"{job_id}.errors.csv", headers, append=skip > 0)
+        run = importer.ImportRun()
+
+        def next_chunk() -> importer.PreparedChunk | None:
+            for rows in chunks:
+                if rows[-1][0] - 1 <= skip:
+                    continue
+                return importer.prepare_chunk(validator, rows)
+            return None
+
+        ahead = asyncio.ensure_future(asyncio.to_thread(next_chunk))
+        last_row = skip + 1
+        try:
+            while (prepared := await ahead) is not None:
+                ahead = asyncio.ensure_future(asyncio.to_thread(next_chunk))
+                if not await _write_chunk(job_id, prepared, run, errors):
                     return
-                created, updated, _ = await importer.upsert_batch(s, batch)
-                job.rows_created += created
-                job.rows_updated += updated
-                done += len(batch)
-                job.rows_done = done
+                last_row = prepared.last_row
+        finally:
+            errors.close()
+            if not ahead.done():
+                await asyncio.gather(ahead, return_exceptions=True)
         async with unit_of_work() as s:
             job = await get_job(s, job_id)
-            job.rows_done = len(parsed.rows)
+            job.rows_done = max(job.rows_done, last_row - 1)
+            job.total_rows = max(job.total_rows, job.rows_done)
             job.status, job.finished_at = "done", utcnow()
             await audit.record(
                 s,
@@ -215,6 +233,37 @@ async def run_import(tenant_id: uuid.UUID, job_id: uuid.UUID) -> None:
                 changes={"created": job.rows_created, "updated": job.rows_updated, "failed": job.rows_failed},
             )
             await events.publish(s, events.IMPORT_FINISHED, {"import_id": str(job.id)})
+
+
+async def _write_chunk(
+    job_id: uuid.UUID, prepared: importer.PreparedChunk, run: importer.ImportRun, errors: importer.ErrorFile
+) -> bool:
+    """Write one chunk and its progress in one transaction; False when the job was cancelled.
+
+    A concurrent writer may create one of the chunk's identities between the lookup and the
+    insert; the chunk is then retried (its lookups see that contact)."""
+    from tessera.core.db.session import unit_of_work
+
+    for attempt in range(3):
+        try:
+            async with unit_of_work() as s:
+                job = await get_job(s, job_id)
+                if job.cancel_requested:
+                    job.status, job.finished_at = "cancelled", utcnow()
+                    return False
+                res = await importer.write_chunk(s, prepared.records, run)
+                job.rows_created += res.created
+                job.rows_updated += res.updated
+                job.rows_failed += len({p.row for p in prepared.problems})
+                job.rows_done = prepared.last_row - 1
+                if prepared.problems:
+                    job.result_path = str(errors.path)
+            errors.add(prepared.rows, prepared.problems)
+            return True
+        except IntegrityError:
+            if attempt == 2:
+                raise
+    return True
 
 
 def error_file(job: DataJob) -> bytes:

@@ -196,6 +196,42 @@ class Keyring:
         mac = hmac.new(keys.index_key, f"{kind}:{normalised}".encode(), hashlib.sha256)
         return mac.hexdigest()[:32]
 
+    def sealer(self, tenant_id: uuid.UUID) -> Sealer:
+        """A :class:`Sealer` with the tenant's current keys, for bulk work (imports)."""
+        return Sealer(tenant_id, self.keys_for(tenant_id))
+
+
+class Sealer:
+    """Encryption and blind indexes for many values of one tenant, in the same formats as
+    :meth:`Keyring.encrypt` and :meth:`Keyring.blind_index` (readable by either).
+
+    Faster per value than the keyring: the AES-GCM object, the AAD and the version prefix are
+    bound once and the random 96-bit nonces are drawn from the OS in blocks (still one fresh
+    random nonce per value). Not shared between threads; short-lived (one batch).
+    """
+
+    _BLOCK = 12 * 2048
+
+    def __init__(self, tenant_id: uuid.UUID, keys: TenantKeys) -> None:
+        self._aad = tenant_id.bytes
+        self._aes = keys.data[keys.active_version]
+        self._prefix = f"v{keys.active_version}."
+        self._index_key = keys.index_key
+        self._nonces = b""
+        self._pos = 0
+
+    def encrypt(self, plaintext: str) -> str:
+        pos = self._pos
+        if pos + 12 > len(self._nonces):
+            self._nonces, pos = os.urandom(self._BLOCK), 0
+        nonce = self._nonces[pos : pos + 12]
+        self._pos = pos + 12
+        ct = self._aes.encrypt(nonce, plaintext.encode(), self._aad)
+        return self._prefix + base64.b64encode(nonce + ct).decode()
+
+    def blind_index(self, kind: str, normalised: str) -> str:
+        return hmac.digest(self._index_key, f"{kind}:{normalised}".encode(), "sha256").hex()[:32]
+
 
 _keyring: Keyring | None = None
 
