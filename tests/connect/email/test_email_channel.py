@@ -14,7 +14,7 @@ from tests.connect.messaging.conftest import statuses, wait_final, wait_until
 
 from tessera.connect.email.bounce import build_dsn
 from tessera.connect.email.dkim import dns_txt_record
-from tessera.connect.email.pipeline import BounceMailbox
+from tessera.connect.email.dsn import BounceMailbox
 from tessera.connect.email.sink import SmtpSink
 
 

@@ -33,9 +33,7 @@ replaced by the message id), ``retry_base_seconds`` (60), ``max_attempts`` (6), 
 (30). ``secret`` is the SMTP password, or a JSON object ``{"smtp_password": …,
 "dkim_private_key": PEM}``.
 
-Bounces that arrive later as DSNs (RFC 3464) at the bounce mailbox go through
-:func:`process_dsn`: the original Message-ID leads back to the message, which fails, and a hard
-bounce blocks the address. :class:`BounceMailbox` is that mailbox as an SMTP receiver.
+Bounces that arrive later as DSNs (RFC 3464) at the bounce mailbox: :mod:`tessera.connect.email.dsn`.
 """
 
 from __future__ import annotations
@@ -55,12 +53,11 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import bindparam, delete, insert, select, update
 
-from tessera.connect.email.bounce import parse_dsn
 from tessera.connect.email.compose import format_address, render_email
 from tessera.connect.email.content import EMAIL_VARIABLES_KEY
 from tessera.connect.email.dkim import DkimKey, RelaxedDkimSigner
 from tessera.connect.email.sender import SendResult, SmtpConfig, SmtpLink, TlsMode
-from tessera.connect.models import FINAL_STATUSES, CarrierReceiptKey, DispatchItem, Message, MessageEvent
+from tessera.connect.models import CarrierReceiptKey, DispatchItem, Message, MessageEvent
 from tessera.core import context
 from tessera.core.db.base import table_of, utcnow
 from tessera.core.db.session import switch_tenant, unit_of_work
@@ -75,13 +72,13 @@ log = logging.getLogger(__name__)
 __all__ = [
     "EMAIL_RECEIPT_LINK",
     "EMAIL_VARIABLES_KEY",
-    "BounceMailbox",
     "EmailChannelConfig",
     "EmailRunner",
     "EmailWriter",
     "SmtpOutcome",
+    "block_address",
     "classify",
-    "process_dsn",
+    "event_row",
 ]
 
 # Carrier-id rows of email messages live under this fixed "link": a DSN names the Message-ID
@@ -457,7 +454,7 @@ class EmailWriter:
                                 delay = _backoff(r.retry_base, attempt)
                                 retry_rows.append({"b_mid": it.message_id, "b_at": now + _seconds(delay)})
                                 events.append(
-                                    _event(
+                                    event_row(
                                         tid,
                                         it.message_id,
                                         "retry",
@@ -498,7 +495,7 @@ class EmailWriter:
                                 }
                             )
                             events.append(
-                                _event(
+                                event_row(
                                     tid,
                                     it.message_id,
                                     "status",
@@ -507,7 +504,7 @@ class EmailWriter:
                                     now,
                                 )
                             )
-                            events.append(_event(tid, it.message_id, "receipt", "delivered", detail, now))
+                            events.append(event_row(tid, it.message_id, "receipt", "delivered", detail, now))
                             finals.append((it.message_id, "delivered", None))
                             stats["submitted"] += 1
                             stats["delivered"] += 1
@@ -516,7 +513,7 @@ class EmailWriter:
                                 _row(it.message_id, "failed", oc.reason, [], route, r.channel_id, None, now)
                             )
                             events.append(
-                                _event(
+                                event_row(
                                     tid,
                                     it.message_id,
                                     "status",
@@ -537,7 +534,7 @@ class EmailWriter:
                     if events:
                         await s.execute(insert(table_of(MessageEvent)), events)
                     for address, oc in blocks:
-                        await _block(s, address, oc)
+                        await block_address(s, address, oc)
                     await self.d._publish(s, finals)
                 await switch_tenant(s, None)
                 if retry_rows:
@@ -561,7 +558,7 @@ def _seconds(value: float) -> dt.timedelta:
     return dt.timedelta(seconds=value)
 
 
-def _event(
+def event_row(
     tid: uuid.UUID, mid: uuid.UUID, kind: str, status: str, detail: dict[str, Any], at: Any
 ) -> dict[str, Any]:
     return {"tenant_id": tid, "message_id": mid, "kind": kind, "status": status, "detail": detail, "at": at}
@@ -611,7 +608,7 @@ def _update_statement() -> Any:
 _UPDATE = _update_statement()
 
 
-async def _block(s: AsyncSession, address: str, outcome: SmtpOutcome) -> None:
+async def block_address(s: AsyncSession, address: str, outcome: SmtpOutcome) -> None:
     """Put ``address`` on the tenant-in-scope's block list (once) after a hard bounce."""
     from tessera.connect.compliance import service as compliance
     from tessera.connect.compliance.errors import DuplicateEntry
@@ -620,128 +617,3 @@ async def _block(s: AsyncSession, address: str, outcome: SmtpOutcome) -> None:
         await compliance.add_entry(
             s, list_kind="block", value=address, note=f"hard bounce {outcome.code} {outcome.reason}"[:200]
         )
-
-
-# --- DSNs from the bounce mailbox ------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class DsnOutcome:
-    recipient: str
-    message_id: uuid.UUID | None
-    status: str
-    hard: bool
-    blocked: bool
-
-
-_MID = re.compile(r"<([0-9a-f]{32})@")
-
-
-async def process_dsn(raw: bytes) -> list[DsnOutcome]:
-    """Apply one delivery status notification: for each failed recipient whose original message
-    is ours, the message fails (even after ``delivered``: the next hop gave up later) and a hard
-    bounce blocks the address for the message's tenant. Delays are recorded as events only.
-    A message that is not a DSN, or names no message of ours, changes nothing."""
-    records = parse_dsn(raw)
-    out: list[DsnOutcome] = []
-    if not records:
-        return out
-    now = utcnow()
-    with context.tenant_scope(None):
-        async with unit_of_work(platform=True) as s:
-            for rec in records:
-                match = _MID.search(rec.original_message_id or "")
-                key = None
-                if match:
-                    key = (
-                        await s.execute(
-                            select(CarrierReceiptKey.tenant_id, CarrierReceiptKey.message_id).where(
-                                CarrierReceiptKey.link_id == EMAIL_RECEIPT_LINK,
-                                CarrierReceiptKey.carrier_id == match.group(1),
-                            )
-                        )
-                    ).first()
-                if key is None:
-                    out.append(DsnOutcome(rec.recipient, None, rec.status, rec.hard, False))
-                    continue
-                tid, mid = key
-                await switch_tenant(s, tid)
-                code = int(rec.status[0]) * 100 + 50 if rec.status[:1] in ("4", "5") else 550
-                outcome = classify(code, f"{rec.status} {rec.diagnostic}")
-                detail = {"dsn_status": rec.status, "diagnostic": rec.diagnostic[:500], "action": rec.action}
-                blocked = False
-                if rec.action == "failed" and outcome.kind == "failed":
-                    current = (
-                        await s.execute(select(Message.status).where(Message.id == mid))
-                    ).scalar_one_or_none()
-                    if current is not None and (current not in FINAL_STATUSES or current == "delivered"):
-                        await s.execute(
-                            update(Message)
-                            .where(Message.id == mid)
-                            .values(status="failed", reason=outcome.reason, done_at=now, updated_at=now)
-                            .execution_options(synchronize_session=False)
-                        )
-                        await s.execute(
-                            insert(table_of(MessageEvent)),
-                            [_event(tid, mid, "bounce", "failed", {**detail, "reason": outcome.reason}, now)],
-                        )
-                        await s.execute(
-                            update(CarrierReceiptKey)
-                            .where(
-                                CarrierReceiptKey.link_id == EMAIL_RECEIPT_LINK,
-                                CarrierReceiptKey.carrier_id == mid.hex,
-                            )
-                            .values(outcome="BOUNCED")
-                        )
-                    if rec.hard and outcome.block:
-                        await _block(s, rec.recipient, outcome)
-                        blocked = True
-                else:
-                    await s.execute(
-                        insert(table_of(MessageEvent)),
-                        [_event(tid, mid, "bounce", "delayed", detail, now)],
-                    )
-                out.append(DsnOutcome(rec.recipient, mid, rec.status, rec.hard, blocked))
-                await switch_tenant(s, None)
-    return out
-
-
-class BounceMailbox:
-    """The bounce mailbox as an SMTP receiver (aiosmtpd): every message it accepts goes through
-    :func:`process_dsn` before the 250, so a DSN is acknowledged only once applied.
-
-    Runs on the caller's event loop (the application's database engine lives there)."""
-
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        self.host = host
-        self.port = port
-        self.processed = 0
-        self._server: asyncio.base_events.Server | None = None
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        raw = envelope.original_content or envelope.content
-        data = raw if isinstance(raw, bytes) else str(raw or "").encode()
-        try:
-            await process_dsn(data)
-        except Exception:
-            log.exception("bounce processing failed")
-            return "451 4.3.0 bounce not processed, try again later"
-        self.processed += 1
-        return "250 2.0.0 bounce processed"
-
-    async def start(self) -> BounceMailbox:
-        from aiosmtpd.smtp import SMTP as SMTPServer
-
-        loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
-            lambda: SMTPServer(self, decode_data=False, hostname=self.host), host=self.host, port=self.port
-        )
-        self.port = self._server.sockets[0].getsockname()[1]
-        return self
-
-    async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._server.wait_closed(), 2)
-            self._server = None
