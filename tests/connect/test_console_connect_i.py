@@ -557,3 +557,60 @@ async def test_pages_in_chinese(
     await browser.post("/console/locale", {"locale": lang, "next": "/console/"})
     r = await browser.get("/console/connect/templates")
     assert "短信签名" in r.text
+
+
+async def test_list_pages_query_count_does_not_grow(
+    browser: Browser, client: httpx.AsyncClient, tenant: TenantWorld, db: Any
+) -> None:
+    from sqlalchemy import event
+
+    ids = await setup_sms(client, tenant)
+    await _send(client, tenant)
+    h = tenant.headers("admin")
+    await client.post(
+        "/v1/templates", json={"name": "T0", "class": "notification", "bodies": {"sms": "a"}}, headers=h
+    )
+    await browser.login(tenant, "admin")
+    engine = db.engine.sync_engine
+    seen: list[str] = []
+
+    def count(conn: object, cursor: object, statement: str, *a: object) -> None:
+        if "connect_" in statement:  # the pages' own queries (sign-in caching comes and goes)
+            seen.append(statement)
+
+    async def queries(path: str) -> int:
+        seen.clear()
+        event.listen(engine, "before_cursor_execute", count)
+        try:
+            r = await browser.get(path)
+            assert r.status_code == 200
+        finally:
+            event.remove(engine, "before_cursor_execute", count)
+        return len(seen)
+
+    paths = (
+        "/console/connect/messages",
+        "/console/connect/channels",
+        f"/console/connect/routes?channel={ids['channel_id']}",
+        "/console/connect/templates",
+    )
+    before = {p: await queries(p) for p in paths}
+    for i in range(5):
+        await _send(client, tenant, to=f"+86139000000{i:02d}")
+        await client.post(
+            "/v1/templates",
+            json={"name": f"T{i + 1}", "class": "notification", "bodies": {"sms": "a"}},
+            headers=h,
+        )
+        r = await client.post(
+            f"/v1/channels/{ids['channel_id']}/links",
+            json={"name": f"x{i}", "host": "127.0.0.1", "port": 2775, "system_id": "s", "password": "p"},
+            headers=h,
+        )
+        await client.post(
+            f"/v1/channels/{ids['channel_id']}/routes",
+            json={"carrier": f"C{i}", "link_id": r.json()["id"]},
+            headers=h,
+        )
+    after = {p: await queries(p) for p in paths}
+    assert after == before
