@@ -249,6 +249,8 @@ async def test_review_approve_and_reject(
     assert row2.status == "rejected" and row2.decision_note == "spam" and row2.message_id is None
     r = await browser.get("/console/connect/compliance/reviews?status=rejected")
     assert "another loan" in r.text and "cheap loan" not in r.text
+    r = await browser.get("/console/")
+    assert "Held messages" in r.text
 
 
 # --- number lists and opt-outs -----------------------------------------------------------------
@@ -403,6 +405,9 @@ async def test_auto_reply_rule_crud_and_inbound_list(
     r = await browser.get("/console/connect/inbound")
     assert "请问营业时间?" in r.text and "营业时间" in r.text and "Opt-out" in r.text
     assert TO in r.text  # the admin holds pii:view
+    r = await browser.get("/console/connect/inbound?body__contains=营业")
+    rows = r.text[r.text.index("<tbody>") :]
+    assert "请问营业时间?" in rows and "Opt-out" not in rows
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as c:
         member = Browser(c)
         await member.login(tenant, "member")

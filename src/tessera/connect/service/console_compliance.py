@@ -26,10 +26,11 @@ from tessera.connect.compliance.normalize import normalize
 from tessera.connect.compliance.repository import OptOutRepository
 from tessera.connect.email.compose import compose_email
 from tessera.connect.email.dkim import DkimKey, DkimSigner, dns_record_name, dns_txt_record
-from tessera.connect.inbound.models import AutoReplyRule
+from tessera.connect.inbound.models import AutoReplyRule, InboundMessage
 from tessera.connect.models import Channel, Message
 from tessera.connect.verify.models import Verification
 from tessera.core.crypto.types import blind_index
+from tessera.core.http.listing import FilterField, FilterSet
 
 OPT_OUT_CHANNELS = ("sms", "wechat", "email", "voice")
 
@@ -83,6 +84,17 @@ async def pending_reviews(session: AsyncSession) -> int:
 
 
 # --- inbound -----------------------------------------------------------------------------------
+
+INBOUND_FILTERS = FilterSet(
+    fields={
+        "channel": FilterField(InboundMessage.channel, str, ("eq",), choices=OPT_OUT_CHANNELS),
+        "body": FilterField(InboundMessage.body, str, ("contains",)),
+        "received_at": FilterField(InboundMessage.received_at, dt.datetime, ("gte", "lte")),
+    },
+    sortable={"received_at": InboundMessage.received_at},
+    default_sort="-received_at",
+    id_column=InboundMessage.id,
+)
 
 
 async def rule_keywords(session: AsyncSession) -> dict[uuid.UUID, str]:

@@ -13,11 +13,13 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.responses import Response
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from tessera.connect.compliance import service as compliance
 from tessera.connect.compliance.models import ListEntry, OptOut, Review
 from tessera.connect.compliance.schemas import EntryIn, OptOutIn, SettingsIn, WordIn
 from tessera.connect.service import console_compliance as reads
+from tessera.console import i18n
 from tessera.console.components import (
     Form,
     FormField,
@@ -30,9 +32,10 @@ from tessera.console.components import (
     validate_form,
 )
 from tessera.console.i18n import _
-from tessera.console.registry import NavItem, register_nav
+from tessera.console.registry import NavItem, Tile, register_nav, register_tile
 from tessera.console.web import PREFIX, Page, add_template_dir, console_router, page, parse_uuid
 from tessera.core.access.masking import mask_email, mask_phone
+from tessera.core.access.principal import Principal
 from tessera.core.http.errors import NotFound, TesseraError
 
 add_template_dir(Path(__file__).resolve().parents[1] / "templates")
@@ -87,6 +90,20 @@ def tabs() -> list[Tab]:
         Tab("opt-outs", _("Opt-outs"), f"{BASE}/opt-outs"),
         Tab("settings", _("Quiet hours & caps"), f"{BASE}/settings"),
     ]
+
+
+@register_tile
+async def held_messages_tile(session: AsyncSession, principal: Principal) -> Tile | None:
+    if not principal.has("compliance:manage"):
+        return None
+    n = await reads.pending_reviews(session)
+    return Tile(
+        _("Held messages"),
+        i18n.format_number(n),
+        f"{BASE}/reviews",
+        order=60,
+        hint=_("Waiting for a compliance review"),
+    )
 
 
 # --- words -------------------------------------------------------------------------------------

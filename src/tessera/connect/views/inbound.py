@@ -9,18 +9,22 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.responses import Response
+from markupsafe import Markup
+from sqlalchemy import select
 
 from tessera.connect.compliance import service as compliance
 from tessera.connect.compliance.matcher import DEFAULT_OPT_OUT_KEYWORDS
 from tessera.connect.compliance.schemas import SettingsIn
 from tessera.connect.inbound import service as inbound
-from tessera.connect.inbound.models import AutoReplyRule
+from tessera.connect.inbound.models import AutoReplyRule, InboundMessage
 from tessera.connect.inbound.schemas import RuleIn
 from tessera.connect.service import console_compliance as reads
-from tessera.connect.views.compliance import localise, show_address
+from tessera.connect.views.compliance import CHANNEL_LABELS, localise, show_address
 from tessera.console.components import (
+    Column,
     Form,
     FormField,
+    ListPage,
     Tab,
     _l,
     apply_error,
@@ -67,18 +71,44 @@ def _localise(exc: TesseraError) -> TesseraError:
     return localise(exc)
 
 
+def messages_list(pg: Page, keywords: dict[Any, str]) -> ListPage:
+    def contact(m: InboundMessage) -> Markup | None:
+        if m.contact_id is None:
+            return None
+        return Markup('<a href="{}">{}</a>').format(f"{PREFIX}/contacts/{m.contact_id}", _("Open contact"))
+
+    def matched(m: InboundMessage) -> str | None:
+        if m.opt_out:
+            return _("Opt-out")
+        if m.rule_id is not None:
+            kw = keywords.get(m.rule_id) or _("deleted rule")
+            return f"{kw} · {_('replied')}" if m.reply_message_id else kw
+        return None
+
+    return ListPage(
+        key="connect.inbound",
+        title=_("Inbound messages"),
+        filterset=reads.INBOUND_FILTERS,
+        columns=[
+            Column("from_", _("From"), value=lambda m: show_address(pg, m.from_)),
+            Column("body", _("Text")),
+            Column("contact_id", _("Contact"), value=contact),
+            Column("rule_id", _("Keyword matched"), value=matched),
+            Column("received_at", _("Received at"), sortable=True, kind="datetime"),
+        ],
+        export=False,
+        options={"channel": [(k, str(v)) for k, v in CHANNEL_LABELS.items()]},
+        labels={"channel": _("Channel"), "received_at": _("Received at"), "body": _("Text")},
+        search_param="body__contains",
+        empty_text=_("No inbound messages yet."),
+    )
+
+
 @router.get("")
 async def messages(pg: Reader) -> Response:
-    rows = await inbound.list_messages(pg.session, limit=200)
-    keywords = await reads.rule_keywords(pg.session)
-    return pg.render(
-        "connect/inbound_messages.html",
-        tabs=tabs(pg),
-        rows=rows,
-        keywords=keywords,
-        show=lambda v: show_address(pg, v),
-        contacts_href=f"{PREFIX}/contacts/",
-    )
+    lst = messages_list(pg, await reads.rule_keywords(pg.session))
+    result = await lst.run(pg, select(InboundMessage))
+    return lst.respond(pg, result, "connect/inbound_messages.html", tabs=tabs(pg))
 
 
 # --- auto-reply rules --------------------------------------------------------------------------
