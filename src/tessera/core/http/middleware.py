@@ -173,6 +173,15 @@ class BodyLimitMiddleware:
         if "\x00" in scope["path"] or _URL_NUL.search(scope.get("query_string", b"")):
             await send_json(send, 422, error_message("request.nul_character", NUL_MESSAGE, rid))
             return
+        if (
+            (declared is None or declared == "0")
+            and scope.get("http_version") in ("1.0", "1.1")
+            and header(scope, b"transfer-encoding") is None
+        ):
+            # No body can follow (HTTP/1.x frames a request body with one of the two headers):
+            # nothing to guard, so no wrapped receive and send.
+            await self.app(scope, receive, send)
+            return
         nul = _nul_pattern(scope)
         received = 0
         tail = b""
