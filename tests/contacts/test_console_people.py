@@ -273,6 +273,10 @@ async def test_masking_by_role_unmask_audited_and_csv(
     assert 'data-testid="unmask"' not in r.text
     r = await web.post(f"/console/contacts/{mine['id']}/unmask", {"tab": "identities"})
     assert r.status_code == 403
+    # A look-alike owned by someone else is never suggested to the member.
+    await make_contact(client, h, name="Wang Fang", **_owned(tenant, "manager"))
+    r = await web.get(f"/console/contacts/{mine['id']}?tab=duplicates")
+    assert "No likely duplicates of this contact." in r.text
     r = await web.get("/console/contacts?format=csv")
     assert r.headers["content-type"].startswith("text/csv")
     body = list(csv.reader(io.StringIO(r.text)))
@@ -609,3 +613,18 @@ async def test_query_count_does_not_grow_with_rows(
     after = {p: await queries(p) for p in paths}
     assert after == before
     assert first["id"]
+
+
+async def test_pages_in_simplified_chinese(
+    web: Browser, client: httpx.AsyncClient, tenant: TenantWorld
+) -> None:
+    c = await make_contact(client, tenant.headers("admin"), name="Li Na", lifecycle_stage="customer")
+    await web.login(tenant, "admin")
+    r = await web.post("/console/locale", {"locale": "zh_Hans", "next": "/console/contacts"})
+    assert r.status_code == 303
+    r = await web.get("/console/contacts")
+    assert "<h1>联系人</h1>" in r.text and "批量修改" in r.text and "分配负责人" in r.text
+    r = await web.get(f"/console/contacts/{c['id']}")
+    assert "合并历史" in r.text and "客户" in r.text
+    r = await web.get("/console/contacts/board")
+    assert "生命周期看板" in r.text

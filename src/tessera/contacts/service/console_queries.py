@@ -48,6 +48,16 @@ def visible_contacts(principal: Principal) -> Select[Any]:
     )
 
 
+async def visible_ids(
+    session: AsyncSession, principal: Principal, ids: Sequence[uuid.UUID]
+) -> set[uuid.UUID]:
+    """Which of ``ids`` are live contacts the principal may see."""
+    if not ids:
+        return set()
+    stmt = visible_contacts(principal).with_only_columns(Contact.id).where(Contact.id.in_(list(ids)))
+    return set((await session.execute(stmt)).scalars())
+
+
 def with_tag(stmt: Select[Any], tag_id: uuid.UUID) -> Select[Any]:
     return stmt.where(
         exists(

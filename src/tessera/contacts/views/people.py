@@ -547,8 +547,11 @@ async def _contact_page(
             detail = ", ".join(f"{k}: {v}" for k, v in (item.data.get("properties") or {}).items())
             timeline.append(TimelineEntry(item.at, _(item.title), item.source, detail))
     if tab == "duplicates":
-        for c, s in await merge_svc.suggest_duplicates(pg.session, contact.id, principal=pg.principal):
-            if not await q.is_dismissed(pg.session, contact.id, c.id):
+        found = await merge_svc.suggest_duplicates(pg.session, contact.id, principal=pg.principal)
+        # The suggestion service scores the whole tenant; show only contacts this caller may see.
+        seen = await q.visible_ids(pg.session, pg.principal, [c.id for c, _s in found])
+        for c, s in found:
+            if c.id in seen and not await q.is_dismissed(pg.session, contact.id, c.id):
                 suggestions.append((c, s))
     tag_choices = []
     if tab == "tags" and write:
