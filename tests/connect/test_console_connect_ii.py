@@ -256,7 +256,9 @@ async def test_review_approve_and_reject(
 # --- number lists and opt-outs -----------------------------------------------------------------
 
 
-async def test_number_lists(browser: Browser, tenant: TenantWorld) -> None:
+async def test_number_lists(
+    app: Any, browser: Browser, tenant: TenantWorld, other_tenant: TenantWorld
+) -> None:
     await browser.login(tenant, "admin")
     r = await browser.post(
         "/console/connect/compliance/lists/block", {"value": "13912345678", "note": "abuse"}
@@ -270,8 +272,21 @@ async def test_number_lists(browser: Browser, tenant: TenantWorld) -> None:
     assert "abuse" in r.text
     entries = await _in(tenant, lambda s: compliance.list_entries(s, "block"))
     assert len(entries) == 1 and entries[0].value == TO
-    r = await browser.post(f"/console/connect/compliance/lists/entries/{entries[0].id}/delete")
-    assert r.status_code == 303
+    word = await _in(tenant, lambda s: compliance.add_word(s, word="secret", action="block", category="x"))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as c:
+        intruder = Browser(c)
+        await intruder.login(other_tenant, "owner")
+        r = await intruder.post(f"/console/connect/compliance/lists/entries/{entries[0].id}/delete")
+        assert r.status_code == 404
+        assert (await intruder.post(f"/console/connect/compliance/words/{word.id}/delete")).status_code == 404
+        r = await intruder.get("/console/connect/compliance/lists?list=block")
+        assert "abuse" not in r.text
+    assert len(await _in(tenant, lambda s: compliance.list_entries(s, "block"))) == 1
+    assert len(await _in(tenant, lambda s: compliance.list_words(s))) == 1
+    r = await browser.post(
+        f"/console/connect/compliance/lists/entries/{entries[0].id}/delete", {"list": "block"}
+    )
+    assert r.status_code == 303 and "list=block" in r.headers["location"]
     assert await _in(tenant, lambda s: compliance.list_entries(s, "block")) == []
 
 
@@ -587,6 +602,13 @@ async def test_demo_email_channel_and_sink(browser: Browser, tenant: TenantWorld
     r = await browser.get(f"/console/connect/email/sink/{key}")
     assert "DKIM-Signature" in r.text and "local SMTP sink" in r.text
     assert await demo.start_mail_sink(settings, tenant_slug="no-such-tenant") is None
+    # Compliance examples: the words once, and one held message waiting in the review queue.
+    words = await _in(tenant, lambda s: compliance.list_words(s))
+    assert sorted(w.word for w in words) == sorted(w[0] for w in demo.DEMO_WORDS)
+    [held] = await _in(tenant, lambda s: compliance.list_reviews(s, "pending"))
+    assert held.body == demo.DEMO_HELD_BODY and held.hits[0]["word"] == "加微信"
+    r = await browser.get("/console/connect/compliance/reviews")
+    assert demo.DEMO_HELD_BODY in r.text
 
 
 async def _all_where(s: Any, model: Any, *cond: Any) -> list[Any]:

@@ -85,6 +85,7 @@ async def setup(
                 for link in (await s.execute(select(Link).where(Link.channel_id == ch.id))).scalars():
                     link.port = port
             await _email_channel(s, mail_port or mail_sink_port())
+            await _compliance_examples(s)
             await s.flush()
             await switch_tenant(s, None)
 
@@ -126,6 +127,43 @@ async def _email_channel(s: Any, port: int) -> Channel:
     }
     await s.flush()
     return ch
+
+
+DEMO_WORDS = (
+    ("加微信", "contact", "hold", None),
+    ("贷款", "finance", "hold", None),
+    ("赌博", "gambling", "block", None),
+    ("免费", "promo", "replace", "优惠"),
+)
+DEMO_HELD_TO = "+8613800138000"
+DEMO_HELD_BODY = "加微信 tessera_demo 领取专属福利"
+
+
+async def _compliance_examples(s: Any) -> None:
+    """A few tenant words and one held message for the review queue (once, on an empty list)."""
+    from tessera.connect.compliance import service as compliance
+    from tessera.connect.schemas import MessageIn
+
+    if await compliance.list_words(s):
+        return
+    for word, category, action, replacement in DEMO_WORDS:
+        await compliance.add_word(s, word=word, category=category, action=action, replacement=replacement)
+    decision = await compliance.check_outbound(
+        s, channel="sms", message_class="notification", to_e164_or_email=DEMO_HELD_TO, body=DEMO_HELD_BODY
+    )
+    if decision.verdict == "hold":
+        payload = MessageIn(to=DEMO_HELD_TO, body=DEMO_HELD_BODY).model_dump(
+            mode="json", by_alias=True, exclude_none=True
+        )
+        await compliance.hold_for_review(
+            s,
+            channel="sms",
+            message_class="notification",
+            to=DEMO_HELD_TO,
+            body=DEMO_HELD_BODY,
+            decision=decision,
+            payload=payload,
+        )
 
 
 async def _tenant_id(slug: str) -> uuid.UUID | None:

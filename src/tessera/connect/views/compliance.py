@@ -135,14 +135,11 @@ def word_form(values: dict[str, Any] | None = None) -> Form:
 
 async def words_page(pg: Page, form: Form | None = None, status: int = 200) -> Response:
     category = pg.request.query_params.get("category") or None
-    words = await compliance.list_words(pg.session, category)
-    global_words = [
-        w for w in await compliance.list_global_words(pg.session) if not category or w.category == category
-    ]
-    categories = sorted(
-        {w.category for w in await compliance.list_words(pg.session)}
-        | {w.category for w in await compliance.list_global_words(pg.session)}
-    )
+    all_words = await compliance.list_words(pg.session)
+    all_global = await compliance.list_global_words(pg.session)
+    categories = sorted({w.category for w in all_words} | {w.category for w in all_global})
+    words = [w for w in all_words if not category or w.category == category]
+    global_words = [w for w in all_global if not category or w.category == category]
     return pg.render(
         "connect/compliance_words.html",
         status_code=status,
@@ -349,13 +346,12 @@ async def list_add(kind: str, pg: Manager, request: Request) -> Response:
 
 
 @router.post("/lists/entries/{entry_id}/delete")
-async def list_delete(entry_id: str, pg: Manager) -> Response:
+async def list_delete(entry_id: str, pg: Manager, request: Request) -> Response:
     eid = parse_uuid(entry_id)
     if eid is None:
         raise NotFound()
-    entries = {e.id: e for k in LIST_LABELS for e in await compliance.list_entries(pg.session, k)}
-    kind = entries[eid].list_kind if eid in entries else "block"
     await compliance.delete_entry(pg.session, eid)
+    kind = _kind(str((await request.form()).get("list") or ""))
     return pg.redirect(f"{BASE}/lists?list={kind}", toast=_("Removed from the list."))
 
 
