@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import urllib.parse
 import uuid
 from typing import Any
 
@@ -288,14 +289,29 @@ async def test_routes_portability_and_lookup(
     )
     assert r.status_code == 422 and "line 3" in r.text and _field_error(r.text, "file"), r.text[-3000:]
     assert await _count(tenant, PortedNumber) == before
-    files = {"file": ("ported.csv", b"number,carrier\n13812345678,China Unicom\n", "text/csv")}
+    files = {
+        "file": (
+            "ported.csv",
+            b"number,carrier\n13812345678,China Telecom\n13900000000,China Unicom\n",
+            "text/csv",
+        )
+    }
     r = await browser.client.post(
         "/console/connect/routes/porting/import",
         data={"csrf_token": browser.csrf, "channel": ch},
         files=files,
     )
-    assert r.status_code == 303
-    assert await _count(tenant, PortedNumber) == 1
+    toast = urllib.parse.unquote_plus(r.headers["location"])
+    assert r.status_code == 303 and "2 ported numbers added, 0 updated" in toast
+    files = {"file": ("ported.csv", "号码,运营商\n13812345678,China Unicom\n".encode(), "text/csv")}
+    r = await browser.client.post(
+        "/console/connect/routes/porting/import",
+        data={"csrf_token": browser.csrf, "channel": ch},
+        files=files,
+    )
+    toast = urllib.parse.unquote_plus(r.headers["location"])
+    assert r.status_code == 303 and "0 ported numbers added, 1 updated" in toast
+    assert await _count(tenant, PortedNumber) == 2
     r = await browser.post("/console/connect/routes/lookup", {"channel": ch, "number": "13812345678"})
     result = r.text[r.text.index("lookup-result") :]
     assert "China Unicom" in result and "Default (any carrier)" in result

@@ -39,6 +39,7 @@ from tessera.connect.models import (
 from tessera.connect.repository import MESSAGE_FILTERS
 from tessera.connect.service import channels as channel_service
 from tessera.connect.service.templates import render
+from tessera.core.audit import service as audit
 from tessera.core.crypto.types import blind_index
 from tessera.core.db.base import utcnow
 from tessera.core.db.session import get_database
@@ -260,11 +261,34 @@ def parse_porting_csv(raw: bytes) -> list[tuple[str, str]]:
     return rows
 
 
-async def import_ported(session: AsyncSession, rows: list[tuple[str, str]]) -> int:
-    """Write the parsed rows (insert or update by number) in the caller's transaction."""
-    for e164, carrier in rows:
-        await channel_service.set_ported(session, e164, carrier)
-    return len(rows)
+async def import_ported(session: AsyncSession, rows: list[tuple[str, str]]) -> dict[str, int]:
+    """Write the parsed rows (insert, or update the carrier of a number already listed) in the
+    caller's transaction, 500 numbers per query, and audit the import."""
+    wanted: dict[str, str] = {}
+    for e164, carrier in rows:  # the last line of a number wins
+        wanted[blind_index("phone", e164)] = carrier
+    keys = list(wanted)
+    added = updated = 0
+    for start in range(0, len(keys), 500):
+        chunk = keys[start : start + 500]
+        existing = {
+            p.number_index: p
+            for p in (
+                await session.execute(select(PortedNumber).where(PortedNumber.number_index.in_(chunk)))
+            ).scalars()
+        }
+        for idx in chunk:
+            row = existing.get(idx)
+            if row is None:
+                session.add(PortedNumber(number_index=idx, carrier=wanted[idx]))
+                added += 1
+            elif row.carrier != wanted[idx]:
+                row.carrier = wanted[idx]
+                updated += 1
+        await session.flush()
+    result = {"lines": len(rows), "added": added, "updated": updated}
+    await audit.record(session, "ported_numbers.import", "ported_numbers", after=result)
+    return result
 
 
 # --- live link state ------------------------------------------------------------------------

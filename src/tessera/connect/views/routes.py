@@ -207,9 +207,12 @@ async def porting_import(pg: Manager, request: Request) -> Response:
     except TesseraError as exc:
         return await _page(pg, channel, upload_error=exc.message, status=422)
     async with pg.session.begin_nested():
-        n = await q.import_ported(pg.session, rows)
+        done = await q.import_ported(pg.session, rows)
     suffix = f"?channel={channel}" if channel else ""
-    return pg.redirect(f"{BASE}{suffix}", toast=_("%(n)s ported numbers imported.") % {"n": n})
+    return pg.redirect(
+        f"{BASE}{suffix}",
+        toast=_("%(added)s ported numbers added, %(updated)s updated.") % done,
+    )
 
 
 @router.post("/lookup")
