@@ -60,6 +60,16 @@ class ContactRepository(TenantRepository[Contact]):
         )
         return (await self.session.execute(stmt)).scalar_one_or_none()
 
+    async def by_identity(self, kind: str, value_index: str) -> Contact | None:
+        """The contact owning an identity: one probe of the unique (tenant_id, kind,
+        value_index) index joined to the contact by primary key."""
+        stmt = (
+            select(Contact)
+            .join(ContactIdentity, ContactIdentity.contact_id == Contact.id)
+            .where(ContactIdentity.kind == kind, ContactIdentity.value_index == value_index)
+        )
+        return (await self.session.execute(stmt)).scalars().first()
+
     async def owners_of_indexes(self, pairs: Sequence[tuple[str, str]]) -> dict[tuple[str, str], uuid.UUID]:
         """(kind, value_index) → contact id for those that exist.
 

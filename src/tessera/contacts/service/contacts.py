@@ -268,10 +268,7 @@ async def find_contact_by_identity(session: AsyncSession, kind: str, raw: str) -
         value = normalize_identity(kind, raw, await tenant_region(session))
     except InvalidInput:
         return None
-    found = await ContactRepository(session).by_index(kind, blind_index(kind, value))
-    if found is None:
-        return None
-    return await ContactRepository(session).get(found.contact_id)
+    return await ContactRepository(session).by_identity(kind, blind_index(kind, value))
 
 
 async def find_contact_by_phone(session: AsyncSession, phone: str) -> Contact | None:
