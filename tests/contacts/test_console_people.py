@@ -628,3 +628,19 @@ async def test_pages_in_simplified_chinese(
     assert "合并历史" in r.text and "客户" in r.text
     r = await web.get("/console/contacts/board")
     assert "生命周期看板" in r.text
+
+
+async def test_foreign_tag_or_owner_is_refused_in_bulk(
+    web: Browser, client: httpx.AsyncClient, tenant: TenantWorld, other_tenant: TenantWorld
+) -> None:
+    c = await make_contact(client, tenant.headers("admin"), name="Mine")
+    foreign_tag = await _tag(client, other_tenant, "Theirs")
+    await web.login(tenant, "admin")
+    r = await web.post("/console/contacts/bulk-tag", {"ids": [c["id"]], "tag_id": foreign_tag})
+    assert r.status_code == 404 and "tag" in r.text
+    r = await web.post(
+        "/console/contacts/bulk-owner", {"ids": [c["id"]], "owner_id": str(other_tenant.users["admin"])}
+    )
+    assert r.status_code in (404, 422)
+    got = (await _get(client, tenant, c["id"])).json()
+    assert got["tag_ids"] == [] and got["owner_id"] == c["owner_id"]

@@ -81,7 +81,7 @@ async def tag_contacts(
     from tessera.contacts.service.tags import assign_tags
 
     wanted = await _visible_ids(session, ids, principal)
-    if await session.get(Tag, tag_id) is None:
+    if (await session.execute(select(Tag.id).where(Tag.id == tag_id))).first() is None:
         raise TagNotFound("the tag does not exist", field="tag_id")
     return await assign_tags(session, wanted, [tag_id])
 
