@@ -183,6 +183,7 @@ async def _list(pg: Page, *, recipient_error: str | None = None, status: int = 2
         classes=[(c, CLASS_LABELS[c]) for c in MESSAGE_CLASSES],
         channels=list(CHANNEL_LABELS.items()),
         status_labels=STATUS_LABELS,
+        class_labels=CLASS_LABELS,
         recipient_error=recipient_error,
         can_send=pg.can("messages:send"),
     )
