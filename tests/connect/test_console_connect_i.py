@@ -483,6 +483,26 @@ async def test_send_test_message_form(
     r = await browser.get(r.headers["location"])
     assert r.status_code == 200 and "Hello there" in r.text and "Accepted" in r.text
 
+    # An approved template with a variable.
+    h = tenant.headers("admin")
+    r = await client.post(
+        "/v1/templates",
+        json={"name": "Ship", "class": "notification", "bodies": {"sms": "Order {{order}} shipped"}},
+        headers=h,
+    )
+    tid = r.json()["id"]
+    await client.post(f"/v1/templates/{tid}/submit", headers=h)
+    await client.post(f"/v1/templates/{tid}/approve", headers=h)
+    form = {"channel_id": ids["channel_id"], "to": PHONE, "message_class": "notification", "template_id": tid}
+    r = await browser.post("/console/connect/messages/send", {**form, "variables": "order"})
+    assert r.status_code == 422 and _field_error(r.text, "variables")
+    r = await browser.post("/console/connect/messages/send", form)
+    assert r.status_code == 422 and _field_error(r.text, "variables")
+    r = await browser.post("/console/connect/messages/send", {**form, "variables": "order = A-9\n"})
+    assert r.status_code == 303, r.text
+    r = await browser.get(r.headers["location"])
+    assert "Order A-9 shipped" in r.text
+
 
 async def test_cross_tenant_detail_pages_are_404(
     browser: Browser,

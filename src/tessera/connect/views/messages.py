@@ -19,6 +19,7 @@ from fastapi import Depends, Request
 from fastapi.responses import Response, StreamingResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tessera.connect.errors import MessageInvalid
 from tessera.connect.models import FINAL_STATUSES, MESSAGE_CLASSES, MESSAGE_STATUSES, Message
 from tessera.connect.schemas import MessageIn
 from tessera.connect.service import channels as channel_service
@@ -28,6 +29,7 @@ from tessera.connect.service import templates as template_service
 from tessera.console import i18n
 from tessera.console.components import (
     Form,
+    FormField,
     TimelineEntry,
     _l,
     apply_error,
@@ -222,7 +224,7 @@ async def _send_form(pg: Page, values: dict[str, Any] | None = None) -> Form:
     chans = [c for c in await channel_service.list_channels(pg.session) if c.status == "active"]
     tpls = [t for t in await template_service.list_all(pg.session) if t.status == "approved"]
     sigs = await q.approved_signatures(pg.session)
-    return schema_form(
+    form = schema_form(
         MessageIn,
         values,
         only=SEND_FIELDS,
@@ -248,6 +250,32 @@ async def _send_form(pg: Page, values: dict[str, Any] | None = None) -> Form:
             "template_id": _("Approved templates only."),
         },
     )
+    form.fields.insert(
+        SEND_FIELDS.index("template_id") + 1,
+        FormField(
+            "variables",
+            _("Template variables"),
+            "textarea",
+            (values or {}).get("variables", ""),
+            maxlength=4000,
+            help=_("One per line: name=value."),
+        ),
+    )
+    return form
+
+
+def _variables(raw: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for i, line in enumerate(raw.splitlines(), start=1):
+        if not line.strip():
+            continue
+        name, sep, value = line.partition("=")
+        if not sep or not name.strip():
+            raise MessageInvalid(
+                _("Line %(n)s: write name=value.") % {"n": i}, field="variables", rule="format"
+            )
+        out[name.strip()] = value.strip()
+    return out
 
 
 @router.get("/send")
@@ -267,17 +295,23 @@ async def send_submit(pg: Sender, request: Request) -> Response:
         form.errors["message_class"] = form.errors.pop("class")
         form.message = None
         _attach_errors(form)
+    variables_raw = str(raw.get("variables") or "")
+    data["variables"] = variables_raw
+    try:
+        variables = _variables(variables_raw)
+    except TesseraError as exc:
+        apply_error(form, exc)
+        body = None
     if body is not None:
         assert isinstance(body, MessageIn)
+        body.variables = variables
         try:
             async with pg.session.begin_nested():
                 accepted = await send.send_message(pg.session, body)
             return pg.redirect(f"{BASE}/{accepted.id}", toast=_("Message accepted."))
         except TesseraError as exc:
             field = (exc.field or "").split(".")[0]
-            exc.field = {"class": "message_class", "variables": "body", "channel": "channel_id"}.get(
-                field, field
-            )
+            exc.field = {"class": "message_class", "channel": "channel_id"}.get(field, field)
             apply_error(form, exc)
     return pg.render("connect/message_send.html", form=refill(form, data), status_code=422)
 
