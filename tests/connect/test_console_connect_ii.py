@@ -179,6 +179,8 @@ async def test_word_added_then_found_through_normalisation(browser: Browser, ten
     assert r.status_code == 200 and "No listed word was found" in r.text and "helloworld" in r.text
     r = await browser.post("/console/connect/compliance/test", {"text": "   "})
     assert r.status_code == 422 and "Enter some text" in r.text
+    r = await browser.post("/console/connect/compliance/test", {"text": ""}, headers={"HX-Request": "true"})
+    assert r.status_code == 200 and "Enter some text" in r.text and "<html" not in r.text
     # Remove a word: audited, and the matcher forgets it.
     words = await _in(tenant, lambda s: compliance.list_words(s))
     vip = next(w for w in words if w.action == "replace")
@@ -613,3 +615,16 @@ async def test_demo_email_channel_and_sink(browser: Browser, tenant: TenantWorld
 
 async def _all_where(s: Any, model: Any, *cond: Any) -> list[Any]:
     return list((await s.execute(select(model).where(*cond))).scalars())
+
+
+async def test_approve_without_a_channel_leaves_the_review_pending(
+    browser: Browser, tenant: TenantWorld
+) -> None:
+    await _in(tenant, lambda s: compliance.add_word(s, word="loan", category="finance", action="hold"))
+    rid = await _hold(tenant, "loan offer")
+    await browser.login(tenant, "admin")
+    r = await browser.post(f"/console/connect/compliance/reviews/{rid}/approve")
+    assert r.status_code == 422 and 'role="alert"' in r.text
+    row = await _review(tenant, rid)
+    assert row.status == "pending" and row.message_id is None and row.decided_by is None
+    assert await _audit(tenant, "compliance.review_approved") == 0

@@ -205,7 +205,8 @@ async def test_run(pg: Manager, request: Request) -> Response:
         error = _("The text is longer than 5,000 characters.")
     else:
         result = await reads.check_text(pg.session, text)
-    status = 422 if error else 200
+    # htmx does not swap 4xx answers, so the partial carries its error with a 200.
+    status = 422 if error and not pg.partial else 200
     tpl = "connect/compliance_test_result.html" if pg.partial else "connect/compliance_test.html"
     return pg.render(
         tpl,
@@ -272,7 +273,7 @@ async def review_approve(review_id: str, pg: Manager, request: Request) -> Respo
         async with pg.session.begin_nested():
             await compliance.decide_review(pg.session, row.id, "approved", note)
     except TesseraError as exc:
-        return _review_page(pg, await _review(pg, review_id), str(localise(exc).message), 409)
+        return _review_page(pg, await _review(pg, review_id), str(localise(exc).message), exc.status)
     return pg.redirect(f"{BASE}/reviews", toast=_("Approved: the message was released for sending."))
 
 
@@ -288,7 +289,7 @@ async def review_reject(review_id: str, pg: Manager, request: Request) -> Respon
         async with pg.session.begin_nested():
             await compliance.decide_review(pg.session, row.id, "rejected", note)
     except TesseraError as exc:
-        return _review_page(pg, await _review(pg, review_id), str(localise(exc).message), 409)
+        return _review_page(pg, await _review(pg, review_id), str(localise(exc).message), exc.status)
     return pg.redirect(f"{BASE}/reviews", toast=_("Rejected."))
 
 
