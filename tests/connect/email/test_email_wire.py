@@ -167,3 +167,30 @@ def test_smtp_replies_map_to_stable_codes(
 ) -> None:
     outcome = classify(code, reply)
     assert (outcome.kind, outcome.reason, outcome.block, outcome.code) == (kind, reason, block, code)
+
+
+async def test_raw_transaction_refusals_and_envelope_checks(smtp_sink: object) -> None:
+    from tessera.connect.email.sender import SmtpConfig, SmtpLink
+    from tessera.connect.email.sink import SmtpSink
+
+    assert isinstance(smtp_sink, SmtpSink)
+    smtp_sink.set_failures(hard=["gone@example.org"], soft=["busy@example.org"])
+    raw = _render(to="bob@example.org")
+    async with SmtpLink(SmtpConfig("127.0.0.1", smtp_sink.port, pool_size=1)) as link:
+        partial = await link.send(
+            raw, sender="b@example.com", recipients=["bob@example.org", "gone@example.org"]
+        )
+        hard = await link.send(raw, sender="b@example.com", recipients=["gone@example.org"])
+        soft = await link.send(raw, sender="b@example.com", recipients=["busy@example.org"])
+        ok = await link.send(raw, sender="b@example.com", recipients=["bob@example.org"])
+        with pytest.raises(ValueError):
+            await link.send(raw, sender="b@example.com", recipients=["bob@example.org>\r\nRCPT TO:<x@y.z"])
+    assert partial.accepted and partial.refused["gone@example.org"][0] == 550
+    assert (hard.accepted, hard.smtp_code, hard.permanent) == (False, 550, True)
+    assert (soft.accepted, soft.smtp_code, soft.permanent) == (False, 451, False)
+    assert ok.accepted
+    assert smtp_sink.wait_for(2) and smtp_sink.count == 2
+    assert (
+        smtp_sink.messages[0].rcpt_tos == ("bob@example.org",)
+        and smtp_sink.messages[1].mail_from == "b@example.com"
+    )
