@@ -492,6 +492,11 @@ async def test_dismissed_pairs_leave_the_queue(
     assert r.status_code == 422
     r = await web.get("/console/contacts/duplicates?min_score=101")
     assert r.status_code == 422
+    c = await make_contact(client, h, name="Lin Tao", city="Xiamen")
+    r = await web.get("/console/contacts/duplicates?limit=1")
+    assert r.text.count("data-pair=") == 1 and "?min_score=60&amp;limit=51" in r.text
+    assert f"{c['id']}" in (await web.get("/console/contacts/duplicates")).text
+    assert (await web.get("/console/contacts/duplicates?limit=0")).status_code == 422
 
 
 async def test_accounts_create_edit_and_detail(

@@ -51,14 +51,18 @@ def _labels() -> dict[str, str]:
 
 
 @router.get("")
-async def queue(pg: Read, min_score: int = 60) -> Response:
+async def queue(pg: Read, min_score: int = 60, limit: int = 50) -> Response:
     assert pg.principal
     if not 0 <= min_score <= 100:
         raise InvalidInput(_("The minimum score must be between 0 and 100."), field="min_score")
-    pairs = await q.duplicate_queue(pg.session, pg.principal, min_score=min_score)
+    if not 1 <= limit <= 200:
+        raise InvalidInput(_("The number of pairs must be between 1 and 200."), field="limit")
+    pairs = await q.duplicate_queue(pg.session, pg.principal, min_score=min_score, limit=limit)
+    more = f"?min_score={min_score}&limit={min(200, limit + 50)}" if len(pairs) == limit < 200 else None
     return pg.render(
         "contacts/duplicates.html",
         pairs=pairs,
+        more=more,
         min_score=min_score,
         write=pg.can("contacts:write"),
         phone=lambda v: mask("phone", v),
