@@ -120,7 +120,7 @@ async def _seed_pages(world: TenantWorld, settings: Any) -> str:
                     to="buyer@example.org",
                     subject="A very long subject line " * 6,
                     text="Hello " * 200,
-                    html="<p>Hello <b>there</b></p>",
+                    html="<p>Hello <b>there</b></p><script>document.title='pwned'</script>",
                 )
             )
         sink.wait_for(1)
@@ -148,6 +148,15 @@ async def test_axe_and_phone_viewport(
         assert await page.locator("h1").count() == 1, url
         violations = await axe_violations(page, live_server)
         assert violations == [], (url, violations)
+
+    # The HTML part renders inside the sandboxed frame and its script does not run.
+    problems: list[str] = []
+    page.on("console", lambda m: problems.append(m.text) if m.type in ("error", "warning") else None)
+    await page.goto(f"{live_server}{urls[-2]}")
+    frame = page.frame_locator("[data-testid=sink-html]")
+    assert (await frame.locator("b").inner_text()) == "there"
+    # The only complaint is the sandbox refusing the mail's script; no CSP violation.
+    assert problems and all("sandboxed" in m and "allow-scripts" in m for m in problems), problems
 
     phone = await chromium.new_context(viewport={"width": 360, "height": 740}, is_mobile=True)
     try:
