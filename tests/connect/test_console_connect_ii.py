@@ -628,3 +628,56 @@ async def test_approve_without_a_channel_leaves_the_review_pending(
     row = await _review(tenant, rid)
     assert row.status == "pending" and row.message_id is None and row.decided_by is None
     assert await _audit(tenant, "compliance.review_approved") == 0
+
+
+async def test_list_pages_query_count_does_not_grow_with_rows(
+    browser: Browser, tenant: TenantWorld, db: Any
+) -> None:
+    from sqlalchemy import event
+
+    from tessera.connect.inbound import service as inbound
+
+    engine = db.engine.sync_engine
+    seen: list[str] = []
+
+    def count(conn: object, cursor: object, statement: str, *a: object) -> None:
+        seen.append(statement)
+
+    async def queries(path: str) -> int:
+        seen.clear()
+        event.listen(engine, "before_cursor_execute", count)
+        try:
+            r = await browser.get(path)
+            assert r.status_code == 200, path
+        finally:
+            event.remove(engine, "before_cursor_execute", count)
+        return len(seen)
+
+    async def seed(n: int, start: int) -> None:
+        async def go(s: Any) -> None:
+            for i in range(start, start + n):
+                number = f"+86139{i:08d}"
+                await compliance.add_word(s, word=f"w{i}", category=f"c{i % 3}", action="hold")
+                await compliance.add_entry(s, list_kind="block", value=number)
+                await compliance.opt_out(s, channel="sms", address=number)
+                await inbound.handle_mo(s, source=number, dest="1069", text=f"hello {i}")
+
+        await _in(tenant, go)
+        for i in range(start, start + n):
+            await _hold(tenant, f"w{i} body")
+
+    await browser.login(tenant, "admin")
+    pages = (
+        "/console/connect/compliance",
+        "/console/connect/compliance/reviews",
+        "/console/connect/compliance/lists?list=block",
+        "/console/connect/compliance/opt-outs",
+        "/console/connect/inbound",
+        "/console/connect/inbound/rules",
+        "/console/connect/verify",
+    )
+    await seed(1, 0)
+    before = {p: await queries(p) for p in pages}
+    await seed(8, 1)
+    after = {p: await queries(p) for p in pages}
+    assert after == before
