@@ -1,12 +1,17 @@
 """Verification-code latency: POST /v1/verify returning → submit_sm arriving at the SMSC.
 
-Starts a migrated database (``BENCH_DB_URL`` owner URL, or a temporary SQLite file), the app
-in process (httpx ASGI transport), one gateway dispatcher and the bundled SMSC simulator on
-loopback. Sends ``RATE`` verifications per second for ``SECONDS`` seconds (default 50/s for
-60 s; ``python bench/otp_latency.py [rate] [seconds]``), one number per verification, and
-prints one JSON line:
+Starts a migrated database (``--db postgres``: a fresh database like ``bench/sms_throughput.py``,
+the app connecting as ``tessera_app``; ``BENCH_DB_URL`` owner URL; or a temporary SQLite file),
+the app in process (httpx ASGI transport), one gateway dispatcher and the bundled SMSC simulator
+on loopback. Sends ``RATE`` verifications per second for ``SECONDS`` seconds (default 50/s for
+60 s; ``python bench/otp_latency.py [rate] [seconds] [--db sqlite|postgres] [--bulk N]``), one
+number per verification, and prints one JSON line:
 {"bench":"otp_latency","rate":50,"seconds":60,"sent":N,"submitted":N,"p50_ms":...,"p99_ms":...,
- "max_ms":...,"post_p50_ms":...,"post_p99_ms":...}
+ "max_ms":...,"post_p50_ms":...,"post_p99_ms":...,"bulk":...,"cpu_s":...}
+
+``--bulk N`` runs the sms_throughput load at the same time: N notification messages posted in
+batches of 10,000 through ``POST /v1/messages/batch`` on two more links of window 50, so the
+verification lane competes with a bulk backlog for the same gateway and database.
 """
 
 from __future__ import annotations
@@ -25,11 +30,20 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def setup_env() -> None:
-    url = os.environ.get("BENCH_DB_URL") or f"sqlite+aiosqlite:///{tempfile.mkdtemp()}/bench.db"
+def setup_env(db: str) -> str | None:
+    """Environment of a fresh database; returns the PostgreSQL database name to drop."""
+    pg_name = None
+    if db == "postgres":
+        from bench.sms_throughput import _prepare_db
+
+        url, owner, pg_name = _prepare_db("postgres", tempfile.mkdtemp())
+        os.environ["TESSERA_DB_APP_ROLE"] = "tessera_app"
+    else:
+        url = owner = os.environ.get("BENCH_DB_URL") or f"sqlite+aiosqlite:///{tempfile.mkdtemp()}/bench.db"
     os.environ.setdefault("TESSERA_DATA_DIR", tempfile.mkdtemp())
     os.environ["TESSERA_DATABASE_URL"] = url
-    os.environ["TESSERA_MIGRATION_DATABASE_URL"] = url
+    os.environ["TESSERA_MIGRATION_DATABASE_URL"] = owner
+    os.environ.setdefault("TESSERA_SUBSCRIPTION_DEFAULT_PLAN", "enterprise")
     os.environ.setdefault("TESSERA_LOG_LEVEL", "WARNING")
     os.environ["TESSERA_EMBEDDED_WORKERS"] = "false"
     subprocess.run(
@@ -39,6 +53,7 @@ def setup_env() -> None:
         capture_output=True,
         env=os.environ.copy(),
     )
+    return pg_name
 
 
 def pct(values: list[float], q: float) -> float:
@@ -46,7 +61,24 @@ def pct(values: list[float], q: float) -> float:
     return round(s[min(len(s) - 1, int(q * len(s)))] * 1000, 2) if s else float("nan")
 
 
-async def main(rate: float, seconds: float) -> dict[str, object]:
+async def _bulk(client: object, world: object, sim: object, n: int, done: list[float]) -> None:
+    """The sms_throughput load: ``n`` notifications in batches of 10,000 on two links of window 50."""
+    from tests.connect.messaging.conftest import setup_sms
+
+    h = world.headers("admin")  # type: ignore[attr-defined]
+    await setup_sms(client, world, sim, links=2, window=50)  # type: ignore[arg-type]
+    for b in range(0, n, 10_000):
+        rec = [{"to": f"+86138{(b + i):08d}"} for i in range(min(10_000, n - b))]
+        r = await client.post(  # type: ignore[attr-defined]
+            "/v1/messages/batch",
+            json={"class": "notification", "body": "Your parcel is on its way", "recipients": rec},
+            headers=h,
+        )
+        assert r.status_code == 202, r.text
+    done.append(time.monotonic())
+
+
+async def main(rate: float, seconds: float, bulk: int = 0) -> dict[str, object]:
     import httpx
     from tests.conftest import make_tenant
     from tests.connect.messaging.conftest import setup_sms
@@ -59,12 +91,23 @@ async def main(rate: float, seconds: float) -> dict[str, object]:
     settings = Settings()
     init_runtime(settings)
     app = create_app(settings)
-    sim = SmscSimulator(SmscConfig(accounts=[SmscAccount("acct0", "pw")], port=0))
+    sim = SmscSimulator(
+        SmscConfig(
+            accounts=[SmscAccount("acct0", "pw"), SmscAccount("acct1", "pw")], port=0, keep_messages=True
+        )
+    )
     await sim.start()
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
         world = await make_tenant(roles=("admin",))
         await setup_sms(client, world, sim, window=50)
+        cpu0 = time.process_time()
+        bulk_done: list[float] = []
+        bulk_task = None
+        if bulk:
+            bulk_world = await make_tenant(roles=("admin",))
+            bulk_task = asyncio.create_task(_bulk(client, bulk_world, sim, bulk, bulk_done))
+            await asyncio.sleep(2.0)  # the backlog is building when the codes start
         dispatcher = Dispatcher()
         await dispatcher.start()
         returned: dict[str, float] = {}
@@ -99,8 +142,12 @@ async def main(rate: float, seconds: float) -> dict[str, object]:
             if sum(1 for m in sim.by_id.values() if m.destination in returned) >= len(returned):
                 break
             await asyncio.sleep(0.1)
+        backlog = await dispatcher.backlog()
+        if bulk_task is not None:
+            bulk_task.cancel()
         await dispatcher.stop()
     await sim.stop()
+    cpu = time.process_time() - cpu0
     lat = [m.submitted_at - returned[m.destination] for m in sim.by_id.values() if m.destination in returned]
     return {
         "bench": "otp_latency",
@@ -116,11 +163,32 @@ async def main(rate: float, seconds: float) -> dict[str, object]:
         "mean_ms": round(statistics.fmean(lat) * 1000, 2) if lat else None,
         "post_p50_ms": pct(post_times, 0.5),
         "post_p99_ms": pct(post_times, 0.99),
+        "db": "postgres" if os.environ["TESSERA_DATABASE_URL"].startswith("postgresql") else "sqlite",
+        "bulk": bulk,
+        "bulk_backlog_at_end": backlog,
+        "bulk_delivered": dispatcher.stats.get("delivered", 0),
+        "cpu_s": round(cpu, 1),
+        "cpu_ms_per_verification": round(
+            1000 * cpu / max(1, len(returned) + dispatcher.stats.get("delivered", 0)), 2
+        ),
+        "loadavg_1m": round(os.getloadavg()[0], 2),
     }
 
 
 if __name__ == "__main__":
-    setup_env()
-    rate = float(sys.argv[1]) if len(sys.argv) > 1 else 50.0
-    secs = float(sys.argv[2]) if len(sys.argv) > 2 else 60.0
-    print(json.dumps(asyncio.run(main(rate, secs))))
+    import argparse
+
+    p = argparse.ArgumentParser()
+    p.add_argument("rate", nargs="?", type=float, default=50.0)
+    p.add_argument("seconds", nargs="?", type=float, default=60.0)
+    p.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
+    p.add_argument("--bulk", type=int, default=0, help="messages of bulk load at the same time")
+    args = p.parse_args()
+    name = setup_env(args.db)
+    try:
+        print(json.dumps(asyncio.run(main(args.rate, args.seconds, args.bulk))))
+    finally:
+        if name:
+            from bench.sms_throughput import _drop_db
+
+            _drop_db(name)

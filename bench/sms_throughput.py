@@ -5,7 +5,14 @@ gateway in its own process (``run_gateway``) with 2 SMPP links of window 50, and
 simulator (in this process, loopback, receipts on). Prints ONE JSON line:
 
     {"bench":"sms_throughput","db":...,"messages":...,"accepted_per_s":...,"submitted_per_s":...,
-     "delivered_per_s":...,"queue_depth_samples":[...]}
+     "delivered_per_s":...,"sustained_delivered_per_s":...,"queue_depth_samples":[...],
+     "timeline":[[t, queue depth, submitted or later, final, gateway CPU s], ...],"cpu_s":{...}}
+
+``accepted_per_s``: messages / time spent inside the batch requests; ``submitted_per_s`` and
+``delivered_per_s``: messages / time from the first request to the last submit (final status);
+``sustained_delivered_per_s``: final statuses per second between 10 % and 90 % of the run.
+``cpu_s``: CPU seconds of the gateway process, of this process (API + SMSC simulator) and of the
+PostgreSQL server processes (when local), so a loaded machine can still be compared.
 
 ``--db sqlite`` (a fresh file) or ``--db postgres`` (a fresh database created with
 ``TESSERA_BENCH_PG_ADMIN_URL``, default postgresql://postgres@127.0.0.1:55432/postgres; the app
@@ -27,6 +34,29 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_of(pid: int) -> float:
+    """CPU seconds (user + system) of a live process, from /proc."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+def _postgres_cpu() -> float:
+    """CPU seconds of every local postgres process (the server is shared with nobody in a bench)."""
+    total = 0.0
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if (d / "comm").read_text().strip() in ("postgres", "postmaster"):
+                    total += _cpu_of(int(d.name))
+            except OSError:
+                continue
+    return total
 
 
 def _prepare_db(kind: str, data_dir: str) -> tuple[str, str, str | None]:
@@ -118,6 +148,10 @@ async def _run(args: argparse.Namespace, db: str) -> dict[str, Any]:
             code = f"import cProfile; cProfile.run({code!r}, {os.environ['BENCH_PROFILE']!r})"
         gw = subprocess.Popen([sys.executable, "-c", code], env={**os.environ}, cwd=ROOT)
         samples: list[int] = []
+        timeline: list[list[float]] = []
+        pg0 = _postgres_cpu()
+        me0 = time.process_time()
+        gw_cpu = 0.0
         t0 = time.monotonic()
         try:
             accepted_s = 0.0
@@ -132,11 +166,16 @@ async def _run(args: argparse.Namespace, db: str) -> dict[str, Any]:
                 )
                 accepted_s += time.monotonic() - ts
                 assert r.status_code == 202, r.text
-                samples.append((await _counts(world.tenant_id))[1])
+                assert r.json()["accepted"] == len(rec), r.text[:300]
+                st, depth = await _counts(world.tenant_id)
+                samples.append(depth)
+                timeline.append(_point(t0, depth, st, _cpu_of(gw.pid)))
+            accepted_at = time.monotonic()
             submitted_at = delivered_at = None
             while True:
                 st, depth = await _counts(world.tenant_id)
                 samples.append(depth)
+                timeline.append(_point(t0, depth, st, _cpu_of(gw.pid)))
                 done = sum(st.get(k, 0) for k in ("delivered", "failed", "expired", "rejected"))
                 sub = done + st.get("submitted", 0)
                 if submitted_at is None and sub >= args.messages:
@@ -147,21 +186,61 @@ async def _run(args: argparse.Namespace, db: str) -> dict[str, Any]:
                 if time.monotonic() - t0 > args.timeout:
                     raise SystemExit(f"timeout: {st}")
                 await asyncio.sleep(1.0)
+            gw_cpu = _cpu_of(gw.pid)
         finally:
             gw.terminate()
             gw.wait(timeout=30)
+        me_cpu = time.process_time() - me0
+        pg_cpu = _postgres_cpu() - pg0 if db == "postgres" else None
     await sim.stop()
     total = delivered_at - t0
     return {
         "bench": "sms_throughput",
         "db": db,
         "messages": args.messages,
+        "links": 2,
+        "window": 50,
         "accepted_per_s": round(args.messages / accepted_s, 1),
+        "accept_phase_s": round(accepted_at - t0, 2),
         "submitted_per_s": round(args.messages / ((submitted_at or delivered_at) - t0), 1),
         "delivered_per_s": round(args.messages / total, 1),
+        "sustained_delivered_per_s": _sustained(timeline, args.messages),
+        "total_s": round(total, 2),
         "queue_depth_samples": samples,
+        "timeline": timeline,
+        "cpu_s": {
+            "gateway": round(gw_cpu, 1),
+            "api_and_smsc": round(me_cpu, 1),
+            "postgres": round(pg_cpu, 1) if pg_cpu is not None else None,
+        },
+        "gateway_cpu_ms_per_message_steady": _steady_gateway_cpu(timeline, args.messages),
+        "cpu_ms_per_message": round(1000 * (gw_cpu + me_cpu + (pg_cpu or 0.0)) / args.messages, 3),
         "duplicates": len(sim.duplicates()),
+        "loadavg_1m": round(os.getloadavg()[0], 2),
     }
+
+
+def _point(t0: float, depth: int, st: dict[str, int], gw_cpu: float) -> list[float]:
+    done = sum(st.get(k, 0) for k in ("delivered", "failed", "expired", "rejected"))
+    return [round(time.monotonic() - t0, 2), depth, done + st.get("submitted", 0), done, round(gw_cpu, 2)]
+
+
+def _steady_gateway_cpu(timeline: list[list[float]], n: int) -> float | None:
+    """Gateway CPU milliseconds per final status between 10 % and 90 % (start-up excluded)."""
+    lo = next((p for p in timeline if p[3] >= 0.1 * n), None)
+    hi = next((p for p in timeline if p[3] >= 0.9 * n), None)
+    if lo is None or hi is None or hi[3] <= lo[3]:
+        return None
+    return round(1000 * (hi[4] - lo[4]) / (hi[3] - lo[3]), 3)
+
+
+def _sustained(timeline: list[list[float]], n: int) -> float | None:
+    """Final statuses per second between 10 % and 90 % of the messages (warm-up and tail cut)."""
+    lo = next((p for p in timeline if p[3] >= 0.1 * n), None)
+    hi = next((p for p in timeline if p[3] >= 0.9 * n), None)
+    if lo is None or hi is None or hi[0] <= lo[0]:
+        return None
+    return round((hi[3] - lo[3]) / (hi[0] - lo[0]), 1)
 
 
 def main() -> None:

@@ -36,6 +36,7 @@ from collections import defaultdict, deque
 from collections.abc import Iterable
 from typing import Any
 
+import orjson
 from sqlalchemy import bindparam, delete, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
@@ -68,6 +69,7 @@ log = logging.getLogger(__name__)
 
 _wake_events: set[asyncio.Event] = set()
 
+URGENT_CLAIM = 100
 RECEIPT_STATUS = {"DELIVRD": "delivered", "EXPIRED": "expired"}
 RECEIPT_REASON = {
     "UNDELIV": "carrier.undeliverable",
@@ -76,6 +78,83 @@ RECEIPT_REASON = {
     "UNKNOWN": "carrier.unknown",
     "EXPIRED": "carrier.expired",
 }
+
+
+async def _update_submitted(s: AsyncSession, upd: list[dict[str, Any]]) -> None:
+    """Write the submit results of one tenant: one statement whatever their number.
+
+    PostgreSQL: a single ``UPDATE … FROM unnest(arrays)`` (a handful of parameters instead of a
+    statement per row); SQLite: ``executemany`` (in-process, already cheap). Both are Core
+    statements on the messages table, so the guard scopes them to the tenant in scope (and
+    row-level security on PostgreSQL)."""
+    if not upd:
+        return
+    t = table_of(Message)
+    if s.get_bind().dialect.name == "postgresql":
+        from sqlalchemy import Text, Uuid, cast, column, func
+        from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TIMESTAMP
+
+        def arr(key: str, typ: Any, conv: Any = None) -> Any:
+            values = [conv(u[key]) if conv is not None and u[key] is not None else u[key] for u in upd]
+            return bindparam(None, values, type_=ARRAY(typ))
+
+        v = (
+            func.unnest(
+                arr("b_id", Uuid()),
+                arr("b_status", Text()),
+                arr("b_reason", Text()),
+                arr("b_cids", Text(), orjson_dumps),
+                arr("b_route", Text(), orjson_dumps),
+                arr("b_link", Uuid()),
+                arr("b_sub", TIMESTAMP(timezone=True)),
+                arr("b_done", TIMESTAMP(timezone=True)),
+            )
+            .table_valued(
+                column("id", Uuid()),
+                column("status", Text()),
+                column("reason", Text()),
+                column("cids", Text()),
+                column("route", Text()),
+                column("link", Uuid()),
+                column("sub", TIMESTAMP(timezone=True)),
+                column("done", TIMESTAMP(timezone=True)),
+            )
+            .render_derived(name="v", with_types=False)
+        )
+        await s.execute(
+            update(t)
+            .where(t.c.id == v.c.id)
+            .values(
+                status=v.c.status,
+                reason=v.c.reason,
+                carrier_ids=cast(v.c.cids, JSONB),
+                route=cast(v.c.route, JSONB),
+                link_id=v.c.link,
+                submitted_at=v.c.sub,
+                done_at=v.c.done,
+                updated_at=upd[0]["b_upd"],
+            )
+        )
+        return
+    await s.execute(
+        update(t)
+        .where(t.c.id == bindparam("b_id", type_=t.c.id.type))
+        .values(
+            status=bindparam("b_status", type_=t.c.status.type),
+            reason=bindparam("b_reason", type_=t.c.reason.type),
+            carrier_ids=bindparam("b_cids", type_=t.c.carrier_ids.type),
+            route=bindparam("b_route", type_=t.c.route.type),
+            link_id=bindparam("b_link", type_=t.c.link_id.type),
+            submitted_at=bindparam("b_sub", type_=t.c.submitted_at.type),
+            done_at=bindparam("b_done", type_=t.c.done_at.type),
+            updated_at=bindparam("b_upd", type_=t.c.updated_at.type),
+        ),
+        upd,
+    )
+
+
+def orjson_dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
 
 
 def _final_of(stat: str, error: str) -> tuple[str, str | None]:
@@ -89,10 +168,17 @@ def _final_of(stat: str, error: str) -> tuple[str, str | None]:
     return status, reason
 
 
-def wake() -> None:
-    """Tell in-process dispatchers that new messages were committed (called after commit)."""
+_urgent_events: set[asyncio.Event] = set()
+
+
+def wake(lane: int | None = None) -> None:
+    """Tell in-process dispatchers that new messages were committed (called after commit);
+    ``lane`` 0 (verification) asks for a claim even when the local lanes are full."""
     for ev in list(_wake_events):
         ev.set()
+    if lane == 0:
+        for ev in list(_urgent_events):
+            ev.set()
 
 
 try:  # status webhooks fan out from the event bus when the kernel provides it
@@ -462,6 +548,7 @@ class Dispatcher:
         self.receipt_writer = Writer(self, "connect-receipts")  # receipts in their own transactions
         self.in_flight: set[uuid.UUID] = set()
         self._wake = asyncio.Event()
+        self._urgent = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.stats: dict[str, int] = defaultdict(int)
         self._stopped = False
@@ -469,6 +556,7 @@ class Dispatcher:
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
         _wake_events.add(self._wake)
+        _urgent_events.add(self._urgent)
         await self._heartbeat()
         self.writer.start()
         self.receipt_writer.start()
@@ -481,6 +569,8 @@ class Dispatcher:
             asyncio.create_task(self._heartbeat_loop(), name="connect-heartbeat"),
             asyncio.create_task(self._links_loop(), name="connect-links"),
         ]
+        if get_database().is_postgres:
+            self._tasks.append(asyncio.create_task(self._listen(), name="connect-listen"))
 
     async def stop(self) -> None:
         """Stop claiming, stop the links, put back what was claimed but not submitted."""
@@ -488,6 +578,7 @@ class Dispatcher:
             return
         self._stopped = True
         _wake_events.discard(self._wake)
+        _urgent_events.discard(self._urgent)
         for t in self._tasks:
             t.cancel()
         for t in self._tasks:
@@ -595,21 +686,60 @@ class Dispatcher:
     async def _claim_loop(self) -> None:
         while True:
             self._wake.clear()
+            urgent = self._urgent.is_set()
+            self._urgent.clear()
             claimed = 0
             try:
                 room = self.capacity() - self.pending()
                 if room >= max(1, min(self.claim_batch, self.capacity()) // 4):
                     claimed = await self.claim(min(room, self.claim_batch))
+                elif urgent:  # full of bulk: a verification code still goes now (lane 0 only)
+                    claimed = await self.claim(URGENT_CLAIM, lanes=1)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("claim failed")
                 await asyncio.sleep(0.5)
             if claimed == 0 or self.pending() >= self.capacity():
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+                if self._urgent.is_set():
+                    continue
+                waits = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(self._urgent.wait())]
+                try:
+                    await asyncio.wait(waits, timeout=self.poll_interval, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    for w in waits:
+                        w.cancel()
 
-    async def claim(self, limit: int) -> int:
+    async def _listen(self) -> None:
+        """PostgreSQL: LISTEN for messages committed by other processes (the API) on a dedicated
+        connection; the payload is the lowest lane committed, and lane 0 claims at once."""
+        import psycopg
+        from sqlalchemy.engine import make_url
+
+        from tessera.connect.repository import DISPATCH_CHANNEL
+
+        url = make_url(get_database().url).set(drivername="postgresql")
+        dsn = url.render_as_string(hide_password=False)
+        while not self._stopped:
+            try:
+                conn = await psycopg.AsyncConnection.connect(dsn, autocommit=True)
+                try:
+                    await conn.execute(f"LISTEN {DISPATCH_CHANNEL}")
+                    while not self._stopped:
+                        async for note in conn.notifies(timeout=0.5):
+                            self._wake.set()
+                            if note.payload == "0":
+                                self._urgent.set()
+                finally:
+                    await conn.close()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("connect listen failed")
+                await asyncio.sleep(1.0)
+
+    async def claim(self, limit: int, *, lanes: int = 3) -> int:
+        """Claim up to ``limit`` ready messages of the first ``lanes`` lanes, by lane order."""
         now = utcnow()
         items: list[Item] = []
         with context.tenant_scope(None):
@@ -622,6 +752,7 @@ class Dispatcher:
                         DispatchItem.claims,
                     )
                     .where(DispatchItem.state == 0, DispatchItem.available_at <= now)
+                    .where(DispatchItem.lane < lanes)
                     .order_by(DispatchItem.lane, DispatchItem.available_at, DispatchItem.message_id)
                     .limit(limit)
                 )
@@ -1023,23 +1154,7 @@ class Dispatcher:
                     )
                     finals.append((item.message_id, "rejected", reason))
                     self.stats["rejected"] += 1
-            t = table_of(Message)
-            # row-level security (PostgreSQL) and the ids of this tenant's own claim scope the update
-            stmt = (
-                update(t)
-                .where(t.c.id == bindparam("b_id", type_=t.c.id.type))
-                .values(
-                    status=bindparam("b_status", type_=t.c.status.type),
-                    reason=bindparam("b_reason", type_=t.c.reason.type),
-                    carrier_ids=bindparam("b_cids", type_=t.c.carrier_ids.type),
-                    route=bindparam("b_route", type_=t.c.route.type),
-                    link_id=bindparam("b_link", type_=t.c.link_id.type),
-                    submitted_at=bindparam("b_sub", type_=t.c.submitted_at.type),
-                    done_at=bindparam("b_done", type_=t.c.done_at.type),
-                    updated_at=bindparam("b_upd", type_=t.c.updated_at.type),
-                )
-            )
-            await s.execute(stmt, upd)
+            await _update_submitted(s, upd)
             if keys:
                 await s.execute(insert(table_of(CarrierReceiptKey)), keys)
             if events:

@@ -407,8 +407,6 @@ async def send_messages(
                 not_before=scheduled_at if d.not_before is not None else None,
             )
         )
-    if _consume is not None and quota_ref and charged_segments:
-        await _consume(session, METER.get(ch.kind, f"messages.{ch.kind}"), charged_segments, ref=quota_ref)
     await MessageRepository(session).insert_many(messages, events, queue)
     if holds:
         await compliance.hold_many_for_review(
@@ -416,6 +414,10 @@ async def send_messages(
         )
     if queue:
         await _announce(session, lane)
+    # Last: the quota counter's row stays locked until commit, and every send of the tenant
+    # waits for it, so nothing else of this request runs while it is held.
+    if _consume is not None and quota_ref and charged_segments:
+        await _consume(session, METER.get(ch.kind, f"messages.{ch.kind}"), charged_segments, ref=quota_ref)
     return out
 
 
@@ -425,15 +427,15 @@ async def _announce(session: AsyncSession, lane: int) -> None:
     if lane in lanes:
         return
     if not lanes:
-        after_commit(session, _wake)
+        after_commit(session, lambda: _wake(min(lanes)))
     lanes.add(lane)
     await notify_dispatch(session, lane)
 
 
-def _wake() -> None:
+def _wake(lane: int) -> None:
     from tessera.connect import dispatcher
 
-    dispatcher.wake()
+    dispatcher.wake(lane)
 
 
 async def send_message(
