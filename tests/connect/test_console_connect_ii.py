@@ -490,6 +490,9 @@ async def test_verify_statistics_never_show_codes(browser: Browser, tenant: Tena
     r = await browser.get("/console/connect/verify")
     assert r.status_code == 200
     assert 'data-chart="chart-verify-volume"' in r.text and 'id="chart-verify-templates"' in r.text
+    conversion = re.search(r'id="chart-verify-template-conversion">(.*?)</script>', r.text, re.S)
+    assert conversion and '"labels":["login","signup"]' in conversion.group(1)
+    assert '"data":[50.0,100.0]' in conversion.group(1)
     totals = r.text[r.text.index('data-testid="verify-totals"') :]
     assert re.search(r"Conversion rate</div><div class=\"tile-value\">66.7 %", totals)
     assert "login" in r.text and "signup" in r.text

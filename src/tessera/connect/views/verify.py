@@ -103,6 +103,34 @@ def charts(stats: reads.VerifyStats) -> list[Chart]:
             ],
             _OPTS,
         ),
+        Chart(
+            "verify-template-conversion",
+            _("Conversion rate per template (%)"),
+            "bar",
+            tpl,
+            [
+                {
+                    "label": _("Conversion rate"),
+                    "data": [b.conversion for b in stats.templates],
+                    "backgroundColor": "#2fb344",
+                }
+            ],
+            {"animation": False, "scales": {"y": {"beginAtZero": True, "max": 100}}},
+        ),
+        Chart(
+            "verify-template-latency",
+            _("Average time to delivery per template (seconds)"),
+            "bar",
+            tpl,
+            [
+                {
+                    "label": _("Seconds"),
+                    "data": [b.avg_seconds for b in stats.templates],
+                    "backgroundColor": "#f76707",
+                }
+            ],
+            {"animation": False, "scales": {"y": {"beginAtZero": True}}},
+        ),
     ]
 
 
