@@ -3,6 +3,7 @@ retry/cancel for holders of ``jobs:manage``; another tenant's ids are 404 pages.
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any
 
@@ -145,3 +146,15 @@ async def test_home_activity_chart_counts_entries_per_day_in_the_tenant_time_zon
     total_before = sum(before.datasets[0]["data"])
     assert sum(after.datasets[0]["data"]) == total_before
     assert after.datasets[0]["data"][-1] >= 1
+
+
+async def test_the_nav_marks_only_the_most_specific_entry_current(
+    browser: Browser, tenant: TenantWorld
+) -> None:
+    await browser.login(tenant, "admin")
+    from tessera.contacts.views.accounts import BASE as accounts
+
+    page = await browser.get(accounts)
+    assert page.status_code == 200
+    current = re.findall(r'<a href="([^"]+)" data-nav="[^"]+" aria-current="page">', page.text)
+    assert current == [accounts]  # not also "Contacts", whose address is a prefix of it
