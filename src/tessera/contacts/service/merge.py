@@ -30,6 +30,7 @@ from tessera.contacts.models import (
 from tessera.contacts.repository import ContactRepository
 from tessera.contacts.service.contacts import SNAPSHOT_FIELDS, get_contact, snapshot
 from tessera.core.access.principal import Principal
+from tessera.core.access.visibility import visible_owner_clause
 from tessera.core.audit import service as audit
 from tessera.core.http.errors import InvalidInput
 
@@ -62,6 +63,8 @@ async def suggest_duplicates(
     stmt = (
         select(Contact).where(Contact.id != me.id, Contact.merged_into_id.is_(None), or_(*conds)).limit(500)
     )
+    if principal is not None:  # never name a contact the caller may not see
+        stmt = stmt.where(visible_owner_clause(Contact.owner_id, principal, "contacts"))
     others = list((await session.execute(stmt)).scalars())
     acc_ids = {c.account_id for c in [me, *others] if c.account_id}
     if acc_ids:
