@@ -30,6 +30,7 @@ from tessera.contacts.schemas import (
 from tessera.contacts.service.contacts import create_contact, tenant_region
 from tessera.core import context
 from tessera.core.access.masking import MASKERS
+from tessera.core.access.principal import Principal
 from tessera.core.audit import service as audit
 from tessera.core.crypto.keyring import get_keyring
 from tessera.core.db.base import utcnow
@@ -303,6 +304,16 @@ async def start_export(
 ) -> DataJob:
     from tessera.core.access.masking import caller_sees_pii
 
+    caller = context.current_principal()
+    viewer = None
+    if caller is not None:  # the job applies the requester's record visibility, as of now
+        viewer = {
+            "user_id": str(caller.user_id) if caller.user_id else None,
+            "role_key": caller.role_key,
+            "visibility": dict(caller.visibility),
+            "department_path": caller.department_path,
+            "team_ids": [str(t) for t in caller.team_ids],
+        }
     job = DataJob(
         kind="export",
         status="queued",
@@ -310,6 +321,7 @@ async def start_export(
             "filters": filters,
             "segment_id": str(segment_id) if segment_id else None,
             "unmasked": caller_sees_pii(),
+            "viewer": viewer,
         },
     )
     session.add(job)
@@ -321,6 +333,21 @@ async def start_export(
     return job
 
 
+def _viewer_principal(viewer: dict[str, Any]) -> Principal:
+    """The requester of an export as recorded when it was started (visibility only)."""
+    user_id = uuid.UUID(viewer["user_id"]) if viewer.get("user_id") else None
+    return Principal(
+        tenant_id=context.current_tenant_id(),
+        actor=context.Actor("user" if user_id else "api_key", user_id),
+        role_key=str(viewer.get("role_key") or ""),
+        permissions=frozenset(),
+        visibility=dict(viewer.get("visibility") or {}),
+        user_id=user_id,
+        department_path=viewer.get("department_path"),
+        team_ids=frozenset(uuid.UUID(t) for t in viewer.get("team_ids") or []),
+    )
+
+
 async def run_export(session: AsyncSession, job_id: uuid.UUID, principal: Any = None) -> DataJob:
     """Write the CSV; phones/emails are masked unless the requesting principal may see them."""
     from tessera.contacts.models import SegmentMember
@@ -328,6 +355,8 @@ async def run_export(session: AsyncSession, job_id: uuid.UUID, principal: Any = 
     from tessera.core.http.listing import ListQuery, apply_listing
 
     job = await get_job(session, job_id)
+    if principal is None and job.options.get("viewer"):
+        principal = _viewer_principal(job.options["viewer"])
     job.status, job.started_at = "running", utcnow()
     buf = io.StringIO()
     w = csv.writer(buf)
