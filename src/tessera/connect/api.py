@@ -29,6 +29,7 @@ from tessera.connect.schemas import (
     RejectIn,
     RouteIn,
     RouteOut,
+    RoutePatch,
     SignatureIn,
     SignatureOut,
     TemplateIn,
@@ -36,6 +37,7 @@ from tessera.connect.schemas import (
     TemplatePatch,
 )
 from tessera.connect.service import channels, search, send, templates
+from tessera.core.access import permissions
 from tessera.core.access.principal import Principal
 from tessera.core.http.deps import DbSession, require
 from tessera.core.http.errors import COMMON_ERRORS, error_responses
@@ -46,6 +48,9 @@ router = APIRouter(prefix="/v1", tags=["messages"], responses=COMMON_ERRORS)
 Reader = Annotated[Principal, Depends(require("messages:read"))]
 Sender = Annotated[Principal, Depends(require("messages:send"))]
 Manager = Annotated[Principal, Depends(require("channels:manage"))]
+# approving is not writing: the console's template pages register and use the same permission
+APPROVE = permissions.register("channels:approve", "Approve or reject message templates and signatures")
+Approver = Annotated[Principal, Depends(require(APPROVE))]
 
 
 # --- messages ---------------------------------------------------------------------------------
@@ -204,7 +209,7 @@ async def submit_template(template_id: uuid.UUID, principal: Manager, session: D
     tags=["templates"],
     responses=error_responses(404, 409),
 )
-async def approve_template(template_id: uuid.UUID, principal: Manager, session: DbSession) -> TemplateOut:
+async def approve_template(template_id: uuid.UUID, principal: Approver, session: DbSession) -> TemplateOut:
     return TemplateOut.model_validate(await templates.transition(session, template_id, "approve"))
 
 
@@ -215,7 +220,7 @@ async def approve_template(template_id: uuid.UUID, principal: Manager, session: 
     responses=error_responses(404, 409, 422),
 )
 async def reject_template(
-    template_id: uuid.UUID, data: RejectIn, principal: Manager, session: DbSession
+    template_id: uuid.UUID, data: RejectIn, principal: Approver, session: DbSession
 ) -> TemplateOut:
     return TemplateOut.model_validate(await templates.transition(session, template_id, "reject", data.reason))
 
@@ -245,7 +250,7 @@ async def create_signature(data: SignatureIn, principal: Manager, session: DbSes
     tags=["templates"],
     responses=error_responses(404),
 )
-async def approve_signature(signature_id: uuid.UUID, principal: Manager, session: DbSession) -> SignatureOut:
+async def approve_signature(signature_id: uuid.UUID, principal: Approver, session: DbSession) -> SignatureOut:
     return SignatureOut.model_validate(await channels.review_signature(session, signature_id, True))
 
 
@@ -255,7 +260,7 @@ async def approve_signature(signature_id: uuid.UUID, principal: Manager, session
     tags=["templates"],
     responses=error_responses(404),
 )
-async def reject_signature(signature_id: uuid.UUID, principal: Manager, session: DbSession) -> SignatureOut:
+async def reject_signature(signature_id: uuid.UUID, principal: Approver, session: DbSession) -> SignatureOut:
     return SignatureOut.model_validate(await channels.review_signature(session, signature_id, False))
 
 
@@ -350,6 +355,21 @@ async def list_routes(channel_id: uuid.UUID, principal: Manager, session: DbSess
 )
 async def add_route(channel_id: uuid.UUID, data: RouteIn, principal: Manager, session: DbSession) -> RouteOut:
     return RouteOut.model_validate(await channels.add_route(session, channel_id, data))
+
+
+@router.get("/routes/{route_id}", response_model=RouteOut, tags=["channels"], responses=error_responses(404))
+async def get_route(route_id: uuid.UUID, principal: Manager, session: DbSession) -> RouteOut:
+    return RouteOut.model_validate(await channels.get_route(session, route_id))
+
+
+@router.patch(
+    "/routes/{route_id}", response_model=RouteOut, tags=["channels"], responses=error_responses(404, 422)
+)
+async def update_route(
+    route_id: uuid.UUID, data: RoutePatch, principal: Manager, session: DbSession
+) -> RouteOut:
+    """Change a route; the gateway uses it for the next message (a miss reloads the table)."""
+    return RouteOut.model_validate(await channels.update_route(session, route_id, data))
 
 
 @router.delete("/routes/{route_id}", status_code=204, tags=["channels"], responses=error_responses(404))

@@ -28,7 +28,6 @@ import dataclasses
 import datetime as dt
 import logging
 import os
-import random
 import socket
 import time
 import uuid
@@ -40,6 +39,7 @@ import orjson
 from sqlalchemy import bindparam, delete, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from tessera.connect import routing
 from tessera.connect.models import (
     FINAL_STATUSES,
     CarrierReceiptKey,
@@ -203,6 +203,7 @@ class Item:
     channel_id: uuid.UUID | None = None
     template_ref: str | None = None
     variables: dict[str, Any] = dataclasses.field(default_factory=dict)
+    rule: dict[str, Any] | None = None  # the route row that matched (tessera.connect.routing)
 
 
 @dataclasses.dataclass(slots=True)
@@ -217,15 +218,18 @@ class LinkInfo:
     window: int
     tps: float | None
     status: str
+    source_rules: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def connection(self) -> tuple[Any, ...]:
+        """What a bind is made of: a change rebinds the link (see :meth:`Dispatcher.bind_links`)."""
+        return (self.host, self.port, self.system_id, self.password, self.system_type, self.window, self.tps)
 
 
 @dataclasses.dataclass(slots=True)
 class TenantRoutes:
     loaded_at: float
     links: dict[uuid.UUID, LinkInfo]
-    routes: dict[
-        uuid.UUID, list[tuple[int, str, uuid.UUID, int]]
-    ]  # channel → (priority, carrier, link, weight)
+    routes: dict[uuid.UUID, list[Any]]  # channel → routing.RouteRow (or plain tuples of its fields)
     wechat: dict[uuid.UUID, tuple[str, str, str]] = dataclasses.field(
         default_factory=dict
     )  # appid, secret, api base
@@ -233,6 +237,7 @@ class TenantRoutes:
     email: dict[uuid.UUID, tuple[dict[str, Any], str | None]] = dataclasses.field(
         default_factory=dict
     )  # email channel → settings, secret
+    loaded_utc: dt.datetime = dataclasses.field(default_factory=utcnow)  # when the load started
 
 
 def _advisory_key(link_id: uuid.UUID) -> int:
@@ -251,6 +256,7 @@ class LinkRunner:
         self.reserve = max(1, info.window // 5) if info.window > 1 else 0
         self.lock_conn: AsyncConnection | None = None
         self.available = False
+        self.busy = 0  # workers holding an item (a rebind waits for them, see Dispatcher._retire)
         cfg = ClientConfig(
             host=info.host,
             port=info.port,
@@ -331,6 +337,7 @@ class LinkRunner:
                         lambda: any(self.lanes[:2]) or (marketing_ok and bool(self.lanes[2]))
                     )
                 continue
+            self.busy += 1
             self.d.in_flight.add(item.message_id)
             try:
                 result = await self.client.submit(
@@ -347,6 +354,7 @@ class LinkRunner:
                 result = SubmitResult(Outcome.NOT_SENT, (), 0)
             await self.d.on_result(self, item, result)
             self.d.in_flight.discard(item.message_id)
+            self.busy -= 1
 
     async def _on_receipt(self, receipt: DeliveryReceipt) -> None:
         await self.d.receipt_writer.receipt(self.info.id, receipt)
@@ -529,9 +537,11 @@ class Dispatcher:
         client_options: dict[str, Any] | None = None,
         wechat_transport: Any = None,
         link_refresh: float = 5.0,
+        route_reload_min: float = 1.0,
     ) -> None:
         self.wechat_transport = wechat_transport
         self.link_refresh = link_refresh
+        self.route_reload_min = route_reload_min  # a route miss reloads a tenant's table at most this often
         self.id = gateway_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.claim_batch = claim_batch
         self.heartbeat_interval = heartbeat_interval
@@ -645,18 +655,27 @@ class Dispatcher:
         from tessera.core.tenancy.models import Tenant
 
         todo: list[tuple[uuid.UUID, uuid.UUID]] = []
+        retire: list[uuid.UUID] = []
+        known: set[uuid.UUID] = set()
         with context.tenant_scope(None):
             async with unit_of_work(platform=True) as s:
                 tids = list((await s.execute(select(Tenant.id))).scalars())
                 for tid in tids:
                     await switch_tenant(s, tid)
-                    routes = await self._routes(s, tid)
-                    todo += [
-                        (tid, lid)
-                        for lid, info in routes.links.items()
-                        if info.status == "active" and lid not in self.runners
-                    ]
+                    routes = await self._routes(s, tid, force=True)
+                    known.update(routes.links)
+                    for lid, info in routes.links.items():
+                        runner = self.runners.get(lid)
+                        if isinstance(runner, LinkRunner) and (
+                            info.status != "active" or runner.info.connection() != info.connection()
+                        ):
+                            retire.append(lid)  # edited or disabled: unbind, and rebind if active
+                        if info.status == "active" and (runner is None or lid in retire):
+                            todo.append((tid, lid))
                 await switch_tenant(s, None)
+        retire += [lid for lid, r in self.runners.items() if isinstance(r, LinkRunner) and lid not in known]
+        for lid in retire:
+            await self._retire(lid)
         started = 0
         for tid, lid in todo:
             if self._stopped:
@@ -665,6 +684,25 @@ class Dispatcher:
             if await self._runner(tid, lid) is not None:
                 started += 1
         return started
+
+    async def _retire(self, link_id: uuid.UUID) -> None:
+        """Unbind a link whose settings changed (or that was disabled or deleted): no new work
+        goes to it, what waits in its lanes is put back in the queue, submits waiting for the
+        window come back not sent, and the submits on the wire finish before the bind closes."""
+        runner = self.runners.pop(link_id, None)
+        if not isinstance(runner, LinkRunner):
+            return
+        log.info("link %s changed: unbinding it", link_id)
+        left = [it for q in runner.lanes for it in q]
+        for q in runner.lanes:
+            q.clear()
+        await runner.client.close()
+        deadline = time.monotonic() + self.submit_timeout + 5.0
+        while runner.busy and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        left += await runner.stop()
+        await self._release([it.message_id for it in left], resubmission=False)
+        self.stats["rebound"] += 1
 
     async def _links_loop(self) -> None:
         while True:
@@ -799,10 +837,13 @@ class Dispatcher:
                     Message.channel_kind,
                     Message.template_id,
                     Message.variables,
+                    Message.message_class,
+                    Message.created_at,
                 ).where(Message.id.in_(list(claims)))
             )
         ).all()
         routes = await self._routes(s, tid)
+        deferred: list[uuid.UUID] = []
         ported = (
             {
                 p.number_index: p.carrier
@@ -839,7 +880,15 @@ class Dispatcher:
                 continue
             carrier = ported.get(m.to_index, m.carrier)
             wechat = m.channel_kind in ("wechat", "email")  # one sender per channel, no route table
-            candidates = [m.channel_id] if wechat else self._candidates(routes, m.channel_id, carrier)
+            rows = [] if wechat else self._route_rows(routes, m, carrier)
+            if not wechat and not rows:  # a route created since the table was cached is used
+                fresh = await self._reload_on_miss(s, tid, routes, m.created_at)
+                if fresh is None:
+                    deferred.append(m.id)
+                    continue
+                routes = fresh
+                rows = self._route_rows(routes, m, carrier)
+            candidates = [m.channel_id] if wechat else [r.link_id for r in rows]
             item = Item(
                 m.id,
                 tid,
@@ -854,6 +903,7 @@ class Dispatcher:
                 channel_id=m.channel_id,
                 template_ref=routes.templates.get(m.template_id) if m.template_id else None,
                 variables=dict(m.variables or {}),
+                rule=routing.describe(rows[0]) if rows else None,
             )
             live.append(m.id)
             if item.resubmission:
@@ -907,22 +957,73 @@ class Dispatcher:
         done = expired + gone
         if done:
             await s.execute(delete(DispatchItem).where(DispatchItem.message_id.in_(done)))
+        if deferred:  # back in the queue until the table may be reloaded
+            await s.execute(
+                update(DispatchItem)
+                .where(DispatchItem.message_id.in_(deferred))
+                .values(
+                    state=0,
+                    claimed_by=None,
+                    available_at=now + dt.timedelta(seconds=self.route_reload_min),
+                    claims=DispatchItem.claims - 1,
+                )
+            )
         return items
 
-    async def _routes(self, s: AsyncSession, tid: uuid.UUID) -> TenantRoutes:
+    async def _reload_on_miss(
+        self, s: AsyncSession, tid: uuid.UUID, routes: TenantRoutes, created_at: dt.datetime
+    ) -> TenantRoutes | None:
+        """The tenant's routes to decide a miss with: reloaded (at most once per
+        ``route_reload_min`` per tenant), or the cached table when it was loaded after the
+        message was accepted (the miss is real); ``None`` = wait for the next reload."""
+        if time.monotonic() - routes.loaded_at >= self.route_reload_min:
+            self.stats["route_reloads"] += 1
+            return await self._routes(s, tid, force=True)
+        if routes.loaded_utc > created_at:
+            return routes
+        return None
+
+    @staticmethod
+    def _route_rows(routes: TenantRoutes, m: Any, carrier: str) -> list[routing.RouteRow]:
+        """The route rows to try for message ``m`` (recipient, class, source), best first;
+        links whose source address rules refuse the message's source are left out."""
+        rows = routing.order(
+            routing.ranked(routes.routes.get(m.channel_id, []), carrier, m.to or "", m.message_class)
+        )
+        out = []
+        for r in rows:
+            info = routes.links.get(r.link_id)
+            if info is None or routing.source_allowed(info.source_rules, m.source or ""):
+                out.append(r)
+        return out
+
+    async def _routes(self, s: AsyncSession, tid: uuid.UUID, *, force: bool = False) -> TenantRoutes:
         cached = self.routes.get(tid)
-        if cached is not None and time.monotonic() - cached.loaded_at < 5.0:
+        if not force and cached is not None and time.monotonic() - cached.loaded_at < 5.0:
             return cached
+        started = utcnow()
         links = {
             x.id: LinkInfo(
-                x.id, tid, x.host, x.port, x.system_id, x.password, x.system_type, x.window, x.tps, x.status
+                x.id,
+                tid,
+                x.host,
+                x.port,
+                x.system_id,
+                x.password,
+                x.system_type,
+                x.window,
+                x.tps,
+                x.status,
+                dict(x.source_rules or {}),
             )
             for x in (await s.execute(select(Link))).scalars()
         }
-        table: dict[uuid.UUID, list[tuple[int, str, uuid.UUID, int]]] = defaultdict(list)
+        table: dict[uuid.UUID, list[Any]] = defaultdict(list)
         for r in (await s.execute(select(RouteEntry).order_by(RouteEntry.priority))).scalars():
             if r.link_id in links and links[r.link_id].status == "active":
-                table[r.channel_id].append((r.priority, r.carrier, r.link_id, r.weight))
+                table[r.channel_id].append(
+                    routing.RouteRow(r.priority, r.carrier, r.link_id, r.weight, r.prefix, r.message_class)
+                )
         from tessera.connect.models import Channel, Template
 
         wechat = {
@@ -934,7 +1035,7 @@ class Dispatcher:
             for t in (await s.execute(select(Template).where(Template.external_id.is_not(None)))).scalars()
             if t.external_id
         }
-        tr = TenantRoutes(time.monotonic(), links, dict(table), wechat, templates)
+        tr = TenantRoutes(time.monotonic(), links, dict(table), wechat, templates, loaded_utc=started)
         tr.email = {
             c.id: (dict(c.settings or {}), c.secret)
             for c in (await s.execute(select(Channel).where(Channel.kind == "email"))).scalars()
@@ -943,21 +1044,16 @@ class Dispatcher:
         return tr
 
     @staticmethod
-    def _candidates(routes: TenantRoutes, channel_id: uuid.UUID, carrier: str) -> list[uuid.UUID]:
-        entries = routes.routes.get(channel_id, [])
-        specific = [e for e in entries if e[1] == carrier]
-        chosen = specific or [e for e in entries if e[1] == "*"]
-        out: list[uuid.UUID] = []
-        for prio in sorted({e[0] for e in chosen}):
-            group = [e for e in chosen if e[0] == prio]
-            while group:  # weighted order within one priority
-                pick = random.choices(group, weights=[e[3] for e in group])[0]
-                group.remove(pick)
-                if pick[2] not in out:
-                    out.append(pick[2])
-        if specific:  # the catch-all routes remain a last failover
-            out += [e[2] for e in sorted(entries, key=lambda e: e[0]) if e[1] == "*" and e[2] not in out]
-        return out
+    def _candidates(
+        routes: TenantRoutes,
+        channel_id: uuid.UUID,
+        carrier: str,
+        number: str = "",
+        message_class: str | None = None,
+    ) -> list[uuid.UUID]:
+        """Links to try, in order (see :mod:`tessera.connect.routing`)."""
+        groups = routing.ranked(routes.routes.get(channel_id, []), carrier, number, message_class)
+        return [r.link_id for r in routing.order(groups)]
 
     async def _runner(self, tid: uuid.UUID, link_id: uuid.UUID) -> LinkRunner | WeChatRunner | None:
         runner = self.runners.get(link_id)
@@ -977,7 +1073,7 @@ class Dispatcher:
             self.runners[link_id] = wr  # type: ignore[assignment]
             return wr
         info = self.routes[tid].links.get(link_id)
-        if info is None:
+        if info is None or info.status != "active":
             return None
         runner = LinkRunner(self, info)
         if not await runner.start():
@@ -1080,6 +1176,7 @@ class Dispatcher:
                     "carrier": item.carrier,
                     "link_id": str(link_id) if link_id else None,
                     "tried": [str(x) for x in item.tried],
+                    "rule": item.rule,
                 }
                 if kind == "accepted" and result is not None:
                     cids = [c or "" for c in result.message_ids]

@@ -64,21 +64,30 @@ class Link(IdMixin, TimestampMixin, TenantOwned, Base):
     system_type: Mapped[str] = mapped_column(String(13), default="")
     window: Mapped[int] = mapped_column(Integer, default=10)
     tps: Mapped[float | None] = mapped_column(nullable=True)
+    # {"allowed": ["10690001", "1069*"]}: the source addresses (exact, or a prefix ending in
+    # "*") this link may send from; empty = any. Checked when a message is accepted and when
+    # the dispatcher picks a link (tessera.connect.routing).
     source_rules: Mapped[dict[str, Any]] = mapped_column(default=dict)
     status: Mapped[str] = mapped_column(String(16), default="active")
 
 
 class RouteEntry(IdMixin, TimestampMixin, TenantOwned, Base):
-    """Route table row: for a channel and carrier ('*' = any), send over ``link_id``.
+    """Route table row: for a channel, a message class (null = any), a carrier ('*' = any) and a
+    number prefix (null = any, e.g. ``+86`` or ``+8613``, matched against the E.164 recipient),
+    send over ``link_id``.
 
-    Lower ``priority`` is tried first; entries of equal priority share traffic by ``weight``;
-    the next priority is the failover."""
+    Matching (:mod:`tessera.connect.routing`): class-specific rows before any-class rows, then
+    carrier (and prefix) matches, then the longest prefix, before the catch-all. Lower
+    ``priority`` is tried first; entries of equal priority share traffic by ``weight``; the next
+    priority is the failover, then the less specific matching rows."""
 
     __tablename__ = "connect_routes"
     channel_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("connect_channels.id", ondelete="CASCADE"), index=True
     )
     carrier: Mapped[str] = mapped_column(String(64), default="*")
+    message_class: Mapped[str | None] = mapped_column(String(16), nullable=True, default=None)
+    prefix: Mapped[str | None] = mapped_column(String(16), nullable=True, default=None)
     link_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("connect_links.id", ondelete="CASCADE"))
     priority: Mapped[int] = mapped_column(Integer, default=0)
     weight: Mapped[int] = mapped_column(Integer, default=100)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from tessera.core.access.masking import MaskedPhone
 
@@ -236,6 +236,18 @@ class ChannelPatch(_In):
     name: str | None = Field(None, min_length=1, max_length=120)
     status: Literal["active", "disabled"] | None = None
     default_source: str | None = Field(None, max_length=21)
+    settings: dict[str, Any] | None = Field(
+        None,
+        description="Merged into the current settings; a key set to null is removed. WeChat: appid, "
+        "api_base; email: host, port, tls, username, from, dkim_selector, dkim_domain, … (checked).",
+    )
+    secret: str | None = Field(
+        None,
+        min_length=1,
+        max_length=8192,
+        description="Write-only, replaces the stored one: WeChat app secret; email: the SMTP password "
+        'or {"smtp_password", "dkim_private_key"}.',
+    )
 
 
 class ChannelOut(BaseModel):
@@ -248,6 +260,20 @@ class ChannelOut(BaseModel):
     settings: dict[str, Any]
 
 
+SourcePattern = Annotated[
+    str, StringConstraints(min_length=1, max_length=22, pattern=r"^[A-Za-z0-9+ ._-]{1,21}\*?$")
+]
+RoutePrefix = Annotated[str, StringConstraints(pattern=r"^\+[1-9][0-9]{0,14}$")]
+
+
+class SourceRules(_In):
+    """Source addresses a link may send from: exact (``10690001``) or a prefix ending in ``*``
+    (``1069*``); an empty list allows any. A message whose source no active link of its
+    channel allows is refused (422 naming ``source``)."""
+
+    allowed: list[SourcePattern] = Field(default_factory=list, max_length=100)
+
+
 class LinkIn(_In):
     name: str = Field(min_length=1, max_length=120)
     host: str = Field(min_length=1, max_length=255)
@@ -257,15 +283,23 @@ class LinkIn(_In):
     system_type: str = Field("", max_length=12)
     window: int = Field(10, ge=1, le=1000)
     tps: float | None = Field(None, gt=0, le=100_000)
-    source_rules: dict[str, Any] = Field(default_factory=dict)
+    source_rules: SourceRules = Field(default_factory=SourceRules)
 
 
 class LinkPatch(_In):
+    """Fields left out stay as they are; ``tps`` null removes the limit. A running gateway
+    rebinds the link within seconds when its connection, window or limit changes."""
+
     name: str | None = Field(None, min_length=1, max_length=120)
+    host: str | None = Field(None, min_length=1, max_length=255)
+    port: int | None = Field(None, ge=1, le=65535)
+    system_id: str | None = Field(None, min_length=1, max_length=15)
+    password: str | None = Field(None, min_length=1, max_length=8, description="Write-only.")
+    system_type: str | None = Field(None, max_length=12)
     window: int | None = Field(None, ge=1, le=1000)
     tps: float | None = Field(None, gt=0, le=100_000)
+    source_rules: SourceRules | None = None
     status: Literal["active", "disabled"] | None = None
-    password: str | None = Field(None, min_length=1, max_length=8)
 
 
 class LinkOut(BaseModel):
@@ -284,17 +318,38 @@ class LinkOut(BaseModel):
 
 
 class RouteIn(_In):
-    carrier: str = Field("*", min_length=1, max_length=64)
+    carrier: str = Field("*", min_length=1, max_length=64, description='Carrier name; "*" = any.')
+    message_class: MessageClass | None = Field(
+        None, alias="class", description="verification, notification or marketing; null = any class."
+    )
+    prefix: RoutePrefix | None = Field(
+        None, description="E.164 prefix of the recipient, e.g. +86 or +8613 (longest wins); null = any."
+    )
     link_id: uuid.UUID
     priority: int = Field(0, ge=0, le=100)
     weight: int = Field(100, ge=1, le=10_000)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class RoutePatch(_In):
+    """Fields left out stay as they are; ``class`` or ``prefix`` null makes the route match any."""
+
+    carrier: str | None = Field(None, min_length=1, max_length=64)
+    message_class: MessageClass | None = Field(None, alias="class")
+    prefix: RoutePrefix | None = None
+    link_id: uuid.UUID | None = None
+    priority: int | None = Field(None, ge=0, le=100)
+    weight: int | None = Field(None, ge=1, le=10_000)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
 class RouteOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
+    model_config = ConfigDict(from_attributes=True, populate_by_name=True)
     id: uuid.UUID
     channel_id: uuid.UUID
     carrier: str
+    message_class: str | None = Field(serialization_alias="class")
+    prefix: str | None
     link_id: uuid.UUID
     priority: int
     weight: int

@@ -43,6 +43,7 @@ from tessera.connect.models import (
 )
 from tessera.connect.repository import MessageRepository, notify_dispatch
 from tessera.connect.schemas import BatchIn, MessageIn, Recipient
+from tessera.connect.service.channels import check_source
 from tessera.connect.service.templates import render
 from tessera.core import context
 from tessera.core.crypto.types import blind_index
@@ -180,6 +181,7 @@ async def _common(session: AsyncSession, data: MessageIn | BatchIn) -> _Common:
     if data.scheduled_at is not None and data.scheduled_at.tzinfo is None:
         raise MessageInvalid("scheduled_at needs a time zone", field="scheduled_at", rule="timezone_required")
     start = max(data.scheduled_at or now, now)
+    await check_source(session, ch, data.source or ch.default_source)  # the links' source address rules
     return _Common(
         channel=ch,
         message_class=data.message_class,
