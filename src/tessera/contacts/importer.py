@@ -14,16 +14,21 @@ How it is fast (about 100x the row-at-a-time version) without giving up anything
   SQLite) through :meth:`ContactRepository.insert_rows`, which sets ``tenant_id`` from the tenant
   in scope (row-level security checks it);
 * existing contacts are updated with COALESCE so empty cells never erase data; a row repeating an
-  identity met earlier in the same file only fills gaps of the first one.
+  identity met earlier in the same file only fills gaps of the first one;
+* the cyclic garbage collector runs less often during a run (:func:`relaxed_gc`), which alone
+  saves about a third of the Python time.
 """
 
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import datetime as dt
+import gc
 import io
 import os
+import threading
 import time
 import uuid
 from collections.abc import Iterable, Iterator
@@ -431,6 +436,34 @@ def dedupe_in_file(records: list[Record]) -> tuple[list[Record], list[Problem]]:
 def _dup_note(r: Record, message: str) -> Problem:
     kind = "phone" if any(k == "phone" for k, _, _ in r.idents) else "email"
     return Problem(r.row, kind, "duplicate_in_file", message)
+
+
+_gc_lock = threading.Lock()
+_gc_users = 0
+_gc_saved: tuple[int, int, int] | None = None
+
+
+@contextlib.contextmanager
+def relaxed_gc(young: int = 50_000) -> Iterator[None]:
+    """Fewer cyclic-GC passes while an import runs (process-wide, restored by the last user).
+
+    Every row makes a handful of lists, dicts and records; with the default young-generation
+    threshold (700 allocations) the collector runs every few rows and takes about a third of
+    the import's CPU. Memory is still freed by reference counting; cycles wait a little longer.
+    """
+    global _gc_users, _gc_saved
+    with _gc_lock:
+        if _gc_users == 0:
+            _gc_saved = gc.get_threshold()
+            gc.set_threshold(young, *_gc_saved[1:])
+        _gc_users += 1
+    try:
+        yield
+    finally:
+        with _gc_lock:
+            _gc_users -= 1
+            if _gc_users == 0 and _gc_saved is not None:
+                gc.set_threshold(*_gc_saved)
 
 
 @dataclass

@@ -209,18 +209,19 @@ async def run_import(tenant_id: uuid.UUID, job_id: uuid.UUID, *, chunk_size: int
                 return importer.prepare_chunk(validator, rows)
             return None
 
-        ahead = asyncio.ensure_future(asyncio.to_thread(next_chunk))
         last_row = skip + 1
-        try:
-            while (prepared := await ahead) is not None:
-                ahead = asyncio.ensure_future(asyncio.to_thread(next_chunk))
-                if not await _write_chunk(job_id, prepared, run, errors):
-                    return
-                last_row = prepared.last_row
-        finally:
-            errors.close()
-            if not ahead.done():
-                await asyncio.gather(ahead, return_exceptions=True)
+        with importer.relaxed_gc():
+            ahead = asyncio.ensure_future(asyncio.to_thread(next_chunk))
+            try:
+                while (prepared := await ahead) is not None:
+                    ahead = asyncio.ensure_future(asyncio.to_thread(next_chunk))
+                    if not await _write_chunk(job_id, prepared, run, errors):
+                        return
+                    last_row = prepared.last_row
+            finally:
+                errors.close()
+                if not ahead.done():
+                    await asyncio.gather(ahead, return_exceptions=True)
         async with unit_of_work() as s:
             job = await get_job(s, job_id)
             job.rows_done = max(job.rows_done, last_row - 1)
