@@ -374,6 +374,9 @@ def _backoff(base: float, attempt: int) -> float:
 class EmailWriter:
     """Writes email outcomes in batches: one transaction for whatever arrived meanwhile."""
 
+    LINGER_SECONDS = 0.01
+    LINGER_UNTIL = 100
+
     def __init__(self, dispatcher: Dispatcher) -> None:
         self.d = dispatcher
         self.queue: asyncio.Queue[_Result] = asyncio.Queue()
@@ -394,6 +397,10 @@ class EmailWriter:
     async def _run(self) -> None:
         while True:
             batch = [await self.queue.get()]
+            if self.queue.qsize() < self.LINGER_UNTIL:
+                # results arrive one SMTP reply at a time: waiting a few milliseconds turns many
+                # one-row transactions (each with its statements and listener check) into one
+                await asyncio.sleep(self.LINGER_SECONDS)
             while not self.queue.empty() and len(batch) < 2000:
                 batch.append(self.queue.get_nowait())
             failure: Exception | None = None
