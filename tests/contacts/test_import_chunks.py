@@ -210,3 +210,13 @@ async def test_resume_starts_after_rows_done(client: httpx.AsyncClient, tenant: 
     assert done["status"] == "done" and done["rows_done"] == 6 and done["rows_created"] == 3
     assert await _lookup(client, h, "phone", "13600130002") is None  # in the skipped chunk
     assert await _lookup(client, h, "phone", "13600130003") is not None
+
+
+def test_bulk_ids_are_ordered_version_7_uuids() -> None:
+    from tessera.contacts.importer import uuid7_hex
+
+    ids = uuid7_hex(5000)
+    parsed = [uuid.UUID(i) for i in ids]
+    assert all(u.version == 7 and u.variant == uuid.RFC_4122 for u in parsed)
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)
+    assert not set(ids) & set(uuid7_hex(5000))

@@ -526,15 +526,13 @@ def uuid7_hex(n: int) -> list[str]:
     """
     ms = time.time_ns() // 1_000_000
     start = int.from_bytes(os.urandom(6)) >> 7  # 41 bits: the counter cannot overflow 42
-    rnd = os.urandom(4 * n)
-    hi_base = ((ms & 0xFFFFFFFFFFFF) << 16) | 0x7000
-    var = 0b10 << 62
-    out = []
-    for k in range(n):
-        c = start + k
-        lo = var | ((c & 0x3FFFFFFF) << 32) | int.from_bytes(rnd[4 * k : 4 * k + 4])
-        out.append(f"{hi_base | (c >> 30):016x}{lo:016x}")
-    return out
+    rnd = os.urandom(4 * n).hex()
+    hi_base = ((ms & 0xFFFFFFFFFFFF) << 16) | 0x7000  # unix_ts_ms | version 7
+    # rand_a = counter bits 41..30; rand_b = variant 0b10, counter bits 29..0, 32 random bits
+    return [
+        f"{hi_base | ((start + k) >> 30):016x}{0x80000000 | ((start + k) & 0x3FFFFFFF):08x}{rnd[8 * k : 8 * k + 8]}"
+        for k in range(n)
+    ]
 
 
 @dataclass
