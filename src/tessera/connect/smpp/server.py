@@ -27,7 +27,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Final, Literal, Self
+from typing import Any, Final, Literal, Self, cast
 
 from tessera.connect import encoding
 from tessera.connect.smpp import pdu as P
@@ -150,8 +150,8 @@ class _Session(asyncio.Protocol):
 
     # -- transport -------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # A stream transport; uvloop's are not subclasses of asyncio.Transport, so no isinstance.
+        self.transport = cast(asyncio.Transport, transport)
         self.peer = str(transport.get_extra_info("peername"))
         self.smsc.stats_.connections += 1
         self.smsc._sessions.add(self)
