@@ -650,3 +650,206 @@ async def test_list_pages_query_count_does_not_grow(
         )
     after = {p: await queries(p) for p in paths}
     assert after == before
+
+
+# --- routes by class and prefix, channel and link editing (issue 6, second round) -------------
+
+
+async def test_route_form_takes_class_and_prefix_and_the_tester_follows_them(
+    browser: Browser, client: httpx.AsyncClient, tenant: TenantWorld
+) -> None:
+    ids = await setup_sms(client, tenant, links=2)
+    ch, (l0, l1) = ids["channel_id"], ids["link_ids"]
+    await browser.login(tenant, "admin")
+    r = await browser.get(f"/console/connect/routes?channel={ch}")
+    assert 'name="message_class"' in r.text and 'name="prefix"' in r.text and "Any class" in r.text
+    base = {"channel": ch, "carrier": "*", "link_id": l1, "priority": "0", "weight": "100"}
+    for bad, field in (({"prefix": "8613"}, "prefix"), ({"message_class": "urgent"}, "message_class")):
+        r = await browser.post("/console/connect/routes/new", {**base, **bad})
+        assert r.status_code == 422 and _field_error(r.text, field), bad
+    r = await client.get(f"/v1/channels/{ch}/routes", headers=tenant.headers("admin"))
+    assert len(r.json()) == 2  # nothing added
+    r = await browser.post(
+        "/console/connect/routes/new", {**base, "message_class": "verification", "prefix": "+86138"}
+    )
+    assert r.status_code == 303, r.text
+    r = await browser.get(f"/console/connect/routes?channel={ch}")
+    table = r.text[r.text.index("table-title") : r.text.index("Add a route")]
+    assert "+86138" in table and "Verification" in table
+    assert table.index("+86138") < table.index("Default (any carrier)")  # the most specific first
+
+    r = await browser.post(
+        "/console/connect/routes/lookup",
+        {"channel": ch, "number": "13812345678", "message_class": "verification"},
+    )
+    result = r.text[r.text.index("lookup-result") :]
+    assert "verification · +86138" in result
+    assert result.index("link1") < result.index("link0") and "last failover" in result
+    r = await browser.post(
+        "/console/connect/routes/lookup",
+        {"channel": ch, "number": "13812345678", "message_class": "marketing"},
+    )
+    result = r.text[r.text.index("lookup-result") :]
+    assert "Default (any carrier)" in result and "link0" in result
+    r = await browser.post(
+        "/console/connect/routes/lookup", {"channel": ch, "number": "13812345678", "message_class": "x"}
+    )
+    assert r.status_code == 422
+
+    route = next(
+        x
+        for x in (await client.get(f"/v1/channels/{ch}/routes", headers=tenant.headers("admin"))).json()
+        if x["prefix"]
+    )
+    r = await browser.get(f"/console/connect/routes/{route['id']}")
+    assert 'value="+86138"' in r.text and 'value="verification" selected' in r.text
+    r = await browser.post(
+        f"/console/connect/routes/{route['id']}",
+        {"message_class": "", "carrier": "*", "prefix": "+86", "link_id": l0, "priority": "1", "weight": "5"},
+    )
+    assert r.status_code == 303
+    r = await client.get(f"/v1/routes/{route['id']}", headers=tenant.headers("admin"))
+    assert r.json()["class"] is None and r.json()["prefix"] == "+86" and r.json()["link_id"] == l0
+    r = await browser.post(
+        f"/console/connect/routes/{route['id']}",
+        {"carrier": "*", "prefix": "+", "link_id": l0, "priority": "1", "weight": "5"},
+    )
+    assert r.status_code == 422 and _field_error(r.text, "prefix")
+
+
+async def test_link_edit_form_changes_the_connection_and_source_rules(
+    browser: Browser,
+    browser2: Browser,
+    client: httpx.AsyncClient,
+    tenant: TenantWorld,
+    other_tenant: TenantWorld,
+) -> None:
+    ids = await setup_sms(client, tenant)
+    link = ids["link_ids"][0]
+    url = f"/console/connect/channels/links/{link}"
+    await browser.login(tenant, "admin")
+    r = await browser.get(url)
+    for name in ("host", "port", "system_id", "system_type", "source_rules"):
+        assert f'name="{name}"' in r.text, name
+    edit = {"name": "Edited", "host": "10.1.2.3", "port": "2776", "system_id": "acct9", "password": "",
+            "system_type": "VMA", "window": "7", "tps": "25", "source_rules": '{"allowed": ["1068*"]}',
+            "status": "active"}  # fmt: skip
+    for bad, field in (
+        ({"port": "70000"}, "port"),
+        ({"system_id": "x" * 16}, "system_id"),
+        ({"source_rules": "[1"}, "source_rules"),
+        ({"source_rules": '{"allowed": ["no spaces allowed here!"]}'}, "source_rules"),
+        ({"source_rules": '{"other": 1}'}, "source_rules"),
+    ):
+        r = await browser.post(url, {**edit, **bad})
+        assert r.status_code == 422 and _field_error(r.text, field), bad
+    assert (await client.get(f"/v1/links/{link}", headers=tenant.headers("admin"))).json()[
+        "host"
+    ] == "127.0.0.1"
+    r = await browser.post(url, edit)
+    assert r.status_code == 303, r.text
+    got = (await client.get(f"/v1/links/{link}", headers=tenant.headers("admin"))).json()
+    assert (got["host"], got["port"], got["system_id"], got["system_type"], got["window"], got["tps"]) == (
+        "10.1.2.3", 2776, "acct9", "VMA", 7, 25.0
+    )  # fmt: skip
+    assert got["source_rules"] == {"allowed": ["1068*"]}
+    from tessera.connect.models import Link
+
+    with context.tenant_scope(tenant.tenant_id):
+        async with unit_of_work() as s:
+            row = await s.get(Link, uuid.UUID(link))
+            assert row is not None and row.password == "pw"  # an empty password field keeps it
+    r = await browser.get(url)
+    assert "1068*" in r.text and 'value="pw"' not in r.text
+    # the rules now refuse the channel's default sender 10690001
+    r = await client.post("/v1/messages", json={"to": PHONE, "body": "x"}, headers=tenant.headers("admin"))
+    assert r.status_code == 422 and r.json()["error"]["field"] == "source"
+    r = await browser.post(url, {**edit, "source_rules": "", "password": "newpw"})
+    assert r.status_code == 303
+    assert (await client.get(f"/v1/links/{link}", headers=tenant.headers("admin"))).json()[
+        "source_rules"
+    ] == {}
+
+    await browser2.login(other_tenant, "owner")
+    r = await browser2.post(url, {**edit, "host": "evil.example"})
+    assert r.status_code == 404
+    assert (await client.get(f"/v1/links/{link}", headers=tenant.headers("admin"))).json()[
+        "host"
+    ] == "10.1.2.3"
+
+
+async def test_channel_edit_form_changes_wechat_and_email_settings(
+    browser: Browser,
+    browser2: Browser,
+    client: httpx.AsyncClient,
+    tenant: TenantWorld,
+    other_tenant: TenantWorld,
+) -> None:
+    h = tenant.headers("admin")
+    wx = (
+        await client.post(
+            "/v1/channels",
+            json={"kind": "wechat", "name": "WX", "settings": {"appid": "wx1"}, "secret": "old-secret"},
+            headers=h,
+        )
+    ).json()["id"]
+    await browser.login(tenant, "admin")
+    url = f"/console/connect/channels/{wx}"
+    r = await browser.get(url)
+    assert 'name="appid"' in r.text and 'name="secret"' in r.text and "old-secret" not in r.text
+    r = await browser.post(url, {"name": "WX", "status": "active", "appid": "", "secret": ""})
+    assert r.status_code == 422 and _field_error(r.text, "appid")
+    r = await browser.post(url, {"name": "WX", "status": "active", "appid": "wx2", "secret": "new-secret"})
+    assert r.status_code == 303
+    from tessera.connect.models import Channel
+
+    async def stored(cid: str) -> Channel:
+        with context.tenant_scope(tenant.tenant_id):
+            async with unit_of_work() as s:
+                c = await s.get(Channel, uuid.UUID(cid))
+                assert c is not None
+                return c
+
+    c = await stored(wx)
+    assert c.settings["appid"] == "wx2" and c.secret == "new-secret"
+    r = await browser.post(url, {"name": "WX2", "status": "active", "appid": "wx2", "secret": ""})
+    assert r.status_code == 303 and (await stored(wx)).secret == "new-secret"  # empty keeps it
+
+    mail = (
+        await client.post(
+            "/v1/channels",
+            json={
+                "kind": "email",
+                "name": "Mail",
+                "settings": {"host": "127.0.0.1", "port": 2525, "from": "news@acme.example"},
+                "secret": json.dumps({"smtp_password": "p1", "dkim_private_key": "KEY"}),
+            },
+            headers=h,
+        )
+    ).json()["id"]
+    url = f"/console/connect/channels/{mail}"
+    form = {"name": "Mail", "status": "active", "smtp_host": "127.0.0.1", "smtp_port": "2525", "tls": "none",
+            "smtp_username": "", "smtp_password": "", "from_address": "news@acme.example",
+            "dkim_selector": "s1"}  # fmt: skip
+    for bad, field in (
+        ({"smtp_host": ""}, "smtp_host"),
+        ({"smtp_port": "0"}, "smtp_port"),
+        ({"from_address": "nobody"}, "from_address"),
+        ({"dkim_selector": ""}, "dkim_selector"),  # the stored secret carries a DKIM key
+    ):
+        r = await browser.post(url, {**form, **bad})
+        assert r.status_code == 422 and _field_error(r.text, field), (bad, r.text[-2000:])
+    r = await browser.post(url, {**form, "smtp_port": "587", "tls": "starttls", "smtp_password": "p2"})
+    assert r.status_code == 303, r.text
+    c = await stored(mail)
+    assert (
+        c.settings["port"] == 587 and c.settings["tls"] == "starttls" and c.settings["dkim_selector"] == "s1"
+    )
+    assert json.loads(c.secret or "") == {"smtp_password": "p2", "dkim_private_key": "KEY"}
+    r = await browser.get(url)
+    assert "p2" not in r.text and "KEY" not in r.text and 'value="587"' in r.text
+
+    await browser2.login(other_tenant, "owner")
+    r = await browser2.post(url, {**form, "smtp_host": "evil.example"})
+    assert r.status_code == 404
+    assert (await stored(mail)).settings["host"] == "127.0.0.1"

@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy import Select, case, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tessera.connect import encoding
+from tessera.connect import encoding, routing
 from tessera.connect.errors import MessageInvalid
 from tessera.connect.models import (
     Channel,
@@ -179,13 +179,16 @@ class Lookup:
     prefix_carrier: str
     ported_carrier: str | None
     carrier: str
-    matched: str  # the carrier key of the routes used: the carrier itself or "*"
+    matched: str  # the routes used: "*" (the catch-all) or "class · carrier · prefix"
     choices: list[RouteChoice]
 
 
-async def lookup(session: AsyncSession, number: str, channel_id: uuid.UUID) -> Lookup:
+async def lookup(
+    session: AsyncSession, number: str, channel_id: uuid.UUID, message_class: str | None = None
+) -> Lookup:
     """The carrier a number is routed as (prefix, then the portability override) and the links
-    the dispatcher would try, in order, with the weight shares within each priority."""
+    the dispatcher would try, in order (:mod:`tessera.connect.routing`), with the weight shares
+    within each priority; rows below the best matching rank are marked as failover."""
     e164 = normalize_phone(number, "CN", field="number")
     await channel_service.get_channel(session, channel_id)
     by_prefix = carrier_name(e164)
@@ -195,29 +198,31 @@ async def lookup(session: AsyncSession, number: str, channel_id: uuid.UUID) -> L
         )
     ).scalar_one_or_none()
     carrier = ported or by_prefix
-    entries = [r for r in await channel_service.list_routes(session, channel_id)]
+    entries = await channel_service.list_routes(session, channel_id)
     links = {x.id: x for x in await all_links(session)}
-    specific = [e for e in entries if e.carrier == carrier]
-    chosen = specific or [e for e in entries if e.carrier == "*"]
+    rows = [
+        routing.RouteRow(e.priority, e.carrier, e.link_id, e.weight, e.prefix, e.message_class)
+        for e in entries
+        if e.link_id in links
+    ]
+    groups = routing.ranked(rows, carrier, e164, message_class)
     out: list[RouteChoice] = []
-
-    def add(group: list[RouteEntry], fallback: bool) -> None:
-        live = [e for e in group if links.get(e.link_id) and links[e.link_id].status == "active"]
-        total = sum(e.weight for e in live) or 1
-        for e in sorted(group, key=lambda e: -e.weight):
-            link = links.get(e.link_id)
-            if link is None or any(c.link_id == e.link_id for c in out):
+    for rank, group in enumerate(groups):
+        for r in routing.order([group], shuffle=False):
+            if any(c.link_id == r.link_id for c in out):
                 continue
+            link = links[r.link_id]
+            live = [g for g in group if g.priority == r.priority and links[g.link_id].status == "active"]
+            total = sum(g.weight for g in live) or 1
             active = link.status == "active"
-            share = e.weight / total if active else 0.0
-            out.append(RouteChoice(e.link_id, link.name, e.priority, e.weight, share, active, fallback))
-
-    for prio in sorted({e.priority for e in chosen}):
-        add([e for e in chosen if e.priority == prio], False)
-    if specific:
-        for prio in sorted({e.priority for e in entries if e.carrier == "*"}):
-            add([e for e in entries if e.carrier == "*" and e.priority == prio], True)
-    return Lookup(e164, by_prefix, ported, carrier, carrier if specific else "*", out)
+            share = r.weight / total if active else 0.0
+            out.append(RouteChoice(r.link_id, link.name, r.priority, r.weight, share, active, rank > 0))
+    matched = "*"
+    if groups:
+        top = groups[0][0]
+        parts = [top.message_class or "", "" if top.carrier == routing.ANY else top.carrier, top.prefix or ""]
+        matched = " · ".join(p for p in parts if p) or "*"
+    return Lookup(e164, by_prefix, ported, carrier, matched, out)
 
 
 # --- portability import ---------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """Channel accounts (SMS, WeChat) and their SMPP links: list, create, edit; each link's live bind
 state, throughput and recent errors, refreshed by htmx polling, with a throughput chart.
 
-Passwords and app secrets are write-only: forms never render them back.
+Passwords and app secrets are write-only: forms never render them back, and an edit form left
+empty keeps them. An edited link is rebound by the running gateway within seconds.
 """
 
 from __future__ import annotations
@@ -53,6 +54,12 @@ EMAIL_FIELDS = {
     "tls": "tls",
     "smtp_username": "username",
     "from_address": "from",
+}
+EDIT_EMAIL_FIELDS = {**EMAIL_FIELDS, "dkim_selector": "dkim_selector"}
+WECHAT_FIELDS = {"appid": "appid", "api_base": "api_base"}
+SETTING_FIELDS = {
+    **{f"settings.{v}": k for k, v in EDIT_EMAIL_FIELDS.items()},
+    **{f"settings.{v}": k for k, v in WECHAT_FIELDS.items()},
 }
 STATUS_LABELS = {"active": _l("Active"), "disabled": _l("Disabled")}
 STATE_LABELS = {
@@ -154,9 +161,17 @@ def _channel_payload(raw: Any) -> tuple[dict[str, Any], dict[str, str]]:
 
 def _email_error(body: ChannelIn) -> tuple[str, str] | None:
     """(form field, message) when an email channel's settings would not let it send."""
+    settings = dict(body.settings)
+    problem = _email_problem(settings, body.secret)
+    body.settings = settings
+    return problem
+
+
+def _email_problem(settings: dict[str, Any], secret: str | None) -> tuple[str, str] | None:
+    """(form field, message) when these email settings would not let the channel send; the
+    port is converted to a number in ``settings``."""
     from tessera.connect.email.pipeline import EmailChannelConfig
 
-    settings = dict(body.settings)
     if "port" in settings:
         try:
             port = int(settings["port"])
@@ -167,9 +182,8 @@ def _email_error(body: ChannelIn) -> tuple[str, str] | None:
         if port > 65535:
             return "smtp_port", _("This number is too large.")
         settings["port"] = port
-        body.settings = settings
     try:
-        EmailChannelConfig.from_channel(settings, body.secret)
+        EmailChannelConfig.from_channel(settings, secret)
     except ValueError as exc:
         text = str(exc) + " "
         if "settings.host " in text:
@@ -178,6 +192,8 @@ def _email_error(body: ChannelIn) -> tuple[str, str] | None:
             return "from_address", _("Enter a valid email address.")
         if "settings.tls" in text or "TlsMode" in text:
             return "tls", _("Choose a value from the list.")
+        if "settings.dkim_selector" in text:
+            return "dkim_selector", _("A DKIM key needs its selector.")
         return "from_address", _("This value is not valid.")
     return None
 
@@ -212,14 +228,11 @@ def _attach(form: Form) -> None:
 
 def _link_form(values: dict[str, Any] | None = None, *, new: bool = True) -> Form:
     v = values or {}
-    fields = [FormField("name", _("Name"), value=v.get("name", ""), required=True, maxlength=120)]
-    if new:
-        fields += [
-            FormField("host", _("Host"), value=v.get("host", ""), required=True, maxlength=255),
-            FormField("port", _("Port"), "number", v.get("port", "2775"), required=True),
-            FormField("system_id", _("System id"), value=v.get("system_id", ""), required=True, maxlength=15),
-        ]
-    fields.append(
+    fields = [
+        FormField("name", _("Name"), value=v.get("name", ""), required=True, maxlength=120),
+        FormField("host", _("Host"), value=v.get("host", ""), required=True, maxlength=255),
+        FormField("port", _("Port"), "number", v.get("port", "2775"), required=True),
+        FormField("system_id", _("System id"), value=v.get("system_id", ""), required=True, maxlength=15),
         FormField(
             "password",
             _("Password"),
@@ -229,13 +242,8 @@ def _link_form(values: dict[str, Any] | None = None, *, new: bool = True) -> For
             help=_("Stored encrypted; never shown again.")
             if new
             else _("Leave empty to keep the current one."),
-        )
-    )
-    if new:
-        fields.append(
-            FormField("system_type", _("System type"), value=v.get("system_type", ""), maxlength=12)
-        )
-    fields += [
+        ),
+        FormField("system_type", _("System type"), value=v.get("system_type", ""), maxlength=12),
         FormField(
             "window",
             _("Window"),
@@ -244,18 +252,18 @@ def _link_form(values: dict[str, Any] | None = None, *, new: bool = True) -> For
             help=_("Submits awaiting a response at once (1–1000)."),
         ),
         FormField("tps", _("Throughput limit (messages/s)"), "number", v.get("tps", "") or ""),
+        FormField(
+            "source_rules",
+            _("Source address rules (JSON)"),
+            "textarea",
+            v.get("source_rules", ""),
+            help=_(
+                'For example {"allowed": ["10690001", "1069*"]}: the sender ids this link may send '
+                "from (a trailing * matches a prefix). Empty: any."
+            ),
+        ),
     ]
-    if new:
-        fields.append(
-            FormField(
-                "source_rules",
-                _("Source address rules (JSON)"),
-                "textarea",
-                v.get("source_rules", ""),
-                help=_('For example {"allowed": ["10690001"]}; stored with the link.'),
-            )
-        )
-    else:
+    if not new:
         fields.append(
             FormField(
                 "status",
@@ -269,17 +277,22 @@ def _link_form(values: dict[str, Any] | None = None, *, new: bool = True) -> For
     return Form(fields)
 
 
+LINK_KEYS = ("name", "host", "port", "system_id", "system_type", "window", "tps", "source_rules")
+
+
 def _link_payload(raw: Any, *, new: bool) -> tuple[dict[str, Any], dict[str, str], str | None]:
-    keys = ["name", "window", "tps"] + (
-        ["host", "port", "system_id", "system_type", "source_rules"] if new else ["status"]
-    )
+    """Schema input from the link form. Editing, a field not posted stays as it is; an emptied
+    system type or source rules field clears it."""
+    keys = [*LINK_KEYS, *([] if new else ["status"])]
     data = {k: str(raw.get(k) or "").strip() for k in keys}
     payload: dict[str, Any] = {k: v for k, v in data.items() if v != "" and k != "source_rules"}
+    if not new and "system_type" in raw and not data["system_type"]:
+        payload["system_type"] = ""
     password = str(raw.get("password") or "")
     if password:
         payload["password"] = password
     rules_error = None
-    if new and data.get("source_rules"):
+    if data["source_rules"]:
         try:
             rules = json.loads(data["source_rules"])
             if not isinstance(rules, dict):
@@ -287,7 +300,23 @@ def _link_payload(raw: Any, *, new: bool) -> tuple[dict[str, Any], dict[str, str
             payload["source_rules"] = rules
         except ValueError:
             rules_error = _("Write a JSON object, e.g. {}.")
+    elif not new and "source_rules" in raw:
+        payload["source_rules"] = {}
     return payload, data, rules_error
+
+
+def _link_values(link: Link) -> dict[str, Any]:
+    return {
+        "name": link.name,
+        "host": link.host,
+        "port": link.port,
+        "system_id": link.system_id,
+        "system_type": link.system_type,
+        "window": link.window,
+        "tps": link.tps or "",
+        "source_rules": json.dumps(link.source_rules, ensure_ascii=False) if link.source_rules else "",
+        "status": link.status,
+    }
 
 
 # --- live state -----------------------------------------------------------------------------
@@ -388,12 +417,73 @@ async def channel_create(pg: Manager, request: Request) -> Response:
 
 def _edit_form(c: Channel, values: dict[str, Any] | None = None) -> Form:
     v = values or {"name": c.name, "status": c.status, "default_source": c.default_source}
-    return schema_form(
+    form = schema_form(
         ChannelPatch,
         v,
         labels={"name": _("Name"), "status": _("Status"), "default_source": _("Default sender id")},
         options={"status": [(k, str(label)) for k, label in STATUS_LABELS.items()]},
+        only=("name", "status", "default_source"),
     )
+    settings = c.settings or {}
+    keep = _("Leave empty to keep the current one.")
+    if c.kind == "wechat":
+        form.fields += [
+            FormField(
+                "appid", _("WeChat app id"), value=v.get("appid", settings.get("appid", "")), maxlength=64
+            ),
+            FormField(
+                "api_base",
+                _("WeChat API address"),
+                value=v.get("api_base", settings.get("api_base", "")),
+                maxlength=255,
+                help=_("Leave empty for the official address."),
+            ),
+            FormField("secret", _("WeChat app secret"), "password", maxlength=256, help=keep),
+        ]
+    elif c.kind == "email":
+        current = {k: settings.get(key, "") for k, key in EDIT_EMAIL_FIELDS.items()}
+        val = {k: v.get(k, current[k]) for k in current}
+        form.fields += [
+            FormField("smtp_host", _("SMTP host"), value=val["smtp_host"], maxlength=255),
+            FormField("smtp_port", _("SMTP port"), "number", val["smtp_port"]),
+            FormField(
+                "tls",
+                _("TLS"),
+                "select",
+                val["tls"] or "none",
+                options=[("none", _("None")), ("starttls", "STARTTLS"), ("tls", _("TLS from the start"))],
+            ),
+            FormField("smtp_username", _("SMTP user name"), value=val["smtp_username"], maxlength=255),
+            FormField("smtp_password", _("SMTP password"), "password", maxlength=256, help=keep),
+            FormField("from_address", _("From address"), value=val["from_address"], maxlength=255),
+            FormField(
+                "dkim_selector",
+                _("DKIM selector"),
+                value=val["dkim_selector"],
+                maxlength=63,
+                help=_("Needed when the channel signs with a DKIM key."),
+            ),
+        ]
+    return form
+
+
+def _settings_change(c: Channel, raw: Any) -> tuple[dict[str, Any], str | None]:
+    """Settings posted by the edit form (an emptied field removes its setting; a field not
+    posted is left alone) and the new secret, if one was typed."""
+    fields = WECHAT_FIELDS if c.kind == "wechat" else EDIT_EMAIL_FIELDS if c.kind == "email" else {}
+    change: dict[str, Any] = {}
+    for name, key in fields.items():
+        if name in raw:
+            value = str(raw.get(name) or "").strip()
+            change[key] = value or None
+    secret = str(raw.get("secret" if c.kind == "wechat" else "smtp_password") or "")
+    if c.kind == "email" and secret and (c.secret or "").lstrip().startswith("{"):
+        try:  # the stored secret also holds the DKIM key: change the password only
+            stored = json.loads(c.secret or "{}")
+            secret = json.dumps({**stored, "smtp_password": secret})
+        except ValueError:
+            pass
+    return change, (secret or None) if c.kind in ("wechat", "email") else None
 
 
 async def _detail(
@@ -442,21 +532,57 @@ async def channel_live(channel_id: uuid.UUID, pg: Manager) -> Response:
 async def channel_update(channel_id: uuid.UUID, pg: Manager, request: Request) -> Response:
     c = await service.get_channel(pg.session, channel_id)
     raw = await request.form()
-    data = form_data(raw, ChannelPatch)
+    only = ("name", "status", "default_source")
+    data = form_data(raw, ChannelPatch, only=only)
     data["name"] = str(raw.get("name") or "").strip()  # an emptied name is an error, not "unchanged"
-    form = _edit_form(c, {"name": "", "status": "", "default_source": ""})
+    posted = {k: str(raw.get(k) or "").strip() for k in (*WECHAT_FIELDS, *EDIT_EMAIL_FIELDS) if k in raw}
+    form = _edit_form(c, {"name": "", "status": "", "default_source": "", **posted})
     body = validate_form(ChannelPatch, data, form)
     if body is not None:
         assert isinstance(body, ChannelPatch)
         if "default_source" not in data:
             body.default_source = ""  # an emptied field clears the sender id
-        try:
-            async with pg.session.begin_nested():
-                await service.update_channel(pg.session, channel_id, body)
-            return pg.redirect(f"{BASE}/{channel_id}", toast=_("Changes saved."))
-        except TesseraError as exc:
-            apply_error(form, exc)
+        change, secret = _settings_change(c, raw)
+        problem = _channel_settings_problem(c, change, secret)
+        if problem is not None:
+            form.errors[problem[0]] = problem[1]
+            _attach(form)
+        else:
+            if change:
+                body.settings = change
+            if secret:
+                body.secret = secret
+            try:
+                async with pg.session.begin_nested():
+                    await service.update_channel(pg.session, channel_id, body)
+                return pg.redirect(f"{BASE}/{channel_id}", toast=_("Changes saved."))
+            except TesseraError as exc:
+                if exc.field in SETTING_FIELDS:
+                    form.errors[SETTING_FIELDS[exc.field]] = _("This value is not valid.")
+                    _attach(form)
+                else:
+                    apply_error(form, exc)
     return await _detail(pg, channel_id, form=refill(form, data), status=422)
+
+
+def _channel_settings_problem(
+    c: Channel, change: dict[str, Any], secret: str | None
+) -> tuple[str, str] | None:
+    """(form field, message) when the edited settings would not let the channel send."""
+    if c.kind not in ("wechat", "email") or (not change and not secret):
+        return None
+    settings = dict(c.settings or {})
+    for k, v in change.items():
+        if v is None:
+            settings.pop(k, None)
+        else:
+            settings[k] = v
+    if c.kind == "wechat":
+        return None if settings.get("appid") else ("appid", _("A WeChat channel needs its app id."))
+    problem = _email_problem(settings, secret or c.secret)
+    if problem is None and "port" in change and change["port"] is not None:
+        change["port"] = settings["port"]  # as a number
+    return problem
 
 
 @router.post("/{channel_id}/links")
@@ -484,7 +610,7 @@ async def link_create(channel_id: uuid.UUID, pg: Manager, request: Request) -> R
 
 async def _link_page(pg: Page, link: Link, form: Form | None = None, status: int = 200) -> Response:
     c = await service.get_channel(pg.session, link.channel_id)
-    values = {"name": link.name, "window": link.window, "tps": link.tps or "", "status": link.status}
+    values = _link_values(link)
     return pg.render(
         "connect/channel_link.html",
         status_code=status,
@@ -527,12 +653,18 @@ async def link_live(link_id: uuid.UUID, pg: Manager) -> Response:
 @router.post("/links/{link_id}")
 async def link_update(link_id: uuid.UUID, pg: Manager, request: Request) -> Response:
     link = await service.get_link(pg.session, link_id)
-    payload, data, _err = _link_payload(await request.form(), new=False)
-    form = _link_form(data, new=False)
+    raw = await request.form()
+    payload, data, rules_error = _link_payload(raw, new=False)
+    form = _link_form({**_link_values(link), **{k: v for k, v in data.items() if k in raw}}, new=False)
     try:
         body = LinkPatch.model_validate(payload)
     except ValidationError as exc:
         _pydantic_errors(form, exc)
+        body = None
+    if rules_error:
+        form.errors["source_rules"] = rules_error
+        _attach(form)
+    if body is None or form.errors:
         return await _link_page(pg, link, form, 422)
     try:
         async with pg.session.begin_nested():

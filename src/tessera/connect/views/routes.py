@@ -1,6 +1,7 @@
-"""Route tables of SMS channels (carrier, or the default "*" for any carrier → ordered links with
-weights), the number-portability table (CSV import) and a lookup tester: a number → the carrier
-it is routed as and the links the dispatcher would try, in order.
+"""Route tables of SMS channels (message class or any, carrier or the default "*", number prefix
+or any → ordered links with weights; matching in :mod:`tessera.connect.routing`), the
+number-portability table (CSV import) and a lookup tester: a number and a message class → the
+carrier it is routed as and the links the dispatcher would try, in order.
 
 The number typed into the tester is posted, never put in a URL.
 """
@@ -17,12 +18,12 @@ from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
 from tessera.connect.errors import ChannelNotFound, RouteNotFound
-from tessera.connect.models import Channel, RouteEntry
+from tessera.connect.models import MESSAGE_CLASSES, Channel, RouteEntry
 from tessera.connect.schemas import RouteIn
 from tessera.connect.service import channels as service
 from tessera.connect.service import console_queries as q
 from tessera.console import i18n
-from tessera.console.components import Form, FormField, apply_error
+from tessera.console.components import Form, FormField, _l, apply_error
 from tessera.console.i18n import _
 from tessera.console.registry import NavItem, register_nav
 from tessera.console.web import PREFIX, Page, add_template_dir, console_router, page
@@ -36,11 +37,30 @@ MAX_UPLOAD = 2 * 1024 * 1024
 
 register_nav(NavItem("connect.routes", "Routes", BASE, "channels:manage", module="connect", order=43))
 
+CLASS_LABELS = {
+    "verification": _l("Verification"),
+    "notification": _l("Notification"),
+    "marketing": _l("Marketing"),
+}
+FIELDS = ("message_class", "carrier", "prefix", "link_id", "priority", "weight")
+
+
+def _class_options() -> list[tuple[str, str]]:
+    return [("", _("Any class")), *((c, str(CLASS_LABELS[c])) for c in MESSAGE_CLASSES)]
+
 
 def _route_form(links: list[tuple[str, str]], values: dict[str, Any] | None = None) -> Form:
     v = values or {}
     return Form(
         [
+            FormField(
+                "message_class",
+                _("Message class"),
+                "select",
+                v.get("message_class") or "",
+                options=_class_options(),
+                help=_("A route for one class is tried before the routes for any class."),
+            ),
             FormField(
                 "carrier",
                 _("Carrier"),
@@ -50,6 +70,13 @@ def _route_form(links: list[tuple[str, str]], values: dict[str, Any] | None = No
                 help=_(
                     "As detected from the number, e.g. China Mobile; * is the default route for any carrier."
                 ),
+            ),
+            FormField(
+                "prefix",
+                _("Number prefix"),
+                value=v.get("prefix") or "",
+                maxlength=16,
+                help=_("E.164, e.g. +86 or +8613; the longest matching prefix wins. Empty: any number."),
             ),
             FormField("link_id", _("Link"), "select", v.get("link_id", ""), required=True, options=links),
             FormField(
@@ -74,6 +101,7 @@ def _errors(form: Form, exc: ValidationError) -> None:
     for e in exc.errors():
         loc = [str(p) for p in e.get("loc", ())]
         name = loc[0] if loc else ""
+        name = "message_class" if name == "class" else name
         msg = {
             "missing": _("This field is required."),
             "uuid_parsing": _("Choose a value from the list."),
@@ -82,6 +110,8 @@ def _errors(form: Form, exc: ValidationError) -> None:
             "less_than_equal": _("This number is too large."),
             "string_too_short": _("This is too short."),
             "string_too_long": _("This is too long."),
+            "literal_error": _("Choose a value from the list."),
+            "string_pattern_mismatch": _("Write a prefix like +86 or +8613."),
         }.get(str(e.get("type")), _("This value is not valid."))
         form.errors.setdefault(name, msg)
     for f in form.fields:
@@ -89,7 +119,7 @@ def _errors(form: Form, exc: ValidationError) -> None:
 
 
 def _read(raw: Any) -> dict[str, str]:
-    return {k: str(raw.get(k) or "").strip() for k in ("carrier", "link_id", "priority", "weight")}
+    return {k: str(raw.get(k) or "").strip() for k in FIELDS}
 
 
 def _validate(data: dict[str, str], form: Form) -> RouteIn | None:
@@ -113,20 +143,31 @@ def _pick(chans: list[Channel], raw: str | None) -> Channel | None:
     return chans[0] if chans else None
 
 
-def _groups(routes: list[RouteEntry]) -> list[tuple[str, list[tuple[int, list[tuple[RouteEntry, float]]]]]]:
-    """carrier → priority → [(entry, share of the priority's weight)], the default "*" last."""
-    out: dict[str, dict[int, list[RouteEntry]]] = {}
+RouteKey = tuple[str | None, str, str | None]  # message class, carrier, prefix
+
+
+def _groups(
+    routes: list[RouteEntry],
+) -> list[tuple[RouteKey, list[tuple[int, list[tuple[RouteEntry, float]]]]]]:
+    """(class, carrier, prefix) → priority → [(entry, share of the priority's weight)], in the
+    order the dispatcher prefers them: class-specific first, then carrier, then the longest
+    prefix; the default (any class, "*", any number) last."""
+    out: dict[RouteKey, dict[int, list[RouteEntry]]] = {}
     for r in routes:
-        out.setdefault(r.carrier, {}).setdefault(r.priority, []).append(r)
-    carriers = sorted(out, key=lambda c: (c == "*", c))
+        out.setdefault((r.message_class, r.carrier, r.prefix), {}).setdefault(r.priority, []).append(r)
+
+    def rank(k: RouteKey) -> tuple[int, int, int, str, str, str]:
+        cls, carrier, prefix = k
+        return (cls is None, carrier == "*", -len(prefix or ""), cls or "", carrier, prefix or "")
+
     result = []
-    for carrier in carriers:
+    for key in sorted(out, key=rank):
         prios = []
-        for prio in sorted(out[carrier]):
-            group = sorted(out[carrier][prio], key=lambda r: -r.weight)
+        for prio in sorted(out[key]):
+            group = sorted(out[key][prio], key=lambda r: -r.weight)
             total = sum(r.weight for r in group) or 1
             prios.append((prio, [(r, r.weight / total) for r in group]))
-        result.append((carrier, prios))
+        result.append((key, prios))
     return result
 
 
@@ -138,6 +179,7 @@ async def _page(
     upload_error: str | None = None,
     lookup: q.Lookup | None = None,
     lookup_error: str | None = None,
+    lookup_class: str = "",
     status: int = 200,
 ) -> Response:
     chans = await _sms_channels(pg)
@@ -162,6 +204,9 @@ async def _page(
         upload_error=upload_error,
         lookup=lookup,
         lookup_error=lookup_error,
+        class_labels=CLASS_LABELS,
+        class_options=_class_options(),
+        lookup_class=lookup_class,
         pct=lambda x: i18n.format_number(round(x * 100)) + "%",
     )
 
@@ -222,15 +267,18 @@ async def lookup(pg: Manager, request: Request) -> Response:
     chans = await _sms_channels(pg)
     ch = _pick(chans, channel)
     number = str(raw.get("number") or "").strip()
+    cls = str(raw.get("message_class") or "")
+    if cls and cls not in MESSAGE_CLASSES:
+        raise InvalidInput(_("Choose a value from the list."), field="message_class")
     if ch is None:
         return await _page(pg, channel, lookup_error=_("Create an SMS channel first."), status=422)
     if not number:
-        return await _page(pg, channel, lookup_error=_("Enter a phone number."), status=422)
+        return await _page(pg, channel, lookup_error=_("Enter a phone number."), lookup_class=cls, status=422)
     try:
-        result = await q.lookup(pg.session, number, ch.id)
+        result = await q.lookup(pg.session, number, ch.id, cls or None)
     except TesseraError as exc:
-        return await _page(pg, channel, lookup_error=i18n.gettext(exc.message), status=422)
-    return await _page(pg, str(ch.id), lookup=result)
+        return await _page(pg, channel, lookup_error=i18n.gettext(exc.message), lookup_class=cls, status=422)
+    return await _page(pg, str(ch.id), lookup=result, lookup_class=cls)
 
 
 async def _route(pg: Page, route_id: uuid.UUID) -> RouteEntry:
@@ -243,7 +291,14 @@ async def _route(pg: Page, route_id: uuid.UUID) -> RouteEntry:
 async def _edit_page(pg: Page, r: RouteEntry, form: Form | None = None, status: int = 200) -> Response:
     ch = await service.get_channel(pg.session, r.channel_id)
     links = [(str(x.id), x.name) for x in await service.list_links(pg.session, ch.id)]
-    values = {"carrier": r.carrier, "link_id": str(r.link_id), "priority": r.priority, "weight": r.weight}
+    values = {
+        "message_class": r.message_class or "",
+        "carrier": r.carrier,
+        "prefix": r.prefix or "",
+        "link_id": str(r.link_id),
+        "priority": r.priority,
+        "weight": r.weight,
+    }
     return pg.render(
         "connect/route_edit.html", status_code=status, r=r, ch=ch, form=form or _route_form(links, values)
     )
