@@ -390,6 +390,28 @@ class WeChatRunner:
         self.sem = asyncio.Semaphore(20)
         self.tasks: set[asyncio.Task[None]] = set()
         self.bound = True
+        self.params = (appid, secret, api_base)
+        self._retired: set[asyncio.Task[None]] = set()
+
+    def reconfigure(self, appid: str, secret: str, api_base: str) -> None:
+        """The channel's app id, secret or API address changed: new sends use a new client; the
+        old one is closed once the sends already under way on it are done."""
+        from tessera.connect.adapters.wechat import DEFAULT_API_BASE, WeChatClient
+
+        old, busy = self.client, set(self.tasks)
+        self.client = WeChatClient(
+            appid, secret, api_base=api_base or DEFAULT_API_BASE, transport=self.d.wechat_transport
+        )
+        self.params = (appid, secret, api_base)
+
+        async def close_old() -> None:
+            if busy:
+                await asyncio.wait(busy, timeout=60)
+            await old.close()
+
+        task = asyncio.create_task(close_old())
+        self._retired.add(task)
+        task.add_done_callback(self._retired.discard)
 
     def pending(self) -> int:
         return len(self.tasks)
@@ -672,6 +694,10 @@ class Dispatcher:
                             retire.append(lid)  # edited or disabled: unbind, and rebind if active
                         if info.status == "active" and (runner is None or lid in retire):
                             todo.append((tid, lid))
+                    for cid, params in routes.wechat.items():
+                        wr = self.runners.get(cid)
+                        if isinstance(wr, WeChatRunner) and wr.params != params:
+                            wr.reconfigure(*params)
                 await switch_tenant(s, None)
         retire += [lid for lid, r in self.runners.items() if isinstance(r, LinkRunner) and lid not in known]
         for lid in retire:

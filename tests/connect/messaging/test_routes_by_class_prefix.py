@@ -440,3 +440,70 @@ async def test_approving_needs_channels_approve(client: httpx.AsyncClient, tenan
         assert r.status_code == 200 and r.json()["status"] == "approved"
     r = await client.post(f"/v1/templates/{tid}/approve", headers=tenant.headers("owner"))
     assert r.status_code == 200 and r.json()["status"] == "approved"
+
+
+async def test_gateway_uses_a_changed_wechat_secret(
+    client: httpx.AsyncClient, tenant: TenantWorld, gateway: Any
+) -> None:
+    from tessera.connect.adapters.wechat_fake import FakeWeChat
+
+    fake = FakeWeChat()
+    h = tenant.headers("admin")
+    ch = (
+        await client.post(
+            "/v1/channels",
+            json={
+                "kind": "wechat",
+                "name": "OA",
+                "settings": {"appid": "wx-test", "api_base": "http://wechat"},
+                "secret": "s3cret",
+            },
+            headers=h,
+        )
+    ).json()["id"]
+    t = await client.post(
+        "/v1/templates",
+        json={"name": "o", "class": "notification", "bodies": {"wechat": "x {{v}}"}, "external_id": "TPL-1"},
+        headers=h,
+    )
+    tid = t.json()["id"]
+    await client.post(f"/v1/templates/{tid}/submit", headers=h)
+    await client.post(f"/v1/templates/{tid}/approve", headers=h)
+    d = await gateway(wechat_transport=httpx.ASGITransport(app=fake.app), link_refresh=0.2)
+
+    async def send() -> dict[str, Any]:
+        body = {
+            "channel": "wechat",
+            "channel_id": ch,
+            "to": "oAbC1",
+            "template_id": tid,
+            "variables": {"v": "1"},
+        }
+        r = await client.post("/v1/messages", json=body, headers=h)
+        assert r.status_code == 202, r.text
+        mid = r.json()["id"]
+
+        async def decided() -> bool:
+            m = (await client.get(f"/v1/messages/{mid}", headers=h)).json()
+            return m["status"] in ("submitted", "rejected")
+
+        await wait_until(decided, timeout=10)
+        return (await client.get(f"/v1/messages/{mid}", headers=h)).json()
+
+    assert (await send())["status"] == "submitted"
+    fake.secret = "rotated"  # the secret is reset on WeChat's side
+    fake.expire_tokens()
+    r = await client.patch(f"/v1/channels/{ch}", json={"secret": "rotated"}, headers=h)
+    assert r.status_code == 200 and "rotated" not in r.text
+
+    async def reconfigured() -> bool:
+        runner = d.runners.get(uuid.UUID(ch))
+        return runner is not None and getattr(runner, "params", None) == (
+            "wx-test",
+            "rotated",
+            "http://wechat",
+        )
+
+    await wait_until(reconfigured, timeout=10)
+    assert (await send())["status"] == "submitted"
+    assert len(fake.sent) == 2
