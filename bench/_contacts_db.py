@@ -80,12 +80,15 @@ async def make_tenant() -> uuid.UUID:
     from tessera.app import init_runtime
     from tessera.core import context
     from tessera.core.db.session import unit_of_work
+    from tessera.core.logging import configure_logging
     from tessera.core.tenancy import service as tenancy
     from tessera.core.tenancy.schemas import TenantCreate
     from tessera.settings import Settings, reset_settings_cache
 
     reset_settings_cache()
-    init_runtime(Settings())
+    settings = Settings()
+    configure_logging(settings.log_level, settings.log_json)  # WARNING: stdout keeps one JSON line
+    init_runtime(settings)
     slug = f"bench-{uuid.uuid4().hex[:8]}"
     with context.tenant_scope(None):
         async with unit_of_work(platform=True) as sess:
