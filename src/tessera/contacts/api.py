@@ -50,6 +50,7 @@ from tessera.contacts.schemas import (
     TagGroupCreate,
     TagGroupOut,
     TagOut,
+    TagUpdate,
     Timeline,
 )
 from tessera.contacts.service import accounts as accounts_svc
@@ -317,6 +318,13 @@ async def list_tags(principal: Read, session: DbSession) -> list[TagOut]:
 @router.post("/tags", tags=["tags"], response_model=TagOut, status_code=201, responses=R409)
 async def create_tag(body: TagCreate, principal: Write, session: DbSession) -> TagOut:
     return TagOut.model_validate(await tags_svc.create_tag(session, body))
+
+
+@router.patch("/tags/{tag_id}", tags=["tags"], response_model=TagOut, responses=R409)
+async def update_tag(tag_id: uuid.UUID, body: TagUpdate, principal: Write, session: DbSession) -> TagOut:
+    """Rename a tag, or make it a rule tag following a dynamic segment (``segment_id``; null
+    turns it back into a manual tag, keeping its links)."""
+    return TagOut.model_validate(await tags_svc.update_tag(session, tag_id, body))
 
 
 @router.post("/tags/assign", tags=["tags"], response_model=TagAssignResult, responses=R404)

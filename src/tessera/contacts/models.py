@@ -129,6 +129,10 @@ class Tag(IdMixin, TimestampMixin, TenantOwned, Base):
         ForeignKey("contact_tag_groups.id", ondelete="CASCADE"), default=None
     )
     name: Mapped[str] = mapped_column(String(100))
+    # A rule tag: its "rule" links follow the dynamic segment's membership at every refresh.
+    segment_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("contact_segments.id", ondelete="SET NULL"), default=None, index=True
+    )
 
 
 class ContactTag(TenantOwned, Base):

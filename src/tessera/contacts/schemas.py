@@ -242,6 +242,18 @@ class TagGroupOut(BaseModel):
 class TagCreate(Strict):
     name: str = Field(min_length=1, max_length=100)
     group_id: uuid.UUID | None = None
+    segment_id: uuid.UUID | None = Field(
+        default=None,
+        description="Makes this a rule tag: contacts of this dynamic segment get the tag (source "
+        "`rule`) and lose it when they leave, at every refresh of the segment.",
+    )
+
+
+class TagUpdate(Strict):
+    name: str | None = Field(default=None, min_length=1, max_length=100)
+    segment_id: uuid.UUID | None = Field(
+        default=None, description="Set a dynamic segment to make this a rule tag; null makes it manual."
+    )
 
 
 class TagOut(BaseModel):
@@ -250,6 +262,7 @@ class TagOut(BaseModel):
     id: uuid.UUID
     name: str
     group_id: uuid.UUID | None
+    segment_id: uuid.UUID | None = None
 
 
 class TagAssign(Strict):

@@ -15,12 +15,13 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tessera.core import context
+from tessera.core.db.base import utcnow
 from tessera.core.db.session import after_commit, unit_of_work
 
 log = logging.getLogger(__name__)
 
 try:  # the job kernel may not be installed yet
-    from tessera.core.jobs.registry import handler  # type: ignore[import-not-found]
+    from tessera.core.jobs.registry import handler, periodic  # type: ignore[import-not-found]
     from tessera.core.jobs.service import enqueue  # type: ignore[import-not-found]
 
     HAVE_JOBS = True
@@ -111,3 +112,51 @@ if HAVE_JOBS:
         from tessera.contacts.service.segments import refresh_segment
 
         await refresh_segment(job.session, uuid.UUID(payload["segment_id"]))
+
+
+# --- schedules: segments refreshed every 15 minutes, data quality daily, per active tenant ----
+
+SEGMENTS_CRON = "*/15 * * * *"
+QUALITY_CRON = "40 2 * * *"
+
+
+async def fan_out(session: AsyncSession, job_name: str, slot: str) -> int:
+    """Enqueue ``job_name`` once per active tenant (idempotent per tenant and schedule slot)."""
+    from tessera.core.tenancy import service as tenancy
+
+    n = 0
+    for tenant in await tenancy.list_tenants(session):
+        if tenant.status != "active":
+            continue
+        with context.tenant_scope(tenant.id):
+            await enqueue(session, job_name, {}, idempotency_key=f"{job_name}:{tenant.id}:{slot}")
+        n += 1
+    return n
+
+
+if HAVE_JOBS:
+    periodic("contacts.schedule_segment_refresh", SEGMENTS_CRON, queue="maintenance")
+    periodic("contacts.schedule_quality", QUALITY_CRON, queue="maintenance")
+
+    @handler("contacts.schedule_segment_refresh", queue="maintenance")
+    async def schedule_segment_refresh(payload: dict[str, Any], job: Any) -> None:
+        now = utcnow()
+        slot = now.replace(minute=now.minute - now.minute % 15).strftime("%Y%m%d%H%M")
+        await fan_out(job.session, "contacts.refresh_segments", slot)
+
+    @handler("contacts.schedule_quality", queue="maintenance")
+    async def schedule_quality(payload: dict[str, Any], job: Any) -> None:
+        await fan_out(job.session, "contacts.recompute_quality", utcnow().strftime("%Y%m%d"))
+
+    @handler("contacts.refresh_segments", queue="default")
+    async def refresh_segments_job(payload: dict[str, Any], job: Any) -> None:
+        """Every dynamic segment of the tenant; rule tags follow their segments."""
+        from tessera.contacts.service.segments import refresh_all_dynamic
+
+        await refresh_all_dynamic(job.session)
+
+    @handler("contacts.recompute_quality", queue="default")
+    async def recompute_quality_job(payload: dict[str, Any], job: Any) -> None:
+        from tessera.contacts.service.console_data import recompute_quality
+
+        await recompute_quality(job.session)

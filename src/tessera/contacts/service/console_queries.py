@@ -354,10 +354,15 @@ class TagView:
     members: int
     sources: dict[str, int]
     segments: list[tuple[uuid.UUID, str]]
+    follows: tuple[uuid.UUID, str] | None = None  # a rule tag: the dynamic segment it follows
 
     @property
     def rule_based(self) -> bool:
-        return bool(self.segments) or any(s != "manual" and s != "api" for s in self.sources)
+        return (
+            self.follows is not None
+            or bool(self.segments)
+            or any(s != "manual" and s != "api" for s in self.sources)
+        )
 
 
 @dataclass
@@ -396,12 +401,20 @@ async def tag_overview(session: AsyncSession) -> list[GroupView]:
     for tid, source, n in (await session.execute(stmt)).all():
         counts[tid][source] = int(n)
     users: dict[str, list[tuple[uuid.UUID, str]]] = defaultdict(list)
-    for seg in (await session.execute(select(Segment).where(Segment.rules.is_not(None)))).scalars():
-        for ref in _segment_tag_ids(seg.rules):
+    names: dict[uuid.UUID, str] = {}
+    for seg in (await session.execute(select(Segment))).scalars():
+        names[seg.id] = seg.name
+        for ref in _segment_tag_ids(seg.rules or {}):
             users[ref].append((seg.id, seg.name))
     views = {
         t.id: TagView(
-            t.id, t.name, t.group_id, sum(counts[t.id].values()), counts[t.id], users.get(str(t.id), [])
+            t.id,
+            t.name,
+            t.group_id,
+            sum(counts[t.id].values()),
+            counts[t.id],
+            users.get(str(t.id), []),
+            (t.segment_id, names.get(t.segment_id, "")) if t.segment_id else None,
         )
         for t in tags
     }
@@ -509,3 +522,11 @@ async def is_dismissed(session: AsyncSession, x: uuid.UUID, y: uuid.UUID) -> boo
         DuplicateDismissal.contact_a_id == lo, DuplicateDismissal.contact_b_id == hi
     )
     return (await session.execute(stmt)).first() is not None
+
+
+async def dynamic_segment_options(session: AsyncSession) -> list[tuple[str, str]]:
+    """(id, name) of the tenant's dynamic segments: what a rule tag can follow."""
+    rows = await session.execute(
+        select(Segment.id, Segment.name).where(Segment.kind == "dynamic").order_by(Segment.name)
+    )
+    return [(str(i), n) for i, n in rows.all()]

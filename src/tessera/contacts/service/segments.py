@@ -149,6 +149,9 @@ async def refresh_segment(session: AsyncSession, segment_id: uuid.UUID) -> tuple
         )
     seg.member_count, seg.refreshed_at = len(now_ids), now
     await session.flush()
+    from tessera.contacts.service.tags import sync_rule_tags_of
+
+    await sync_rule_tags_of(session, seg.id, now_ids)
     if entered:
         await events.publish(
             session,
@@ -166,3 +169,20 @@ async def segment_member_ids(session: AsyncSession, segment_id: uuid.UUID) -> se
     """Public: ids in a segment (materialised membership; refresh dynamic ones first)."""
     await get_segment(session, segment_id)
     return await SegmentRepository(session).member_ids(segment_id)
+
+
+async def refresh_all_dynamic(session: AsyncSession) -> int:
+    """Refresh every dynamic segment of the tenant in scope (the scheduled refresh); returns
+    how many were refreshed."""
+    ids = list(
+        (
+            await session.execute(
+                select(Segment.id)
+                .where(Segment.kind == "dynamic", Segment.rules.is_not(None))
+                .order_by(Segment.id)
+            )
+        ).scalars()
+    )
+    for sid in ids:
+        await refresh_segment(session, sid)
+    return len(ids)

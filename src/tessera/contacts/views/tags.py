@@ -14,7 +14,7 @@ from tessera.console.components import Form, _l, apply_error, form_data, refill,
 from tessera.console.i18n import _
 from tessera.console.registry import NavItem, register_nav
 from tessera.console.web import PREFIX, Page, add_template_dir, console_router, page
-from tessera.contacts.schemas import TagCreate, TagGroupCreate
+from tessera.contacts.schemas import TagCreate, TagGroupCreate, TagUpdate
 from tessera.contacts.service import console_queries as q
 from tessera.contacts.service import stewardship
 from tessera.contacts.service import tags as tags_svc
@@ -47,9 +47,20 @@ def group_form(values: dict[str, Any] | None = None) -> Form:
     )
 
 
-def tag_form(groups: list[tuple[str, str]], values: dict[str, Any] | None = None) -> Form:
+def tag_form(
+    groups: list[tuple[str, str]], segments: list[tuple[str, str]], values: dict[str, Any] | None = None
+) -> Form:
     return schema_form(
-        TagCreate, values, labels={"name": _("Name"), "group_id": _("Group")}, options={"group_id": groups}
+        TagCreate,
+        values,
+        labels={"name": _("Name"), "group_id": _("Group"), "segment_id": _("Follows segment")},
+        options={"group_id": groups, "segment_id": segments},
+        help={
+            "segment_id": _(
+                "Optional. Contacts in this dynamic segment get the tag, and lose it when they leave, "
+                "at every refresh."
+            )
+        },
     )
 
 
@@ -59,12 +70,14 @@ async def _page(
     groups = await stewardship.groups(pg.session)
     options = [(str(g.id), g.name) for g in groups]
     overview = await q.tag_overview(pg.session)
+    segments = await q.dynamic_segment_options(pg.session)
     return pg.render(
         "contacts/tags.html",
         status_code=status,
         groups=overview,
         gform=gform or group_form(),
-        tform=tform or tag_form(options),
+        tform=tform or tag_form(options, segments),
+        segment_options=segments,
         write=pg.can("contacts:write"),
         source_labels={k: str(v) for k, v in SOURCE_LABELS.items()},
         seed_names={g.id: _(g.name) for g in groups},
@@ -80,7 +93,7 @@ async def tags_page(pg: Read) -> Response:
 async def create_tag(pg: Write, request: Request) -> Response:
     groups = await stewardship.groups(pg.session)
     data = form_data(await request.form(), TagCreate)
-    form = tag_form([(str(g.id), g.name) for g in groups])
+    form = tag_form([(str(g.id), g.name) for g in groups], await q.dynamic_segment_options(pg.session))
     body = validate_form(TagCreate, data, form)
     if isinstance(body, TagCreate):
         try:
@@ -112,6 +125,22 @@ async def rename_tag(tag_id: uuid.UUID, pg: Write, request: Request) -> Response
     raw = await request.form()
     tag = await stewardship.rename_tag(pg.session, tag_id, str(raw.get("name") or ""))
     return pg.redirect(BASE, toast=_("Tag renamed to “%(name)s”.") % {"name": tag.name})
+
+
+@router.post("/{tag_id:uuid}/segment")
+async def tag_segment(tag_id: uuid.UUID, pg: Write, request: Request) -> Response:
+    """Make a tag follow a dynamic segment (a rule tag), or turn it back into a manual tag."""
+    raw = await request.form()
+    value = str(raw.get("segment_id") or "")
+    try:
+        segment_id = uuid.UUID(value) if value else None
+    except ValueError:
+        segment_id = uuid.uuid4()  # unknown: the service answers segment_id not found
+    tag = await tags_svc.update_tag(pg.session, tag_id, TagUpdate(segment_id=segment_id))
+    msg = (
+        _("Tag “%(name)s” now follows its segment.") if tag.segment_id else _("Tag “%(name)s” is now manual.")
+    )
+    return pg.redirect(BASE, toast=msg % {"name": tag.name})
 
 
 @router.post("/{tag_id:uuid}/delete")
