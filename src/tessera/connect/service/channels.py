@@ -87,7 +87,7 @@ def _check_settings(kind: str, settings: dict[str, Any], secret: str | None) -> 
 
     try:
         EmailChannelConfig.from_channel(settings, secret)
-    except (ValueError, TypeError) as exc:
+    except Exception as exc:  # any value the sender cannot parse is the caller's input error
         text = str(exc)
         if "Expecting" in text or "JSON" in text:
             raise MessageInvalid(
