@@ -576,7 +576,7 @@ async def write_chunk(
     fills: list[dict[str, Any]] = []
     dups: list[Problem] = []
     ids: list[str] = []
-    created_now: list[str] = []
+    created_now: set[str] = set()
     updated = 0
     encrypt = sealer.encrypt
     for r in records:
@@ -615,13 +615,13 @@ async def write_chunk(
                     phone[-4:] if phone else None,
                 )
             )
-            created_now.append(cid)
+            created_now.add(cid)
         else:
             cid = existing
             row = {"b_id": uuid.UUID(cid), "b_now": now, "b_attributes": r.attributes or None}
             for c in COLUMNS:
                 row[f"b_{c}"] = vals.get(c)
-            if cid in run.created:
+            if cid in run.created or cid in created_now:  # an earlier row of this file
                 fills.append(row)
                 dups.append(_dup_note(r, "same identity as an earlier row; merged into it"))
             else:
