@@ -222,3 +222,25 @@ async def tenant(app: Any) -> TenantWorld:
 @pytest.fixture
 async def other_tenant(app: Any) -> TenantWorld:
     return await make_tenant()
+
+
+# --- console sessions, for any test directory -------------------------------------------------
+
+
+@pytest.fixture
+async def browser(app: Any) -> AsyncIterator[Any]:
+    """An httpx client signed in through the console's form (see ``tests.console.conftest``)."""
+    from tests.console.conftest import Browser
+
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+        yield Browser(c)
+
+
+@pytest.fixture
+async def browser2(app: Any) -> AsyncIterator[Any]:
+    from tests.console.conftest import Browser
+
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+        yield Browser(c)

@@ -14,8 +14,6 @@ from tests.conftest import TenantWorld
 from tests.console.conftest import Browser
 from tests.contacts.conftest import make_contact, run_jobs
 
-pytest_plugins = ["tests.console.conftest"]
-
 BAD_CSV = (
     "姓名,手机,邮箱,城市,备注\n"
     "张三,13800138020,zs@example.com,上海,a\n"
