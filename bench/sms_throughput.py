@@ -192,6 +192,8 @@ async def _run(args: argparse.Namespace, db: str) -> dict[str, Any]:
             gw.wait(timeout=30)
         me_cpu = time.process_time() - me0
         pg_cpu = _postgres_cpu() - pg0 if db == "postgres" else None
+        if pg_cpu is not None and pg_cpu < 0:  # backends of other clients exited: not measurable
+            pg_cpu = None
     await sim.stop()
     total = delivered_at - t0
     return {
