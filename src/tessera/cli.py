@@ -140,7 +140,7 @@ def gateway() -> None:
         raise typer.Exit(1)
     _runtime()
     modules.load(modules.REGISTRATIONS)
-    gw.run_gateway()
+    _run(gw.run_gateway())  # a coroutine: without the event loop the command did nothing
 
 
 async def _create_tenant(

@@ -77,6 +77,12 @@ class Settings(BaseSettings):
 
     demo_password: str = "tessera-demo-1"
 
+    bounce_smtp_port: int | None = Field(
+        default=None,
+        description="Port of the bounce mailbox (SMTP receiver of DSNs) the gateway runs; unset: none.",
+    )
+    bounce_smtp_host: str = Field(default="127.0.0.1", description="Address the bounce mailbox listens on.")
+
     @classmethod
     def settings_customise_sources(
         cls,

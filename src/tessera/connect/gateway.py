@@ -1,6 +1,8 @@
 """The messaging gateway process: ``tessera gateway`` runs :func:`run_gateway`; in embedded mode
 the app runs one dispatcher in-process (:func:`start_embedded` / :func:`stop_embedded`,
-registered with :mod:`tessera.core.lifecycle` by ``tessera.connect.tasks``)."""
+registered with :mod:`tessera.core.lifecycle` by ``tessera.connect.tasks``). Both also run the
+bounce mailbox (:func:`tessera.connect.email.dsn.start_bounce_mailbox`) when
+``TESSERA_BOUNCE_SMTP_PORT`` is set, and stop it before the dispatcher."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import signal
 from typing import Any
 
 from tessera.connect.dispatcher import Dispatcher
+from tessera.connect.email.dsn import BounceMailbox, start_bounce_mailbox
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +36,12 @@ async def run_gateway(settings: Any = None, *, stop: asyncio.Event | None = None
     await dispatcher.start()
     log.info("gateway %s started", dispatcher.id)
     try:
-        await stop.wait()
+        bounces = await start_bounce_mailbox(settings)  # TESSERA_BOUNCE_SMTP_PORT set
+        try:
+            await stop.wait()
+        finally:
+            if bounces is not None:
+                await bounces.stop()
     finally:
         await dispatcher.stop()
         log.info("gateway %s stopped", dispatcher.id)
@@ -46,9 +54,14 @@ async def start_embedded(app: Any) -> None:
     dispatcher = Dispatcher()
     await dispatcher.start()
     app.state.connect_gateway = dispatcher
+    app.state.bounce_mailbox = await start_bounce_mailbox(settings)  # TESSERA_BOUNCE_SMTP_PORT set
 
 
 async def stop_embedded(app: Any) -> None:
+    bounces: BounceMailbox | None = getattr(app.state, "bounce_mailbox", None)
+    if bounces is not None:
+        await bounces.stop()
+        app.state.bounce_mailbox = None
     dispatcher: Dispatcher | None = getattr(app.state, "connect_gateway", None)
     if dispatcher is not None:
         await dispatcher.stop()

@@ -6,9 +6,9 @@ import datetime as dt
 import uuid
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_serializer
 
-from tessera.core.access.masking import MaskedPhone
+from tessera.core.access.masking import mask
 
 MessageClass = Literal["verification", "notification", "marketing"]
 ChannelKind = Literal["sms", "wechat", "email"]
@@ -138,13 +138,18 @@ class MessageEventOut(BaseModel):
     at: dt.datetime
 
 
+def mask_recipient(channel: str, value: str | None) -> str | None:
+    """A message's recipient masked by its channel's kind (an email address as an address)."""
+    return mask("email" if channel == "email" else "phone", value)
+
+
 class MessageOut(BaseModel):
     model_config = ConfigDict(from_attributes=True, populate_by_name=True)
     id: uuid.UUID
     channel_id: uuid.UUID
     channel: str = Field(validation_alias="channel_kind")
     message_class: str = Field(serialization_alias="class")
-    to: MaskedPhone
+    to: str  # masked by channel kind without pii:view (see _mask_to)
     source: str
     body: str
     template_id: uuid.UUID | None
@@ -169,6 +174,10 @@ class MessageOut(BaseModel):
     queued_at: dt.datetime | None
     submitted_at: dt.datetime | None
     done_at: dt.datetime | None
+
+    @field_serializer("to")
+    def _mask_to(self, value: str) -> str | None:
+        return mask_recipient(self.channel, value)
 
 
 class MessageDetail(MessageOut):

@@ -6,9 +6,9 @@ import datetime as dt
 import uuid
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator
 
-from tessera.core.access.masking import MaskedEmail, MaskedPhone
+from tessera.core.access.masking import MaskedEmail, MaskedPhone, mask
 
 WordAction = Literal["block", "hold", "replace"]
 ListKind = Literal["block", "allow", "empty"]
@@ -132,7 +132,7 @@ class ReviewOut(BaseModel):
     id: uuid.UUID
     channel: str
     message_class: str
-    to: MaskedPhone
+    to: str  # masked by channel kind without pii:view (see _mask_to)
     body: str
     hits: list[dict[str, Any]]
     reason: str
@@ -142,6 +142,10 @@ class ReviewOut(BaseModel):
     decision_note: str | None
     message_id: uuid.UUID | None
     created_at: dt.datetime
+
+    @field_serializer("to")
+    def _mask_to(self, value: str) -> str | None:
+        return mask("email" if self.channel == "email" else "phone", value)
 
 
 class DecisionIn(_In):

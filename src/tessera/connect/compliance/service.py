@@ -41,6 +41,7 @@ from tessera.connect.compliance.errors import (
     ReviewNotFound,
     WordNotFound,
 )
+from tessera.connect.compliance.html_text import html_text, replace_text
 from tessera.connect.compliance.matcher import (
     DEFAULT_OPT_OUT_KEYWORDS,
     Action,
@@ -90,6 +91,10 @@ class ComplianceDecision:
     hits: tuple[Hit, ...] = ()
     not_before: dt.datetime | None = None
     message: str = ""
+    # email: the subject and HTML part with replace-words applied (None for other channels)
+    replaced_subject: str | None = None
+    replaced_html: str | None = None
+    part: str | None = None  # email: "subject" or "html" when that part decided, not the body
 
     @property
     def allowed(self) -> bool:
@@ -212,13 +217,59 @@ async def check_outbound(
     to_e164_or_email: str,
     body: str,
     now: dt.datetime | None = None,
+    subject: str | None = None,
+    html: str | None = None,
 ) -> ComplianceDecision:
-    """Decide whether one outbound message may go (tenant in scope). Writes nothing."""
+    """Decide whether one outbound message may go (tenant in scope). Writes nothing.
+    An email's ``subject`` and ``html`` part are checked with the body (:class:`EmailParts`)."""
     addr = normalize_address(to_e164_or_email, channel=channel)
+    parts = [EmailParts(subject or "", html)] if subject is not None or html is not None else None
     [decision] = await check_outbound_many(
-        session, channel=channel, message_class=message_class, recipients=[(addr, body)], now=now
+        session,
+        channel=channel,
+        message_class=message_class,
+        recipients=[(addr, body)],
+        now=now,
+        email_parts=parts,
     )
     return decision
+
+
+@dataclass(frozen=True, slots=True)
+class EmailParts:
+    """The parts of an email checked besides its text body: the subject, and the text content
+    of the HTML part (tags stripped with :mod:`html.parser`; replace-words are applied inside
+    its text nodes only, never to tags or attributes)."""
+
+    subject: str
+    html: str | None = None
+
+
+class _PartScan:
+    """The combined scan of an email's subject and HTML part (one per distinct pair)."""
+
+    __slots__ = ("hits", "html", "part", "subject", "verdict")
+
+    def __init__(self, matcher: Matcher, parts: EmailParts) -> None:
+        subject = matcher.scan(parts.subject)
+        scans = [subject]
+        self.subject = subject.replaced_text
+        self.html = parts.html
+        if parts.html is not None:
+            content = matcher.scan(html_text(parts.html))
+            scans.append(content)
+            if content.hits:
+                self.html = replace_text(parts.html, lambda t: matcher.scan(t).replaced_text)
+        self.verdict = max((sc.verdict for sc in scans), key=_VERDICT_RANK.__getitem__)
+        self.part = "subject" if subject.verdict is self.verdict else "html"
+        self.hits = tuple(h for sc in scans for h in sc.hits)
+
+
+_VERDICT_RANK = {Verdict.ALLOW: 0, Verdict.HOLD: 1, Verdict.BLOCK: 2}
+
+
+def _worst(a: Verdict, b: Verdict) -> Verdict:
+    return a if _VERDICT_RANK[a] >= _VERDICT_RANK[b] else b
 
 
 def address_index(addr: Address) -> str:
@@ -234,8 +285,13 @@ async def check_outbound_many(
     recipients: Sequence[tuple[Address, str]],
     indexes: Sequence[str] | None = None,
     now: dt.datetime | None = None,
+    email_parts: Sequence[EmailParts] | None = None,
 ) -> list[ComplianceDecision]:
     """:func:`check_outbound` for many ``(address, rendered body)`` pairs, in order. Writes nothing.
+
+    ``email_parts`` (email, one per recipient): the subject and HTML part are checked like the
+    body (the strongest verdict of the three wins; hits of all three are reported) and the
+    decision carries them with replace-words applied (``replaced_subject``, ``replaced_html``).
 
     Built for 10,000-recipient batches: one query per kind of lookup (tenant lists, global
     lists, opt-outs, marketing counts) whatever the number of recipients, one matcher scan per
@@ -265,7 +321,8 @@ async def check_outbound_many(
         phones = [i for (a, _), i in zip(recipients, idx, strict=True) if a.kind == "phone"]
         counts = await SentCounter(session).marketing_since_many(phones, since)
     out: list[ComplianceDecision] = []
-    for (addr, body), index in zip(recipients, idx, strict=True):
+    part_scans: dict[EmailParts, _PartScan] = {}
+    for i, ((addr, body), index) in enumerate(zip(recipients, idx, strict=True)):
         tl = tenant_lists.get(index, _NONE)
         gl = global_lists.get(addr.value, _NONE)
         allowed = "allow" in tl
@@ -281,25 +338,38 @@ async def check_outbound_many(
         scan = scans.get(body)
         if scan is None:
             scan = scans[body] = matcher.scan(body)
-        if scan.verdict is Verdict.BLOCK:
+        verdict, hits = scan.verdict, scan.hits
+        extra: dict[str, Any] = {}
+        if email_parts is not None:
+            parts = email_parts[i]
+            ps = part_scans.get(parts)
+            if ps is None:
+                ps = part_scans[parts] = _PartScan(matcher, parts)
+            if _VERDICT_RANK[ps.verdict] > _VERDICT_RANK[verdict]:
+                extra["part"] = ps.part
+            verdict, hits = _worst(verdict, ps.verdict), hits + ps.hits
+            extra.update(replaced_subject=ps.subject, replaced_html=ps.html)
+        if verdict is Verdict.BLOCK:
             out.append(
                 ComplianceDecision(
                     "block",
                     "message.blocked_word",
                     body,
-                    scan.hits,
+                    hits,
                     message="the message contains a blocked word",
+                    part=extra.get("part"),
                 )
             )
             continue
-        if scan.verdict is Verdict.HOLD and not released:
+        if verdict is Verdict.HOLD and not released:
             out.append(
                 ComplianceDecision(
                     "hold",
                     "message.held_for_review",
                     scan.replaced_text,
-                    scan.hits,
+                    hits,
                     message="the message needs review",
+                    **extra,
                 )
             )
             continue
@@ -313,7 +383,7 @@ async def check_outbound_many(
                             "reject",
                             "message.frequency_capped",
                             scan.replaced_text,
-                            scan.hits,
+                            hits,
                             message=f"{sent} marketing messages in {st.cap_window_hours} h",
                         )
                     )
@@ -325,13 +395,14 @@ async def check_outbound_many(
                         "hold",
                         "message.quiet_hours",
                         scan.replaced_text,
-                        scan.hits,
+                        hits,
                         quiet,
                         message="marketing messages wait for the end of quiet hours",
+                        **extra,
                     )
                 )
                 continue
-        out.append(ComplianceDecision("allow", None, scan.replaced_text, scan.hits))
+        out.append(ComplianceDecision("allow", None, scan.replaced_text, hits, **extra))
     return out
 
 

@@ -25,7 +25,7 @@ from tessera.core.db.session import switch_tenant, unit_of_work
 
 log = logging.getLogger(__name__)
 
-__all__ = ["BounceMailbox", "DsnOutcome", "process_dsn"]
+__all__ = ["BounceMailbox", "DsnOutcome", "process_dsn", "start_bounce_mailbox"]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -152,3 +152,16 @@ class BounceMailbox:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), 2)
             self._server = None
+
+
+async def start_bounce_mailbox(settings: Any) -> BounceMailbox | None:
+    """The gateway's bounce mailbox: listening on ``TESSERA_BOUNCE_SMTP_HOST`` /
+    ``TESSERA_BOUNCE_SMTP_PORT`` when the port is set (``0`` picks a free port), None otherwise.
+    The caller stops it (:meth:`BounceMailbox.stop`) when the gateway stops."""
+    port = getattr(settings, "bounce_smtp_port", None)
+    if port is None:
+        return None
+    host = getattr(settings, "bounce_smtp_host", None) or "127.0.0.1"
+    mailbox = await BounceMailbox(host, int(port)).start()
+    log.info("bounce mailbox listening on %s:%d", host, mailbox.port)
+    return mailbox

@@ -28,9 +28,12 @@ Channel configuration (``settings`` of an ``email`` channel): ``host`` and ``fro
 required; ``port`` (25), ``tls`` (none / starttls / tls), ``username``, ``pool_size`` (SMTP
 connections, 4), ``concurrency`` (messages in progress, 4 x pool), ``reply_to``,
 ``bounce_address`` (envelope sender; default the From address), ``dkim_selector`` and
-``dkim_domain``, ``unsubscribe_mailto``, ``unsubscribe_url`` (https; ``{message_id}`` is
-replaced by the message id), ``retry_base_seconds`` (60), ``max_attempts`` (6), ``timeout``
-(30). ``secret`` is the SMTP password, or a JSON object ``{"smtp_password": …,
+``dkim_domain``, ``unsubscribe_mailto``, ``unsubscribe_url`` (https; the channel's own
+unsubscribe handler instead of Tessera's: ``{token}`` is replaced by the signed unsubscribe
+token, ``{message_id}`` by the bare message id), ``retry_base_seconds`` (60), ``max_attempts``
+(6), ``timeout`` (30). Without ``unsubscribe_url``, messages carry Tessera's own one-click link
+``<TESSERA_PUBLIC_URL>/u/<signed token>`` when the public URL is https
+(:mod:`tessera.connect.email.unsubscribe`). ``secret`` is the SMTP password, or a JSON object ``{"smtp_password": …,
 "dkim_private_key": PEM}``.
 
 Bounces that arrive later as DSNs (RFC 3464) at the bounce mailbox: :mod:`tessera.connect.email.dsn`.
@@ -57,6 +60,7 @@ from tessera.connect.email.compose import format_address, render_email
 from tessera.connect.email.content import EMAIL_VARIABLES_KEY
 from tessera.connect.email.dkim import DkimKey, RelaxedDkimSigner
 from tessera.connect.email.sender import SendResult, SmtpConfig, SmtpLink, TlsMode
+from tessera.connect.email.unsubscribe import base_url, make_token, unsubscribe_url
 from tessera.connect.models import CarrierReceiptKey, DispatchItem, Message, MessageEvent
 from tessera.core import context
 from tessera.core.db.base import table_of, utcnow
@@ -272,6 +276,7 @@ class EmailRunner:
             else None
         )
         self.signer = RelaxedDkimSigner(cfg.dkim) if cfg and cfg.dkim else None
+        self.unsubscribe_base = base_url()  # the one-click link /u/<signed token>, when https
         self.queue: asyncio.PriorityQueue[tuple[int, int, Item]] = asyncio.PriorityQueue()
         self._seq = 0
         self.writer = EmailWriter(dispatcher)
@@ -294,9 +299,13 @@ class EmailRunner:
         assert cfg is not None
         extra = item.variables.get(EMAIL_VARIABLES_KEY) or {}
         message_id = f"<{item.message_id.hex}@{cfg.domain}>"
-        url = (
-            cfg.unsubscribe_url.replace("{message_id}", item.message_id.hex) if cfg.unsubscribe_url else None
-        )
+        url: str | None = None
+        if cfg.unsubscribe_url:
+            url = cfg.unsubscribe_url.replace("{message_id}", item.message_id.hex)
+            if "{token}" in url:
+                url = url.replace("{token}", make_token(item.tenant_id, item.message_id))
+        elif self.unsubscribe_base:
+            url = unsubscribe_url(self.unsubscribe_base, item.tenant_id, item.message_id)
         raw = render_email(
             sender=cfg.sender,
             to=item.to,

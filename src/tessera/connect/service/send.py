@@ -32,7 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tessera.connect import encoding
 from tessera.connect.compliance import service as compliance
 from tessera.connect.compliance.errors import ComplianceInvalid
-from tessera.connect.email.content import render_email_parts
+from tessera.connect.email.content import EMAIL_VARIABLES_KEY, render_email_parts
 from tessera.connect.errors import REFUSALS, MessageInvalid, MessageRefused
 from tessera.connect.models import (
     LANES,
@@ -226,7 +226,7 @@ def _destination(ch: Channel, raw: str, field: str) -> tuple[str, str, complianc
 
 def _refusal(d: compliance.ComplianceDecision, *, to_field: str, body_field: str) -> MessageRefused:
     cls = REFUSALS.get(d.code or "", MessageRefused)
-    field = to_field if d.code in RECIPIENT_FIELD_CODES else body_field
+    field = to_field if d.code in RECIPIENT_FIELD_CODES else (d.part or body_field)
     return cls(d.message or "the message was refused", field=field, rule=d.code or "refused")
 
 
@@ -294,6 +294,7 @@ async def send_messages(
             recipients=[(r[3], r[5]) for r in rendered],
             indexes=[r[2] for r in rendered],
             now=now,
+            email_parts=[_email_parts(r[4]) for r in rendered] if ch.kind == "email" else None,
         )
     if refuse:
         for i, d in enumerate(decisions):
@@ -315,6 +316,8 @@ async def send_messages(
         mid = uuid7()
         refused = d.verdict in ("reject", "block")
         body = text if refused else d.replaced_body
+        if ch.kind == "email" and not refused and d.replaced_subject is not None:
+            variables = _with_checked_parts(variables, d)
         pv = _preview(ch.kind, body, preview_cache)
         price, currency = rates.get(carrier) or rates.get("*") or (0, "CNY")
         scheduled_at, available_at = common.scheduled_at, start_at
@@ -421,6 +424,17 @@ async def send_messages(
     if _consume is not None and quota_ref and charged_segments:
         await _consume(session, METER.get(ch.kind, f"messages.{ch.kind}"), charged_segments, ref=quota_ref)
     return out
+
+
+def _email_parts(variables: dict[str, Any]) -> compliance.EmailParts:
+    """The rendered subject and HTML part of an email (``$email``), for the compliance check."""
+    parts = variables.get(EMAIL_VARIABLES_KEY) or {}
+    return compliance.EmailParts(str(parts.get("subject") or ""), parts.get("html"))
+
+
+def _with_checked_parts(variables: dict[str, Any], d: compliance.ComplianceDecision) -> dict[str, Any]:
+    """The variables with the subject and HTML part as the check left them (replace-words)."""
+    return {**variables, EMAIL_VARIABLES_KEY: {"subject": d.replaced_subject, "html": d.replaced_html}}
 
 
 async def _announce(session: AsyncSession, lane: int) -> None:

@@ -18,6 +18,7 @@ PAGES = [
     "tessera.connect.views.inbound",
     "tessera.connect.views.verify",
     "tessera.connect.views.email",
+    "tessera.connect.views.unsubscribe",
 ]
 
 
