@@ -292,7 +292,7 @@ async def test_segment_export_csv_and_xlsx_with_expiring_link(
     from tessera.contacts.service import console_data
     from tessera.core import context
 
-    await _segment_world(client, tenant)
+    world = await _segment_world(client, tenant)
     await browser.login(tenant, "admin")
     seg = (
         await client.post(
@@ -330,7 +330,14 @@ async def test_segment_export_csv_and_xlsx_with_expiring_link(
         )
     r = await browser.get(f"{export_url}/file?token={old}")
     assert r.status_code == 403 and "expired" in r.text
-    # A masked user's CSV export has masked phones.
+    # A masked user's CSV export has masked phones, and only the contacts that user may see
+    # (the manager's record visibility: Amy is theirs, Bob is not).
+    r = await client.patch(
+        f"/v1/contacts/{world['a']}",
+        json={"owner_id": str(tenant.users["manager"])},
+        headers=tenant.headers("admin"),
+    )
+    assert r.status_code == 200, r.text
     r = await browser2.post(f"/console/contacts/segments/{seg['id']}/export", {"format": "csv"})
     url2 = _job_url(r)
     await run_jobs()
@@ -339,7 +346,7 @@ async def test_segment_export_csv_and_xlsx_with_expiring_link(
     r = await browser2.get(link2)
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
     lines = list(csv.reader(io.StringIO(r.content.decode("utf-8-sig"))))
-    assert "138****8060" in {x[2] for x in lines[1:]}
+    assert [(x[1], x[2]) for x in lines[1:]] == [("Amy", "138****8060")]
 
 
 async def test_segment_pages_permissions_and_cross_tenant(
