@@ -146,7 +146,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         per_key=settings.rate_limit_per_key,
         per_ip=settings.rate_limit_per_ip,
     )
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware, max_bytes=settings.max_body_bytes, upload_bytes=settings.max_upload_bytes
+    )
     app.add_middleware(RequestContextMiddleware)
     return app
 

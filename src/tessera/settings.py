@@ -69,6 +69,8 @@ class Settings(BaseSettings):
     rate_limit_per_key: int = Field(default=6000, description="Requests per minute per API key.")
     rate_limit_per_ip: int = Field(default=3000, description="Requests per minute per client IP.")
     max_body_bytes: int = 10 * 1024 * 1024
+    # File uploads to registered upload paths (contact imports) may be this large.
+    max_upload_bytes: int = 200 * 1024 * 1024
 
     idempotency_ttl_hours: int = 24
     webhook_allow_private: bool = False

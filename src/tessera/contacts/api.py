@@ -66,8 +66,10 @@ from tessera.core.access.visibility import visible_owner_clause
 from tessera.core.http.deps import DbSession, require
 from tessera.core.http.errors import COMMON_ERRORS, error_responses
 from tessera.core.http.listing import FilterField, FilterSet, ListQuery, Page, apply_listing, page_of
+from tessera.core.http.middleware import register_upload_path
 
 router = APIRouter(prefix="/v1", responses=COMMON_ERRORS)
+register_upload_path("/v1/imports")  # contact files up to max_upload_bytes
 R404 = error_responses(404)
 R409 = error_responses(404, 409)
 

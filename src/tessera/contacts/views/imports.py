@@ -21,11 +21,13 @@ from tessera.contacts.schemas import DryRunOut, ImportOut
 from tessera.contacts.service import console_data
 from tessera.contacts.service import imports as imports_svc
 from tessera.core.http.errors import InvalidInput, TesseraError
+from tessera.core.http.middleware import register_upload_path
 
 router = console_router("/contacts/imports")
 add_template_dir(Path(__file__).resolve().parents[1] / "templates")
 Importer = Annotated[Page, Depends(page("contacts:import"))]
 BASE = f"{PREFIX}/contacts/imports"
+register_upload_path(BASE)  # the wizard's file upload may use max_upload_bytes
 
 register_nav(NavItem("contacts.imports", "Imports", BASE, "contacts:import", module="contacts", order=24))
 

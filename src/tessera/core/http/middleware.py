@@ -146,6 +146,15 @@ def _nul_pattern(scope: Scope) -> re.Pattern[bytes] | None:
     return None
 
 
+UPLOAD_PATHS: set[str] = set()
+
+
+def register_upload_path(path: str) -> None:
+    """Let a POST to exactly ``path`` (a file upload endpoint) use the larger
+    ``max_upload_bytes`` limit; every other body keeps ``max_body_bytes``."""
+    UPLOAD_PATHS.add(path.rstrip("/"))
+
+
 class BodyLimitMiddleware:
     """The request-body guard: the size limit (413) and NUL characters (422).
 
@@ -153,9 +162,16 @@ class BodyLimitMiddleware:
     every backend keeps SQLite and PostgreSQL alike. Uploads (other content types) may hold it.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, upload_bytes: int | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.upload_bytes = max(upload_bytes or max_bytes, max_bytes)
+
+    def limit_for(self, scope: Scope) -> int:
+        """A POST to a registered upload path (a file import) may be larger than other bodies."""
+        if scope.get("method") == "POST" and scope.get("path", "").rstrip("/") in UPLOAD_PATHS:
+            return self.upload_bytes
+        return self.max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -163,11 +179,12 @@ class BodyLimitMiddleware:
             return
         declared = header(scope, b"content-length")
         rid = context.current_request().request_id
-        if declared and declared.isdigit() and int(declared) > self.max_bytes:
+        max_bytes = self.limit_for(scope)
+        if declared and declared.isdigit() and int(declared) > max_bytes:
             await send_json(
                 send,
                 413,
-                error_message("request.too_large", f"the request body exceeds {self.max_bytes} bytes", rid),
+                error_message("request.too_large", f"the request body exceeds {max_bytes} bytes", rid),
             )
             return
         if "\x00" in scope["path"] or _URL_NUL.search(scope.get("query_string", b"")):
@@ -203,9 +220,9 @@ class BodyLimitMiddleware:
             if message["type"] == "http.request":
                 chunk = message.get("body", b"")
                 received += len(chunk)
-                if received > self.max_bytes:
+                if received > max_bytes:
                     return await refuse(
-                        413, "request.too_large", f"the request body exceeds {self.max_bytes} bytes"
+                        413, "request.too_large", f"the request body exceeds {max_bytes} bytes"
                     )
                 if nul is not None:
                     window = tail + chunk  # a match may straddle two chunks
