@@ -33,7 +33,7 @@ CHANNEL_KINDS = ("sms", "wechat")
 MESSAGE_CLASSES = ("verification", "notification", "marketing")
 LANES = {"verification": 0, "notification": 1, "marketing": 2}
 FINAL_STATUSES = ("delivered", "failed", "expired", "rejected")
-MESSAGE_STATUSES = ("accepted", "queued", "submitted", *FINAL_STATUSES)
+MESSAGE_STATUSES = ("accepted", "held", "queued", "submitted", *FINAL_STATUSES)
 TEMPLATE_STATUSES = ("draft", "pending", "approved", "rejected")
 
 

@@ -56,6 +56,7 @@ register_nav(NavItem("connect.messages", "Messages", BASE, "messages:read", modu
 
 STATUS_LABELS = {
     "accepted": _l("Accepted"),
+    "held": _l("Held for review"),
     "queued": _l("Queued"),
     "submitted": _l("Submitted"),
     "delivered": _l("Delivered"),
