@@ -69,6 +69,7 @@ class MessageRepository(TenantRepository[Message]):
             Message.to_index,
             Message.body,
             Message.scheduled_at,
+            Message.variables,  # email: the subject and HTML part are checked again too
         ).where(Message.id == message_id)
         return (await self.session.execute(stmt)).first()
 

@@ -102,7 +102,12 @@ async def test_one_click_unsubscribe_link_opts_out_through_signed_token(
     assert mailto == "mailto:unsub@shop.example.com"
     assert url.startswith(PUBLIC + "/u/")
     token = url.removeprefix(PUBLIC + "/u/")
-    assert "bob" not in url.lower() and "example.org" not in url and mid.replace("-", "") not in url
+    assert (
+        "bob.smith" not in url.lower()
+        and "example.org" not in url
+        and "@" not in url
+        and mid.replace("-", "") not in url
+    )
     assert read_token(token) == UnsubscribeToken(tenant.tenant_id, uuid.UUID(mid))
     path = f"/u/{token}"
 
@@ -240,6 +245,36 @@ async def test_email_subject_and_html_are_checked(
             parts = m.variables["$email"]
     assert parts["subject"] == "affordable flights"
     assert parts["html"] == '<p class="cheap" title="cheap">affordable &amp; cheerful</p>'
+
+
+async def test_held_email_checked_again_with_subject_and_html_on_release(
+    client: httpx.AsyncClient, tenant: TenantWorld, smtp_sink: SmtpSink
+) -> None:
+    ch = await _channel(client, tenant, smtp_sink)
+    await _word(client, tenant, "lottery", "hold")
+    h = tenant.headers("admin")
+    r = await _send(client, tenant, ch, "d@example.org", subject="Breaking news", html="<p>lottery</p>")
+    first = r.json()["id"]
+    r = await _send(client, tenant, ch, "e@example.org", subject="Weekly news", html="<p>lottery, cheap</p>")
+    second = r.json()["id"]
+    reviews = {
+        x["message_id"]: x["id"] for x in (await client.get("/v1/compliance/reviews", headers=h)).json()
+    }
+    assert set(reviews) == {first, second}
+    # words added while the messages wait: a block in a subject wins, a replace applies to the HTML
+    await _word(client, tenant, "breaking", "block")
+    await _word(client, tenant, "cheap", "replace", replacement="good")
+    for mid in (first, second):
+        r = await client.post(f"/v1/compliance/reviews/{reviews[mid]}/approve", headers=h)
+        assert r.status_code == 200, r.text
+    r = await client.get(f"/v1/messages/{first}", headers=h)
+    assert (r.json()["status"], r.json()["reason"]) == ("rejected", "message.blocked_word")
+    r = await client.get(f"/v1/messages/{second}", headers=h)
+    assert r.json()["status"] == "accepted"
+    with context.tenant_scope(tenant.tenant_id):
+        async with unit_of_work() as s:
+            m = (await s.execute(select(Message).where(Message.id == uuid.UUID(second)))).scalar_one()
+            assert m.variables["$email"] == {"subject": "Weekly news", "html": "<p>lottery, good</p>"}
 
 
 def test_html_text_strips_tags_and_replaces_in_text_nodes_only() -> None:

@@ -506,6 +506,7 @@ async def release_held(session: AsyncSession, message_id: uuid.UUID) -> str:
             message_class=m.message_class,
             recipients=[(addr, m.body)],
             indexes=[m.to_index],
+            email_parts=[_email_parts(m.variables or {})] if kind == "email" else None,
         )
     now = utcnow()
     tid = context.current_tenant_id()
@@ -520,6 +521,9 @@ async def release_held(session: AsyncSession, message_id: uuid.UUID) -> str:
         )
         return "rejected"
     available = max(m.scheduled_at or now, d.not_before or now, now)
+    email: dict[str, Any] = {}
+    if kind == "email" and d.replaced_subject is not None:
+        email["variables"] = _with_checked_parts(m.variables or {}, d)
     await repo.set_status(
         message_id,
         "accepted",
@@ -527,6 +531,7 @@ async def release_held(session: AsyncSession, message_id: uuid.UUID) -> str:
         body=d.replaced_body,
         updated_at=now,
         scheduled_at=available if available > now else m.scheduled_at,
+        **email,
     )
     lane = LANES[m.message_class]
     await repo.insert_many(
