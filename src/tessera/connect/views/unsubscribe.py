@@ -17,7 +17,6 @@ Lives beside the console pages because the page is translated with the console's
 from __future__ import annotations
 
 import html
-from typing import Any
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Request
@@ -28,13 +27,13 @@ from tessera.console import i18n
 from tessera.console.i18n import _
 from tessera.core import context
 from tessera.core.db.session import unit_of_work
-from tessera.core.http.errors import InvalidInput
+from tessera.core.http.errors import InvalidInput, error_responses
 
 router = APIRouter(tags=["email"])
 
 ONE_CLICK = "One-Click"
 ACTOR = context.Actor(kind="system", label="unsubscribe link")
-_NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "Malformed, forged or unknown link"}}
+_NOT_FOUND = error_responses(404)
 
 
 def _page(title: str, text: str, form_action: str | None = None) -> HTMLResponse:
@@ -86,7 +85,7 @@ async def confirm_page(token: str, request: Request) -> HTMLResponse:
 @router.post(
     "/u/{token}",
     response_class=HTMLResponse,
-    responses={**_NOT_FOUND, 422: {"description": "The body is not List-Unsubscribe=One-Click"}},
+    responses=error_responses(404, 413, 422, 429),
     summary="One-click unsubscribe (RFC 8058)",
     openapi_extra={
         "requestBody": {
