@@ -277,6 +277,74 @@ async def test_held_email_checked_again_with_subject_and_html_on_release(
             assert m.variables["$email"] == {"subject": "Weekly news", "html": "<p>lottery, good</p>"}
 
 
+@pytest.mark.parametrize("in_attribute", [True, False])  # parsed per rendering / template once
+async def test_batch_checks_each_personalised_html(
+    client: httpx.AsyncClient, tenant: TenantWorld, smtp_sink: SmtpSink, in_attribute: bool
+) -> None:
+    ch = await _channel(client, tenant, smtp_sink)
+    await _word(client, tenant, "lottery", "hold")
+    await _word(client, tenant, "cheap", "replace", replacement="good")
+    await _word(client, tenant, "casino", "block")
+    payload = {
+        "channel": "email",
+        "channel_id": ch,
+        "class": "marketing",
+        "subject": "Offers",
+        "body": "Hello {{name}}",
+        "html": ('<p title="{{tag}}">' if in_attribute else "<p>{{tag}} ")
+        + "Hello <b>{{name}}</b> &amp; {{extra}}</p>",
+        "recipients": [
+            {
+                "to": "a@example.org",
+                "variables": {"name": "Ann", "tag": "casino" if in_attribute else "", "extra": "x"},
+            },
+            {"to": "b@example.org", "variables": {"name": "Bo", "tag": "x", "extra": "lot<i>tery"}},
+            {"to": "d@example.org", "variables": {"name": "Di", "tag": "x", "extra": "lot-tery"}},
+            {"to": "c@example.org", "variables": {"name": "cheap & co", "tag": "cheap", "extra": "cheap"}},
+        ],
+    }
+    r = await client.post("/v1/messages/batch", json=payload, headers=tenant.headers("admin"))
+    assert r.status_code == 202, r.text
+    out = r.json()
+    # an attribute is not text (the block word there is ignored); a value's markup is escaped text
+    assert (out["accepted"], out["held"], out["rejected"]) == (3, 1, 0), out
+    assert [(x["index"], x["status"]) for x in out["results"]] == [(2, "held")]
+    with context.tenant_scope(tenant.tenant_id):
+        async with unit_of_work() as s:
+            m = (await s.execute(select(Message).where(Message.id == uuid.UUID(out["ids"][3])))).scalar_one()
+            html = m.variables["$email"]["html"]
+    start = '<p title="cheap">' if in_attribute else "<p>good "
+    assert html == start + "Hello <b>good &amp; co</b> &amp; good</p>"
+
+
+@pytest.mark.parametrize(
+    ("template", "usable"),
+    [
+        ("<p>Hi {{ name }}, <i>{{x}}</i> &amp; bye</p>", True),
+        ('<a href="{{x}}">{{name}}</a>', False),  # a placeholder in an attribute
+        ("<p>&am{{x}}</p>", False),  # a value could complete a character reference
+        ("<p>a<{{x}}</p>", False),  # a value could start a tag
+        ("<style>{{x}}</style><p>{{name}}</p>", False),
+        ("<!-- {{x}} --><p>{{name}}</p>", False),
+    ],
+)
+def test_template_text_matches_parsing_each_rendering(template: str, usable: bool) -> None:
+    import html as html_lib
+
+    from tessera.connect.compliance.html_text import TemplateText
+    from tessera.connect.service.templates import VARIABLE
+
+    tt = TemplateText(template, VARIABLE)
+    assert tt.usable is usable
+    for values in ({"name": "Bob", "x": "p;"}, {"name": "<b>&amp;", "x": "b>c"}, {"name": "", "x": "&lt"}):
+        rendered = VARIABLE.sub(lambda m, v=values: html_lib.escape(v[m.group(1)]), template)  # type: ignore[misc]
+        fast = tt.text(values)
+        if usable:
+            assert fast is not None and fast.split() == html_text(rendered).split(), (values, rendered)
+        else:
+            assert fast is None
+
+
 def test_html_text_strips_tags_and_replaces_in_text_nodes_only() -> None:
     source = (
         "<html><head><style>b{x:cheap}</style><script>var cheap=1</script></head>"

@@ -10,11 +10,12 @@ comment byte for byte as it was.
 from __future__ import annotations
 
 import html as html_lib
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Mapping
 from html.parser import HTMLParser
 from typing import NamedTuple
 
-__all__ = ["TextNode", "html_text", "replace_text", "text_nodes"]
+__all__ = ["TemplateText", "TextNode", "html_text", "replace_text", "text_nodes"]
 
 
 class TextNode(NamedTuple):
@@ -108,3 +109,35 @@ def replace_text(source: str, replace: Callable[[str], str]) -> str:
         return source
     out.append(source[last:])
     return "".join(out)
+
+
+_BREAKS_IN = re.compile(r"&[#A-Za-z0-9]*\{\{|<[/!?]?\{\{")
+
+
+class TemplateText:
+    """The text content of HTML rendered from one template, without parsing each rendering.
+
+    A batch renders one HTML template per recipient with HTML-escaped values; when every
+    placeholder of the template sits in a text node (not in a tag, comment, script or style)
+    and none follows an unfinished ``&…`` or a ``<`` (a value could then complete a character
+    reference or start a tag), the escaped values cannot change the document's structure, and
+    the text content of a rendering is the template's text content with the values filled in.
+    :meth:`text` returns None when that does not hold; the caller then parses the rendering.
+    """
+
+    __slots__ = ("_nodes", "_placeholder", "usable")
+
+    def __init__(self, template: str, placeholder: re.Pattern[str]) -> None:
+        nodes = text_nodes(template)
+        in_text = sum(len(placeholder.findall(template[n.start : n.end])) for n in nodes)
+        self.usable = in_text == len(placeholder.findall(template)) and not _BREAKS_IN.search(template)
+        self._nodes = [n.text for n in nodes]
+        self._placeholder = placeholder
+
+    def text(self, values: Mapping[str, str]) -> str | None:
+        if not self.usable:
+            return None
+        try:
+            return " ".join(self._placeholder.sub(lambda m: values[m.group(1)], t) for t in self._nodes)
+        except KeyError:
+            return None

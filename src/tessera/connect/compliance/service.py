@@ -41,7 +41,7 @@ from tessera.connect.compliance.errors import (
     ReviewNotFound,
     WordNotFound,
 )
-from tessera.connect.compliance.html_text import html_text, replace_text
+from tessera.connect.compliance.html_text import TemplateText, html_text, replace_text
 from tessera.connect.compliance.matcher import (
     DEFAULT_OPT_OUT_KEYWORDS,
     Action,
@@ -243,6 +243,10 @@ class EmailParts:
 
     subject: str
     html: str | None = None
+    # optional: the HTML template ``html`` was rendered from and the values filled in (escaped);
+    # a batch then parses the template once instead of every rendering (:class:`TemplateText`)
+    html_template: str | None = None
+    values: tuple[tuple[str, str], ...] = ()
 
 
 class _PartScan:
@@ -250,13 +254,21 @@ class _PartScan:
 
     __slots__ = ("hits", "html", "part", "subject", "verdict")
 
-    def __init__(self, matcher: Matcher, parts: EmailParts) -> None:
+    def __init__(self, matcher: Matcher, parts: EmailParts, templates: dict[str, TemplateText]) -> None:
         subject = matcher.scan(parts.subject)
         scans = [subject]
         self.subject = subject.replaced_text
         self.html = parts.html
         if parts.html is not None:
-            content = matcher.scan(html_text(parts.html))
+            text: str | None = None
+            if parts.html_template is not None:
+                tt = templates.get(parts.html_template)
+                if tt is None:
+                    from tessera.connect.service.templates import VARIABLE
+
+                    tt = templates[parts.html_template] = TemplateText(parts.html_template, VARIABLE)
+                text = tt.text(dict(parts.values))
+            content = matcher.scan(html_text(parts.html) if text is None else text)
             scans.append(content)
             if content.hits:
                 self.html = replace_text(parts.html, lambda t: matcher.scan(t).replaced_text)
@@ -322,6 +334,7 @@ async def check_outbound_many(
         counts = await SentCounter(session).marketing_since_many(phones, since)
     out: list[ComplianceDecision] = []
     part_scans: dict[EmailParts, _PartScan] = {}
+    html_templates: dict[str, TemplateText] = {}
     for i, ((addr, body), index) in enumerate(zip(recipients, idx, strict=True)):
         tl = tenant_lists.get(index, _NONE)
         gl = global_lists.get(addr.value, _NONE)
@@ -344,7 +357,7 @@ async def check_outbound_many(
             parts = email_parts[i]
             ps = part_scans.get(parts)
             if ps is None:
-                ps = part_scans[parts] = _PartScan(matcher, parts)
+                ps = part_scans[parts] = _PartScan(matcher, parts, html_templates)
             if _VERDICT_RANK[ps.verdict] > _VERDICT_RANK[verdict]:
                 extra["part"] = ps.part
             verdict, hits = _worst(verdict, ps.verdict), hits + ps.hits

@@ -294,7 +294,7 @@ async def send_messages(
             recipients=[(r[3], r[5]) for r in rendered],
             indexes=[r[2] for r in rendered],
             now=now,
-            email_parts=[_email_parts(r[4]) for r in rendered] if ch.kind == "email" else None,
+            email_parts=[_email_parts(r[4], data.html) for r in rendered] if ch.kind == "email" else None,
         )
     if refuse:
         for i, d in enumerate(decisions):
@@ -426,10 +426,15 @@ async def send_messages(
     return out
 
 
-def _email_parts(variables: dict[str, Any]) -> compliance.EmailParts:
-    """The rendered subject and HTML part of an email (``$email``), for the compliance check."""
+def _email_parts(variables: dict[str, Any], html_template: str | None = None) -> compliance.EmailParts:
+    """The rendered subject and HTML part of an email (``$email``), for the compliance check;
+    with the HTML template and values a batch parses the template once, not every rendering."""
     parts = variables.get(EMAIL_VARIABLES_KEY) or {}
-    return compliance.EmailParts(str(parts.get("subject") or ""), parts.get("html"))
+    subject, html = str(parts.get("subject") or ""), parts.get("html")
+    if html_template is None or html is None:
+        return compliance.EmailParts(subject, html)
+    values = tuple(sorted((k, str(v)) for k, v in variables.items() if k != EMAIL_VARIABLES_KEY))
+    return compliance.EmailParts(subject, html, html_template, values)
 
 
 def _with_checked_parts(variables: dict[str, Any], d: compliance.ComplianceDecision) -> dict[str, Any]:
