@@ -378,6 +378,35 @@ async def test_email_recipient_masked_as_email_without_pii_view(
     assert r.json()["to"] == "john.doe@example.com"
 
 
+def test_review_recipient_masked_by_channel_kind() -> None:
+    import datetime as dt
+
+    from tessera.connect.compliance.schemas import ReviewOut
+
+    no_pii = types.SimpleNamespace(has=lambda permission: False)
+    row = {
+        "id": uuid.uuid4(),
+        "message_class": "marketing",
+        "body": "b",
+        "hits": [],
+        "reason": "message.held_for_review",
+        "status": "pending",
+        "decided_by": None,
+        "decided_at": None,
+        "decision_note": None,
+        "message_id": None,
+        "created_at": dt.datetime.now(dt.UTC),
+    }
+    with context.tenant_scope(uuid.uuid4(), principal=no_pii):
+        email = ReviewOut(**row, channel="email", to="john.doe@example.com").model_dump()
+        sms = ReviewOut(**row, channel="sms", to="+8613800138000").model_dump()
+    assert email["to"] == "j***@example.com" and sms["to"] == "138****8000"
+    with context.tenant_scope(uuid.uuid4()):  # no principal: system code paths see the data
+        assert ReviewOut(**row, channel="email", to="john.doe@example.com").model_dump()["to"] == (
+            "john.doe@example.com"
+        )
+
+
 # --- 4. the bounce mailbox of the gateway -----------------------------------------------------
 
 
