@@ -466,6 +466,61 @@ async def test_gateway_runs_bounce_mailbox_dsn_fails_message_and_blocks_address(
     assert r.status_code == 422 and r.json()["error"]["code"] == "message.recipient_blocked"
 
 
+async def test_tessera_gateway_process_runs_and_stops_bounce_mailbox(
+    client: httpx.AsyncClient, tenant: TenantWorld, smtp_sink: SmtpSink
+) -> None:
+    """``tessera gateway`` (a real process) sends, takes a DSN on the bounce port, and stops
+    cleanly on SIGTERM, closing the port."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    ch = await _channel(client, tenant, smtp_sink)
+    r = await _send(client, tenant, ch, "left@example.org")
+    assert r.status_code == 202, r.text
+    mid = r.json()["id"]
+    port = _free_port()
+    log = open(os.environ.get("TESSERA_DATA_DIR", "/tmp") + "/gateway-bounce.log", "w")  # noqa: SIM115
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tessera.cli", "gateway"],
+        env={**os.environ, "TESSERA_BOUNCE_SMTP_PORT": str(port), "TESSERA_BOUNCE_SMTP_HOST": "127.0.0.1"},
+        stderr=log,
+    )
+    try:
+        assert (await wait_final(tenant, 1, timeout=60)) == {"delivered": 1}
+        assert smtp_sink.wait_for(1)
+        original = message_from_bytes(smtp_sink.messages[0].data, policy=policy.default)
+        dsn = build_dsn(
+            reporting_mta="mx.example.org",
+            recipient="left@example.org",
+            status="5.1.1",
+            diagnostic="550 5.1.1 user unknown",
+            original=original,  # type: ignore[arg-type]
+            to="bounces@shop.example.com",
+        )
+        for attempt in range(50):  # the mailbox starts right after the dispatcher
+            try:
+                async with aiosmtplib.SMTP(hostname="127.0.0.1", port=port, timeout=10) as smtp:
+                    await smtp.sendmail("", ["bounces@shop.example.com"], dsn.as_bytes(policy=policy.SMTP))
+                break
+            except aiosmtplib.SMTPConnectError:
+                assert attempt < 49 and proc.poll() is None, "bounce mailbox not listening"
+                await asyncio.sleep(0.1)
+        r = await client.get(f"/v1/messages/{mid}", headers=tenant.headers("admin"))
+        assert (r.json()["status"], r.json()["reason"]) == ("failed", "email.mailbox_unknown")
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(proc.wait, 30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        log.close()
+    with pytest.raises(OSError):
+        await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 2)
+    r = await _send(client, tenant, ch, "left@example.org")
+    assert r.status_code == 422 and r.json()["error"]["code"] == "message.recipient_blocked"
+
+
 async def test_no_bounce_mailbox_without_port(settings: Any) -> None:
     from tessera.connect.email.dsn import start_bounce_mailbox
 
