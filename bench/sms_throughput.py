@@ -14,6 +14,10 @@ simulator (in this process, loopback, receipts on). Prints ONE JSON line:
 ``cpu_s``: CPU seconds of the gateway process, of this process (API + SMSC simulator) and of the
 PostgreSQL server processes (when local), so a loaded machine can still be compared.
 
+``--rate R --batch B``: offer the messages at R per second (a batch of B every B/R seconds)
+instead of as fast as the API accepts them; ``max_queue_depth_while_fed`` then shows whether
+the queue grows at that rate.
+
 ``--db sqlite`` (a fresh file) or ``--db postgres`` (a fresh database created with
 ``TESSERA_BENCH_PG_ADMIN_URL``, default postgresql://postgres@127.0.0.1:55432/postgres; the app
 connects as ``tessera_app`` like production). Goal on PostgreSQL: ≥ 1,000 messages/s end to end.
@@ -170,7 +174,10 @@ async def _run(args: argparse.Namespace, db: str) -> dict[str, Any]:
                 st, depth = await _counts(world.tenant_id)
                 samples.append(depth)
                 timeline.append(_point(t0, depth, st, _cpu_of(gw.pid)))
+                if args.rate:  # paced feed: the next batch when the offered rate says so
+                    await asyncio.sleep(max(0.0, t0 + (b + len(rec)) / args.rate - time.monotonic()))
             accepted_at = time.monotonic()
+            feed_samples = len(samples)
             submitted_at = delivered_at = None
             while True:
                 st, depth = await _counts(world.tenant_id)
@@ -208,6 +215,8 @@ async def _run(args: argparse.Namespace, db: str) -> dict[str, Any]:
         "delivered_per_s": round(args.messages / total, 1),
         "sustained_delivered_per_s": _sustained(timeline, args.messages),
         "total_s": round(total, 2),
+        "offered_per_s": args.rate or None,
+        "max_queue_depth_while_fed": max(samples[:feed_samples]),
         "queue_depth_samples": samples,
         "timeline": timeline,
         "cpu_s": {
@@ -250,6 +259,13 @@ def main() -> None:
     p.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
     p.add_argument("--messages", type=int, default=100_000)
     p.add_argument("--batch", type=int, default=10_000)
+    p.add_argument(
+        "--rate",
+        type=float,
+        default=0.0,
+        help="offer the messages at this rate (batches spaced in time) instead of all at once: "
+        "with a rate the gateway sustains, the queue stays flat",
+    )
     p.add_argument("--timeout", type=float, default=900)
     args = p.parse_args()
     data_dir = tempfile.mkdtemp(prefix="tessera-bench-")
