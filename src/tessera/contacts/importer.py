@@ -678,7 +678,7 @@ async def _tag_records(session: AsyncSession, records: list[Record], ids: list[s
         stmt = select(ContactTag.contact_id, ContactTag.tag_id).where(
             ContactTag.contact_id.in_(contact_ids[i : i + 500])
         )
-        have.update((a, b) for a, b in (await session.execute(stmt)).tuples())
+        have.update((a, b) for a, b in (await session.execute(stmt)).all())
     rows = [
         {"tenant_id": tid, "contact_id": c, "tag_id": t, "source": "import", "created_at": now}
         for c, t in pairs

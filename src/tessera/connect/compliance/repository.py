@@ -54,7 +54,7 @@ class VersionRepository(Repository[ListVersion]):
         rows = await self.session.execute(
             select(ListVersion.scope, ListVersion.version).where(ListVersion.scope.in_(scopes))
         )
-        return {s: v for s, v in rows.tuples()}
+        return {s: v for s, v in rows.all()}
 
     async def bump(self, scope: str) -> None:
         res = await self.session.execute(
@@ -83,7 +83,7 @@ class ListEntryRepository(TenantRepository[ListEntry]):
         rows = await self.session.execute(
             select(ListEntry.value_index, ListEntry.list_kind).where(ListEntry.value_index.in_(set(indexes)))
         )
-        for index, kind in rows.tuples():
+        for index, kind in rows.all():
             out.setdefault(index, set()).add(kind)
         return out
 
@@ -117,7 +117,7 @@ class GlobalListRepository(Repository[GlobalListEntry]):
                 GlobalListEntry.value.in_(set(values))
             )
         )
-        for value, kind in rows.tuples():
+        for value, kind in rows.all():
             out.setdefault(value, set()).add(kind)
         return out
 
@@ -203,7 +203,7 @@ class SentCounter(TenantRepository[Message]):
             )
             .group_by(Message.to_index)
         )
-        return {k: int(n) for k, n in (await self.session.execute(stmt)).tuples()}
+        return {k: int(n) for k, n in (await self.session.execute(stmt)).all()}
 
 
 async def tenant_timezone(session: AsyncSession, tenant_id: uuid.UUID) -> str:

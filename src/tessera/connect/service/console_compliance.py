@@ -99,7 +99,7 @@ INBOUND_FILTERS = FilterSet(
 
 async def rule_keywords(session: AsyncSession) -> dict[uuid.UUID, str]:
     rows = await session.execute(select(AutoReplyRule.id, AutoReplyRule.keyword))
-    return {rid: kw for rid, kw in rows.tuples()}
+    return {rid: kw for rid, kw in rows.all()}
 
 
 # --- verification statistics -------------------------------------------------------------------
@@ -162,7 +162,7 @@ async def verify_stats(session: AsyncSession, *, days: int, tz: str, now: dt.dat
     total = Bucket("total")
     for template, status, created, delivered_at, voice_status, msg_status, done_at in (
         await session.execute(stmt)
-    ).tuples():
+    ).all():
         created = created if created.tzinfo else created.replace(tzinfo=dt.UTC)
         day = by_day.get(created.astimezone(zone).date().isoformat())
         tpl = by_template.setdefault(template, Bucket(template))

@@ -405,7 +405,7 @@ async def stats(session: AsyncSession, since: dt.datetime, until: dt.datetime) -
     groups: dict[str, dict[str, object]] = {}
     for template, status, created, voice_used, delivered_at, voice_status, msg_status, done_at in (
         await session.execute(stmt)
-    ).tuples():
+    ).all():
         g = groups.setdefault(template, {"sent": 0, "delivered": 0, "approved": 0, "voice": 0, "times": []})
         g["sent"] += 1  # type: ignore[operator]
         at = delivered_at or (done_at if msg_status == "delivered" else None)
