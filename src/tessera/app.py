@@ -7,7 +7,7 @@ import gc
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
-from fastapi.responses import PlainTextResponse, Response
+from fastapi.responses import PlainTextResponse, RedirectResponse, Response
 from sqlalchemy import text
 
 from tessera import modules
@@ -100,6 +100,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     handlers.install(app)
+
+    @app.get("/", include_in_schema=False)
+    async def root() -> Response:
+        """The installation's address opens the console."""
+        return RedirectResponse("/console/", status_code=307)
 
     @app.get("/healthz", tags=["health"], include_in_schema=True)
     async def healthz() -> dict[str, str]:

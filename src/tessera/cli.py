@@ -477,7 +477,7 @@ def demo(
     url = s.public_url or f"http://{s.host}:{port or s.port}"
     typer.echo("")
     typer.echo("Tessera is ready.")
-    typer.echo(f"  Console:  {url}/")
+    typer.echo(f"  Console:  {url}/console/")
     typer.echo(f"  API docs: {url}/docs")
     typer.echo("  Workspace: demo")
     for role, email in logins:

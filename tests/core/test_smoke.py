@@ -19,3 +19,8 @@ async def test_me_with_api_key(client: httpx.AsyncClient, tenant: TenantWorld) -
     r = await client.get(f"/v1/users/{tenant.users['member']}", headers=tenant.headers("admin"))
     assert r.status_code == 200, r.text
     assert r.json()["phone"] == "+8613800138000"
+
+
+async def test_the_root_address_opens_the_console(client: httpx.AsyncClient) -> None:
+    r = await client.get("/")
+    assert r.status_code == 307 and r.headers["location"] == "/console/"
