@@ -42,6 +42,7 @@ from tessera.console.components import (
     validate_form,
 )
 from tessera.console.i18n import _
+from tessera.console.pages import ops
 from tessera.console.registry import NavItem, Tile
 from tessera.console.web import PREFIX, Page, console_router, parse_uuid, redirect, render
 from tessera.core import context
@@ -53,7 +54,6 @@ from tessera.core.http.errors import Conflict, CsrfFailed, NotFound, TesseraErro
 from tessera.core.http.listing import FilterField, FilterSet
 from tessera.core.identity.passwords import verify_password
 from tessera.core.jobs import service as jobs
-from tessera.core.jobs.api import JOB_FILTERS
 from tessera.core.jobs.models import Job
 from tessera.core.monitoring import service as monitoring
 from tessera.core.monitoring.api import RuleIn
@@ -354,29 +354,9 @@ async def tenant_status(tenant_id: str, action: str, pg: Op) -> Response:
 # --- jobs -------------------------------------------------------------------------------------
 
 
-def jobs_list() -> ListPage:
-    return ListPage(
-        key="operator.jobs",
-        title=_("Background jobs"),
-        filterset=JOB_FILTERS,
-        columns=[
-            Column("name", _("Job"), kind="mono", link=True),
-            Column("queue", _("Queue"), hide_on_phone=True),
-            Column("status", _("Status"), kind="badge"),
-            Column("attempts", _("Attempts"), kind="number", hide_on_phone=True),
-            Column("run_at", _("Run at"), sortable=True, kind="datetime"),
-            Column("last_error", _("Last error"), hide_on_phone=True),
-        ],
-        labels={"queue": _("Queue"), "status": _("Status"), "name": _("Job"), "created_at": _("Created")},
-        search_param="name__contains",
-        row_href=lambda j: f"{BASE}/jobs/{j.id}",
-        empty_text=_("No background jobs match these filters."),
-    )
-
-
 @router.get("/jobs")
 async def jobs_page(pg: Op) -> Response:
-    lst = jobs_list()
+    lst = ops.jobs_list("operator.jobs", f"{BASE}/jobs")
     stats = await jobs.queue_stats(pg.session)
     tiles = [
         Tile(

@@ -44,9 +44,10 @@ register_nav(
 register_nav(NavItem("admin.jobs", "Background jobs", f"{PREFIX}/admin/jobs", "jobs:read", "admin", order=80))
 
 
-def jobs_list() -> ListPage:
+def jobs_list(key: str = "admin.jobs", base: str = f"{PREFIX}/admin/jobs") -> ListPage:
+    """The jobs list of a tenant's administrators, and (another key and base) of operators."""
     return ListPage(
-        key="admin.jobs",
+        key=key,
         title=_("Background jobs"),
         filterset=JOB_FILTERS,
         columns=[
@@ -59,7 +60,7 @@ def jobs_list() -> ListPage:
         ],
         labels={"queue": _("Queue"), "status": _("Status"), "name": _("Job"), "created_at": _("Created")},
         search_param="name__contains",
-        row_href=lambda j: f"{PREFIX}/admin/jobs/{j.id}",
+        row_href=lambda j: f"{base}/{j.id}",
         empty_text=_("No background jobs match these filters."),
     )
 
