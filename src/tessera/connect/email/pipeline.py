@@ -543,8 +543,10 @@ class EmailWriter:
                             if oc.block:
                                 blocks.append((it.to, oc))
                         done.append(it.message_id)
-                    if upd:
-                        await s.execute(_UPDATE, upd)
+                    if upd:  # the dispatcher's writer: one statement per batch on PostgreSQL
+                        from tessera.connect.dispatcher import _update_submitted
+
+                        await _update_submitted(s, upd)
                     if keys:
                         await s.execute(insert(table_of(CarrierReceiptKey)), keys)
                     if events:
@@ -601,27 +603,6 @@ def _row(
         "b_done": now,
         "b_upd": now,
     }
-
-
-def _update_statement() -> Any:
-    t = table_of(Message)
-    return (
-        update(t)
-        .where(t.c.id == bindparam("b_id", type_=t.c.id.type))
-        .values(
-            status=bindparam("b_status", type_=t.c.status.type),
-            reason=bindparam("b_reason", type_=t.c.reason.type),
-            carrier_ids=bindparam("b_cids", type_=t.c.carrier_ids.type),
-            route=bindparam("b_route", type_=t.c.route.type),
-            link_id=bindparam("b_link", type_=t.c.link_id.type),
-            submitted_at=bindparam("b_sub", type_=t.c.submitted_at.type),
-            done_at=bindparam("b_done", type_=t.c.done_at.type),
-            updated_at=bindparam("b_upd", type_=t.c.updated_at.type),
-        )
-    )
-
-
-_UPDATE = _update_statement()
 
 
 async def block_address(s: AsyncSession, address: str, outcome: SmtpOutcome) -> None:

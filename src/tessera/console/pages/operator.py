@@ -44,7 +44,7 @@ from tessera.console.components import (
 from tessera.console.i18n import _
 from tessera.console.pages import ops
 from tessera.console.registry import NavItem, Tile
-from tessera.console.web import PREFIX, Page, console_router, parse_uuid, redirect, render
+from tessera.console.web import PREFIX, Page, console_router, csrf_value, parse_uuid, redirect, render
 from tessera.core import context
 from tessera.core.access.principal import OperatorPrincipal
 from tessera.core.crypto.keyring import get_keyring
@@ -189,11 +189,7 @@ async def operator_page(request: Request) -> AsyncIterator[OperatorPage]:
             if op is None or op.status != "active":
                 raise OperatorSignInRequired("this operator account is not active")
             if request.method not in SAFE_METHODS:
-                sent = request.headers.get("x-csrf-token")
-                if not sent:
-                    form = await request.form()
-                    value = form.get("csrf_token")
-                    sent = value if isinstance(value, str) else ""
+                sent = await csrf_value(request)
                 if not secrets.compare_digest(sent, csrf):
                     raise CsrfFailed(field="csrf_token")
             seat = Seat(op.id, op.email, csrf, issued)

@@ -454,22 +454,24 @@ def _ids(values: list[Any]) -> list[uuid.UUID]:
     return [i for i in out if i is not None]
 
 
-@router.post("/{segment_id}/members")
-async def add_members(segment_id: uuid.UUID, pg: Writer, request: Request) -> Response:
-    form = await request.form()
-    ids = _ids(form.getlist("ids"))
+async def _chosen(request: Request) -> list[uuid.UUID]:
+    """The contact ids ticked in a members form; at least one."""
+    ids = _ids((await request.form()).getlist("ids"))
     if not ids:
         raise InvalidInput(_("Choose at least one contact."), field="ids")
+    return ids
+
+
+@router.post("/{segment_id}/members")
+async def add_members(segment_id: uuid.UUID, pg: Writer, request: Request) -> Response:
+    ids = await _chosen(request)
     n = await seg_svc.add_members(pg.session, segment_id, ids)
     return pg.redirect(f"{BASE}/{segment_id}?tab=members", toast=_("%(n)s added to the list.") % {"n": n})
 
 
 @router.post("/{segment_id}/members/remove")
 async def remove_members(segment_id: uuid.UUID, pg: Writer, request: Request) -> Response:
-    form = await request.form()
-    ids = _ids(form.getlist("ids"))
-    if not ids:
-        raise InvalidInput(_("Choose at least one contact."), field="ids")
+    ids = await _chosen(request)
     n = await seg_svc.remove_members(pg.session, segment_id, ids)
     return pg.redirect(f"{BASE}/{segment_id}?tab=members", toast=_("%(n)s removed from the list.") % {"n": n})
 
