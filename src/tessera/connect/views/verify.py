@@ -5,8 +5,9 @@ Codes are never stored in clear, so they cannot be shown; numbers are masked wit
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends
 from fastapi.responses import Response
@@ -37,6 +38,15 @@ STATUS_LABELS = {
 _OPTS = {"animation": False, "scales": {"y": {"beginAtZero": True, "ticks": {"precision": 0}}}}
 
 
+def _volume(buckets: Sequence[Any]) -> list[dict[str, Any]]:
+    """Sent, delivered and approved bars of a list of buckets (days or templates)."""
+    return [
+        {"label": _("Sent"), "data": [b.sent for b in buckets], "backgroundColor": "#206bc4"},
+        {"label": _("Delivered"), "data": [b.delivered for b in buckets], "backgroundColor": "#4299e1"},
+        {"label": _("Approved"), "data": [b.approved for b in buckets], "backgroundColor": "#2fb344"},
+    ]
+
+
 def charts(stats: reads.VerifyStats) -> list[Chart]:
     labels = [b.key[5:] for b in stats.days]  # MM-DD
     tpl = [b.key for b in stats.templates]
@@ -46,19 +56,7 @@ def charts(stats: reads.VerifyStats) -> list[Chart]:
             _("Sent, delivered and approved per day"),
             "bar",
             labels,
-            [
-                {"label": _("Sent"), "data": [b.sent for b in stats.days], "backgroundColor": "#206bc4"},
-                {
-                    "label": _("Delivered"),
-                    "data": [b.delivered for b in stats.days],
-                    "backgroundColor": "#4299e1",
-                },
-                {
-                    "label": _("Approved"),
-                    "data": [b.approved for b in stats.days],
-                    "backgroundColor": "#2fb344",
-                },
-            ],
+            _volume(stats.days),
             _OPTS,
         ),
         Chart(
@@ -88,19 +86,7 @@ def charts(stats: reads.VerifyStats) -> list[Chart]:
             _("Per template"),
             "bar",
             tpl,
-            [
-                {"label": _("Sent"), "data": [b.sent for b in stats.templates], "backgroundColor": "#206bc4"},
-                {
-                    "label": _("Delivered"),
-                    "data": [b.delivered for b in stats.templates],
-                    "backgroundColor": "#4299e1",
-                },
-                {
-                    "label": _("Approved"),
-                    "data": [b.approved for b in stats.templates],
-                    "backgroundColor": "#2fb344",
-                },
-            ],
+            _volume(stats.templates),
             _OPTS,
         ),
         Chart(
