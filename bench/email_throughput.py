@@ -33,7 +33,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from sms_throughput import _cpu_of, _drop_db, _postgres_cpu, _prepare_db  # noqa: E402
+from sms_throughput import _cpu_of, _drop_db, _postgres_cpu, prepare_environment  # noqa: E402
 
 SUBJECT = "{{name}}, your November offers"
 TEXT = "Hello {{name}},\n\nYour points balance is {{points}}.\nSee you soon.\n"
@@ -293,28 +293,7 @@ def main() -> None:
                 asyncio.run(_sender_only(port, args.sender_emails, args.pool, private))
             )
         data_dir = tempfile.mkdtemp(prefix="tessera-bench-")
-        app_url, owner_url, pg_name = _prepare_db(args.db, data_dir)
-        os.environ.update(
-            TESSERA_DATA_DIR=data_dir,
-            TESSERA_DATABASE_URL=app_url,
-            TESSERA_MIGRATION_DATABASE_URL=owner_url,
-            TESSERA_EMBEDDED_WORKERS="false",
-            TESSERA_LOG_LEVEL="WARNING",
-            TESSERA_SUBSCRIPTION_DEFAULT_PLAN="enterprise",
-            TESSERA_ARGON2_TIME_COST="1",
-            TESSERA_ARGON2_MEMORY_COST="1024",
-            TESSERA_ARGON2_PARALLELISM="1",
-        )
-        env = {**os.environ}
-        if pg_name:
-            env["TESSERA_DB_APP_ROLE"] = "tessera_app"
-        subprocess.run(
-            [sys.executable, "-m", "alembic", "-c", str(ROOT / "alembic.ini"), "upgrade", "head"],
-            check=True,
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-        )
+        pg_name = prepare_environment(args.db, data_dir)
         sys.path.insert(0, str(ROOT))
         try:
             result |= asyncio.run(_run(args, port, counter, private))

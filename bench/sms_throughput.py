@@ -80,6 +80,34 @@ def _prepare_db(kind: str, data_dir: str) -> tuple[str, str, str | None]:
     return f"postgresql+psycopg://tessera_app:tessera_app@{host}/{name}", f"{base}/{name}", name
 
 
+def prepare_environment(kind: str, data_dir: str) -> str | None:
+    """A fresh migrated database and the environment of a benchmark run (settings read by the
+    app, the gateway process and alembic); returns the PostgreSQL database name to drop."""
+    app_url, owner_url, pg_name = _prepare_db(kind, data_dir)
+    os.environ.update(
+        TESSERA_DATA_DIR=data_dir,
+        TESSERA_DATABASE_URL=app_url,
+        TESSERA_MIGRATION_DATABASE_URL=owner_url,
+        TESSERA_EMBEDDED_WORKERS="false",
+        TESSERA_LOG_LEVEL="WARNING",
+        TESSERA_SUBSCRIPTION_DEFAULT_PLAN="enterprise",
+        TESSERA_ARGON2_TIME_COST="1",
+        TESSERA_ARGON2_MEMORY_COST="1024",
+        TESSERA_ARGON2_PARALLELISM="1",
+    )
+    env = {**os.environ}
+    if pg_name:
+        env["TESSERA_DB_APP_ROLE"] = "tessera_app"
+    subprocess.run(
+        [sys.executable, "-m", "alembic", "-c", str(ROOT / "alembic.ini"), "upgrade", "head"],
+        check=True,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+    )
+    return pg_name
+
+
 def _drop_db(name: str) -> None:
     from sqlalchemy import create_engine, text
 
@@ -269,28 +297,7 @@ def main() -> None:
     p.add_argument("--timeout", type=float, default=900)
     args = p.parse_args()
     data_dir = tempfile.mkdtemp(prefix="tessera-bench-")
-    app_url, owner_url, pg_name = _prepare_db(args.db, data_dir)
-    os.environ.update(
-        TESSERA_DATA_DIR=data_dir,
-        TESSERA_DATABASE_URL=app_url,
-        TESSERA_MIGRATION_DATABASE_URL=owner_url,
-        TESSERA_EMBEDDED_WORKERS="false",
-        TESSERA_LOG_LEVEL="WARNING",
-        TESSERA_SUBSCRIPTION_DEFAULT_PLAN="enterprise",
-        TESSERA_ARGON2_TIME_COST="1",
-        TESSERA_ARGON2_MEMORY_COST="1024",
-        TESSERA_ARGON2_PARALLELISM="1",
-    )
-    env = {**os.environ}
-    if pg_name:
-        env["TESSERA_DB_APP_ROLE"] = "tessera_app"
-    subprocess.run(
-        [sys.executable, "-m", "alembic", "-c", str(ROOT / "alembic.ini"), "upgrade", "head"],
-        check=True,
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-    )
+    pg_name = prepare_environment(args.db, data_dir)
     sys.path.insert(0, str(ROOT))
     try:
         result = asyncio.run(_run(args, args.db))
