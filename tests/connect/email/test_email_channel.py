@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from email import message_from_bytes, policy
 from typing import Any
 
@@ -10,6 +9,7 @@ import aiosmtplib
 import dkim
 import httpx
 from tests.conftest import TenantWorld
+from tests.connect.email.conftest import email_channel
 from tests.connect.messaging.conftest import statuses, wait_final, wait_until
 
 from tessera.connect.email.bounce import build_dsn
@@ -25,28 +25,19 @@ async def _email_channel(
     private_pem: bytes | None = None,
     **settings: Any,
 ) -> str:
-    body: dict[str, Any] = {
-        "kind": "email",
-        "name": "Newsletter",
-        "settings": {
-            "host": "127.0.0.1",
-            "port": sink.port,
+    return await email_channel(
+        client,
+        world,
+        sink,
+        private_pem,
+        **{
             "from": "Shop 商店 <news@shop.example.com>",
-            "bounce_address": "bounces@shop.example.com",
             "unsubscribe_mailto": "unsub@shop.example.com",
             "unsubscribe_url": "https://shop.example.com/u/{message_id}",
             "pool_size": 2,
-            "retry_base_seconds": 0.2,
             **settings,
         },
-    }
-    if private_pem is not None:
-        body["settings"]["dkim_selector"] = "s1"
-        body["secret"] = json.dumps({"dkim_private_key": private_pem.decode()})
-    r = await client.post("/v1/channels", json=body, headers=world.headers("admin"))
-    assert r.status_code == 201, r.text
-    assert "secret" not in r.json()
-    return str(r.json()["id"])
+    )
 
 
 async def _send(

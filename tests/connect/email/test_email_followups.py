@@ -15,6 +15,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 from tests.conftest import TenantWorld
+from tests.connect.email.conftest import email_channel
 from tests.connect.messaging.conftest import wait_final, wait_until
 
 from tessera.connect.compliance.html_text import html_text, replace_text
@@ -28,25 +29,6 @@ from tessera.core.db.session import unit_of_work
 from tessera.settings import get_settings
 
 PUBLIC = "https://crm.example.com"
-
-
-async def _channel(client: httpx.AsyncClient, world: TenantWorld, sink: SmtpSink, **settings: Any) -> str:
-    body = {
-        "kind": "email",
-        "name": "News",
-        "settings": {
-            "host": "127.0.0.1",
-            "port": sink.port,
-            "from": "Shop <news@shop.example.com>",
-            "bounce_address": "bounces@shop.example.com",
-            "pool_size": 1,
-            "retry_base_seconds": 0.2,
-            **settings,
-        },
-    }
-    r = await client.post("/v1/channels", json=body, headers=world.headers("admin"))
-    assert r.status_code == 201, r.text
-    return str(r.json()["id"])
 
 
 async def _send(
@@ -89,7 +71,7 @@ async def test_one_click_unsubscribe_link_opts_out_through_signed_token(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(get_settings(), "public_url", PUBLIC + "/")
-    ch = await _channel(client, tenant, smtp_sink, unsubscribe_mailto="unsub@shop.example.com")
+    ch = await email_channel(client, tenant, smtp_sink, unsubscribe_mailto="unsub@shop.example.com")
     r = await _send(client, tenant, ch, "Bob.Smith@Example.org")
     assert r.status_code == 202, r.text
     mid = r.json()["id"]
@@ -162,7 +144,7 @@ async def test_one_click_unsubscribe_link_opts_out_through_signed_token(
     r = await _send(client, tenant, ch, "bob.smith@example.org")
     assert r.status_code == 422, r.text
     assert (r.json()["error"]["code"], r.json()["error"]["field"]) == ("message.recipient_opted_out", "to")
-    other_ch = await _channel(client, other_tenant, smtp_sink)
+    other_ch = await email_channel(client, other_tenant, smtp_sink)
     r = await _send(client, other_tenant, other_ch, "bob.smith@example.org")
     assert r.status_code == 202, r.text
 
@@ -206,7 +188,7 @@ async def _word(client: httpx.AsyncClient, world: TenantWorld, word: str, action
 async def test_email_subject_and_html_are_checked(
     client: httpx.AsyncClient, tenant: TenantWorld, smtp_sink: SmtpSink
 ) -> None:
-    ch = await _channel(client, tenant, smtp_sink)
+    ch = await email_channel(client, tenant, smtp_sink)
     await _word(client, tenant, "casino", "block")
     await _word(client, tenant, "lottery", "hold")
     await _word(client, tenant, "cheap", "replace", replacement="affordable")
@@ -250,7 +232,7 @@ async def test_email_subject_and_html_are_checked(
 async def test_held_email_checked_again_with_subject_and_html_on_release(
     client: httpx.AsyncClient, tenant: TenantWorld, smtp_sink: SmtpSink
 ) -> None:
-    ch = await _channel(client, tenant, smtp_sink)
+    ch = await email_channel(client, tenant, smtp_sink)
     await _word(client, tenant, "lottery", "hold")
     h = tenant.headers("admin")
     r = await _send(client, tenant, ch, "d@example.org", subject="Breaking news", html="<p>lottery</p>")
@@ -281,7 +263,7 @@ async def test_held_email_checked_again_with_subject_and_html_on_release(
 async def test_batch_checks_each_personalised_html(
     client: httpx.AsyncClient, tenant: TenantWorld, smtp_sink: SmtpSink, in_attribute: bool
 ) -> None:
-    ch = await _channel(client, tenant, smtp_sink)
+    ch = await email_channel(client, tenant, smtp_sink)
     await _word(client, tenant, "lottery", "hold")
     await _word(client, tenant, "cheap", "replace", replacement="good")
     await _word(client, tenant, "casino", "block")
@@ -365,7 +347,7 @@ def test_html_text_strips_tags_and_replaces_in_text_nodes_only() -> None:
 async def test_email_recipient_masked_as_email_without_pii_view(
     client: httpx.AsyncClient, tenant: TenantWorld, smtp_sink: SmtpSink
 ) -> None:
-    ch = await _channel(client, tenant, smtp_sink)
+    ch = await email_channel(client, tenant, smtp_sink)
     r = await _send(client, tenant, ch, "john.doe@example.com")
     assert r.status_code == 202, r.text
     mid = r.json()["id"]
@@ -421,7 +403,7 @@ async def test_gateway_runs_bounce_mailbox_dsn_fails_message_and_blocks_address(
 ) -> None:
     from tessera.connect.gateway import start_embedded, stop_embedded
 
-    ch = await _channel(client, tenant, smtp_sink)
+    ch = await email_channel(client, tenant, smtp_sink)
     r = await _send(client, tenant, ch, "gone@example.org")
     assert r.status_code == 202, r.text
     mid = r.json()["id"]
@@ -476,7 +458,7 @@ async def test_tessera_gateway_process_runs_and_stops_bounce_mailbox(
     import subprocess
     import sys
 
-    ch = await _channel(client, tenant, smtp_sink)
+    ch = await email_channel(client, tenant, smtp_sink)
     r = await _send(client, tenant, ch, "left@example.org")
     assert r.status_code == 202, r.text
     mid = r.json()["id"]
