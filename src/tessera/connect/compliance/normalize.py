@@ -223,7 +223,9 @@ def _nonstarter_ranges() -> list[tuple[int, int]]:
 
 _NONSTARTER_SEARCH = re.compile(_class(_nonstarter_ranges())).search
 _SPECIAL_CLASS = _class(_special_ranges())
-_SPECIAL_SPLIT = re.compile("(" + _SPECIAL_CLASS + "+)").split
+# ``C C*`` rather than ``C+``: sre only skips ahead with the class's bitmap when the pattern
+# starts with the class itself (a repeat hides it, and every position then costs a match attempt).
+_SPECIAL_SPLIT = re.compile("(" + _SPECIAL_CLASS + _SPECIAL_CLASS + "*)").split
 _SPECIAL_SEARCH = re.compile(_SPECIAL_CLASS).search
 _RUNS: Final[_RunTable] = _RunTable()
 
