@@ -272,3 +272,37 @@ def test_fast_normalisation_equals_the_definition_on_tricky_characters(text: str
     norm = normalize_with_offsets(text)
     assert norm.text == normalize(text)
     assert all(0 <= s < e <= len(text) for s, e in zip(norm.starts, norm.ends, strict=True))
+
+
+# --- the engine against the definition -------------------------------------------------------
+
+_KEY_CHARS = "abAB中国國赌賭博ßﬁ"
+_TEXT_CHARS = list(_KEY_CHARS + "-. ，Ａ") + ["\u200b", "\u0301", "\U0001f600", "\x00"]
+
+
+def _definition_hits(words: list[str], text: str) -> set[tuple[str, int, int]]:
+    """Every occurrence of every word's normalised form in the normalised text, mapped back to
+    its original span (overlaps included): what the matcher must find, by brute force."""
+    norm = normalize_with_offsets(text)
+    found: set[tuple[str, int, int]] = set()
+    for key in {normalize(w) for w in words}:
+        at = norm.text.find(key)
+        while at >= 0:
+            found.add((key, *norm.span(at, at + len(key))))
+            at = norm.text.find(key, at + 1)
+    return found
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    words=st.lists(st.text(st.sampled_from(_KEY_CHARS), min_size=1, max_size=3), min_size=1, max_size=8),
+    text=st.text(st.sampled_from(_TEXT_CHARS), max_size=40),
+)
+def test_matcher_finds_exactly_the_definitions_hits(words: list[str], text: str) -> None:
+    matcher = Matcher([WordEntry(w, "c", Action.HOLD) for w in words])
+    expected = _definition_hits(words, text)
+    result = matcher.scan(text)
+    assert {(normalize(h.word), h.start, h.end) for h in result.hits} == expected
+    assert [(h.start, -h.end) for h in result.hits] == sorted((h.start, -h.end) for h in result.hits)
+    assert matcher.has_hit(text) is bool(expected)
+    assert result.verdict is (Verdict.HOLD if expected else Verdict.ALLOW)
