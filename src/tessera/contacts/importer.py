@@ -43,7 +43,6 @@ from tessera.contacts.dedupe import cached_phone, normalize_identity
 from tessera.contacts.models import (
     LIFECYCLE_STAGES,
     Contact,
-    ContactIdentity,
     ContactTag,
     FieldDefinition,
     Tag,
@@ -577,6 +576,7 @@ async def write_chunk(
     dups: list[Problem] = []
     ids: list[str] = []
     created_now: set[str] = set()
+    existing_owners: set[str] = set()  # contacts met before that get a new identity
     updated = 0
     encrypt = sealer.encrypt
     for r in records:
@@ -631,12 +631,14 @@ async def write_chunk(
                 if (k, i) not in owners:
                     idents.append((None, cid, k, encrypt(v), i, False, now))
                     owners[(k, i)] = cid
+                    existing_owners.add(cid)
         ids.append(cid)
     if idents:
         for_ids = iter(uuid7_hex(len(idents)))
         idents = [(next(for_ids), *row[1:]) for row in idents]
-    await repo.insert_rows(Contact, CONTACT_COLUMNS, contacts)
-    await repo.insert_rows(ContactIdentity, IDENTITY_COLUMNS, idents)
+    await repo.insert_contacts_with_identities(
+        CONTACT_COLUMNS, contacts, IDENTITY_COLUMNS, idents, existing_owners
+    )
     await repo.update_from_import(updates, COLUMNS, fill_only=False)
     await repo.update_from_import(fills, COLUMNS, fill_only=True)
     await _tag_records(session, records, ids)

@@ -35,6 +35,13 @@ def _grant_app_role(connection: Connection) -> None:
     # The audit log is append-only for the application.
     connection.exec_driver_sql(f'REVOKE UPDATE, DELETE ON audit_log FROM "{role}"')
     connection.exec_driver_sql(f'REVOKE UPDATE, DELETE, INSERT ON alembic_version FROM "{role}"')
+    # The contact import checks its foreign keys once per chunk instead of per row
+    # (ContactRepository.insert_contacts_with_identities); only a superuser may grant this.
+    if connection.exec_driver_sql(
+        "SELECT current_setting('server_version_num')::int >= 150000"
+        " AND (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)"
+    ).scalar():
+        connection.exec_driver_sql(f'GRANT SET ON PARAMETER session_replication_role TO "{role}"')
 
 
 def do_run_migrations(connection: Connection) -> None:

@@ -1,0 +1,121 @@
+"""The bulk import's foreign keys: checked once per chunk on PostgreSQL instead of per row, and
+never skipped for a reference that is not there (a missing contact or another tenant's)."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import IntegrityError
+
+from tests.conftest import TenantWorld
+
+
+def _rows(contact_ids: list[str], identity_owners: list[str]) -> tuple[list[tuple], list[tuple]]:
+    from tessera.contacts.importer import uuid7_hex
+    from tessera.core.db.base import utcnow
+
+    now = utcnow()
+    contacts = [
+        (cid, now, now, f"c{n}", None, None, None, None, None, None, None, "import", "lead", {}, None)
+        for n, cid in enumerate(contact_ids)
+    ]
+    ids = uuid7_hex(len(identity_owners))
+    idents = [
+        (iid, owner, "email", "sealed", uuid.uuid4().hex, True, now)
+        for iid, owner in zip(ids, identity_owners, strict=True)
+    ]
+    return contacts, idents
+
+
+async def _insert(tenant_id: uuid.UUID, contacts: list[tuple], idents: list[tuple], owners: set[str]) -> str:
+    """Insert, then return ``session_replication_role`` as the transaction sees it afterwards."""
+    from tessera.contacts.importer import CONTACT_COLUMNS, IDENTITY_COLUMNS
+    from tessera.contacts.repository import ContactRepository
+    from tessera.core import context
+    from tessera.core.db.session import unit_of_work
+
+    role = "origin"
+    with context.tenant_scope(tenant_id):
+        async with unit_of_work() as s:
+            repo = ContactRepository(s)
+            await repo.insert_contacts_with_identities(
+                CONTACT_COLUMNS, contacts, IDENTITY_COLUMNS, idents, owners
+            )
+            if s.get_bind().dialect.name == "postgresql":
+                role = (
+                    await s.execute(text("SELECT current_setting('session_replication_role')"))
+                ).scalar_one()
+    return str(role)
+
+
+async def _count(tenant_id: uuid.UUID, model: type) -> int:
+    from tessera.core import context
+    from tessera.core.db.session import unit_of_work
+
+    with context.tenant_scope(tenant_id):
+        async with unit_of_work() as s:
+            return int((await s.execute(select(func.count()).select_from(model))).scalar_one())
+
+
+async def test_new_and_existing_owners_are_written_and_the_role_restored(tenant: TenantWorld) -> None:
+    from tessera.contacts.importer import uuid7_hex
+    from tessera.contacts.models import Contact, ContactIdentity
+
+    first, second = uuid7_hex(2)
+    contacts, idents = _rows([first], [first, first])
+    assert await _insert(tenant.tenant_id, contacts, idents, set()) == "origin"
+    # a later chunk: a new contact, and a new identity for the contact of the first chunk
+    contacts, idents = _rows([second], [second, first])
+    assert await _insert(tenant.tenant_id, contacts, idents, {first}) == "origin"
+    assert await _count(tenant.tenant_id, Contact) == 2
+    assert await _count(tenant.tenant_id, ContactIdentity) == 4
+
+
+async def test_an_identity_of_a_missing_contact_is_refused(tenant: TenantWorld) -> None:
+    from tessera.contacts.importer import uuid7_hex
+    from tessera.contacts.models import Contact, ContactIdentity
+
+    new, gone = uuid7_hex(2)
+    contacts, idents = _rows([new], [new, gone])
+    for owners in (set(), {gone}):  # not announced, or announced as existing: refused either way
+        with pytest.raises(IntegrityError):
+            await _insert(tenant.tenant_id, contacts, idents, owners)
+    assert await _count(tenant.tenant_id, Contact) == 0  # the chunk left nothing behind
+    assert await _count(tenant.tenant_id, ContactIdentity) == 0
+
+
+async def test_only_this_tenants_existing_contacts_are_trusted(
+    tenant: TenantWorld, other_tenant: TenantWorld
+) -> None:
+    """The once-per-chunk check reads contacts under row-level security: another tenant's
+    contact (or a missing one) is not found there, so those rows keep the per-row checks."""
+    from tessera.contacts.importer import uuid7_hex
+    from tessera.contacts.repository import ContactRepository
+    from tessera.core import context
+    from tessera.core.db.session import unit_of_work
+
+    theirs, mine = uuid7_hex(2)
+    await _insert(other_tenant.tenant_id, *_rows([theirs], [theirs]), set())
+    await _insert(tenant.tenant_id, *_rows([mine], [mine]), set())
+    with context.tenant_scope(tenant.tenant_id):
+        async with unit_of_work() as s:
+            if s.get_bind().dialect.name != "postgresql":
+                pytest.skip("the triggers are skipped on PostgreSQL only")
+            repo = ContactRepository(s)
+            assert await repo._lock_references({mine}) is True
+            assert await repo._lock_references({mine, theirs}) is False
+            assert await repo._lock_references({uuid7_hex(1)[0]}) is False
+
+
+def test_contact_rows_may_only_reference_the_tenant() -> None:
+    import asyncio
+
+    from tessera.contacts.repository import ContactRepository
+
+    repo = ContactRepository.__new__(ContactRepository)
+    with pytest.raises(ValueError):
+        asyncio.run(
+            repo.insert_contacts_with_identities(("id", "owner_id"), [], ("id", "contact_id"), [], set())
+        )
