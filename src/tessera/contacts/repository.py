@@ -130,14 +130,25 @@ class ContactRepository(TenantRepository[Contact]):
             # one statement and one round trip per chunk, with the policy checked on every row.
             # Each column goes as one array literal built here (psycopg's list adaptation is
             # per element in Python, several times slower than these joins).
+            # A column with one value for every row (timestamps, defaults) goes as one scalar.
             casts = _pg_array_casts(table, tuple(columns))
             params: dict[str, Any] = {"tenant_id": tid}
+            select_list: list[str] = []
+            arrays: list[str] = []
             for n, (values, cast) in enumerate(zip(zip(*rows, strict=True), casts, strict=True)):
-                params[f"c{n}"] = _pg_array_literal(values, cast)
-            cols = ", ".join(columns)
-            arrays = ", ".join(f"%(c{n})s::{cast}[]" for n, cast in enumerate(casts))
+                first = values[0]
+                if values.count(first) == len(values) and (arrays or n < len(columns) - 1):
+                    params[f"c{n}"] = _pg_scalar(first, cast)
+                    select_list.append(f"%(c{n})s::{cast}")
+                else:
+                    params[f"c{n}"] = _pg_array_literal(values, cast)
+                    arrays.append(f"%(c{n})s::{cast}[]")
+                    select_list.append(f"u.c{len(arrays)}")
+            names = ", ".join(f"c{k}" for k in range(1, len(arrays) + 1))
             await conn.exec_driver_sql(
-                f"INSERT INTO {table.name} (tenant_id, {cols}) SELECT %(tenant_id)s, * FROM unnest({arrays})",
+                f"INSERT INTO {table.name} (tenant_id, {', '.join(columns)})"
+                f" SELECT %(tenant_id)s, {', '.join(select_list)}"
+                f" FROM unnest({', '.join(arrays)}) AS u({names})",
                 params,
             )
             return
@@ -339,6 +350,15 @@ def _pg_array_casts(table: Table, columns: tuple[str, ...]) -> list[str]:
 def _hex(value: Any) -> str:
     """A UUID (or its 32-hex or dashed text) as 32 hex digits."""
     return value.hex if isinstance(value, uuid.UUID) else str(value).replace("-", "")
+
+
+def _pg_scalar(value: Any, cast: str) -> Any:
+    """One value of a column for ``%s::<cast>`` (the same for every row of a bulk insert)."""
+    if value is None or cast in ("timestamptz", "boolean"):
+        return value
+    if cast == "jsonb":
+        return orjson.dumps(value).decode()
+    return str(value)
 
 
 def _quote(s: str) -> str:
