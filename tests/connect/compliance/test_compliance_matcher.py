@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import random
 import string
 from collections.abc import Callable
 
@@ -17,7 +18,12 @@ from tessera.connect.compliance import (
     is_separator,
     normalize_with_offsets,
 )
-from tessera.connect.compliance.normalize import TRADITIONAL_TO_SIMPLIFIED, normalize
+from tessera.connect.compliance.normalize import (
+    TRADITIONAL_TO_SIMPLIFIED,
+    normalize,
+    normalize_utf8,
+    normalize_utf8_joined,
+)
 
 WORDS = [
     WordEntry("加微信", "contact", Action.HOLD),
@@ -306,3 +312,36 @@ def test_matcher_finds_exactly_the_definitions_hits(words: list[str], text: str)
     assert [(h.start, -h.end) for h in result.hits] == sorted((h.start, -h.end) for h in result.hits)
     assert matcher.has_hit(text) is bool(expected)
     assert result.verdict is (Verdict.HOLD if expected else Verdict.ALLOW)
+
+
+@settings(max_examples=200, deadline=None)
+@given(texts=st.lists(st.text(st.sampled_from(_TEXT_CHARS), max_size=20), max_size=6))
+def test_normalize_utf8_joined_is_the_join_of_the_texts(texts: list[str]) -> None:
+    joined = normalize_utf8_joined(texts)
+    if any("\x00" in t for t in texts):
+        assert joined is None
+    else:
+        assert joined == b"\x00".join(map(normalize_utf8, texts))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    words=st.lists(st.text(st.sampled_from(_KEY_CHARS), min_size=1, max_size=3), min_size=1, max_size=8),
+    texts=st.lists(st.text(st.sampled_from(_TEXT_CHARS), max_size=20), max_size=8),
+)
+def test_scan_many_equals_scan(words: list[str], texts: list[str]) -> None:
+    matcher = Matcher([WordEntry(w, "c", Action.REPLACE, whole_word=i % 2 == 1) for i, w in enumerate(words)])
+    expected = [matcher.scan(t) for t in texts]
+    assert matcher.scan_many(texts) == [r if r.hits else None for r in expected]
+
+
+def test_scan_many_across_chunks(matcher: Matcher) -> None:
+    rnd = random.Random(3)
+    pieces = ["hello ", "加-微-信", "你好，", "V.I.A.G.R.A", "賭博", "a class", "傻瓜", "\x00", "世界。"]
+    texts = ["".join(rnd.choice(pieces) for _ in range(rnd.randint(0, 4))) for _ in range(1500)]
+    expected = [matcher.scan(t) for t in texts]
+    assert sum(1 for r in expected if r.hits) > 500
+    assert matcher.scan_many(texts) == [r if r.hits else None for r in expected]
+    no_nul = [t.replace("\x00", "") for t in texts]
+    assert matcher.scan_many(no_nul) == [r if r.hits else None for r in map(matcher.scan, no_nul)]
+    assert Matcher([]).scan_many(["赌博"]) == [None]

@@ -6,7 +6,8 @@ of the normalised words and scans the UTF-8 bytes of the normalised text, with n
 UTF-8 is self-synchronising, so a byte match always starts and ends on character boundaries.
 
 ``scan`` first runs the automaton over the fast normalisation; only messages with a hit pay for
-the offset mapping that locates each hit in the original text.
+the offset mapping that locates each hit in the original text. ``scan_many`` does the same for
+many messages with one normalisation and one automaton call per chunk of messages.
 """
 
 from __future__ import annotations
@@ -14,10 +15,12 @@ from __future__ import annotations
 import threading
 from bisect import bisect_right
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import IntEnum, StrEnum
 from functools import lru_cache
+from itertools import accumulate, compress, count
+from operator import add, not_
 from typing import Final, NamedTuple
 
 from ahocorasick_rs import MATCHKIND_STANDARD, BytesAhoCorasick, Implementation
@@ -26,6 +29,7 @@ from tessera.connect.compliance.normalize import (
     normalize,
     normalize_by_character,
     normalize_utf8,
+    normalize_utf8_joined,
     normalize_with_offsets,
 )
 
@@ -170,6 +174,45 @@ class Matcher:
             return ScanResult((), Verdict.ALLOW, text)
         return self._scan_slow(text)
 
+    def scan_many(self, texts: Sequence[str]) -> list[ScanResult | None]:
+        """The result of ``scan`` for each text, or ``None`` for a text without any hit (its
+        result would be ``ScanResult((), Verdict.ALLOW, text)``): one normalisation and one
+        automaton call per chunk of texts instead of one per text (see ``_flagged``), and no
+        object per clean text (``None`` is not tracked by the garbage collector, whereas a
+        hundred thousand live result tuples make it scan them over and over)."""
+        results: list[ScanResult | None] = [None] * len(texts)
+        if self._empty:
+            return results
+        # ASCII texts apart from the others: they need only the byte table, while the others'
+        # normalisation looks for special characters character by character.
+        is_ascii = list(map(str.isascii, texts))
+        for select in (is_ascii, list(map(not_, is_ascii))):
+            indexes = list(compress(range(len(texts)), select))
+            group = list(compress(texts, select))
+            for i in self._flagged(group):
+                result = self._scan_slow(group[i])
+                if result.hits:
+                    results[indexes[i]] = result
+        return results
+
+    def _flagged(self, texts: Sequence[str]) -> Iterator[int]:
+        """Indexes of the texts in which the automaton finds a match, in order.
+
+        Per chunk, the normalised texts are joined by NUL, which no listed word contains (see
+        ``normalize_utf8_joined``): a match lies within one text, found from its offset."""
+        find = self._find
+        for begin in range(0, len(texts), _CHUNK):
+            chunk = texts[begin : begin + _CHUNK]
+            data = normalize_utf8_joined(chunk)
+            if data is None:  # a text contains NUL itself: one by one
+                yield from (begin + i for i, text in enumerate(chunk) if find(normalize_utf8(text)))
+                continue
+            matches = find(data)
+            if matches:
+                # Offset of the NUL after each text (for the last text, the end of the data).
+                nuls = list(map(add, accumulate(map(len, data.split(b"\x00"))), count()))
+                yield from sorted({begin + bisect_right(nuls, start) for _, start, _ in matches})
+
     def _scan_slow(self, text: str) -> ScanResult:
         span: Callable[[int, int], tuple[int, int]]
         by_char = normalize_by_character(text)
@@ -220,6 +263,13 @@ class Matcher:
         else:
             verdict = Verdict.ALLOW
         return ScanResult(tuple(hits), verdict, _apply_replacements(text, hits))
+
+
+_CHUNK: Final = 512  # texts per automaton call in ``scan_many``
+
+
+def _allowed(text: str) -> ScanResult:
+    return ScanResult((), Verdict.ALLOW, text)
 
 
 def _apply_replacements(text: str, hits: Sequence[Hit]) -> str:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import re
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -38,6 +39,7 @@ __all__ = [
     "normalize",
     "normalize_by_character",
     "normalize_utf8",
+    "normalize_utf8_joined",
     "normalize_with_offsets",
 ]
 
@@ -99,6 +101,7 @@ _NON_ASCII_SEP_SUB = re.compile(_class(_NON_ASCII_SEPARATORS) + "+").sub
 _SEP_MATCH = re.compile(_class(list(SEPARATOR_RANGES))).fullmatch
 _ASCII_DELETE: Final[bytes] = bytes(c for c in range(128) if not chr(c).isalnum())
 _ASCII_LOWER: Final[bytes] = bytes(range(256)).upper().lower()  # A-Z -> a-z, rest unchanged
+_ASCII_DELETE_BUT_NUL: Final[bytes] = _ASCII_DELETE.replace(b"\x00", b"")
 
 
 def is_separator(char: str) -> bool:
@@ -177,6 +180,26 @@ def normalize_utf8(text: str) -> bytes:
             text = "".join(parts)
         return text.encode("utf-8", "surrogatepass").translate(_ASCII_LOWER, _ASCII_DELETE)
     return text.encode("ascii").translate(_ASCII_LOWER, _ASCII_DELETE)
+
+
+def normalize_utf8_joined(texts: Sequence[str]) -> bytes | None:
+    """``b"\\x00".join(map(normalize_utf8, texts))`` with one call per step for all the texts,
+    or ``None`` when a text contains NUL itself (then the NULs would not mark the boundaries).
+
+    Equal by construction: NUL is ASCII, so it is never inside a special run (runs never cross
+    a boundary) and the UTF-8 encoding and the byte table act byte by byte; the table here
+    keeps NUL, which normalisation otherwise deletes, so no normalised text contains it and the
+    NULs left are exactly the boundaries."""
+    joined = "\x00".join(texts)
+    if joined.count("\x00") != max(len(texts) - 1, 0):
+        return None
+    if not joined.isascii():
+        parts = _SPECIAL_SPLIT(joined)
+        if len(parts) > 1:
+            parts[1::2] = map(_RUNS.__getitem__, parts[1::2])
+            joined = "".join(parts)
+        return joined.encode("utf-8", "surrogatepass").translate(_ASCII_LOWER, _ASCII_DELETE_BUT_NUL)
+    return joined.encode("ascii").translate(_ASCII_LOWER, _ASCII_DELETE_BUT_NUL)
 
 
 def normalize(text: str) -> str:

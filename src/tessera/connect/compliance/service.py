@@ -48,6 +48,7 @@ from tessera.connect.compliance.matcher import (
     Hit,
     Matcher,
     MatcherCache,
+    ScanResult,
     Verdict,
     WordEntry,
     is_opt_out,
@@ -320,7 +321,8 @@ async def check_outbound_many(
         opted = await OptOutRepository(session).opted_out(channel, idx)
     matcher = await get_matcher(session)
     released = _released.get()
-    scans: dict[str, Any] = {}
+    bodies = list(dict.fromkeys(body for _, body in recipients))
+    scans = dict(zip(bodies, matcher.scan_many(bodies), strict=True))  # None: no hit
     st = await _settings(session) if message_class == "marketing" else None
     quiet: dt.datetime | None = None
     if st is not None and st.quiet_start is not None and st.quiet_end is not None:
@@ -348,9 +350,7 @@ async def check_outbound_many(
         if index in opted:
             out.append(_refusal(_OPTED_OUT, body))
             continue
-        scan = scans.get(body)
-        if scan is None:
-            scan = scans[body] = matcher.scan(body)
+        scan = scans[body] or ScanResult((), Verdict.ALLOW, body)
         verdict, hits = scan.verdict, scan.hits
         extra: dict[str, Any] = {}
         if email_parts is not None:
