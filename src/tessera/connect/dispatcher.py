@@ -31,12 +31,12 @@ import os
 import socket
 import time
 import uuid
-from collections import defaultdict, deque
+from collections import OrderedDict, defaultdict, deque
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
-from sqlalchemy import bindparam, delete, insert, select, text, update
+from sqlalchemy import bindparam, delete, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from tessera.connect import routing
@@ -51,6 +51,7 @@ from tessera.connect.models import (
     PortedNumber,
     RouteEntry,
 )
+from tessera.connect.repository import insert_rows, one_of
 from tessera.connect.smpp.client import SmppClient
 from tessera.connect.smpp.common import (
     BindState,
@@ -70,6 +71,7 @@ log = logging.getLogger(__name__)
 _wake_events: set[asyncio.Event] = set()
 
 URGENT_CLAIM = 100
+RECENT_MAX = 200_000
 RECEIPT_STATUS = {"DELIVRD": "delivered", "EXPIRED": "expired"}
 RECEIPT_REASON = {
     "UNDELIV": "carrier.undeliverable",
@@ -173,12 +175,10 @@ _urgent_events: set[asyncio.Event] = set()
 
 def wake(lane: int | None = None) -> None:
     """Tell in-process dispatchers that new messages were committed (called after commit);
-    ``lane`` 0 (verification) asks for a claim even when the local lanes are full."""
-    for ev in list(_wake_events):
+    ``lane`` 0 (verification) wakes the urgent claim, which claims at once even when the
+    local lanes are full (anything else committed with it is claimed within a poll)."""
+    for ev in list(_urgent_events if lane == 0 else _wake_events):
         ev.set()
-    if lane == 0:
-        for ev in list(_urgent_events):
-            ev.set()
 
 
 try:  # status webhooks fan out from the event bus when the kernel provides it
@@ -240,20 +240,41 @@ class TenantRoutes:
     loaded_utc: dt.datetime = dataclasses.field(default_factory=utcnow)  # when the load started
 
 
+class _KeyRow(NamedTuple):
+    carrier_id: str
+    tenant_id: uuid.UUID
+    message_id: uuid.UUID
+    parts: int
+
+
+class _Claimed(NamedTuple):
+    message_id: uuid.UUID
+    tenant_id: uuid.UUID
+    lane: int
+    claims: int  # claims before this one
+
+
 def _advisory_key(link_id: uuid.UUID) -> int:
     return (link_id.int & 0x7FFF_FFFF_FFFF_FFFF) ^ 0x5EED
 
 
 class LinkRunner:
-    """One SMPP bind with three priority lanes and ``window`` workers."""
+    """One SMPP bind with three priority lanes and ``window`` workers.
+
+    A worker takes the most urgent item its kind allows: ``reserve0`` workers take verification
+    codes only (so a code never waits for a window full of notifications), the next ones up
+    to ``reserve`` take verification and notification, the rest every lane. An idle worker
+    waits on its own future; a new item wakes one idle worker that may take it (no
+    thundering herd of ``window`` workers per message)."""
 
     def __init__(self, dispatcher: Dispatcher, info: LinkInfo) -> None:
         self.d = dispatcher
         self.info = info
         self.lanes: tuple[deque[Item], deque[Item], deque[Item]] = (deque(), deque(), deque())
-        self.cond = asyncio.Condition()
+        self.idle: tuple[deque[asyncio.Future[None]], ...] = (deque(), deque(), deque())
         self.workers: list[asyncio.Task[None]] = []
         self.reserve = max(1, info.window // 5) if info.window > 1 else 0
+        self.reserve0 = max(1, info.window // 25) if info.window > 2 else 0
         self.lock_conn: AsyncConnection | None = None
         self.available = False
         self.busy = 0  # workers holding an item (a rebind waits for them, see Dispatcher._retire)
@@ -318,24 +339,42 @@ class LinkRunner:
 
     async def put(self, item: Item) -> None:
         self.lanes[item.lane].append(item)
-        async with self.cond:
-            self.cond.notify_all()
+        self._wake_one(item.lane)
 
-    def _take(self, marketing_ok: bool) -> Item | None:
-        for lane, q in enumerate(self.lanes):
-            if q and (lane < 2 or marketing_ok):
-                return q.popleft()
+    def _wake_one(self, lane: int) -> None:
+        """Wake one idle worker allowed to take ``lane``, the most specialised first."""
+        for kind in range(lane, 3):
+            idle = self.idle[kind]
+            while idle:
+                fut = idle.popleft()
+                if not fut.done():
+                    fut.set_result(None)
+                    return
+
+    def _take(self, kind: int) -> Item | None:
+        for lane in range(kind + 1):
+            q = self.lanes[lane]
+            if q:
+                item = q.popleft()
+                for rest in range(3):  # more waiting: pass the word on to another idle worker
+                    if self.lanes[rest]:
+                        self._wake_one(rest)
+                        break
+                return item
         return None
 
+    def _kind(self, index: int) -> int:
+        return 0 if index < self.reserve0 else (1 if index < self.reserve else 2)
+
     async def _work(self, index: int) -> None:
-        marketing_ok = index >= self.reserve
+        kind = self._kind(index)
+        loop = asyncio.get_running_loop()
         while True:
-            item = self._take(marketing_ok)
+            item = self._take(kind)
             if item is None:
-                async with self.cond:
-                    await self.cond.wait_for(
-                        lambda: any(self.lanes[:2]) or (marketing_ok and bool(self.lanes[2]))
-                    )
+                fut: asyncio.Future[None] = loop.create_future()
+                self.idle[kind].append(fut)
+                await fut
                 continue
             self.busy += 1
             self.d.in_flight.add(item.message_id)
@@ -485,6 +524,11 @@ class Writer:
     async def receipt(self, link_id: uuid.UUID, receipt: DeliveryReceipt) -> None:
         await self.submit_outcome("receipt", (link_id, receipt))
 
+    def kick(self) -> None:
+        """Submit results were committed: try the receipts waiting for their message now."""
+        if self.waiting and self.queue.empty():
+            self.queue.put_nowait(("kick", None, None))  # type: ignore[arg-type]
+
     async def _run(self) -> None:
         while True:
             try:
@@ -504,8 +548,9 @@ class Writer:
                 await asyncio.sleep(0.2)
 
     async def _flush(self, batch: list[tuple[str, Any, asyncio.Future[None]]]) -> None:
-        results = [(p, f) for k, p, f in batch if k != "receipt"]
+        results = [(p, f) for k, p, f in batch if k not in ("receipt", "kick")]
         receipts = [(p, f) for k, p, f in batch if k == "receipt"]
+        written: list[dict[str, Any]] = []
         now = time.monotonic()
         retry = [(p, f) for _, p, f in self.waiting]
         deadlines = {id(f): t for t, _, f in self.waiting}
@@ -515,7 +560,7 @@ class Writer:
             with context.tenant_scope(None):
                 async with unit_of_work(platform=True) as s:
                     if results:
-                        await self.d.apply_results(s, [p for p, _ in results])
+                        written = await self.d.apply_results(s, [p for p, _ in results])
                     unmatched = (
                         await self.d.apply_receipts(s, [p for p, _ in receipts]) if receipts else set()
                     )
@@ -526,6 +571,8 @@ class Writer:
                     f.set_exception(exc)
             raise
         self.batches += 1
+        if written:
+            self.d.remember(written)
         for _, f in results:
             if not f.done():
                 f.set_result(None)
@@ -579,6 +626,9 @@ class Dispatcher:
         self.writer = Writer(self, "connect-results")  # submit results: latency bounds throughput
         self.receipt_writer = Writer(self, "connect-receipts")  # receipts in their own transactions
         self.in_flight: set[uuid.UUID] = set()
+        # (link, carrier id) → (tenant, message, parts) of recently committed submits: most
+        # receipts follow their submit within seconds and are matched without a query
+        self.recent: OrderedDict[tuple[uuid.UUID, str], tuple[uuid.UUID, uuid.UUID, int]] = OrderedDict()
         self._wake = asyncio.Event()
         self._urgent = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -598,6 +648,7 @@ class Dispatcher:
             log.exception("binding the links failed")
         self._tasks = [
             asyncio.create_task(self._claim_loop(), name="connect-claim"),
+            asyncio.create_task(self._urgent_loop(), name="connect-claim-urgent"),
             asyncio.create_task(self._heartbeat_loop(), name="connect-heartbeat"),
             asyncio.create_task(self._links_loop(), name="connect-links"),
         ]
@@ -750,29 +801,35 @@ class Dispatcher:
     async def _claim_loop(self) -> None:
         while True:
             self._wake.clear()
-            urgent = self._urgent.is_set()
-            self._urgent.clear()
             claimed = 0
             try:
                 room = self.capacity() - self.pending()
                 if room >= max(1, min(self.claim_batch, self.capacity()) // 4):
                     claimed = await self.claim(min(room, self.claim_batch))
-                elif urgent:  # full of bulk: a verification code still goes now (lane 0 only)
-                    claimed = await self.claim(URGENT_CLAIM, lanes=1)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("claim failed")
                 await asyncio.sleep(0.5)
             if claimed == 0 or self.pending() >= self.capacity():
-                if self._urgent.is_set():
-                    continue
-                waits = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(self._urgent.wait())]
-                try:
-                    await asyncio.wait(waits, timeout=self.poll_interval, return_when=asyncio.FIRST_COMPLETED)
-                finally:
-                    for w in waits:
-                        w.cancel()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+
+    async def _urgent_loop(self) -> None:
+        """Verification codes (lane 0) are claimed by their own task as soon as they are
+        committed, beside the bulk claims (``SKIP LOCKED`` keeps the two apart on PostgreSQL)
+        and whatever the local lanes hold: a code does not wait for a bulk claim to finish."""
+        while True:
+            await self._urgent.wait()
+            self._urgent.clear()
+            try:
+                while await self.claim(URGENT_CLAIM, lanes=1) >= URGENT_CLAIM:
+                    pass
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("urgent claim failed")
+                await asyncio.sleep(0.5)
 
     async def _listen(self) -> None:
         """PostgreSQL: LISTEN for messages committed by other processes (the API) on a dedicated
@@ -791,9 +848,10 @@ class Dispatcher:
                     await conn.execute(f"LISTEN {DISPATCH_CHANNEL}")
                     while not self._stopped:
                         async for note in conn.notifies(timeout=0.5):
-                            self._wake.set()
-                            if note.payload == "0":
+                            if note.payload == "0":  # the urgent claim; other lanes within a poll
                                 self._urgent.set()
+                            else:
+                                self._wake.set()
                 finally:
                     await conn.close()
             except asyncio.CancelledError:
@@ -806,32 +864,44 @@ class Dispatcher:
         """Claim up to ``limit`` ready messages of the first ``lanes`` lanes, by lane order."""
         now = utcnow()
         items: list[Item] = []
+        d = table_of(DispatchItem)
+        ready = (
+            select(d.c.message_id)
+            .where(d.c.state == 0, d.c.available_at <= now, d.c.lane < lanes)
+            .order_by(d.c.lane, d.c.available_at, d.c.message_id)
+            .limit(limit)
+        )
         with context.tenant_scope(None):
             async with unit_of_work(platform=True) as s:
-                stmt = (
-                    select(
-                        DispatchItem.message_id,
-                        DispatchItem.tenant_id,
-                        DispatchItem.lane,
-                        DispatchItem.claims,
+                rows: list[_Claimed]
+                if get_database().is_postgres:  # one statement: lock, mark and read the claim
+                    ready = ready.with_for_update(skip_locked=True)
+                    got = list(
+                        (
+                            await s.execute(
+                                update(d)
+                                .where(d.c.message_id.in_(ready.scalar_subquery()))
+                                .values(state=1, claimed_by=self.id, claimed_at=now, claims=d.c.claims + 1)
+                                .returning(
+                                    d.c.message_id, d.c.tenant_id, d.c.lane, d.c.claims, d.c.available_at
+                                )
+                            )
+                        ).all()
                     )
-                    .where(DispatchItem.state == 0, DispatchItem.available_at <= now)
-                    .where(DispatchItem.lane < lanes)
-                    .order_by(DispatchItem.lane, DispatchItem.available_at, DispatchItem.message_id)
-                    .limit(limit)
-                )
-                if get_database().is_postgres:
-                    stmt = stmt.with_for_update(skip_locked=True)
-                rows = (await s.execute(stmt)).all()
+                    got.sort(key=lambda r: (r.lane, r.available_at, r.message_id))
+                    rows = [_Claimed(r.message_id, r.tenant_id, r.lane, r.claims - 1) for r in got]
+                else:
+                    ready = ready.with_only_columns(d.c.message_id, d.c.tenant_id, d.c.lane, d.c.claims)
+                    rows = [_Claimed(*r) for r in (await s.execute(ready)).all()]
+                    if rows:
+                        await s.execute(
+                            update(d)
+                            .where(d.c.message_id.in_([r.message_id for r in rows]))
+                            .values(state=1, claimed_by=self.id, claimed_at=now, claims=d.c.claims + 1)
+                        )
                 if not rows:
                     return 0
-                ids = [r.message_id for r in rows]
-                await s.execute(
-                    update(DispatchItem)
-                    .where(DispatchItem.message_id.in_(ids))
-                    .values(state=1, claimed_by=self.id, claimed_at=now, claims=DispatchItem.claims + 1)
-                )
-                by_tenant: dict[uuid.UUID, list[Any]] = defaultdict(list)
+                by_tenant: dict[uuid.UUID, list[_Claimed]] = defaultdict(list)
                 for r in rows:
                     by_tenant[r.tenant_id].append(r)
                 for tid, trows in by_tenant.items():
@@ -844,10 +914,18 @@ class Dispatcher:
         return len(items)
 
     async def _claim_tenant(
-        self, s: AsyncSession, tid: uuid.UUID, rows: list[Any], now: dt.datetime
+        self, s: AsyncSession, tid: uuid.UUID, claimed: list[_Claimed], now: dt.datetime
     ) -> list[Item]:
-        claims = {r.message_id: r.claims for r in rows}
-        lanes = {r.message_id: r.lane for r in rows}
+        claims = {r.message_id: r.claims for r in claimed}
+        lanes = {r.message_id: r.lane for r in claimed}
+        # the carrier a number was ported to, read with the message (the guard and row-level
+        # security scope the subquery to the tenant like the rest of the statement)
+        ported_to = (
+            select(PortedNumber.carrier)
+            .where(PortedNumber.number_index == Message.to_index)
+            .limit(1)
+            .scalar_subquery()
+        )
         msgs = (
             await s.execute(
                 select(
@@ -865,23 +943,12 @@ class Dispatcher:
                     Message.variables,
                     Message.message_class,
                     Message.created_at,
-                ).where(Message.id.in_(list(claims)))
+                    ported_to.label("ported_to"),
+                ).where(one_of(s, Message.id, list(claims)))
             )
         ).all()
         routes = await self._routes(s, tid)
         deferred: list[uuid.UUID] = []
-        ported = (
-            {
-                p.number_index: p.carrier
-                for p in (
-                    await s.execute(
-                        select(PortedNumber).where(PortedNumber.number_index.in_([m.to_index for m in msgs]))
-                    )
-                ).scalars()
-            }
-            if msgs
-            else {}
-        )
         expired, gone, live, resub = [], [], [], []
         found = {m.id for m in msgs}
         gone = [mid for mid in claims if mid not in found]
@@ -904,7 +971,7 @@ class Dispatcher:
                     }
                 )
                 continue
-            carrier = ported.get(m.to_index, m.carrier)
+            carrier = m.ported_to or m.carrier
             wechat = m.channel_kind in ("wechat", "email")  # one sender per channel, no route table
             rows = [] if wechat else self._route_rows(routes, m, carrier)
             if not wechat and not rows:  # a route created since the table was cached is used
@@ -959,14 +1026,14 @@ class Dispatcher:
         if live:
             await s.execute(
                 update(Message)
-                .where(Message.id.in_(live))
+                .where(one_of(s, Message.id, live))
                 .values(status="queued", queued_at=now, attempts=Message.attempts + 1)
                 .execution_options(synchronize_session=False)
             )
         if resub:
             await s.execute(
                 update(Message)
-                .where(Message.id.in_(resub))
+                .where(one_of(s, Message.id, resub))
                 .values(resubmissions=Message.resubmissions + 1)
                 .execution_options(synchronize_session=False)
             )
@@ -974,19 +1041,18 @@ class Dispatcher:
         if expired:
             await s.execute(
                 update(Message)
-                .where(Message.id.in_(expired))
+                .where(one_of(s, Message.id, expired))
                 .values(status="expired", reason="validity.elapsed", done_at=now)
                 .execution_options(synchronize_session=False)
             )
-        if events:
-            await s.execute(insert(table_of(MessageEvent)), events)
+        await insert_rows(s, table_of(MessageEvent), events)
         done = expired + gone
         if done:
-            await s.execute(delete(DispatchItem).where(DispatchItem.message_id.in_(done)))
+            await s.execute(delete(DispatchItem).where(one_of(s, DispatchItem.message_id, done)))
         if deferred:  # back in the queue until the table may be reloaded
             await s.execute(
                 update(DispatchItem)
-                .where(DispatchItem.message_id.in_(deferred))
+                .where(one_of(s, DispatchItem.message_id, deferred))
                 .values(
                     state=0,
                     claimed_by=None,
@@ -1140,7 +1206,7 @@ class Dispatcher:
             async with unit_of_work(platform=True) as s:
                 await s.execute(
                     update(DispatchItem)
-                    .where(DispatchItem.message_id.in_(ids))
+                    .where(one_of(s, DispatchItem.message_id, ids))
                     .values(
                         state=0,
                         claimed_by=None,
@@ -1150,8 +1216,10 @@ class Dispatcher:
                 )
 
     # -- writes on the hot path ------------------------------------------------------------
-    async def apply_results(self, s: AsyncSession, payloads: list[Any]) -> None:
+    async def apply_results(self, s: AsyncSession, payloads: list[Any]) -> list[dict[str, Any]]:
+        """Record submit results; returns the carrier-id rows written (see :meth:`remember`)."""
         now = utcnow()
+        written_keys: list[dict[str, Any]] = []
         by_tenant: dict[uuid.UUID, list[tuple[uuid.UUID | None, Item, SubmitResult | None, str]]] = (
             defaultdict(list)
         )
@@ -1174,7 +1242,7 @@ class Dispatcher:
         if release_unsent:
             await s.execute(
                 update(DispatchItem)
-                .where(DispatchItem.message_id.in_(release_unsent))
+                .where(one_of(s, DispatchItem.message_id, release_unsent))
                 .values(
                     state=0,
                     claimed_by=None,
@@ -1185,7 +1253,7 @@ class Dispatcher:
         if release_unknown:  # the carrier may have it: resubmitted (and counted) at the next claim
             await s.execute(
                 update(DispatchItem)
-                .where(DispatchItem.message_id.in_(release_unknown))
+                .where(one_of(s, DispatchItem.message_id, release_unknown))
                 .values(state=0, claimed_by=None, available_at=now)
             )
             self.stats["unknown"] += len(release_unknown)
@@ -1278,20 +1346,31 @@ class Dispatcher:
                     finals.append((item.message_id, "rejected", reason))
                     self.stats["rejected"] += 1
             await _update_submitted(s, upd)
-            if keys:
-                await s.execute(insert(table_of(CarrierReceiptKey)), keys)
-            if events:
-                await s.execute(insert(table_of(MessageEvent)), events)
+            await insert_rows(s, table_of(CarrierReceiptKey), keys)
+            await insert_rows(s, table_of(MessageEvent), events)
+            written_keys += keys
             await self._publish(s, finals)
         if done_ids:
-            await s.execute(delete(DispatchItem).where(DispatchItem.message_id.in_(done_ids)))
+            await s.execute(delete(DispatchItem).where(one_of(s, DispatchItem.message_id, done_ids)))
+        return written_keys
+
+    def remember(self, keys: list[dict[str, Any]]) -> None:
+        """Carrier ids whose submit results are committed (called after the commit), so their
+        receipts are matched in memory; the oldest are forgotten past ``RECENT_MAX``."""
+        recent = self.recent
+        for k in keys:
+            recent[(k["link_id"], k["carrier_id"])] = (k["tenant_id"], k["message_id"], k["parts"])
+        while len(recent) > RECENT_MAX:
+            recent.popitem(last=False)
+        self.receipt_writer.kick()
 
     async def apply_receipts(
         self, s: AsyncSession, payloads: list[tuple[uuid.UUID, DeliveryReceipt]]
     ) -> set[int]:
         """Record receipts; return ``id()`` of the payloads whose carrier id is not known (yet).
 
-        Core statements only: one ``SELECT`` of the carrier ids per link; a single-part message
+        Core statements only: carrier ids come from :attr:`recent` (submits committed by this
+        gateway) or else from one ``SELECT`` of the carrier ids per link; a single-part message
         (almost all) is final on its one receipt, so only parts of long messages have their
         outcome stored and their siblings read; one guarded ``UPDATE … RETURNING`` per
         (status, reason) skips messages already final (a duplicate or late receipt)."""
@@ -1306,17 +1385,23 @@ class Dispatcher:
         multipart: list[dict[str, Any]] = []
         errors: dict[tuple[uuid.UUID, str], str] = {}
         for link_id, ps in by_link.items():
-            cids = list({r.message_id for _, r in ps})
-            rows = {
-                row.carrier_id: row
-                for row in (
+            rows: dict[str, _KeyRow] = {}
+            misses: set[str] = set()
+            for _, r in ps:
+                hit = self.recent.pop((link_id, r.message_id), None)
+                if hit is not None:
+                    rows[r.message_id] = _KeyRow(r.message_id, *hit)
+                elif r.message_id not in rows:
+                    misses.add(r.message_id)
+            if misses:
+                for found in (
                     await s.execute(
                         select(k.c.carrier_id, k.c.tenant_id, k.c.message_id, k.c.parts).where(
-                            k.c.link_id == link_id, k.c.carrier_id.in_(cids)
+                            k.c.link_id == link_id, one_of(s, k.c.carrier_id, list(misses))
                         )
                     )
-                ).all()
-            }
+                ).all():
+                    rows[found.carrier_id] = _KeyRow(*found)
             for p in ps:
                 row = rows.get(p[1].message_id)
                 if row is None:
@@ -1342,11 +1427,13 @@ class Dispatcher:
             )
             cids = list({m["b_cid"] for m in multipart})
             mids = list(
-                (await s.execute(select(k.c.message_id).where(k.c.carrier_id.in_(cids)).distinct())).scalars()
+                (
+                    await s.execute(select(k.c.message_id).where(one_of(s, k.c.carrier_id, cids)).distinct())
+                ).scalars()
             )
             parts = (
                 await s.execute(
-                    select(k.c.tenant_id, k.c.message_id, k.c.outcome).where(k.c.message_id.in_(mids))
+                    select(k.c.tenant_id, k.c.message_id, k.c.outcome).where(one_of(s, k.c.message_id, mids))
                 )
             ).all()
             outcomes: dict[tuple[uuid.UUID, uuid.UUID], list[str | None]] = defaultdict(list)
@@ -1372,7 +1459,7 @@ class Dispatcher:
                     (
                         await s.execute(
                             update(t)
-                            .where(t.c.id.in_(ids), t.c.status.not_in(FINAL_STATUSES))
+                            .where(one_of(s, t.c.id, ids), t.c.status.not_in(FINAL_STATUSES))
                             .values(status=status, reason=reason, done_at=now, updated_at=now)
                             .returning(t.c.id)
                         )
@@ -1392,8 +1479,7 @@ class Dispatcher:
                 ]
                 finals += [(m, status, reason) for m in done]
                 self.stats[status] += len(done)
-            if events:
-                await s.execute(insert(table_of(MessageEvent)), events)
+            await insert_rows(s, table_of(MessageEvent), events)
             await self._publish(s, finals)
         return unmatched
 

@@ -7,7 +7,23 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import insert, select, text, update
+import orjson
+from sqlalchemy import (
+    JSON,
+    ColumnElement,
+    Table,
+    Text,
+    any_,
+    bindparam,
+    cast,
+    column,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tessera.connect.models import DispatchItem, Message, MessageEvent
@@ -35,6 +51,59 @@ DISPATCH_CHANNEL = "connect_dispatch"
 """PostgreSQL NOTIFY channel: payload is the lowest lane committed (0 = verification)."""
 
 INSERT_CHUNK = 2000
+UNNEST_FROM = 16  # fewer rows: a plain insert (its statement is cached; arrays cost more to bind)
+
+
+def _is_postgres(session: AsyncSession) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def one_of(session: AsyncSession, col: Any, values: Sequence[Any]) -> ColumnElement[bool]:
+    """``col IN values``: on PostgreSQL ``col = ANY(:array)``, one parameter whatever the number
+    of values, so the statement text stays the same (cached and prepared by the driver)
+    instead of one placeholder per value."""
+    if _is_postgres(session):
+        return col == any_(bindparam(None, list(values), type_=ARRAY(col.type)))
+    return col.in_(list(values))  # type: ignore[no-any-return]
+
+
+def _json(typ: Any) -> bool:
+    return isinstance(typ, JSON) or isinstance(getattr(typ, "impl", None), JSON)
+
+
+async def insert_rows(session: AsyncSession, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert ``rows`` (dicts with the same keys) in one statement.
+
+    PostgreSQL: ``INSERT … SELECT FROM unnest(arrays)``, one array parameter per column
+    (JSON columns travel as text and are cast), so a thousand rows cost a short statement with
+    a handful of parameters instead of a multi-row ``VALUES`` with one placeholder per value;
+    column types still bind through SQLAlchemy (encrypted columns are encrypted per element).
+    SQLite, and a few rows: a plain (cached) insert. RLS checks every inserted row."""
+    if not rows:
+        return
+    if len(rows) < UNNEST_FROM or not _is_postgres(session):
+        for start in range(0, len(rows), INSERT_CHUNK):
+            await session.execute(insert(table), rows[start : start + INSERT_CHUNK])
+        return
+    names = list(rows[0])
+    arrays: list[Any] = []
+    outs: list[Any] = []
+    for name in names:
+        typ = table.c[name].type
+        if _json(typ):
+            values: list[Any] = [orjson.dumps(r[name]).decode() for r in rows]
+            arrays.append(bindparam(None, values, type_=ARRAY(Text())))
+            outs.append((name, Text(), True))
+        else:
+            arrays.append(bindparam(None, [r[name] for r in rows], type_=ARRAY(typ)))
+            outs.append((name, typ, False))
+    v = (
+        func.unnest(*arrays)
+        .table_valued(*(column(f"c{i}", t) for i, (_, t, _) in enumerate(outs)))
+        .render_derived(name="v", with_types=False)
+    )
+    exprs = [cast(v.c[f"c{i}"], JSONB) if j else v.c[f"c{i}"] for i, (_, _, j) in enumerate(outs)]
+    await session.execute(insert(table).from_select(names, select(*exprs)))
 
 
 class MessageRepository(TenantRepository[Message]):
@@ -50,13 +119,11 @@ class MessageRepository(TenantRepository[Message]):
         events: Sequence[dict[str, Any]],
         queue: Sequence[dict[str, Any]],
     ) -> None:
-        """Multi-row inserts of messages, their first events and their dispatch rows."""
-        for start in range(0, len(messages), INSERT_CHUNK):
-            await self.session.execute(insert(table_of(Message)), messages[start : start + INSERT_CHUNK])
-        for start in range(0, len(events), INSERT_CHUNK):
-            await self.session.execute(insert(table_of(MessageEvent)), events[start : start + INSERT_CHUNK])
-        for start in range(0, len(queue), INSERT_CHUNK):
-            await self.session.execute(insert(table_of(DispatchItem)), queue[start : start + INSERT_CHUNK])
+        """Messages, their first events and their dispatch rows: one statement each (see
+        :func:`insert_rows`)."""
+        await insert_rows(self.session, table_of(Message), messages)
+        await insert_rows(self.session, table_of(MessageEvent), events)
+        await insert_rows(self.session, table_of(DispatchItem), queue)
 
     async def for_release(self, message_id: uuid.UUID) -> Any:
         """The fields a held message is checked again with before it is released."""
