@@ -292,6 +292,10 @@ class Record:
     attributes: dict[str, Any]
     idents: list[tuple[str, str, str]]  # kind, value, blind index
     tags: list[str] = field(default_factory=list)
+    # Encrypted ahead of the write (:func:`seal_records`): one per identity, and the personal
+    # fields of ``values``; None when not done (the writer then encrypts).
+    sealed: list[str] | None = None
+    sealed_values: dict[str, str] | None = None
 
 
 # Text cells are cut to their column's length (a long city must not fail a whole chunk).
@@ -319,6 +323,7 @@ class RowValidator:
         self.plan = [(i, t) for i, h in enumerate(headers) if (t := mapping.get(h, "skip")) != "skip"]
         self.defs = defs
         self.region = region
+        self.sealer = sealer
         self.index = sealer.blind_index
         self.required = [k for k, d in defs.items() if d.required]
 
@@ -479,8 +484,10 @@ class PreparedChunk:
         return self.rows[-1][0] if self.rows else 1
 
 
-def prepare_chunk(validator: RowValidator, rows: Chunk) -> PreparedChunk:
-    """CPU-only work of a chunk (no database, no await): runs in a worker thread."""
+def prepare_chunk(validator: RowValidator, rows: Chunk, *, seal: bool = True) -> PreparedChunk:
+    """CPU-only work of a chunk (no database, no await): runs in a worker thread, one chunk at
+    a time. With ``seal`` the personal values are encrypted here too (:func:`seal_records`), so
+    that work overlaps the database's writing of the previous chunk."""
     records: list[Record] = []
     problems: list[Problem] = []
     for n, cells in rows:
@@ -490,7 +497,18 @@ def prepare_chunk(validator: RowValidator, rows: Chunk) -> PreparedChunk:
         else:
             problems += probs
     records, dups = dedupe_in_file(records)
+    if seal:
+        seal_records(records, validator.sealer)
     return PreparedChunk(rows, records, problems, dups)
+
+
+def seal_records(records: list[Record], sealer: Sealer) -> None:
+    """Encrypt each record's identities and personal fields (after in-file dedupe merged them)."""
+    encrypt = sealer.encrypt
+    for r in records:
+        r.sealed = [encrypt(v) for _, v, _ in r.idents]
+        vals = r.values
+        r.sealed_values = {c: encrypt(vals[c]) for c in _SEALED if c in vals}
 
 
 COLUMNS = (
@@ -568,7 +586,8 @@ async def write_chunk(
     owners: dict[tuple[str, str], str] = {key: cid.hex for key, cid in found.items()}
     sealer = get_keyring().sealer(context.current_tenant_id())
     now = utcnow()
-    new_ids = iter(uuid7_hex(len(records)))
+    # one id per contact and identity at most, drawn from one time-ordered sequence
+    new_ids = iter(uuid7_hex(len(records) + sum(len(r.idents) for r in records)))
     contacts: list[tuple[Any, ...]] = []
     idents: list[tuple[Any, ...]] = []
     updates: list[dict[str, Any]] = []
@@ -579,6 +598,7 @@ async def write_chunk(
     existing_owners: set[str] = set()  # contacts met before that get a new identity
     updated = 0
     encrypt = sealer.encrypt
+    source = run.source
     for r in records:
         existing = None
         for k, _, i in r.idents:
@@ -586,16 +606,20 @@ async def write_chunk(
             if existing is not None:
                 break
         vals = r.values
+        sealed = r.sealed or [encrypt(v) for _, v, _ in r.idents]
         if existing is None:
             cid = next(new_ids)
             phone = None
             seen: set[str] = set()
-            for k, v, i in r.idents:
+            for (k, v, i), sv in zip(r.idents, sealed, strict=True):
                 if phone is None and k == "phone":
                     phone = v
-                idents.append((None, cid, k, encrypt(v), i, k not in seen, now))
+                idents.append((next(new_ids), cid, k, sv, i, k not in seen, now))
                 seen.add(k)
                 owners[(k, i)] = cid
+            sv_ = r.sealed_values
+            if sv_ is None:
+                sv_ = {c: encrypt(vals[c]) for c in _SEALED if c in vals}
             contacts.append(
                 (
                     cid,
@@ -605,11 +629,11 @@ async def write_chunk(
                     vals.get("given_name"),
                     vals.get("family_name"),
                     vals.get("gender"),
-                    encrypt(vals["birthday"]) if "birthday" in vals else None,
-                    encrypt(vals["address"]) if "address" in vals else None,
+                    sv_.get("birthday"),
+                    sv_.get("address"),
                     vals.get("city"),
                     vals.get("language"),
-                    vals.get("source") or run.source,
+                    vals.get("source") or source,
                     vals.get("lifecycle_stage") or "lead",
                     r.attributes,
                     phone[-4:] if phone else None,
@@ -627,15 +651,12 @@ async def write_chunk(
             else:
                 updates.append(row)
                 updated += 1
-            for k, v, i in r.idents:
+            for (k, _, i), sv in zip(r.idents, sealed, strict=True):
                 if (k, i) not in owners:
-                    idents.append((None, cid, k, encrypt(v), i, False, now))
+                    idents.append((next(new_ids), cid, k, sv, i, False, now))
                     owners[(k, i)] = cid
                     existing_owners.add(cid)
         ids.append(cid)
-    if idents:
-        for_ids = iter(uuid7_hex(len(idents)))
-        idents = [(next(for_ids), *row[1:]) for row in idents]
     await repo.insert_contacts_with_identities(
         CONTACT_COLUMNS, contacts, IDENTITY_COLUMNS, idents, existing_owners
     )

@@ -129,7 +129,7 @@ async def dry_run(session: AsyncSession, job_id: uuid.UUID, limit: int = 1000) -
     total = bad = dups = 0
     shown: list[RowProblem] = []
     for rows in chunks:
-        prepared = await asyncio.to_thread(importer.prepare_chunk, validator, rows)
+        prepared = await asyncio.to_thread(importer.prepare_chunk, validator, rows, seal=False)
         notes = list(prepared.duplicates)
         for r in prepared.records:
             owner = next((first_row[(k, i)] for k, _, i in r.idents if (k, i) in first_row), None)
