@@ -152,10 +152,15 @@ def _special_ranges() -> list[tuple[int, int]]:
 
 
 class _RunTable(dict[str, str]):
-    """Normalised form of each run of special characters seen, computed on first use."""
+    """Normalised form of each run of special characters seen, computed on first use: from the
+    character table when the run has no non-starter (then NFKD acts character by character, as
+    in ``normalize_by_character``), else by the definition."""
 
     def __missing__(self, run: str) -> str:
-        value = _normalize_exact(run)
+        if _NONSTARTER_SEARCH(run) is None:
+            value = "".join(map(_CHARS.__getitem__, run))
+        else:
+            value = _normalize_exact(run)
         if len(self) < 200_000:
             self[run] = value
         return value
