@@ -10,9 +10,10 @@ platform session (operator endpoints, job claiming), which is visible in code re
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
-from sqlalchemy import Table, event
+from sqlalchemy import BindParameter, Table, bindparam, event
 from sqlalchemy.orm import ORMExecuteState, Session, with_loader_criteria
 
 from tessera.core import context
@@ -35,12 +36,52 @@ def _core_tenant_table(state: ORMExecuteState) -> Table | None:
     return None
 
 
+# The tenant criterion names the tenant through a bound parameter, not a literal or a closure
+# variable: one option object serves every tenant, so a statement guarded once keeps its cache
+# key (SQLAlchemy memoizes it per statement object) and its compiled form for every tenant.
+# Building or cache-keying a per-tenant criterion cost more than the rest of a primary-key read.
+TENANT_PARAM = "tessera_guard_tenant_id"
+_TENANT_BIND: BindParameter[Any] = bindparam(TENANT_PARAM)
+_CRITERIA = with_loader_criteria(
+    TenantOwned,
+    lambda cls: cls.tenant_id == _TENANT_BIND,
+    include_aliases=True,
+)
+# Statements built once (repository constants) are guarded once; statements built per call
+# drop out with their last reference.
+_guarded: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+
+
+def _with_tenant_param(state: ORMExecuteState, tid: Any) -> None:
+    params: Any = state.parameters
+    if isinstance(params, list):
+        state.parameters = [{**p, TENANT_PARAM: tid} for p in params]
+    else:
+        state.parameters = {**(params or {}), TENANT_PARAM: tid}
+
+
+def _guard(statement: Any) -> Any:
+    try:
+        found = _guarded.get(statement)
+    except TypeError:  # not weak-referenceable
+        return statement.options(_CRITERIA)
+    if found is None:
+        found = _guarded[statement] = statement.options(_CRITERIA)
+    return found
+
+
 def _on_execute(state: ORMExecuteState) -> None:
     if not (state.is_select or state.is_update or state.is_delete):
         return
-    if state.is_column_load or state.is_relationship_load:
-        return
     tid = context.current_tenant_id_or_none()
+    if state.is_column_load or state.is_relationship_load:
+        # These loads carry the criterion of the statement that loaded the objects (the option
+        # propagates to loaders); its parameter takes the tenant in scope now, else the tenant
+        # the transaction began with.
+        loader_tid = tid if tid is not None else state.session.info.get("tenant_id")
+        if loader_tid is not None:
+            _with_tenant_param(state, loader_tid)
+        return
     core_table = _core_tenant_table(state)
     if tid is None:
         if state.session.info.get(PLATFORM):
@@ -51,26 +92,8 @@ def _on_execute(state: ORMExecuteState) -> None:
     if core_table is not None:
         state.statement = state.statement.where(core_table.c.tenant_id == tid)  # type: ignore[attr-defined]
         return
-    state.statement = state.statement.options(_criteria(tid))
-
-
-_criteria_cache: dict[Any, Any] = {}
-
-
-def _criteria(tid: Any) -> Any:
-    """The tenant criterion option, built once per tenant (building it analyses the lambda,
-    which costs more than the rest of a simple query)."""
-    opt = _criteria_cache.get(tid)
-    if opt is None:
-        if len(_criteria_cache) > 10_000:
-            _criteria_cache.clear()
-        opt = _criteria_cache[tid] = with_loader_criteria(
-            TenantOwned,
-            lambda cls: cls.tenant_id == tid,
-            include_aliases=True,
-            track_closure_variables=True,
-        )
-    return opt
+    state.statement = _guard(state.statement)
+    _with_tenant_param(state, tid)
 
 
 def _before_flush(session: Session, _ctx: Any, _instances: Any) -> None:
