@@ -216,7 +216,12 @@ class Sealer:
         self._aad = tenant_id.bytes
         self._aes = keys.data[keys.active_version]
         self._prefix = f"v{keys.active_version}."
-        self._index_key = keys.index_key
+        # HMAC-SHA256 (RFC 2104) with the keyed inner and outer states computed once: each
+        # index then costs two state copies instead of keying OpenSSL's HMAC again (~2.5x).
+        key = keys.index_key if len(keys.index_key) <= 64 else hashlib.sha256(keys.index_key).digest()
+        key = key.ljust(64, b"\0")
+        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))
+        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
         self._nonces = b""
         self._pos = 0
 
@@ -230,7 +235,11 @@ class Sealer:
         return self._prefix + base64.b64encode(nonce + ct).decode()
 
     def blind_index(self, kind: str, normalised: str) -> str:
-        return hmac.digest(self._index_key, f"{kind}:{normalised}".encode(), "sha256").hex()[:32]
+        inner = self._inner.copy()
+        inner.update(f"{kind}:{normalised}".encode())
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()[:16].hex()
 
 
 _keyring: Keyring | None = None
