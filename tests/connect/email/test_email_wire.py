@@ -169,10 +169,15 @@ def test_smtp_replies_map_to_stable_codes(
     assert (outcome.kind, outcome.reason, outcome.block, outcome.code) == (kind, reason, block, code)
 
 
-async def test_raw_transaction_refusals_and_envelope_checks(smtp_sink: object) -> None:
+@pytest.mark.parametrize("pipelining", [True, False])
+async def test_raw_transaction_refusals_and_envelope_checks(
+    smtp_sink: object, pipelining: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tessera.connect.email import sender
     from tessera.connect.email.sender import SmtpConfig, SmtpLink
     from tessera.connect.email.sink import SmtpSink
 
+    monkeypatch.setattr(sender, "_CAN_PIPELINE", pipelining)
     assert isinstance(smtp_sink, SmtpSink)
     smtp_sink.set_failures(hard=["gone@example.org"], soft=["busy@example.org"])
     raw = _render(to="bob@example.org")
@@ -194,3 +199,59 @@ async def test_raw_transaction_refusals_and_envelope_checks(smtp_sink: object) -
         smtp_sink.messages[0].rcpt_tos == ("bob@example.org",)
         and smtp_sink.messages[1].mail_from == "b@example.com"
     )
+
+
+def test_sink_advertises_pipelining_and_answers_a_group_in_order(smtp_sink: object) -> None:
+    """RFC 2920 on the wire: one write of MAIL, RCPT x2 and DATA gets four replies in order."""
+    import socket
+
+    from tessera.connect.email.sink import SmtpSink
+
+    assert isinstance(smtp_sink, SmtpSink)
+    smtp_sink.set_failures(hard=["gone@example.org"])
+
+    with socket.create_connection(("127.0.0.1", smtp_sink.port), timeout=5) as sock:
+        reader = sock.makefile("rb")
+
+        def reply() -> list[bytes]:
+            lines = [reader.readline()]
+            while lines[-1][3:4] == b"-":
+                lines.append(reader.readline())
+            return lines
+
+        assert reply()[0].startswith(b"220")
+        sock.sendall(b"EHLO client.example.com\r\n")
+        assert b"250-PIPELINING\r\n" in reply()
+        sock.sendall(
+            b"MAIL FROM:<b@example.com>\r\nRCPT TO:<bob@example.org>\r\n"
+            b"RCPT TO:<gone@example.org>\r\nDATA\r\n"
+        )
+        codes = [reply()[0][:3] for _ in range(4)]
+        assert codes == [b"250", b"250", b"550", b"354"]
+        sock.sendall(b"Subject: x\r\n\r\n..dot\r\n.\r\nQUIT\r\n")
+        assert reply()[0][:3] == b"250" and reply()[0][:3] == b"221"
+    assert smtp_sink.wait_for(1)
+    message = smtp_sink.messages[0]
+    assert message.rcpt_tos == ("bob@example.org",) and message.data.endswith(b"\r\n.dot\r\n")
+
+
+@pytest.mark.parametrize("pipelining", [True, False])
+async def test_transaction_keeps_dot_lines_and_a_connection_for_many_messages(
+    smtp_sink: object, pipelining: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tessera.connect.email import sender
+    from tessera.connect.email.sender import SmtpConfig, SmtpLink
+    from tessera.connect.email.sink import SmtpSink
+
+    monkeypatch.setattr(sender, "_CAN_PIPELINE", pipelining)
+    assert isinstance(smtp_sink, SmtpSink)
+    raws = [_render(to=f"u{i}@example.org", text=f".leading dot {i}\n.\nend") for i in range(5)]
+    async with SmtpLink(SmtpConfig("127.0.0.1", smtp_sink.port, pool_size=1)) as link:
+        for i, raw in enumerate(raws):
+            result = await link.send(raw, sender="b@example.com", recipients=[f"u{i}@example.org"])
+            assert result.accepted, result
+    assert smtp_sink.wait_for(5)
+    assert [m.data for m in smtp_sink.messages] == raws
+    text = message_from_bytes(smtp_sink.messages[0].data, policy=policy.default)
+    body = text.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert body.replace("\r\n", "\n") == ".leading dot 0\n.\nend"
