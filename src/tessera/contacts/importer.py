@@ -296,6 +296,8 @@ class Record:
     # fields of ``values``; None when not done (the writer then encrypts).
     sealed: list[str] | None = None
     sealed_values: dict[str, str] | None = None
+    # Ids for the rows it may create (its contact, then one per identity), drawn ahead too.
+    new_ids: list[str] | None = None
 
 
 # Text cells are cut to their column's length (a long city must not fail a whole chunk).
@@ -503,9 +505,15 @@ def prepare_chunk(validator: RowValidator, rows: Chunk, *, seal: bool = True) ->
 
 
 def seal_records(records: list[Record], sealer: Sealer) -> None:
-    """Encrypt each record's identities and personal fields (after in-file dedupe merged them)."""
+    """Encrypt each record's identities and personal fields (after in-file dedupe merged them)
+    and draw the ids of the rows it may create."""
     encrypt = sealer.encrypt
+    ids = uuid7_hex(len(records) + sum(len(r.idents) for r in records))
+    pos = 0
     for r in records:
+        end = pos + 1 + len(r.idents)
+        r.new_ids = ids[pos:end]
+        pos = end
         r.sealed = [encrypt(v) for _, v, _ in r.idents]
         vals = r.values
         r.sealed_values = {c: encrypt(vals[c]) for c in _SEALED if c in vals}
@@ -586,8 +594,8 @@ async def write_chunk(
     owners: dict[tuple[str, str], str] = {key: cid.hex for key, cid in found.items()}
     sealer = get_keyring().sealer(context.current_tenant_id())
     now = utcnow()
-    # one id per contact and identity at most, drawn from one time-ordered sequence
-    new_ids = iter(uuid7_hex(len(records) + sum(len(r.idents) for r in records)))
+    # one id per contact and identity at most (unless drawn ahead), one time-ordered sequence
+    new_ids = iter(uuid7_hex(sum(1 + len(r.idents) for r in records if r.new_ids is None)))
     contacts: list[tuple[Any, ...]] = []
     idents: list[tuple[Any, ...]] = []
     updates: list[dict[str, Any]] = []
@@ -607,14 +615,15 @@ async def write_chunk(
                 break
         vals = r.values
         sealed = r.sealed or [encrypt(v) for _, v, _ in r.idents]
+        ids_of = new_ids if r.new_ids is None else iter(r.new_ids)
         if existing is None:
-            cid = next(new_ids)
+            cid = next(ids_of)
             phone = None
             seen: set[str] = set()
             for (k, v, i), sv in zip(r.idents, sealed, strict=True):
                 if phone is None and k == "phone":
                     phone = v
-                idents.append((next(new_ids), cid, k, sv, i, k not in seen, now))
+                idents.append((next(ids_of), cid, k, sv, i, k not in seen, now))
                 seen.add(k)
                 owners[(k, i)] = cid
             sv_ = r.sealed_values
@@ -653,7 +662,7 @@ async def write_chunk(
                 updated += 1
             for (k, _, i), sv in zip(r.idents, sealed, strict=True):
                 if (k, i) not in owners:
-                    idents.append((next(new_ids), cid, k, sv, i, False, now))
+                    idents.append((next(ids_of), cid, k, sv, i, False, now))
                     owners[(k, i)] = cid
                     existing_owners.add(cid)
         ids.append(cid)

@@ -395,10 +395,14 @@ def _pg_array_literal(values: Sequence[Any], cast: str) -> str:
             ["NULL" if v is None else ('"{}"' if not v else _quote(orjson.dumps(v).decode())) for v in values]
         )
     else:
-        if None not in values:  # the common case: one join, one scan for characters to escape
-            body = '","'.join(values)
-            if "\\" not in body and '"' not in body:
-                return "".join(('{"', body, '"}'))
+        # The common case: one join and one scan for characters to escape; a NULL goes in as a
+        # NUL character first (which no PostgreSQL text can hold), then replaced.
+        nulls = values.count(None)
+        items = ["\0" if v is None else v for v in values] if nulls else values
+        body = '","'.join(items)
+        if "\\" not in body and '"' not in body and body.count("\0") == nulls:
+            literal = "".join(('{"', body, '"}'))
+            return literal.replace('"\0"', "NULL") if nulls else literal
         body = ",".join(["NULL" if v is None else _quote(v) for v in values])
     # join, not +: concatenating a string of several hundred kB costs ~50x the copy (CPython)
     return "".join(("{", body, "}"))
