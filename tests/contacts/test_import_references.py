@@ -119,3 +119,19 @@ def test_contact_rows_may_only_reference_the_tenant() -> None:
         asyncio.run(
             repo.insert_contacts_with_identities(("id", "owner_id"), [], ("id", "contact_id"), [], set())
         )
+
+
+async def test_a_taken_identity_fails_the_chunk_with_an_integrity_error(tenant: TenantWorld) -> None:
+    """A concurrent writer took an identity between the lookup and the insert: the unique index
+    refuses it on the fast path too, as the IntegrityError the import retries on."""
+    from tessera.contacts.importer import uuid7_hex
+    from tessera.contacts.models import Contact
+
+    first, second = uuid7_hex(2)
+    contacts, idents = _rows([first], [first])
+    await _insert(tenant.tenant_id, contacts, idents, set())
+    again, _ = _rows([second], [second])
+    taken = [(uuid7_hex(1)[0], second, "email", "sealed", idents[0][4], True, idents[0][6])]
+    with pytest.raises(IntegrityError):
+        await _insert(tenant.tenant_id, again, taken, set())
+    assert await _count(tenant.tenant_id, Contact) == 1

@@ -204,12 +204,10 @@ class ContactRepository(TenantRepository[Contact]):
                 trusted = await self._lock_references(owners)
         if trusted:
             await conn.exec_driver_sql("SET LOCAL session_replication_role = replica")
-        try:
-            await self.insert_rows(Contact, contact_columns, contacts)
-            await self.insert_rows(ContactIdentity, identity_columns, identities)
-        finally:
-            if trusted:
-                await conn.exec_driver_sql("SET LOCAL session_replication_role = origin")
+        await self.insert_rows(Contact, contact_columns, contacts)
+        await self.insert_rows(ContactIdentity, identity_columns, identities)
+        if trusted:  # after a failure the rollback restores it (and nothing more may run)
+            await conn.exec_driver_sql("SET LOCAL session_replication_role = origin")
 
     async def _lock_references(self, owners: Collection[str]) -> bool:
         """True when the tenant in scope and every contact of ``owners`` exist (now locked FOR
