@@ -256,3 +256,50 @@ async def test_dsn_at_the_bounce_mailbox_fails_the_message_and_blocks(
     assert len(r.json()) == 1
     r = await _send(client, tenant, ch, "later@example.org")
     assert r.status_code == 422 and r.json()["error"]["code"] == "message.recipient_blocked"
+
+
+async def test_edited_channel_sends_through_its_new_server_without_a_restart(
+    client: httpx.AsyncClient, tenant: TenantWorld, gateway: Any, smtp_sink: SmtpSink
+) -> None:
+    """host/port/credentials of an email channel are followed live, like SMS links."""
+    import uuid
+
+    h = tenant.headers("admin")
+    ch = await _email_channel(client, tenant, smtp_sink)
+    assert (await _send(client, tenant, ch, "first@example.org")).status_code == 202
+    d = await gateway(link_refresh=0.2)
+    assert (await wait_final(tenant, 1, timeout=20)) == {"delivered": 1}
+    assert smtp_sink.wait_for(1)
+    runner = d.runners[uuid.UUID(ch)]
+    old_link = runner.link
+
+    with SmtpSink() as other:
+        r = await client.patch(
+            f"/v1/channels/{ch}",
+            json={"settings": {"port": other.port, "from": "Shop <hello@shop.example.com>"}},
+            headers=h,
+        )
+        assert r.status_code == 200, r.text
+
+        async def reloaded() -> bool:
+            routes = d.routes.get(tenant.tenant_id)
+            params = routes.email.get(uuid.UUID(ch)) if routes else None
+            return params is not None and params[0].get("port") == other.port
+
+        await wait_until(reloaded, timeout=10)
+        mid = (await _send(client, tenant, ch, "second@example.org")).json()["id"]
+        assert (await wait_final(tenant, 2, timeout=20)) == {"delivered": 2}
+        assert other.wait_for(1)
+        (received,) = other.messages
+        assert received.rcpt_tos == ("second@example.org",)
+        assert b"From: Shop <hello@shop.example.com>" in received.data
+        assert smtp_sink.count == 1  # nothing more went to the old server
+        m = await _message(client, tenant, mid)
+        assert m["carrier_ids"] == [f"<{mid.replace('-', '')}@shop.example.com>"]
+        assert runner.link is not old_link and runner.config is not None
+        assert runner.config.port == other.port
+
+        async def old_closed() -> bool:
+            return old_link is not None and old_link._closed
+
+        await wait_until(old_closed, timeout=10)

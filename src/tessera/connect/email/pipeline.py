@@ -54,7 +54,7 @@ from collections import defaultdict
 from email.utils import parseaddr
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy import bindparam, delete, select, update
 
 from tessera.connect.email.compose import format_address, render_email
 from tessera.connect.email.content import EMAIL_VARIABLES_KEY
@@ -62,6 +62,7 @@ from tessera.connect.email.dkim import DkimKey, RelaxedDkimSigner
 from tessera.connect.email.sender import SendResult, SmtpConfig, SmtpLink, TlsMode
 from tessera.connect.email.unsubscribe import base_url, make_token, unsubscribe_url
 from tessera.connect.models import CarrierReceiptKey, DispatchItem, Message, MessageEvent
+from tessera.connect.repository import insert_rows, one_of
 from tessera.core import context
 from tessera.core.db.base import table_of, utcnow
 from tessera.core.db.session import switch_tenant, unit_of_work
@@ -244,21 +245,46 @@ class _Result:
 
 class EmailRunner:
     """Sends the email messages of one channel: ``concurrency`` workers over ``pool_size`` SMTP
-    connections (one transaction per connection at a time), verification messages first."""
+    connections (one transaction per connection at a time), verification messages first.
+
+    An edited channel is followed without a restart: the dispatcher reloads the channels of a
+    tenant every few seconds (``routes[tenant].email``), and the next message a worker takes
+    checks them; changed settings or secret (host, port, TLS, credentials, DKIM key, From, …)
+    give a new SMTP pool for the sends that follow, and the old pool is closed once the sends
+    on its connections are done."""
 
     def __init__(
         self, dispatcher: Dispatcher, channel_id: uuid.UUID, settings: dict[str, Any], secret: str | None
     ):
         self.d = dispatcher
         self.channel_id = channel_id
+        self.params: tuple[dict[str, Any], str | None] = (dict(settings), secret)
+        self._seen: object = None
         self.error: str | None = None
+        self.config: EmailChannelConfig | None = None
+        self.link: SmtpLink | None = None
+        self.signer: RelaxedDkimSigner | None = None
+        self.info = _Info(channel_id, 4)
+        self._configure(settings, secret)
+        self._retiring: set[asyncio.Task[None]] = set()
+        self.unsubscribe_base = base_url()  # the one-click link /u/<signed token>, when https
+        self.queue: asyncio.PriorityQueue[tuple[int, int, Item]] = asyncio.PriorityQueue()
+        self._seq = 0
+        self.writer = EmailWriter(dispatcher)
+        self.writer.start()
+        self.workers: list[asyncio.Task[None]] = []
+        self._spawn_workers()
+        self.bound = True
+
+    def _configure(self, settings: dict[str, Any], secret: str | None) -> None:
         try:
-            self.config: EmailChannelConfig | None = EmailChannelConfig.from_channel(settings, secret)
+            cfg: EmailChannelConfig | None = EmailChannelConfig.from_channel(settings, secret)
+            self.error = None
         except (ValueError, TypeError) as exc:
-            log.error("email channel %s is misconfigured: %s", channel_id, exc)
-            self.config, self.error = None, str(exc)
-        cfg = self.config
-        self.info = _Info(channel_id, cfg.concurrency if cfg else 4)
+            log.error("email channel %s is misconfigured: %s", self.channel_id, exc)
+            cfg, self.error = None, str(exc)
+        self.config = cfg
+        self.info.window = cfg.concurrency if cfg else 4
         self.link = (
             SmtpLink(
                 SmtpConfig(
@@ -276,15 +302,30 @@ class EmailRunner:
             else None
         )
         self.signer = RelaxedDkimSigner(cfg.dkim) if cfg and cfg.dkim else None
-        self.unsubscribe_base = base_url()  # the one-click link /u/<signed token>, when https
-        self.queue: asyncio.PriorityQueue[tuple[int, int, Item]] = asyncio.PriorityQueue()
-        self._seq = 0
-        self.writer = EmailWriter(dispatcher)
-        self.writer.start()
-        self.workers = [
-            asyncio.create_task(self._work(), name=f"email-{channel_id}-{i}") for i in range(self.info.window)
-        ]
-        self.bound = True
+
+    def _spawn_workers(self) -> None:
+        self.workers = [w for w in self.workers if not w.done()]
+        for i in range(len(self.workers), self.info.window):
+            self.workers.append(asyncio.create_task(self._work(i), name=f"email-{self.channel_id}-{i}"))
+
+    def follow_channel(self, tenant_id: uuid.UUID) -> None:
+        """Use the channel's current settings and secret if they changed since the last look."""
+        routes = self.d.routes.get(tenant_id)
+        params = routes.email.get(self.channel_id) if routes is not None else None
+        if params is None or params is self._seen:  # the same reload as last time: nothing to do
+            return
+        self._seen = params
+        if params == self.params:
+            return
+        log.info("email channel %s changed: new SMTP connections for the next sends", self.channel_id)
+        old = self.link
+        self.params = (dict(params[0]), params[1])
+        self._configure(*self.params)
+        if old is not None:
+            task = asyncio.create_task(old.close_when_idle(), name=f"email-{self.channel_id}-retire")
+            self._retiring.add(task)
+            task.add_done_callback(self._retiring.discard)
+        self._spawn_workers()
 
     def pending(self) -> int:
         return self.queue.qsize()
@@ -319,20 +360,20 @@ class EmailRunner:
         )
         return (self.signer.sign(raw) if self.signer else raw), message_id
 
-    async def _work(self) -> None:
-        while True:
+    async def _work(self, index: int) -> None:
+        while index < self.info.window:  # a channel edited to fewer workers ends the extra ones
             _, _, item = await self.queue.get()
             self.d.in_flight.add(item.message_id)
+            self.follow_channel(item.tenant_id)
+            cfg = self.config  # this message's configuration, whatever an edit does meanwhile
             message_id = ""
             try:
-                outcome = await self._send(item)
-                message_id = f"<{item.message_id.hex}@{self.config.domain}>" if self.config else ""
+                outcome, message_id = await self._send(item)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # a bad address or a bug must not kill the worker
                 log.exception("email send failed")
                 outcome = SmtpOutcome("failed", "email.invalid_message", False, 0, str(exc)[:200])
-            cfg = self.config
             fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             await self.writer.put(
                 _Result(
@@ -349,15 +390,16 @@ class EmailRunner:
                 await fut
             self.d.in_flight.discard(item.message_id)
 
-    async def _send(self, item: Item) -> SmtpOutcome:
-        if self.config is None or self.link is None:
-            return SmtpOutcome("failed", "email.channel_misconfigured", False, 0, self.error or "")
+    async def _send(self, item: Item) -> tuple[SmtpOutcome, str]:
+        cfg, link = self.config, self.link
+        if cfg is None or link is None:
+            return SmtpOutcome("failed", "email.channel_misconfigured", False, 0, self.error or ""), ""
         try:
-            raw, _ = self.render(item)
+            raw, message_id = self.render(item)
         except ValueError as exc:
-            return SmtpOutcome("failed", "email.invalid_message", False, 0, str(exc)[:200])
-        result: SendResult = await self.link.send(raw, sender=self.config.envelope_from, recipients=[item.to])
-        return classify(result.smtp_code if not result.accepted else 250, result.smtp_message)
+            return SmtpOutcome("failed", "email.invalid_message", False, 0, str(exc)[:200]), ""
+        result: SendResult = await link.send(raw, sender=cfg.envelope_from, recipients=[item.to])
+        return classify(result.smtp_code if not result.accepted else 250, result.smtp_message), message_id
 
     async def stop(self) -> list[Item]:
         for w in self.workers:
@@ -366,6 +408,10 @@ class EmailRunner:
             with contextlib.suppress(asyncio.CancelledError):
                 await w
         await self.writer.stop()
+        for task in list(self._retiring):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         if self.link is not None:
             await self.link.close()
         left: list[Item] = []
@@ -438,6 +484,7 @@ class EmailWriter:
         for r in batch:
             by_tenant[r.item.tenant_id].append(r)
         stats = self.d.stats
+        stats["email_writes"] += 1  # transactions: delivered / email_writes is the batch size
         with context.tenant_scope(None):
             async with unit_of_work(platform=True) as s:
                 done: list[uuid.UUID] = []
@@ -449,7 +496,7 @@ class EmailWriter:
                     if retries:
                         rows = await s.execute(
                             select(Message.id, Message.attempts).where(
-                                Message.id.in_([r.item.message_id for r in retries])
+                                one_of(s, Message.id, [r.item.message_id for r in retries])
                             )
                         )
                         attempts = {mid: n for mid, n in rows.all()}
@@ -547,10 +594,9 @@ class EmailWriter:
                         from tessera.connect.dispatcher import _update_submitted
 
                         await _update_submitted(s, upd)
-                    if keys:
-                        await s.execute(insert(table_of(CarrierReceiptKey)), keys)
-                    if events:
-                        await s.execute(insert(table_of(MessageEvent)), events)
+                    # one statement each on PostgreSQL (rows as one JSON document), not a row each
+                    await insert_rows(s, table_of(CarrierReceiptKey), keys)
+                    await insert_rows(s, table_of(MessageEvent), events)
                     for address, oc in blocks:
                         await block_address(s, address, oc)
                     await self.d._publish(s, finals)
@@ -569,7 +615,7 @@ class EmailWriter:
                         retry_rows,
                     )
                 if done:
-                    await s.execute(delete(DispatchItem).where(DispatchItem.message_id.in_(done)))
+                    await s.execute(delete(DispatchItem).where(one_of(s, DispatchItem.message_id, done)))
 
 
 def _seconds(value: float) -> dt.timedelta:

@@ -215,6 +215,18 @@ class SmtpLink:
         for conn in list(self._open):
             await self._discard(conn)
 
+    async def close_when_idle(self, timeout: float | None = None) -> None:
+        """Close once every send in progress is done (or after ``timeout``, by default the
+        link's own): a link replaced by one with new settings finishes what it started."""
+        try:
+            async with asyncio.timeout(self.config.timeout if timeout is None else timeout):
+                while self._idle.qsize() < self.config.pool_size:
+                    await asyncio.sleep(0.05)
+        except TimeoutError:
+            pass
+        finally:
+            await self.close()
+
 
 _ENVELOPE_ADDRESS = re.compile(r"[!-~]+@[!-~]+")
 
