@@ -25,3 +25,14 @@ def test_uuid_literals_take_hex_text_and_uuids() -> None:
     ids = [uuid.uuid4() for _ in range(3)]
     assert _pg_array_literal([i.hex for i in ids], "uuid") == "{" + ",".join(i.hex for i in ids) + "}"
     assert _pg_array_literal([ids[0], None], "uuid") == "{" + str(ids[0]) + ",NULL}"
+
+
+def test_plain_text_takes_the_one_join_path(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from tessera.contacts import repository
+
+    quoted: list[str] = []
+    monkeypatch.setattr(repository, "_quote", lambda s: quoted.append(s) or _quote(s))
+    assert _pg_array_literal(["v1.ab+/=", None, "客户1", ""], "text") == '{"v1.ab+/=",NULL,"客户1",""}'
+    assert quoted == []
+    assert _pg_array_literal(['a"b', "c"], "text") == '{"a\\"b","c"}'
+    assert quoted == ['a"b', "c"]

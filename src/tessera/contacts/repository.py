@@ -398,7 +398,8 @@ def _pg_array_literal(values: Sequence[Any], cast: str) -> str:
         nulls = values.count(None)
         items = ["\0" if v is None else v for v in values] if nulls else values
         body = '","'.join(items)
-        if "\\" not in body and '"' not in body and body.count("\0") == nulls:
+        # (the separators hold the only quotes when no value has one)
+        if "\\" not in body and body.count('"') == 2 * (len(values) - 1) and body.count("\0") == nulls:
             literal = "".join(('{"', body, '"}'))
             return literal.replace('"\0"', "NULL") if nulls else literal
         body = ",".join(["NULL" if v is None else _quote(v) for v in values])
