@@ -21,7 +21,7 @@ import uuid
 from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import AdaptedConnection, Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
@@ -96,7 +96,19 @@ def _pg_begin(conn: Connection) -> None:
         # The value is a canonical UUID string (hex digits and dashes) or empty, so it can be
         # inlined: a query without parameters goes over the simple protocol, which runs both
         # statements in one round trip.
-        conn.exec_driver_sql(f"BEGIN; SELECT set_config('app.tenant_id', '{tenant}', true)")
+        sql = f"BEGIN; SELECT set_config('app.tenant_id', '{tenant}', true)"
+        if not isinstance(dbapi_conn, AdaptedConnection):
+            conn.exec_driver_sql(sql)
+            return
+        # Straight to the asyncio driver (SQLAlchemy's documented ``run_async``): nobody reads
+        # what the statement returns, and SQLAlchemy's execution machinery (execution context,
+        # cursor adapter, result) cost more CPU than the round trip. Listeners still see it.
+        if conn._has_events or conn.engine._has_events:
+            conn.dispatch.before_cursor_execute(conn, None, sql, {}, None, False)
+        try:
+            dbapi_conn.run_async(lambda driver: driver.execute(sql))
+        except Exception as exc:
+            conn._handle_dbapi_exception(exc, sql, {}, None, None)
     else:
         conn.exec_driver_sql(TENANT_SETTING_SQL, {"t": tenant})
 
