@@ -200,7 +200,7 @@ class ContactRepository(TenantRepository[Contact]):
         if conn.dialect.name == "postgresql" and (conn.dialect.server_version_info or (0,)) >= (15,):
             new = {_hex(r[0]) for r in contacts}
             owners = {_hex(o) for o in existing_owners} - new
-            if all((cid := _hex(r[id_col])) in new or cid in owners for r in identities):
+            if {_hex(c) for c in {r[id_col] for r in identities}} <= new | owners:
                 trusted = await self._lock_references(owners)
         if trusted:
             await conn.exec_driver_sql("SET LOCAL session_replication_role = replica")
