@@ -36,7 +36,7 @@ from collections.abc import Iterable
 from typing import Any, NamedTuple
 
 import orjson
-from sqlalchemy import bindparam, delete, select, text, update
+from sqlalchemy import bindparam, delete, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from tessera.connect import routing
@@ -51,7 +51,7 @@ from tessera.connect.models import (
     PortedNumber,
     RouteEntry,
 )
-from tessera.connect.repository import insert_rows, one_of
+from tessera.connect.repository import insert_rows, one_of, rows_source
 from tessera.connect.smpp.client import SmppClient
 from tessera.connect.smpp.common import (
     BindState,
@@ -152,6 +152,69 @@ async def _update_submitted(s: AsyncSession, upd: list[dict[str, Any]]) -> None:
             updated_at=bindparam("b_upd", type_=t.c.updated_at.type),
         ),
         upd,
+    )
+
+
+_SUBMIT_COLUMNS = {
+    "b_id": "id",
+    "b_status": "status",
+    "b_reason": "reason",
+    "b_cids": "carrier_ids",
+    "b_route": "route",
+    "b_link": "link_id",
+    "b_sub": "submitted_at",
+    "b_done": "done_at",
+}
+
+
+async def _record_submits(
+    s: AsyncSession,
+    upd: list[dict[str, Any]],
+    keys: list[dict[str, Any]],
+    events: list[dict[str, Any]],
+    done: list[uuid.UUID],
+) -> None:
+    """Everything a batch of submit results of one tenant writes, in one round trip.
+
+    PostgreSQL: one ``UPDATE`` of the messages from ``json_to_recordset`` carrying the carrier-id
+    and event inserts and the dispatch-row delete as data-modifying CTEs: a result waits for
+    its commit before its worker takes the next message, so the statements of this
+    transaction are on the submit path. The ``UPDATE`` is guarded like any Core update of a
+    tenant table; the inserts are checked by row-level security. SQLite: one statement each."""
+    if not upd:
+        return
+    if s.get_bind().dialect.name != "postgresql":
+        await _update_submitted(s, upd)
+        await insert_rows(s, table_of(CarrierReceiptKey), keys)
+        await insert_rows(s, table_of(MessageEvent), events)
+        await s.execute(delete(DispatchItem).where(DispatchItem.message_id.in_(done)))
+        return
+    t = table_of(Message)
+    v = rows_source(t, [{c: u[b] for b, c in _SUBMIT_COLUMNS.items()} for u in upd])
+    ctes = []
+    for name, table, rows in (
+        ("ins_keys", table_of(CarrierReceiptKey), keys),
+        ("ins_events", table_of(MessageEvent), events),
+    ):
+        if rows:
+            src = rows_source(table, rows, name=f"{name}_v")
+            ctes.append(insert(table).from_select(list(rows[0]), select(*src.c)).cte(name))
+    d = table_of(DispatchItem)
+    ctes.append(delete(d).where(one_of(s, d.c.message_id, done)).cte("del_dispatch"))
+    await s.execute(
+        update(t)
+        .where(t.c.id == v.c.id)
+        .values(
+            status=v.c.status,
+            reason=v.c.reason,
+            carrier_ids=v.c.carrier_ids,
+            route=v.c.route,
+            link_id=v.c.link_id,
+            submitted_at=v.c.submitted_at,
+            done_at=v.c.done_at,
+            updated_at=upd[0]["b_upd"],
+        )
+        .add_cte(*ctes)
     )
 
 
@@ -378,6 +441,7 @@ class LinkRunner:
                 continue
             self.busy += 1
             self.d.in_flight.add(item.message_id)
+            started = time.monotonic()
             try:
                 result = await self.client.submit(
                     item.source or "10690000",
@@ -391,7 +455,10 @@ class LinkRunner:
             except Exception:  # an encoding or socket error must not kill the worker
                 log.exception("submit failed")
                 result = SubmitResult(Outcome.NOT_SENT, (), 0)
+            answered = time.monotonic()
             await self.d.on_result(self, item, result)
+            self.d.stats["submit_wait_ms"] += int((answered - started) * 1000)
+            self.d.stats["record_wait_ms"] += int((time.monotonic() - answered) * 1000)
             self.d.in_flight.discard(item.message_id)
             self.busy -= 1
 
@@ -497,24 +564,42 @@ class WeChatRunner:
 
 
 class Writer:
-    """Batches every hot-path write (submit results, receipts) into short transactions."""
+    """Batches every hot-path write (submit results, receipts) into short transactions.
 
-    def __init__(self, dispatcher: Dispatcher, name: str = "connect-writer") -> None:
+    ``concurrency`` > 1 (submit results on PostgreSQL): while one batch commits, the next one
+    is written beside it (after ``linger``, to gather more), so a result waits for about one
+    commit rather than for the end of the previous batch and then its own. Batches of results
+    never share a message, so they cannot block each other. A batch whose writes all belong
+    to one tenant runs in that tenant's transaction (its tenant set with ``BEGIN``, no
+    switching)."""
+
+    def __init__(
+        self,
+        dispatcher: Dispatcher,
+        name: str = "connect-writer",
+        *,
+        concurrency: int = 1,
+        linger: float = 0.0,
+    ) -> None:
         self.d = dispatcher
         self.name = name
+        self.concurrency = concurrency
+        self.linger = linger
         self.queue: asyncio.Queue[tuple[str, Any, asyncio.Future[None]]] = asyncio.Queue()
         self.waiting: list[tuple[float, tuple[uuid.UUID, DeliveryReceipt], asyncio.Future[None]]] = []
         self.task: asyncio.Task[None] | None = None
+        self.flushing: set[asyncio.Task[None]] = set()
         self.batches = 0
 
     def start(self) -> None:
         self.task = asyncio.create_task(self._run(), name=self.name)
 
     async def stop(self) -> None:
-        if self.task is not None:
-            self.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.task
+        for t in [self.task, *self.flushing]:
+            if t is not None:
+                t.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await t
 
     async def submit_outcome(self, kind: str, payload: Any) -> None:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -538,14 +623,30 @@ class Writer:
                     batch = [first]
                 except TimeoutError:
                     batch = []
+                if self.concurrency > 1:
+                    if self.flushing and self.linger:
+                        await asyncio.sleep(self.linger)
+                    while len(self.flushing) >= self.concurrency:
+                        await asyncio.wait(self.flushing, return_when=asyncio.FIRST_COMPLETED)
                 while not self.queue.empty() and len(batch) < 2000:
                     batch.append(self.queue.get_nowait())
-                await self._flush(batch)
+                if self.concurrency > 1:
+                    task = asyncio.create_task(self._flush_logged(batch))
+                    self.flushing.add(task)
+                    task.add_done_callback(self.flushing.discard)
+                else:
+                    await self._flush(batch)
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("writer batch failed")
                 await asyncio.sleep(0.2)
+
+    async def _flush_logged(self, batch: list[tuple[str, Any, asyncio.Future[None]]]) -> None:
+        try:
+            await self._flush(batch)
+        except Exception:  # the batch's futures carry the error to their workers
+            log.exception("writer batch failed")
 
     async def _flush(self, batch: list[tuple[str, Any, asyncio.Future[None]]]) -> None:
         results = [(p, f) for k, p, f in batch if k not in ("receipt", "kick")]
@@ -556,21 +657,26 @@ class Writer:
         deadlines = {id(f): t for t, _, f in self.waiting}
         self.waiting = []
         receipts = retry + receipts
+        tenants = {(p if isinstance(p, Item) else p[1]).tenant_id for p, _ in results}
+        only = next(iter(tenants)) if len(tenants) == 1 and not receipts else None
         try:
-            with context.tenant_scope(None):
-                async with unit_of_work(platform=True) as s:
+            with context.tenant_scope(only):
+                async with unit_of_work(platform=only is None) as s:
                     if results:
-                        written = await self.d.apply_results(s, [p for p, _ in results])
+                        written = await self.d.apply_results(s, [p for p, _ in results], in_tenant=only)
                     unmatched = (
                         await self.d.apply_receipts(s, [p for p, _ in receipts]) if receipts else set()
                     )
-                    await switch_tenant(s, None)
+                    if only is None:
+                        await switch_tenant(s, None)
         except Exception as exc:
             for _, f in results + receipts:
                 if not f.done():
                     f.set_exception(exc)
             raise
         self.batches += 1
+        self.d.stats[f"{self.name}_batches"] += 1
+        self.d.stats[f"{self.name}_items"] += len(batch)
         if written:
             self.d.remember(written)
         for _, f in results:
@@ -623,7 +729,9 @@ class Dispatcher:
         self.runners: dict[uuid.UUID, LinkRunner] = {}
         self.unavailable: set[uuid.UUID] = set()
         self.routes: dict[uuid.UUID, TenantRoutes] = {}
-        self.writer = Writer(self, "connect-results")  # submit results: latency bounds throughput
+        # submit results: their commit latency bounds throughput (see Writer; concurrent
+        # batches on PostgreSQL, set at start)
+        self.writer = Writer(self, "connect-results", linger=0.005)
         self.receipt_writer = Writer(self, "connect-receipts")  # receipts in their own transactions
         self.in_flight: set[uuid.UUID] = set()
         # (link, carrier id) → (tenant, message, parts) of recently committed submits: most
@@ -640,6 +748,7 @@ class Dispatcher:
         _wake_events.add(self._wake)
         _urgent_events.add(self._urgent)
         await self._heartbeat()
+        self.writer.concurrency = 3 if get_database().is_postgres else 1
         self.writer.start()
         self.receipt_writer.start()
         try:
@@ -1216,8 +1325,11 @@ class Dispatcher:
                 )
 
     # -- writes on the hot path ------------------------------------------------------------
-    async def apply_results(self, s: AsyncSession, payloads: list[Any]) -> list[dict[str, Any]]:
-        """Record submit results; returns the carrier-id rows written (see :meth:`remember`)."""
+    async def apply_results(
+        self, s: AsyncSession, payloads: list[Any], *, in_tenant: uuid.UUID | None = None
+    ) -> list[dict[str, Any]]:
+        """Record submit results; returns the carrier-id rows written (see :meth:`remember`).
+        ``in_tenant``: the transaction is already that tenant's (every payload is of it)."""
         now = utcnow()
         written_keys: list[dict[str, Any]] = []
         by_tenant: dict[uuid.UUID, list[tuple[uuid.UUID | None, Item, SubmitResult | None, str]]] = (
@@ -1257,15 +1369,14 @@ class Dispatcher:
                 .values(state=0, claimed_by=None, available_at=now)
             )
             self.stats["unknown"] += len(release_unknown)
-        done_ids: list[uuid.UUID] = []
         for tid, entries in by_tenant.items():
-            await switch_tenant(s, tid)
+            if tid != in_tenant:
+                await switch_tenant(s, tid)
             upd: list[dict[str, Any]] = []
             keys: list[dict[str, Any]] = []
             events: list[dict[str, Any]] = []
             finals: list[tuple[uuid.UUID, str, str | None]] = []
             for link_id, item, result, kind in entries:
-                done_ids.append(item.message_id)
                 route = {
                     "carrier": item.carrier,
                     "link_id": str(link_id) if link_id else None,
@@ -1345,13 +1456,9 @@ class Dispatcher:
                     )
                     finals.append((item.message_id, "rejected", reason))
                     self.stats["rejected"] += 1
-            await _update_submitted(s, upd)
-            await insert_rows(s, table_of(CarrierReceiptKey), keys)
-            await insert_rows(s, table_of(MessageEvent), events)
+            await _record_submits(s, upd, keys, events, [e[1].message_id for e in entries])
             written_keys += keys
             await self._publish(s, finals)
-        if done_ids:
-            await s.execute(delete(DispatchItem).where(one_of(s, DispatchItem.message_id, done_ids)))
         return written_keys
 
     def remember(self, keys: list[dict[str, Any]]) -> None:

@@ -23,8 +23,10 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.types import TypeDecorator
 
 from tessera.connect.models import DispatchItem, Message, MessageEvent
 from tessera.core.db.base import table_of
@@ -51,7 +53,7 @@ DISPATCH_CHANNEL = "connect_dispatch"
 """PostgreSQL NOTIFY channel: payload is the lowest lane committed (0 = verification)."""
 
 INSERT_CHUNK = 2000
-UNNEST_FROM = 16  # fewer rows: a plain insert (its statement is cached; arrays cost more to bind)
+ROWS_SOURCE_FROM = 16  # fewer rows: a plain insert (its statement is cached; arrays cost more to bind)
 
 
 def _is_postgres(session: AsyncSession) -> bool:
@@ -71,39 +73,45 @@ def _json(typ: Any) -> bool:
     return isinstance(typ, JSON) or isinstance(getattr(typ, "impl", None), JSON)
 
 
+def rows_source(table: Table, rows: Sequence[dict[str, Any]], name: str = "v") -> Any:
+    """PostgreSQL: ``rows`` (dicts with the same keys, named like ``table``'s columns) as a
+    derived table ``json_to_recordset(:doc) AS v(col type, …)``: one JSON parameter written by
+    orjson and parsed by the server, instead of a placeholder (or an array element dumped in
+    Python) per value. Values still go through their column type's own conversion first
+    (encrypted columns are encrypted, UTC datetimes checked); JSON columns travel as JSON."""
+    keys = list(rows[0])
+    convert: list[tuple[str, Any]] = []
+    for key in keys:
+        typ = table.c[key].type
+        if isinstance(typ, TypeDecorator) and not _json(typ):
+            convert.append((key, typ))
+    if convert:
+        dialect = postgresql.dialect()
+        rows = [{**r, **{key: typ.process_bind_param(r[key], dialect) for key, typ in convert}} for r in rows]
+    doc = orjson.dumps(rows).decode()
+    return (
+        func.json_to_recordset(cast(bindparam(None, doc, type_=Text()), postgresql.JSON()))
+        .table_valued(*(column(key, table.c[key].type) for key in keys))
+        .render_derived(name=name, with_types=True)
+    )
+
+
 async def insert_rows(session: AsyncSession, table: Table, rows: Sequence[dict[str, Any]]) -> None:
     """Insert ``rows`` (dicts with the same keys) in one statement.
 
-    PostgreSQL: ``INSERT … SELECT FROM unnest(arrays)``, one array parameter per column
-    (JSON columns travel as text and are cast), so a thousand rows cost a short statement with
-    a handful of parameters instead of a multi-row ``VALUES`` with one placeholder per value;
-    column types still bind through SQLAlchemy (encrypted columns are encrypted per element).
-    SQLite, and a few rows: a plain (cached) insert. RLS checks every inserted row."""
+    PostgreSQL: ``INSERT … SELECT FROM json_to_recordset(:doc)`` (see :func:`rows_source`), so a
+    thousand rows cost one short, cached statement with one parameter instead of a multi-row
+    ``VALUES`` with one placeholder per value. SQLite, and a few rows: a plain (cached) insert.
+    Row-level security checks every inserted row."""
     if not rows:
         return
-    if len(rows) < UNNEST_FROM or not _is_postgres(session):
+    if len(rows) < ROWS_SOURCE_FROM or not _is_postgres(session):
         for start in range(0, len(rows), INSERT_CHUNK):
             await session.execute(insert(table), rows[start : start + INSERT_CHUNK])
         return
+    v = rows_source(table, rows)
     names = list(rows[0])
-    arrays: list[Any] = []
-    outs: list[Any] = []
-    for name in names:
-        typ = table.c[name].type
-        if _json(typ):
-            values: list[Any] = [orjson.dumps(r[name]).decode() for r in rows]
-            arrays.append(bindparam(None, values, type_=ARRAY(Text())))
-            outs.append((name, Text(), True))
-        else:
-            arrays.append(bindparam(None, [r[name] for r in rows], type_=ARRAY(typ)))
-            outs.append((name, typ, False))
-    v = (
-        func.unnest(*arrays)
-        .table_valued(*(column(f"c{i}", t) for i, (_, t, _) in enumerate(outs)))
-        .render_derived(name="v", with_types=False)
-    )
-    exprs = [cast(v.c[f"c{i}"], JSONB) if j else v.c[f"c{i}"] for i, (_, _, j) in enumerate(outs)]
-    await session.execute(insert(table).from_select(names, select(*exprs)))
+    await session.execute(insert(table).from_select(names, select(*(v.c[n] for n in names))))
 
 
 class MessageRepository(TenantRepository[Message]):
