@@ -7,13 +7,13 @@ Services receive the session and never commit. Callbacks registered with
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from tessera.core.db.engine import Database
 from tessera.core.db.guard import PLATFORM
@@ -57,25 +57,61 @@ async def _run_after_commit(session: AsyncSession) -> None:
             log.exception("after-commit callback failed")
 
 
-@contextlib.asynccontextmanager
-async def unit_of_work(*, platform: bool = False) -> AsyncIterator[AsyncSession]:
-    """One transaction. ``platform=True`` allows statements with no tenant in scope."""
-    db = get_database()
-    async with db.sessionmaker() as session:
-        if platform:
+def _commit_and_close(session: Session) -> None:
+    session.commit()
+    session.close()
+
+
+class _UnitOfWork:
+    """The transaction of :func:`unit_of_work`, as a plain async context manager.
+
+    On success the commit and the release of the connection run in one hop into SQLAlchemy's
+    synchronous core; ``AsyncSession``'s own exit would run ``close()`` in a task of its own,
+    which is the right protection on the error path (a cancelled request still returns its
+    connection) and kept there, but costs a task and an event-loop turn on every request.
+    """
+
+    __slots__ = ("platform", "session")
+
+    def __init__(self, platform: bool) -> None:
+        self.platform = platform
+        self.session: AsyncSession | None = None
+
+    async def __aenter__(self) -> AsyncSession:
+        session = self.session = get_database().sessionmaker()
+        if self.platform:
             session.info[PLATFORM] = True
-        try:
-            yield session
+        return session
+
+    async def __aexit__(self, exc_type: Any, exc: BaseException | None, _tb: Any) -> None:
+        session = self.session
+        assert session is not None
+        if exc is None:
+            try:
+                await session.run_sync(_commit_and_close)
+            except BaseException:
+                await _finish_failed(session, commit=False)
+                raise
+            await _run_after_commit(session)
+            return
+        # An error may ask to keep what was written before it was raised (a failed sign-in
+        # must still count towards the lockout and leave its audit row).
+        await _finish_failed(session, commit=bool(getattr(exc, "commit_transaction", False)))
+
+
+async def _finish_failed(session: AsyncSession, *, commit: bool) -> None:
+    try:
+        if commit:
             await session.commit()
-        except BaseException as exc:
-            # An error may ask to keep what was written before it was raised (a failed sign-in
-            # must still count towards the lockout and leave its audit row).
-            if getattr(exc, "commit_transaction", False):
-                await session.commit()
-            else:
-                await session.rollback()
-            raise
-    await _run_after_commit(session)
+        else:
+            await session.rollback()
+    finally:
+        await session.__aexit__(None, None, None)  # close, shielded from cancellation
+
+
+def unit_of_work(*, platform: bool = False) -> _UnitOfWork:
+    """One transaction. ``platform=True`` allows statements with no tenant in scope."""
+    return _UnitOfWork(platform)
 
 
 async def switch_tenant(session: AsyncSession, tenant_id: uuid.UUID | None) -> None:
