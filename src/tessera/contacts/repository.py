@@ -70,6 +70,11 @@ class ContactRepository(TenantRepository[Contact]):
         )
         return (await self.session.execute(stmt)).scalars().first()
 
+    async def has_identities(self) -> bool:
+        """Whether the tenant has any contact identity at all."""
+        stmt = select(ContactIdentity.id).limit(1)
+        return (await self.session.execute(stmt)).first() is not None
+
     async def owners_of_indexes(self, pairs: Sequence[tuple[str, str]]) -> dict[tuple[str, str], uuid.UUID]:
         """(kind, value_index) → contact id for those that exist.
 

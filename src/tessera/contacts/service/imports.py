@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tessera.contacts import events, importer
 from tessera.contacts.errors import ImportNotFound, ImportStateError
 from tessera.contacts.models import Contact, ContactIdentity, DataJob
-from tessera.contacts.repository import DataJobRepository
+from tessera.contacts.repository import ContactRepository, DataJobRepository
 from tessera.contacts.schemas import (
     BulkRecordResult,
     BulkUpsertResult,
@@ -199,8 +199,14 @@ async def run_import(tenant_id: uuid.UUID, job_id: uuid.UUID, *, chunk_size: int
             job.status = "running"
             job.started_at = job.started_at or utcnow()
             skip = job.rows_done
+            # A tenant without any identity yet (a first import): lookups are needed only for
+            # what this run writes (a concurrent writer's identity fails the chunk on the unique
+            # index, and the retry looks everything up again).
+            fresh = not await ContactRepository(s).has_identities()
         errors = importer.ErrorFile(_dir() / f"{job_id}.errors.csv", headers, append=skip > 0)
         run = importer.ImportRun()
+        if fresh:
+            run.written = importer.IdentityFilter.sized(2 * max(job.total_rows, 1))
 
         def next_chunk() -> importer.PreparedChunk | None:
             for rows in chunks:
@@ -263,6 +269,7 @@ async def _write_chunk(
             errors.add(prepared.rows, prepared.problems)
             return True
         except IntegrityError:
+            run.written = None  # another writer is at work: look every identity up from now on
             if attempt == 2:
                 raise
     return True
