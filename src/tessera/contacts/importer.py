@@ -710,8 +710,8 @@ async def write_chunk(
     await _tag_records(session, records, ids)
     run.created.update(created_now)
     if written is not None:
-        for row in idents:
-            written.add(row[4])
+        for ident in idents:
+            written.add(ident[4])
     run.created_count += len(contacts)
     run.updated_count += updated
     run.duplicates += len(dups)
