@@ -127,8 +127,23 @@ class MessageRepository(TenantRepository[Message]):
         events: Sequence[dict[str, Any]],
         queue: Sequence[dict[str, Any]],
     ) -> None:
-        """Messages, their first events and their dispatch rows: one statement each (see
-        :func:`insert_rows`)."""
+        """Messages, their first events and their dispatch rows: on PostgreSQL one statement
+        (the events and dispatch rows are data-modifying CTEs of the messages' insert; foreign
+        keys are checked at the end of the statement), one round trip whatever the number of
+        messages; elsewhere one statement each (see :func:`insert_rows`)."""
+        if messages and _is_postgres(self.session):
+            ctes = []
+            for name, table, rows in (
+                ("ins_events", table_of(MessageEvent), events),
+                ("ins_dispatch", table_of(DispatchItem), queue),
+            ):
+                if rows:
+                    src = rows_source(table, rows, name=f"{name}_v")
+                    ctes.append(insert(table).from_select(list(rows[0]), select(*src.c)).cte(name))
+            m = rows_source(table_of(Message), messages, name="m")
+            stmt = insert(table_of(Message)).from_select(list(messages[0]), select(*m.c))
+            await self.session.execute(stmt.add_cte(*ctes) if ctes else stmt)
+            return
         await insert_rows(self.session, table_of(Message), messages)
         await insert_rows(self.session, table_of(MessageEvent), events)
         await insert_rows(self.session, table_of(DispatchItem), queue)

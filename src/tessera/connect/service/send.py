@@ -20,6 +20,7 @@ process and, on PostgreSQL, a ``NOTIFY`` delivered at commit for gateways in oth
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import uuid
 from collections.abc import Sequence
@@ -63,6 +64,7 @@ METER = {
     "voice": "messages.voice",
 }
 HELD = "held"
+YIELD_EVERY = 250  # a large batch lets the event loop run other requests between slices of it
 RECIPIENT_FIELD_CODES = frozenset(
     {
         "message.recipient_opted_out",
@@ -251,13 +253,16 @@ async def send_messages(
     quota_ref: str | None = None,
     refuse: bool = False,
     decisions: Sequence[compliance.ComplianceDecision] | None = None,
+    ids: Sequence[uuid.UUID] | None = None,
 ) -> list[AcceptedMessage]:
     """Validate, check and store one message per recipient in the caller's transaction.
 
     Raises :class:`MessageInvalid` (422, naming the field and rule) before anything is written.
     With ``refuse`` a compliance refusal raises too (:class:`MessageRefused`, its code naming
     the reason); otherwise the refused message is stored ``rejected``. ``decisions`` are the
-    caller's own compliance decisions, one per recipient (it checked already)."""
+    caller's own compliance decisions, one per recipient (it checked already); ``ids``: the
+    messages' ids, chosen by the caller (so it can write them before the send, see
+    :func:`send_message`)."""
     common = await _common(session, data)
     ch = common.channel
     rates = await _rates(session, ch.kind)
@@ -271,6 +276,8 @@ async def send_messages(
     # 1. validate and render every recipient (all or nothing)
     rendered: list[tuple[str, str, str, compliance.Address, dict[str, str], str]] = []
     for i, rcpt in enumerate(recipients):
+        if i and not i % YIELD_EVERY:
+            await asyncio.sleep(0)
         prefix = "" if single else f"recipients.{i}."
         to, carrier, addr = _destination(ch, rcpt.to, f"{prefix}to")
         variables = {**shared, **rcpt.variables}
@@ -313,7 +320,9 @@ async def send_messages(
     for i, ((to, carrier, to_index, _addr, variables, text), d) in enumerate(
         zip(rendered, decisions, strict=True)
     ):
-        mid = uuid7()
+        if i and not i % YIELD_EVERY:
+            await asyncio.sleep(0)
+        mid = ids[i] if ids is not None else uuid7()
         refused = d.verdict in ("reject", "block")
         body = text if refused else d.replaced_body
         if ch.kind == "email" and not refused and d.replaced_subject is not None:
@@ -465,11 +474,16 @@ async def send_message(
     *,
     quota_ref: str | None = None,
     decision: compliance.ComplianceDecision | None = None,
+    message_id: uuid.UUID | None = None,
 ) -> AcceptedMessage:
     """Store one message in the caller's transaction; the public entry point other contexts
     (campaigns, automations, verification) call. A compliance refusal raises
     :class:`MessageRefused` (422 with the reason's code, naming the field); a message held for
-    review is stored ``held``. ``decision``: the caller's own compliance check of this message."""
+    review is stored ``held``. ``decision``: the caller's own compliance check of this message;
+    ``message_id``: the id to give the message. The send ends by spending the tenant's quota,
+    whose counter row stays locked until commit: a caller that records the message id lets
+    its own writes go first (with an id chosen up front) so the lock is held for the commit
+    only."""
     rcpt = Recipient(to=data.to, reference=data.reference)
     return (
         await send_messages(
@@ -479,6 +493,7 @@ async def send_message(
             quota_ref=quota_ref or f"msg:{uuid7()}",
             refuse=True,
             decisions=[decision] if decision is not None else None,
+            ids=[message_id] if message_id is not None else None,
         )
     )[0]
 

@@ -40,7 +40,7 @@ from tessera.connect.verify.schemas import TemplateStats, VerifyIn
 from tessera.connect.voice.gateway import SimulatedVoiceGateway, VoiceGateway
 from tessera.connect.voice.tts import Language, code_sentence, synthesize_async
 from tessera.core.crypto.types import blind_index
-from tessera.core.db.base import utcnow
+from tessera.core.db.base import utcnow, uuid7
 from tessera.core.jobs import service as jobs
 
 MAX_CHECKS = 5
@@ -159,13 +159,30 @@ async def _deliver(
     session: AsyncSession, v: Verification, code: str, decision: compliance.ComplianceDecision | None = None
 ) -> None:
     """Send ``code`` on the verification's channel (in the caller's transaction); ``decision``:
-    the compliance check :func:`start` made already (the pipeline does not repeat it)."""
+    the compliance check :func:`start` made already (the pipeline does not repeat it).
+
+    SMS: the verification's own writes (message id, sealed code, fallback job) go first; the
+    send comes last because it ends holding the tenant's quota row until commit, and every
+    send of the tenant waits for that row."""
     ttl = math.ceil((v.expires_at - utcnow()).total_seconds())
     if v.channel == "sms":
         from tessera.connect.service.send import send_message
 
+        message_id = uuid7()
+        v.message_id = message_id
+        if v.fallback_after is not None:
+            v.code_sealed = code
+        await session.flush()
+        if v.fallback_after is not None:
+            await jobs.enqueue(
+                session,
+                "verify.fallback",
+                {"verification_id": str(v.id), "send": v.sends},
+                queue=QUEUE,
+                run_at=utcnow() + dt.timedelta(seconds=v.fallback_after),
+            )
         body = _body(v.locale, code, ttl)
-        accepted = await send_message(
+        await send_message(
             session,
             MessageIn(
                 to=v.to,
@@ -175,17 +192,8 @@ async def _deliver(
                 **{"class": "verification"},
             ),
             decision=decision,
+            message_id=message_id,
         )
-        v.message_id = accepted.id
-        if v.fallback_after is not None:
-            v.code_sealed = code
-            await jobs.enqueue(
-                session,
-                "verify.fallback",
-                {"verification_id": str(v.id), "send": v.sends},
-                queue=QUEUE,
-                run_at=utcnow() + dt.timedelta(seconds=v.fallback_after),
-            )
     else:  # voice
         v.code_sealed = code
         await jobs.enqueue(
@@ -225,6 +233,7 @@ async def start(session: AsyncSession, data: VerifyIn) -> Verification:
         )
     salt = secrets.token_hex(16)
     v = Verification(
+        id=uuid7(),
         channel=data.channel,
         to=addr.value,
         to_index=index,
@@ -244,7 +253,6 @@ async def start(session: AsyncSession, data: VerifyIn) -> Verification:
         created_at=now,
     )
     session.add(v)
-    await session.flush()
     await _deliver(session, v, code, decision)
     # Verification traffic, like messages, is recorded on its own row (sends, checks, status,
     # voice call), not in the audit log: an audit row per code would serialise every send of
