@@ -15,6 +15,7 @@ from tessera.core import lifecycle
 from tessera.core.crypto.keyring import MasterKeys, init_keyring
 from tessera.core.db.session import get_database, init_database, set_database
 from tessera.core.http import handlers
+from tessera.core.http.deps import document_auth
 from tessera.core.http.handlers import ORJSONResponse
 from tessera.core.http.idempotency import IdempotencyMiddleware
 from tessera.core.http.middleware import BodyLimitMiddleware, RateLimitMiddleware, RequestContextMiddleware
@@ -137,6 +138,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             mount(app)
         elif hasattr(mod, "router"):
             app.include_router(mod.router)
+
+    document_auth(app)
 
     limiter: RateLimiter = (
         RedisRateLimiter(settings.redis_url)

@@ -209,3 +209,22 @@ async def test_request_id_metrics_and_security_headers(
         'tessera_http_request_duration_seconds_count{method="GET",route="/v1/users/{user_id}",status="200"}'
         in (metrics)
     )
+
+
+def test_authenticated_operations_document_both_credentials(app: Any) -> None:
+    """``require`` reads the API key and the session cookie itself (no per-request
+    sub-dependencies), and the OpenAPI document still names both schemes on its operations."""
+    doc = app.openapi()
+    both = [{"HTTPBearer": []}, {"APIKeyCookie": []}]
+    assert doc["paths"]["/v1/users/{user_id}"]["get"]["security"] == both
+    assert doc["paths"]["/v1/users"]["post"]["security"] == both
+    schemes = doc["components"]["securitySchemes"]
+    assert schemes["HTTPBearer"]["scheme"] == "bearer"
+    assert schemes["APIKeyCookie"] == {
+        "type": "apiKey",
+        "in": "cookie",
+        "name": "tessera_session",
+        "description": "Console session.",
+    }
+    assert "security" not in doc["paths"]["/healthz"]["get"]
+    assert app.openapi() is doc  # generated once
