@@ -39,3 +39,14 @@ def test_sealer_matches_the_keyring() -> None:
     for value in ("+8613800138000", "a@example.com", "1990-01-01", "上海市"):
         assert sealer.blind_index("phone", value) == keyring.blind_index(tid, "phone", value)
         assert keyring.decrypt(tid, sealer.encrypt(value)) == value
+
+
+def test_encrypt_many_is_encrypt_of_each_value() -> None:
+    tid = uuid.uuid4()
+    keyring = Keyring(MasterKeys(current=os.urandom(32)))
+    keyring.new_tenant_keys(tid)
+    values = ["+8613800138000", "", "a@example.com", "上海市"] * 50
+    sealed = keyring.sealer(tid).encrypt_many(values)
+    assert [keyring.decrypt(tid, s) for s in sealed] == values
+    assert len(set(sealed)) == len(values)  # a fresh nonce each
+    assert keyring.sealer(tid).encrypt_many([]) == []

@@ -507,16 +507,19 @@ def prepare_chunk(validator: RowValidator, rows: Chunk, *, seal: bool = True) ->
 def seal_records(records: list[Record], sealer: Sealer) -> None:
     """Encrypt each record's identities and personal fields (after in-file dedupe merged them)
     and draw the ids of the rows it may create."""
-    encrypt = sealer.encrypt
     ids = uuid7_hex(len(records) + sum(len(r.idents) for r in records))
+    plain = [v for r in records for _, v, _ in r.idents]
+    plain += [r.values[c] for r in records for c in _SEALED if c in r.values]
+    sealed = iter(sealer.encrypt_many(plain))
     pos = 0
     for r in records:
         end = pos + 1 + len(r.idents)
         r.new_ids = ids[pos:end]
         pos = end
-        r.sealed = [encrypt(v) for _, v, _ in r.idents]
+        r.sealed = [next(sealed) for _ in r.idents]
+    for r in records:
         vals = r.values
-        r.sealed_values = {c: encrypt(vals[c]) for c in _SEALED if c in vals}
+        r.sealed_values = {c: next(sealed) for c in _SEALED if c in vals}
 
 
 COLUMNS = (

@@ -10,12 +10,14 @@ dir; previous master keys (``keys/master-<id>.key``) stay usable for unwrapping.
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
 import os
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -233,6 +235,16 @@ class Sealer:
         self._pos = pos + 12
         ct = self._aes.encrypt(nonce, plaintext.encode(), self._aad)
         return self._prefix + base64.b64encode(nonce + ct).decode()
+
+    def encrypt_many(self, plaintexts: Sequence[str]) -> list[str]:
+        """:meth:`encrypt` of each value (one OS draw for all the nonces, names bound once)."""
+        nonces = os.urandom(12 * len(plaintexts))
+        seal, aad, prefix, b64 = self._aes.encrypt, self._aad, self._prefix, binascii.b2a_base64
+        out = []
+        for k, plaintext in enumerate(plaintexts):
+            nonce = nonces[12 * k : 12 * k + 12]
+            out.append(prefix + b64(nonce + seal(nonce, plaintext.encode(), aad), newline=False).decode())
+        return out
 
     def blind_index(self, kind: str, normalised: str) -> str:
         inner = self._inner.copy()
