@@ -921,8 +921,11 @@ class Dispatcher:
                 log.exception("claim failed")
                 await asyncio.sleep(0.5)
             if claimed == 0 or self.pending() >= self.capacity():
+                # asyncio.timeout, not wait_for: on 3.11 wait_for loses a cancel that arrives as
+                # the event is set (a wake() during stop()), and stop() then waits forever
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+                    async with asyncio.timeout(self.poll_interval):
+                        await self._wake.wait()
 
     async def _urgent_loop(self) -> None:
         """Verification codes (lane 0) are claimed by their own task as soon as they are
