@@ -17,6 +17,7 @@ from email.message import EmailMessage
 from email.policy import SMTP
 from typing import Any, Final
 
+import cryptography
 import dkim as dkimpy
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa, utils
@@ -207,6 +208,9 @@ def _header_fields(head: bytes) -> list[tuple[bytes, bytes]]:
     return fields
 
 
+_RSA_RELEASES_GIL = int(cryptography.__version__.split(".")[0]) >= 50  # checked on 50.0.2
+
+
 class RelaxedDkimSigner:
     """DKIM signatures (RFC 6376, relaxed/relaxed) computed here, RSA through OpenSSL.
 
@@ -243,6 +247,9 @@ class RelaxedDkimSigner:
             + b";\r\n\tt="
         )
         self._clock = clock or time.time
+        # RSA signing in OpenSSL runs with the GIL released (cryptography 50), so a caller
+        # may move it to a thread; an Ed25519 signature is too cheap to be worth the hand-off
+        self.releases_gil = self._rsa is not None and _RSA_RELEASES_GIL
 
     def sign(self, message: EmailMessage | bytes) -> bytes:
         raw = message_bytes(message)
