@@ -55,14 +55,14 @@ from collections import defaultdict
 from email.utils import parseaddr
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy import bindparam, select, update
 
 from tessera.connect.email.compose import format_address, render_email
 from tessera.connect.email.content import EMAIL_VARIABLES_KEY
 from tessera.connect.email.dkim import DkimKey, RelaxedDkimSigner
 from tessera.connect.email.sender import SendResult, SmtpConfig, SmtpLink, TlsMode
 from tessera.connect.email.unsubscribe import base_url, make_token, unsubscribe_url
-from tessera.connect.models import CarrierReceiptKey, DispatchItem, Message, MessageEvent
+from tessera.connect.models import DispatchItem, Message, MessageEvent
 from tessera.connect.repository import insert_rows, one_of
 from tessera.core import context
 from tessera.core.db.base import table_of, utcnow
@@ -510,7 +510,6 @@ class EmailWriter:
         stats["email_writes"] += 1  # transactions: delivered / email_writes is the batch size
         with context.tenant_scope(None):
             async with unit_of_work(platform=True) as s:
-                done: list[uuid.UUID] = []
                 retry_rows: list[dict[str, Any]] = []
                 for tid, results in by_tenant.items():
                     await switch_tenant(s, tid)
@@ -528,6 +527,7 @@ class EmailWriter:
                     events: list[dict[str, Any]] = []
                     finals: list[tuple[uuid.UUID, str, str | None]] = []
                     blocks: list[tuple[str, SmtpOutcome]] = []
+                    done: list[uuid.UUID] = []
                     for r in results:
                         it, oc = r.item, r.outcome
                         detail = (
@@ -613,13 +613,14 @@ class EmailWriter:
                             if oc.block:
                                 blocks.append((it.to, oc))
                         done.append(it.message_id)
-                    if upd:  # the dispatcher's writer: one statement per batch on PostgreSQL
-                        from tessera.connect.dispatcher import _update_submitted
+                    if upd:
+                        # the dispatcher's writer of submit results: on PostgreSQL one statement
+                        # (messages updated, carrier ids and events inserted, dispatch rows deleted)
+                        from tessera.connect.dispatcher import _record_submits
 
-                        await _update_submitted(s, upd)
-                    # one statement each on PostgreSQL (rows as one JSON document), not a row each
-                    await insert_rows(s, table_of(CarrierReceiptKey), keys)
-                    await insert_rows(s, table_of(MessageEvent), events)
+                        await _record_submits(s, upd, keys, events, done)
+                    else:  # retries only: their events
+                        await insert_rows(s, table_of(MessageEvent), events)
                     for address, oc in blocks:
                         await block_address(s, address, oc)
                     await self.d._publish(s, finals)
@@ -637,8 +638,6 @@ class EmailWriter:
                         ),
                         retry_rows,
                     )
-                if done:
-                    await s.execute(delete(DispatchItem).where(one_of(s, DispatchItem.message_id, done)))
 
 
 def _seconds(value: float) -> dt.timedelta:
