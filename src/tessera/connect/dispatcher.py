@@ -71,7 +71,7 @@ log = logging.getLogger(__name__)
 _wake_events: set[asyncio.Event] = set()
 
 URGENT_CLAIM = 100
-RECENT_MAX = 200_000
+RECENT_MAX = 100_000  # ~20 MB at most; a receipt older than that is matched by a SELECT
 RECEIPT_STATUS = {"DELIVRD": "delivered", "EXPIRED": "expired"}
 RECEIPT_REASON = {
     "UNDELIV": "carrier.undeliverable",
