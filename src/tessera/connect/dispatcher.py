@@ -1085,6 +1085,14 @@ class Dispatcher:
                 continue
             carrier = m.ported_to or m.carrier
             wechat = m.channel_kind in ("wechat", "email")  # one sender per channel, no route table
+            if wechat and m.channel_id not in routes.email and m.channel_id not in routes.wechat:
+                # a channel created since the table was cached: reload rather than release the
+                # message to be claimed again and again until the next refresh
+                fresh = await self._reload_on_miss(s, tid, routes, m.created_at)
+                if fresh is None:
+                    deferred.append(m.id)
+                    continue
+                routes = fresh
             rows = [] if wechat else self._route_rows(routes, m, carrier)
             if not wechat and not rows:  # a route created since the table was cached is used
                 fresh = await self._reload_on_miss(s, tid, routes, m.created_at)
