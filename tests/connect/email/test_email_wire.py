@@ -255,3 +255,24 @@ async def test_transaction_keeps_dot_lines_and_a_connection_for_many_messages(
     text = message_from_bytes(smtp_sink.messages[0].data, policy=policy.default)
     body = text.get_body(("plain",)).get_content()  # type: ignore[union-attr]
     assert body.replace("\r\n", "\n") == ".leading dot 0\n.\nend"
+
+
+@pytest.mark.parametrize("pipelining", [True, False])
+async def test_bare_line_endings_go_out_as_crlf(
+    smtp_sink: object, pipelining: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tessera.connect.email import sender
+    from tessera.connect.email.sender import SmtpConfig, SmtpLink
+    from tessera.connect.email.sink import SmtpSink
+
+    monkeypatch.setattr(sender, "_CAN_PIPELINE", pipelining)
+    assert isinstance(smtp_sink, SmtpSink)
+    async with SmtpLink(SmtpConfig("127.0.0.1", smtp_sink.port, pool_size=1)) as link:
+        for raw in (b"Subject: a\n\nline 1\n.line 2", b"Subject: b\r\n\r\nline 1\rline 2\r\n"):
+            result = await link.send(raw, sender="b@example.com", recipients=["bob@example.org"])
+            assert result.accepted, result
+    assert smtp_sink.wait_for(2)
+    assert [m.data for m in smtp_sink.messages] == [
+        b"Subject: a\r\n\r\nline 1\r\n.line 2\r\n",
+        b"Subject: b\r\n\r\nline 1\r\nline 2\r\n",
+    ]

@@ -342,7 +342,11 @@ async def _pipelined(
             )
         if data.code != 354:
             raise aiosmtplib.SMTPDataError(data.code, data.message)
-        content = normalize_message_line_endings(raw)
+        crlf = raw.count(b"\r\n")
+        if crlf == raw.count(b"\n") == raw.count(b"\r") and raw.endswith(b"\r\n"):
+            content = raw  # already CRLF lines (what render_email writes): three scans, no copy
+        else:
+            content = normalize_message_line_endings(raw)
         if content.startswith(b"."):
             content = b"." + content
         protocol._response_pending = True
