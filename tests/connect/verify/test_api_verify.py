@@ -257,3 +257,23 @@ async def test_cross_tenant(
     )
     r = await client.get("/v1/verify/stats", headers=other_tenant.headers("admin"))
     assert r.json() == []
+
+
+async def test_over_quota_code_stores_nothing(client: httpx.AsyncClient, tenant: TenantWorld) -> None:
+    """The verification row and its fallback job are written before the send, whose quota
+    refusal comes last: the 402 rolls all of them back."""
+    from tests.connect.messaging.test_quota import fill_sms_allowance, stored
+
+    await setup_sms(client, tenant)
+    await fill_sms_allowance(tenant)
+    r = await client.post(
+        "/v1/verify", json={"to": TO, "fallback_after_seconds": 30}, headers=tenant.headers("admin")
+    )
+    assert r.status_code == 402, r.text
+    assert r.json()["error"]["code"] == "subscription.quota_exceeded"
+    with context.tenant_scope(tenant.tenant_id):
+        async with unit_of_work() as s:
+            assert (await s.execute(select(Verification.id))).first() is None
+            assert (await s.execute(select(Job.id).where(Job.queue == "verify"))).first() is None
+    after = await stored(tenant)
+    assert (after["messages"], after["events"], after["dispatch"], after["sms_used"]) == (0, 0, 0, 1_000)

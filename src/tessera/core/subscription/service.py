@@ -5,6 +5,12 @@ rolled-back send also rolls back its usage; the usage record is unique on (tenan
 so a retried job or replayed request counts once; and the per-period counter is advanced with
 ``UPDATE … SET used = used + n WHERE used + n <= limit``, which the database applies atomically
 (row lock on PostgreSQL, the single writer on SQLite), so concurrent consumers cannot overspend.
+On PostgreSQL the record's insert is a data-modifying CTE of that UPDATE: one round trip.
+
+The counter's row stays locked until the transaction ends and every consumer of the tenant's
+meter waits for it: callers make ``consume`` the last statement of their transaction (the send
+pipeline does), so the lock is held for the commit only. A refused ``consume`` leaves nothing
+behind; a request that does not handle the error rolls back everything it wrote.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tessera.core import context
 from tessera.core.audit import service as audit
-from tessera.core.db.base import utcnow, uuid7
+from tessera.core.db.base import table_of, utcnow, uuid7
 from tessera.core.db.session import after_commit
 from tessera.core.subscription.errors import (
     AddOnNotFound,
@@ -316,38 +322,43 @@ async def consume(session: AsyncSession, meter: str, n: int, *, ref: str) -> Usa
     limit = ent.limit(meter)
 
     tid = context.current_tenant_id()
-    recorded = (
-        await session.execute(
-            _insert(session)(UsageRecord.__table__)
-            .values(
-                id=uuid7(),
-                tenant_id=tid,
-                meter=meter,
-                ref=ref,
-                n=n,
-                period_start=period_start,
-                created_at=utcnow(),
-            )
-            .on_conflict_do_nothing(index_elements=["tenant_id", "meter", "ref"])
-            .returning(UsageRecord.__table__.c.id)
-        )
-    ).scalar_one_or_none()
-    if recorded is None:  # this ref was counted before: a retry or a replay
-        return Usage(
-            meter, await _used(session, meter, period_start), limit, period_start, reset_at, counted=False
-        )
-
-    cond = [UsageCounter.meter == meter, UsageCounter.period_start == period_start]
-    if limit is not None and n > 0:
-        cond.append(UsageCounter.used + n <= limit)
-    bump = (
-        update(UsageCounter)
-        .where(and_(*cond))
-        .values(used=UsageCounter.used + n)
-        .returning(UsageCounter.used)
-        .execution_options(synchronize_session=False)
+    record_id = uuid7()
+    record = _insert(session)(UsageRecord.__table__).values(
+        id=record_id, tenant_id=tid, meter=meter, ref=ref, n=n, period_start=period_start, created_at=utcnow()
     )
-    used = (await session.execute(bump)).scalar_one_or_none()
+    record = record.on_conflict_do_nothing(index_elements=["tenant_id", "meter", "ref"])
+    counters = table_of(UsageCounter)
+    cond = [counters.c.meter == meter, counters.c.period_start == period_start]
+    if limit is not None and n > 0:
+        cond.append(counters.c.used + n <= limit)
+    bump = update(counters).where(and_(*cond)).values(used=counters.c.used + n).returning(counters.c.used)
+    used: int | None
+    if session.get_bind().dialect.name == "postgresql":
+        # One round trip: the record is a data-modifying CTE of the counter's UPDATE, which
+        # only counts when the record was new. No row back means a replayed ref, no counter
+        # yet or no room left; those (rare) cases are told apart below.
+        rec = record.returning(UsageRecord.__table__.c.id).cte("usage_rec")
+        used = (
+            await session.execute(bump.where(select(rec.c.id).exists()).add_cte(rec))
+        ).scalar_one_or_none()
+        if used is not None:
+            return Usage(meter, int(used), limit, period_start, reset_at, counted=True)
+        recorded = (
+            await session.execute(
+                select(UsageRecord.id).where(UsageRecord.meter == meter, UsageRecord.ref == ref)
+            )
+        ).scalar_one_or_none()
+        if recorded != record_id:  # this ref was counted before: a retry or a replay
+            return Usage(
+                meter, await _used(session, meter, period_start), limit, period_start, reset_at, counted=False
+            )
+    else:
+        recorded = (await session.execute(record.returning(UsageRecord.__table__.c.id))).scalar_one_or_none()
+        if recorded is None:  # this ref was counted before: a retry or a replay
+            return Usage(
+                meter, await _used(session, meter, period_start), limit, period_start, reset_at, counted=False
+            )
+        used = (await session.execute(bump)).scalar_one_or_none()
     if used is None:  # no counter yet this period, or the allowance is used up
         await session.execute(
             _insert(session)(UsageCounter.__table__)
