@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tessera.connect import encoding
@@ -103,13 +103,33 @@ class _Common:
     metadata: dict[str, Any]
 
 
+# The send path's lookups are built once: a statement object keeps its cache key (and the
+# tenant guard's) from one call to the next, where building one per call cost about as much
+# as its round trip.
+_CHANNEL_BY_ID = select(Channel).where(Channel.status == "active", Channel.id == bindparam("channel_id"))
+_CHANNEL_OF_KIND = (
+    select(Channel)
+    .where(Channel.status == "active", Channel.kind == bindparam("kind"))
+    .order_by(Channel.created_at, Channel.id)
+    .limit(1)
+)
+_SIGNATURE_BY_TEXT = select(Signature).where(
+    Signature.status == "approved", Signature.text == bindparam("text")
+)
+_DEFAULT_SIGNATURE = (
+    select(Signature).where(Signature.status == "approved", Signature.is_default.is_(True)).limit(1)
+)
+_RATES = select(RateCard.carrier, RateCard.price_minor, RateCard.currency).where(
+    RateCard.channel_kind == bindparam("kind")
+)
+
+
 async def resolve_channel(session: AsyncSession, channel_id: uuid.UUID | None, kind: str) -> Channel:
-    stmt = select(Channel).where(Channel.status == "active")
     if channel_id is not None:
-        stmt = stmt.where(Channel.id == channel_id)
+        result = await session.execute(_CHANNEL_BY_ID, {"channel_id": channel_id})
     else:
-        stmt = stmt.where(Channel.kind == kind).order_by(Channel.created_at, Channel.id).limit(1)
-    ch = (await session.execute(stmt)).scalars().first()
+        result = await session.execute(_CHANNEL_OF_KIND, {"kind": kind})
+    ch = result.scalars().first()
     if ch is None:
         if channel_id is not None:
             raise MessageInvalid(
@@ -126,17 +146,16 @@ async def resolve_channel(session: AsyncSession, channel_id: uuid.UUID | None, k
 async def _signature(session: AsyncSession, ch: Channel, text: str | None) -> str:
     if ch.kind != "sms":
         return ""
-    stmt = select(Signature).where(Signature.status == "approved")
     if text is not None:
         s = (
-            await session.execute(stmt.where(Signature.text == text.strip().strip("【】")))
+            await session.execute(_SIGNATURE_BY_TEXT, {"text": text.strip().strip("【】")})
         ).scalar_one_or_none()
         if s is None:
             raise MessageInvalid(
                 "the signature is not approved", field="signature", rule="signature_not_approved"
             )
         return f"【{s.text}】"
-    s = (await session.execute(stmt.where(Signature.is_default.is_(True)).limit(1))).scalars().first()
+    s = (await session.execute(_DEFAULT_SIGNATURE)).scalars().first()
     return f"【{s.text}】" if s else ""
 
 
@@ -199,8 +218,8 @@ async def _common(session: AsyncSession, data: MessageIn | BatchIn) -> _Common:
 
 
 async def _rates(session: AsyncSession, kind: str) -> dict[str, tuple[int, str]]:
-    rows = (await session.execute(select(RateCard).where(RateCard.channel_kind == kind))).scalars()
-    return {r.carrier: (r.price_minor, r.currency) for r in rows}
+    rows = (await session.execute(_RATES, {"kind": kind})).all()
+    return {carrier: (price, currency) for carrier, price, currency in rows}
 
 
 def _destination(ch: Channel, raw: str, field: str) -> tuple[str, str, compliance.Address]:

@@ -22,8 +22,9 @@ import statistics
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import and_, func, literal, select
+from sqlalchemy import and_, bindparam, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tessera.connect.compliance import service as compliance
@@ -108,21 +109,35 @@ def _body(locale: str, code: str, ttl: int) -> str:
     return BODIES[lang].format(code=code, minutes=max(1, ttl // 60))
 
 
+def _recent_counts_stmt(with_ip: bool) -> Any:
+    created = Verification.created_at
+    return select(
+        func.count().filter(created >= bindparam("t_since")),
+        func.count().filter(and_(created >= bindparam("n_since"), Verification.to_index == bindparam("idx"))),
+        func.count().filter(and_(created >= bindparam("i_since"), Verification.ip == bindparam("ip")))
+        if with_ip
+        else literal(0),
+    ).where(created >= bindparam("since"))
+
+
+# Built once: a statement object keeps its cache key (and the tenant guard's) across calls.
+_RECENT_COUNTS = {True: _recent_counts_stmt(True), False: _recent_counts_stmt(False)}
+
+
 async def _recent_counts(
     session: AsyncSession, to_index: str, ip: str | None, now: dt.datetime
 ) -> tuple[int, int, int]:
     """Verifications of the tenant, of the number and of the IP within their windows: one query."""
     since = {
-        k: now - dt.timedelta(seconds=w)
+        f"{k}_since": now - dt.timedelta(seconds=w)
         for k, (_, w) in (("t", PER_TENANT), ("n", PER_NUMBER), ("i", PER_IP))
     }
-    created = Verification.created_at
-    stmt = select(
-        func.count().filter(created >= since["t"]),
-        func.count().filter(and_(created >= since["n"], Verification.to_index == to_index)),
-        func.count().filter(and_(created >= since["i"], Verification.ip == ip)) if ip else literal(0),
-    ).where(created >= min(since.values()))
-    row = (await session.execute(stmt)).one()
+    params: dict[str, Any] = {**since, "since": min(since.values()), "idx": to_index}
+    if ip:
+        params["ip"] = ip
+    else:
+        del params["i_since"]
+    row = (await session.execute(_RECENT_COUNTS[bool(ip)], params)).one()
     return int(row[0]), int(row[1]), int(row[2])
 
 
