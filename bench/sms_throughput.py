@@ -2,7 +2,8 @@
 
 100,000 messages by default (10 batches of 10,000) through the real API (in-process ASGI), a
 gateway in its own process (``run_gateway``) with 2 SMPP links of window 50, and the SMSC
-simulator (in this process, loopback, receipts on). Prints ONE JSON line:
+simulator in a process of its own (``bench/_smsc_process.py``, loopback, receipts on), as a
+remote SMSC is in production. Prints ONE JSON line:
 
     {"bench":"sms_throughput","db":...,"messages":...,"accepted_per_s":...,"submitted_per_s":...,
      "delivered_per_s":...,"sustained_delivered_per_s":...,"queue_depth_samples":[...],
@@ -11,7 +12,7 @@ simulator (in this process, loopback, receipts on). Prints ONE JSON line:
 ``accepted_per_s``: messages / time spent inside the batch requests; ``submitted_per_s`` and
 ``delivered_per_s``: messages / time from the first request to the last submit (final status);
 ``sustained_delivered_per_s``: final statuses per second between 10 % and 90 % of the run.
-``cpu_s``: CPU seconds of the gateway process, of this process (API + SMSC simulator) and of the
+``cpu_s``: CPU seconds of the gateway process, of this process (the API), of the simulator and of the
 PostgreSQL server processes (when local), so a loaded machine can still be compared.
 
 The feed starts once the gateway process has bound both links (``gateway_start_s``: how long
@@ -140,14 +141,14 @@ async def _run(args: argparse.Namespace, db: str) -> dict[str, Any]:
     from tests.conftest import make_tenant
 
     from tessera.app import create_app
-    from tessera.connect.smpp.server import SmscAccount, SmscConfig, SmscSimulator
     from tessera.settings import Settings, reset_settings_cache
+
+    sys.path.insert(0, str(ROOT))
+    from bench._smsc_process import RemoteSmsc
 
     reset_settings_cache()
     app = create_app(Settings())
-    sim = SmscSimulator(
-        SmscConfig(accounts=[SmscAccount("bench0", "pw"), SmscAccount("bench1", "pw")], keep_messages=False)
-    )
+    sim = RemoteSmsc([("bench0", "pw"), ("bench1", "pw")])
     await sim.start()
     world = await make_tenant("bench", roles=("admin",))
     h = world.headers("admin")
@@ -183,7 +184,7 @@ async def _run(args: argparse.Namespace, db: str) -> dict[str, Any]:
         # the feed starts once the gateway has bound both links, as in production where the
         # gateway runs before traffic arrives (its start-up is not queue growth)
         started = time.monotonic()
-        while len(sim.bound_sessions()) < 2:
+        while sim.bound < 2:
             if gw.poll() is not None or time.monotonic() - started > 180:
                 raise SystemExit("the gateway did not bind its links")
             await asyncio.sleep(0.1)
@@ -238,6 +239,7 @@ async def _run(args: argparse.Namespace, db: str) -> dict[str, Any]:
         pg_cpu = _postgres_cpu() - pg0 if db == "postgres" else None
         if pg_cpu is not None and pg_cpu < 0:  # backends of other clients exited: not measurable
             pg_cpu = None
+    smsc_cpu = _cpu_of(sim.pid)
     await sim.stop()
     total = delivered_at - t0
     return {
@@ -259,12 +261,13 @@ async def _run(args: argparse.Namespace, db: str) -> dict[str, Any]:
         "timeline": timeline,
         "cpu_s": {
             "gateway": round(gw_cpu, 1),
-            "api_and_smsc": round(me_cpu, 1),
+            "api": round(me_cpu, 1),
+            "smsc": round(smsc_cpu, 1),
             "postgres": round(pg_cpu, 1) if pg_cpu is not None else None,
         },
         "gateway_cpu_ms_per_message_steady": _steady_gateway_cpu(timeline, args.messages),
         "cpu_ms_per_message": round(1000 * (gw_cpu + me_cpu + (pg_cpu or 0.0)) / args.messages, 3),
-        "duplicates": len(sim.duplicates()),
+        "duplicates": sim.duplicates,
         "loadavg_1m": round(os.getloadavg()[0], 2),
     }
 
