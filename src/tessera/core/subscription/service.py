@@ -23,7 +23,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import and_, delete, func, select, update
+from sqlalchemy import and_, bindparam, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -303,6 +303,51 @@ def _insert(session: AsyncSession) -> Any:
     return pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
 
 
+_PG_CONSUME: dict[bool, Any] = {}
+
+
+def _pg_consume(limited: bool) -> Any:
+    """The record's insert and the counter's bump as one statement, built once (with or without
+    the limit): a statement object keeps its compiled form from one send to the next."""
+    stmt = _PG_CONSUME.get(limited)
+    if stmt is None:
+        records, counters = table_of(UsageRecord), table_of(UsageCounter)
+
+        def p(name: str, col: Any) -> Any:
+            return bindparam(name, type_=col.type)
+
+        rec = (
+            pg_insert(records)
+            .values(
+                id=p("u_rid", records.c.id),
+                tenant_id=p("u_tid", records.c.tenant_id),
+                meter=p("u_meter", records.c.meter),
+                ref=p("u_ref", records.c.ref),
+                n=p("u_n", records.c.n),
+                period_start=p("u_period", records.c.period_start),
+                created_at=p("u_at", records.c.created_at),
+            )
+            .on_conflict_do_nothing(index_elements=["tenant_id", "meter", "ref"])
+            .returning(records.c.id)
+            .cte("usage_rec")
+        )
+        cond = [
+            counters.c.meter == p("u_meter", counters.c.meter),
+            counters.c.period_start == p("u_period", counters.c.period_start),
+            select(rec.c.id).exists(),
+        ]
+        if limited:
+            cond.append(counters.c.used + p("u_n", counters.c.used) <= p("u_limit", counters.c.used))
+        stmt = _PG_CONSUME[limited] = (
+            update(counters)
+            .where(and_(*cond))
+            .values(used=counters.c.used + p("u_n", counters.c.used))
+            .returning(counters.c.used)
+            .add_cte(rec)
+        )
+    return stmt
+
+
 async def consume(session: AsyncSession, meter: str, n: int, *, ref: str) -> Usage:
     """Spend ``n`` of ``meter`` for the tenant in scope, once per ``ref`` (job or request id).
 
@@ -323,24 +368,24 @@ async def consume(session: AsyncSession, meter: str, n: int, *, ref: str) -> Usa
 
     tid = context.current_tenant_id()
     record_id = uuid7()
-    record = _insert(session)(UsageRecord.__table__).values(
-        id=record_id, tenant_id=tid, meter=meter, ref=ref, n=n, period_start=period_start, created_at=utcnow()
-    )
-    record = record.on_conflict_do_nothing(index_elements=["tenant_id", "meter", "ref"])
-    counters = table_of(UsageCounter)
-    cond = [counters.c.meter == meter, counters.c.period_start == period_start]
-    if limit is not None and n > 0:
-        cond.append(counters.c.used + n <= limit)
-    bump = update(counters).where(and_(*cond)).values(used=counters.c.used + n).returning(counters.c.used)
+    created_at = utcnow()
+    limited = limit is not None and n > 0
     used: int | None
     if session.get_bind().dialect.name == "postgresql":
         # One round trip: the record is a data-modifying CTE of the counter's UPDATE, which
         # only counts when the record was new. No row back means a replayed ref, no counter
         # yet or no room left; those (rare) cases are told apart below.
-        rec = record.returning(UsageRecord.__table__.c.id).cte("usage_rec")
-        used = (
-            await session.execute(bump.where(select(rec.c.id).exists()).add_cte(rec))
-        ).scalar_one_or_none()
+        params = {
+            "u_rid": record_id,
+            "u_tid": tid,
+            "u_meter": meter,
+            "u_ref": ref,
+            "u_n": n,
+            "u_period": period_start,
+            "u_at": created_at,
+            "u_limit": limit,
+        }
+        used = (await session.execute(_pg_consume(limited), params)).scalar_one_or_none()
         if used is not None:
             return Usage(meter, int(used), limit, period_start, reset_at, counted=True)
         recorded = (
@@ -352,7 +397,22 @@ async def consume(session: AsyncSession, meter: str, n: int, *, ref: str) -> Usa
             return Usage(
                 meter, await _used(session, meter, period_start), limit, period_start, reset_at, counted=False
             )
-    else:
+    counters = table_of(UsageCounter)
+    cond = [counters.c.meter == meter, counters.c.period_start == period_start]
+    if limited:
+        cond.append(counters.c.used + n <= limit)
+    bump = update(counters).where(and_(*cond)).values(used=counters.c.used + n).returning(counters.c.used)
+    if session.get_bind().dialect.name != "postgresql":
+        record = _insert(session)(UsageRecord.__table__).values(
+            id=record_id,
+            tenant_id=tid,
+            meter=meter,
+            ref=ref,
+            n=n,
+            period_start=period_start,
+            created_at=created_at,
+        )
+        record = record.on_conflict_do_nothing(index_elements=["tenant_id", "meter", "ref"])
         recorded = (await session.execute(record.returning(UsageRecord.__table__.c.id))).scalar_one_or_none()
         if recorded is None:  # this ref was counted before: a retry or a replay
             return Usage(
