@@ -140,6 +140,8 @@ async def main(
         gateway_start_s = time.monotonic() - started
         returned: dict[str, float] = {}
         post_times: list[float] = []
+        post_at: list[tuple[float, float]] = []  # (seconds into the run, POST duration)
+        wall0 = time.time()
         errors = 0
 
         async def one(i: int) -> None:
@@ -154,6 +156,7 @@ async def main(
                 errors += 1
                 return
             post_times.append(t1 - t0)
+            post_at.append((t0 - wall0, t1 - t0))
             returned[to.lstrip("+")] = t1
 
         tasks = []
@@ -198,6 +201,12 @@ async def main(
         "arrived_before_post_returned": sum(1 for x in lat if x < 0),
         "post_p50_ms": pct(post_times, 0.5),
         "post_p99_ms": pct(post_times, 0.99),
+        # p99 of the POST per 10 s of the run: a backlog that builds up shows where it started
+        "post_p99_ms_by_10s": [
+            pct([d for t, d in post_at if k * 10 <= t < (k + 1) * 10], 0.99)
+            for k in range(int(seconds // 10) + 1)
+            if any(k * 10 <= t < (k + 1) * 10 for t, _ in post_at)
+        ],
         "db": "postgres" if os.environ["TESSERA_DATABASE_URL"].startswith("postgresql") else "sqlite",
         "bulk": bulk,
         "bulk_backlog_at_end": backlog,
