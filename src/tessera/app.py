@@ -20,6 +20,7 @@ from tessera.core.http.handlers import ORJSONResponse
 from tessera.core.http.idempotency import IdempotencyMiddleware
 from tessera.core.http.middleware import BodyLimitMiddleware, RateLimitMiddleware, RequestContextMiddleware
 from tessera.core.http.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
+from tessera.core.http.routing import index_included_routers
 from tessera.core.logging import configure_logging
 from tessera.core.metrics import render
 from tessera.settings import Settings, get_settings
@@ -140,6 +141,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.include_router(mod.router)
 
     document_auth(app)
+    index_included_routers(app)
 
     limiter: RateLimiter = (
         RedisRateLimiter(settings.redis_url)

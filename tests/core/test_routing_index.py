@@ -1,0 +1,109 @@
+"""The literal-prefix test in front of included routers answers exactly as FastAPI's plain walk."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from fastapi.routing import _IncludedRouter
+from starlette.routing import Match
+
+from tessera.app import create_app
+from tessera.core.http.routing import index_included_routers, literal_prefixes
+
+SAMPLES = ("1", "00000000-0000-4000-8000-000000000000", "abc", "a/b")
+
+
+def _scope(path: str, method: str) -> dict[str, Any]:
+    return {
+        "type": "http",
+        "path": path,
+        "root_path": "",
+        "method": method,
+        "headers": [],
+        "query_string": b"",
+    }
+
+
+def _paths(app: FastAPI) -> list[str]:
+    paths: set[str] = {
+        "/",
+        "/v1",
+        "/v1/",
+        "/nope",
+        "/v1/users/",
+        "/console",
+        "/console/x/y",
+        "/u",
+        "/v1/userz/1",
+    }
+    for route in app.router.routes:
+        if isinstance(route, _IncludedRouter):
+            for context in route.effective_route_contexts():
+                template = context.path_format
+                for sample in SAMPLES:
+                    concrete = re.sub(r"\{[^}]*\}", sample, template)
+                    paths.update({concrete, concrete + "/", concrete.rstrip("/"), concrete + "/extra"})
+                    paths.add(concrete[:-1] if len(concrete) > 1 else concrete)
+    return sorted(p for p in paths if p)
+
+
+@pytest.fixture(scope="module")
+def app() -> FastAPI:
+    return create_app()
+
+
+def test_every_included_router_gets_the_prefix_test(app: FastAPI) -> None:
+    routers = [r for r in app.router.routes if isinstance(r, _IncludedRouter)]
+    assert routers
+    assert all("matches" in r.__dict__ for r in routers)
+    # Re-indexing replaces the test rather than stacking a second one.
+    assert index_included_routers(app) == len(routers)
+    users = next(
+        r
+        for r in routers
+        if any(c.path_format == "/v1/users/{user_id}" for c in r.effective_route_contexts())
+    )
+    assert "/v1/users/" in (literal_prefixes(users) or ())
+
+
+def test_the_prefix_test_answers_as_the_plain_walk_for_every_route(app: FastAPI) -> None:
+    routers = [r for r in app.router.routes if isinstance(r, _IncludedRouter)]
+    checked = matched = 0
+    for path in _paths(app):
+        for method in ("GET", "POST", "DELETE"):
+            for router in routers:
+                fast = router.matches(_scope(path, method))
+                plain = _IncludedRouter.matches(router, _scope(path, method))
+                assert fast[0] == plain[0], (path, method, router.original_router)
+                checked += 1
+                matched += plain[0] != Match.NONE
+    # The comparison covers real matches, not only misses.
+    assert matched > 300
+    assert checked > 10_000
+
+
+def test_a_router_with_a_route_added_after_indexing_is_seen_once_reindexed(app: FastAPI) -> None:
+    probe = FastAPI()
+    from fastapi import APIRouter
+
+    router = APIRouter(prefix="/probe")
+
+    @router.get("/a")
+    async def a() -> dict[str, str]:
+        return {"a": "a"}
+
+    probe.include_router(router)
+    index_included_routers(probe)
+    included = next(r for r in probe.router.routes if isinstance(r, _IncludedRouter))
+    assert included.matches(_scope("/probe/a", "GET"))[0] == Match.FULL
+    assert included.matches(_scope("/other/a", "GET"))[0] == Match.NONE
+
+    @router.get("/b/{x}")
+    async def b(x: str) -> dict[str, str]:
+        return {"b": x}
+
+    index_included_routers(probe)
+    assert included.matches(_scope("/probe/b/1", "GET"))[0] == Match.FULL
