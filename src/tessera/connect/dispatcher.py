@@ -35,8 +35,7 @@ from collections import OrderedDict, defaultdict, deque
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 
-import orjson
-from sqlalchemy import bindparam, delete, insert, select, text, update
+from sqlalchemy import bindparam, delete, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from tessera.connect import routing
@@ -51,7 +50,7 @@ from tessera.connect.models import (
     PortedNumber,
     RouteEntry,
 )
-from tessera.connect.repository import insert_rows, one_of, rows_source
+from tessera.connect.repository import insert_ctes, insert_rows, one_of, rows_source
 from tessera.connect.smpp.client import SmppClient
 from tessera.connect.smpp.common import (
     BindState,
@@ -83,61 +82,12 @@ RECEIPT_REASON = {
 
 
 async def _update_submitted(s: AsyncSession, upd: list[dict[str, Any]]) -> None:
-    """Write the submit results of one tenant: one statement whatever their number.
-
-    PostgreSQL: a single ``UPDATE … FROM unnest(arrays)`` (a handful of parameters instead of a
-    statement per row); SQLite: ``executemany`` (in-process, already cheap). Both are Core
-    statements on the messages table, so the guard scopes them to the tenant in scope (and
-    row-level security on PostgreSQL)."""
+    """Write the submit results of one tenant off PostgreSQL (SQLite): one ``executemany``
+    (in-process, already cheap); PostgreSQL takes :func:`record_submits`' single statement. A
+    Core statement on the messages table, so the guard scopes it to the tenant in scope."""
     if not upd:
         return
     t = table_of(Message)
-    if s.get_bind().dialect.name == "postgresql":
-        from sqlalchemy import Text, Uuid, cast, column, func
-        from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TIMESTAMP
-
-        def arr(key: str, typ: Any, conv: Any = None) -> Any:
-            values = [conv(u[key]) if conv is not None and u[key] is not None else u[key] for u in upd]
-            return bindparam(None, values, type_=ARRAY(typ))
-
-        v = (
-            func.unnest(
-                arr("b_id", Uuid()),
-                arr("b_status", Text()),
-                arr("b_reason", Text()),
-                arr("b_cids", Text(), orjson_dumps),
-                arr("b_route", Text(), orjson_dumps),
-                arr("b_link", Uuid()),
-                arr("b_sub", TIMESTAMP(timezone=True)),
-                arr("b_done", TIMESTAMP(timezone=True)),
-            )
-            .table_valued(
-                column("id", Uuid()),
-                column("status", Text()),
-                column("reason", Text()),
-                column("cids", Text()),
-                column("route", Text()),
-                column("link", Uuid()),
-                column("sub", TIMESTAMP(timezone=True)),
-                column("done", TIMESTAMP(timezone=True)),
-            )
-            .render_derived(name="v", with_types=False)
-        )
-        await s.execute(
-            update(t)
-            .where(t.c.id == v.c.id)
-            .values(
-                status=v.c.status,
-                reason=v.c.reason,
-                carrier_ids=cast(v.c.cids, JSONB),
-                route=cast(v.c.route, JSONB),
-                link_id=v.c.link,
-                submitted_at=v.c.sub,
-                done_at=v.c.done,
-                updated_at=upd[0]["b_upd"],
-            )
-        )
-        return
     await s.execute(
         update(t)
         .where(t.c.id == bindparam("b_id", type_=t.c.id.type))
@@ -167,7 +117,7 @@ _SUBMIT_COLUMNS = {
 }
 
 
-async def _record_submits(
+async def record_submits(
     s: AsyncSession,
     upd: list[dict[str, Any]],
     keys: list[dict[str, Any]],
@@ -191,14 +141,10 @@ async def _record_submits(
         return
     t = table_of(Message)
     v = rows_source(t, [{c: u[b] for b, c in _SUBMIT_COLUMNS.items()} for u in upd])
-    ctes = []
-    for name, table, rows in (
+    ctes = insert_ctes(
         ("ins_keys", table_of(CarrierReceiptKey), keys),
         ("ins_events", table_of(MessageEvent), events),
-    ):
-        if rows:
-            src = rows_source(table, rows, name=f"{name}_v")
-            ctes.append(insert(table).from_select(list(rows[0]), select(*src.c)).cte(name))
+    )
     d = table_of(DispatchItem)
     ctes.append(delete(d).where(one_of(s, d.c.message_id, done)).cte("del_dispatch"))
     await s.execute(
@@ -216,10 +162,6 @@ async def _record_submits(
         )
         .add_cte(*ctes)
     )
-
-
-def orjson_dumps(value: Any) -> str:
-    return orjson.dumps(value).decode()
 
 
 def _final_of(stat: str, error: str) -> tuple[str, str | None]:
@@ -1467,7 +1409,7 @@ class Dispatcher:
                     )
                     finals.append((item.message_id, "rejected", reason))
                     self.stats["rejected"] += 1
-            await _record_submits(s, upd, keys, events, [e[1].message_id for e in entries])
+            await record_submits(s, upd, keys, events, [e[1].message_id for e in entries])
             written_keys += keys
             await self._publish(s, finals)
         return written_keys

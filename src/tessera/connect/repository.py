@@ -96,6 +96,19 @@ def rows_source(table: Table, rows: Sequence[dict[str, Any]], name: str = "v") -
     )
 
 
+def insert_ctes(*parts: tuple[str, Table, Sequence[dict[str, Any]]]) -> list[Any]:
+    """PostgreSQL: for each non-empty ``(name, table, rows)``, a data-modifying CTE inserting the
+    rows from :func:`rows_source`; attached to another statement with ``add_cte`` they go in its
+    round trip."""
+    return [
+        insert(table)
+        .from_select(list(rows[0]), select(*rows_source(table, rows, name=f"{name}_v").c))
+        .cte(name)
+        for name, table, rows in parts
+        if rows
+    ]
+
+
 async def insert_rows(session: AsyncSession, table: Table, rows: Sequence[dict[str, Any]]) -> None:
     """Insert ``rows`` (dicts with the same keys) in one statement.
 
@@ -132,14 +145,10 @@ class MessageRepository(TenantRepository[Message]):
         keys are checked at the end of the statement), one round trip whatever the number of
         messages; elsewhere one statement each (see :func:`insert_rows`)."""
         if messages and _is_postgres(self.session):
-            ctes = []
-            for name, table, rows in (
+            ctes = insert_ctes(
                 ("ins_events", table_of(MessageEvent), events),
                 ("ins_dispatch", table_of(DispatchItem), queue),
-            ):
-                if rows:
-                    src = rows_source(table, rows, name=f"{name}_v")
-                    ctes.append(insert(table).from_select(list(rows[0]), select(*src.c)).cte(name))
+            )
             m = rows_source(table_of(Message), messages, name="m")
             stmt = insert(table_of(Message)).from_select(list(messages[0]), select(*m.c))
             await self.session.execute(stmt.add_cte(*ctes) if ctes else stmt)

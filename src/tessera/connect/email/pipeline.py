@@ -616,9 +616,9 @@ class EmailWriter:
                     if upd:
                         # the dispatcher's writer of submit results: on PostgreSQL one statement
                         # (messages updated, carrier ids and events inserted, dispatch rows deleted)
-                        from tessera.connect.dispatcher import _record_submits
+                        from tessera.connect.dispatcher import record_submits
 
-                        await _record_submits(s, upd, keys, events, done)
+                        await record_submits(s, upd, keys, events, done)
                     else:  # retries only: their events
                         await insert_rows(s, table_of(MessageEvent), events)
                     for address, oc in blocks:
