@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -130,32 +131,8 @@ class ContactRepository(TenantRepository[Contact]):
         tid = context.current_tenant_id()
         conn = await self.session.connection()
         if conn.dialect.name == "postgresql":
-            # COPY FROM is refused on tables under row-level security, so the rows travel as one
-            # array parameter per column and are inserted by one INSERT … SELECT FROM unnest(…):
-            # one statement and one round trip per chunk, with the policy checked on every row.
-            # Each column goes as one array literal built here (psycopg's list adaptation is
-            # per element in Python, several times slower than these joins).
-            # A column with one value for every row (timestamps, defaults) goes as one scalar.
-            casts = _pg_array_casts(table, tuple(columns))
-            params: dict[str, Any] = {"tenant_id": tid}
-            select_list: list[str] = []
-            arrays: list[str] = []
-            for n, (values, cast) in enumerate(zip(zip(*rows, strict=True), casts, strict=True)):
-                first = values[0]
-                if values.count(first) == len(values) and (arrays or n < len(columns) - 1):
-                    params[f"c{n}"] = _pg_scalar(first, cast)
-                    select_list.append(f"%(c{n})s::{cast}")
-                else:
-                    params[f"c{n}"] = _pg_array_literal(values, cast)
-                    arrays.append(f"%(c{n})s::{cast}[]")
-                    select_list.append(f"u.c{len(arrays)}")
-            names = ", ".join(f"c{k}" for k in range(1, len(arrays) + 1))
-            await conn.exec_driver_sql(
-                f"INSERT INTO {table.name} (tenant_id, {', '.join(columns)})"
-                f" SELECT %(tenant_id)s, {', '.join(select_list)}"
-                f" FROM unnest({', '.join(arrays)}) AS u({names})",
-                params,
-            )
+            bulk = column_insert(model, dict(zip(columns, zip(*rows, strict=True), strict=True)))
+            await conn.exec_driver_sql(bulk.sql(), {**bulk.params, "tenant_id": tid})
             return
         binds: dict[str, Any] = {"tenant_id": bindparam("tenant_id", type_=Uuid())}
         conv: list[Callable[[Any], Any]] = []
@@ -211,6 +188,51 @@ class ContactRepository(TenantRepository[Contact]):
             await conn.exec_driver_sql("SET LOCAL session_replication_role = replica")
         await self.insert_rows(Contact, contact_columns, contacts)
         await self.insert_rows(ContactIdentity, identity_columns, identities)
+        if trusted:  # after a failure the rollback restores it (and nothing more may run)
+            await conn.exec_driver_sql("SET LOCAL session_replication_role = origin")
+
+    async def insert_import_chunk(
+        self,
+        chunk: ImportChunkInsert,
+        skip: Collection[int],
+        now: Any,
+        extra_identities: Sequence[Sequence[Any]],
+        existing_owners: Collection[str],
+    ) -> None:
+        """A prepared import chunk (PostgreSQL): its new contacts and their identities as two
+        INSERT … SELECT FROM unnest(…) built ahead (:func:`import_chunk_insert`), leaving out
+        the contacts at the positions in ``skip`` (rows that met an existing contact) and their
+        identities, then ``extra_identities`` (``IDENTITY`` columns) of existing contacts.
+
+        Foreign keys are checked once per call, as in :meth:`insert_contacts_with_identities`:
+        every identity of the prepared statement points to a contact of the same statement (its
+        ``contact_id`` column is derived from the contact ids when it is built, and a skipped
+        contact's identities are skipped with it), and the extra identities may only point to
+        ``existing_owners``, which are locked FOR KEY SHARE first.
+        """
+        id_col = IMPORT_IDENTITY_COLUMNS.index("contact_id")
+        owners = {_hex(o) for o in existing_owners}
+        if not {_hex(r[id_col]) for r in extra_identities} <= owners:
+            raise ValueError("an extra identity points to a contact that is not an existing owner")
+        conn = await self.session.connection()
+        trusted = (conn.dialect.server_version_info or (0,)) >= (15,) and await self._lock_references(owners)
+        if trusted:
+            await conn.exec_driver_sql("SET LOCAL session_replication_role = replica")
+        tid = context.current_tenant_id()
+        if len(skip) < chunk.contacts.rows:
+            masks: tuple[bytes | None, bytes | None] = (None, None)
+            if skip:
+                flags = bytearray(chunk.contacts.rows)
+                for p in skip:
+                    flags[p] = 1
+                masks = (bytes(flags), bytes(map(flags.__getitem__, chunk.owner_pos)))
+            for bulk, mask in zip((chunk.contacts, chunk.identities), masks, strict=True):
+                params: dict[str, Any] = {**bulk.params, "tenant_id": tid, "now": now}
+                if mask is not None:
+                    params["skip"] = mask
+                await conn.exec_driver_sql(bulk.sql(masked=mask is not None), params)
+        if extra_identities:
+            await self.insert_rows(ContactIdentity, IMPORT_IDENTITY_COLUMNS, extra_identities)
         if trusted:  # after a failure the rollback restores it (and nothing more may run)
             await conn.exec_driver_sql("SET LOCAL session_replication_role = origin")
 
@@ -348,6 +370,89 @@ def _pg_array_casts(table: Table, columns: tuple[str, ...]) -> list[str]:
                 casts.append("text")
         _cast_cache[key] = casts
     return casts
+
+
+NOW = object()  # a column bound at execution time to the statement's ``now`` parameter
+
+
+@dataclass
+class ColumnInsert:
+    """``INSERT INTO <table> (tenant_id, …) SELECT … FROM unnest(<one array per column>)``
+    with its parameters built ahead: one array literal per column that varies, one scalar per
+    column with the same value in every row; ``tenant_id`` and ``now`` are bound at execution,
+    and ``skip`` (a bytea, one byte per row, non-zero to leave the row out) when masked."""
+
+    table: str
+    columns: list[str]
+    exprs: list[str]
+    arrays: list[str]
+    params: dict[str, Any]
+    rows: int
+
+    def sql(self, *, masked: bool = False) -> str:
+        names = ", ".join(f"c{k}" for k in range(1, len(self.arrays) + 1))
+        where = " WHERE get_byte(%(skip)s::bytea, (u.ord - 1)::int) = 0" if masked else ""
+        return (
+            f"INSERT INTO {self.table} (tenant_id, {', '.join(self.columns)})"
+            f" SELECT %(tenant_id)s, {', '.join(self.exprs)}"
+            f" FROM unnest({', '.join(self.arrays)}) WITH ORDINALITY AS u({names}, ord){where}"
+        )
+
+
+def column_insert(model: type[Base], values: dict[str, Any]) -> ColumnInsert:
+    """The :class:`ColumnInsert` of ``values`` (column → one value per row, or :data:`NOW`).
+
+    Each varying column goes as one array literal built here (psycopg's list adaptation is per
+    element in Python, several times slower than these joins); the last column is an array when
+    no other one is, so that ``unnest`` gives the row count."""
+    table = table_of(model)
+    columns = list(values)
+    casts = _pg_array_casts(table, tuple(columns))
+    params: dict[str, Any] = {}
+    exprs: list[str] = []
+    arrays: list[str] = []
+    rows = 0
+    for n, (c, typ) in enumerate(zip(columns, casts, strict=True)):
+        col = values[c]
+        if col is NOW:
+            exprs.append(f"%(now)s::{typ}")
+            continue
+        rows = len(col)
+        first = col[0]
+        if col.count(first) == len(col) and (arrays or n < len(columns) - 1):
+            params[f"c{n}"] = _pg_scalar(first, typ)
+            exprs.append(f"%(c{n})s::{typ}")
+        else:
+            params[f"c{n}"] = _pg_array_literal(col, typ)
+            arrays.append(f"%(c{n})s::{typ}[]")
+            exprs.append(f"u.c{len(arrays)}")
+    return ColumnInsert(table.name, columns, exprs, arrays, params, rows)
+
+
+IMPORT_IDENTITY_COLUMNS = ("id", "contact_id", "kind", "value", "value_index", "is_primary", "created_at")
+
+
+@dataclass
+class ImportChunkInsert:
+    """The two statements of an import chunk's new contacts and identities, built ahead."""
+
+    contacts: ColumnInsert
+    identities: ColumnInsert
+    owner_pos: list[int]  # per identity, the position of its contact
+
+
+def import_chunk_insert(
+    contacts: dict[str, Any], identities: dict[str, Any], owner_pos: list[int]
+) -> ImportChunkInsert:
+    """Contacts (``id`` and other columns, one value per row or :data:`NOW`) and identities
+    (every column but ``contact_id``), where identity ``j`` belongs to contact ``owner_pos[j]``:
+    its ``contact_id`` is taken from the contacts' ids here, which is what lets
+    :meth:`ContactRepository.insert_import_chunk` trust these references."""
+    ids = contacts["id"]
+    identities = {"contact_id": [ids[p] for p in owner_pos], **identities}
+    return ImportChunkInsert(
+        column_insert(Contact, contacts), column_insert(ContactIdentity, identities), owner_pos
+    )
 
 
 def _hex(value: Any) -> str:

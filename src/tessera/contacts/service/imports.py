@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tessera.contacts import events, importer
+from tessera.contacts import events, import_bulk, importer
 from tessera.contacts.errors import ImportNotFound, ImportStateError
 from tessera.contacts.models import Contact, ContactIdentity, DataJob
 from tessera.contacts.repository import ContactRepository, DataJobRepository
@@ -203,15 +203,20 @@ async def run_import(tenant_id: uuid.UUID, job_id: uuid.UUID, *, chunk_size: int
             # what this run writes (a concurrent writer's identity fails the chunk on the unique
             # index, and the retry looks everything up again).
             fresh = not await ContactRepository(s).has_identities()
+            # PostgreSQL: the chunk's statements are built in the worker thread too (import_bulk)
+            bulk = s.get_bind().dialect.name == "postgresql"
         errors = importer.ErrorFile(_dir() / f"{job_id}.errors.csv", headers, append=skip > 0)
         run = importer.ImportRun()
         if fresh:
             run.written = importer.IdentityFilter.sized(2 * max(job.total_rows, 1))
+        seen = run.written
 
         def next_chunk() -> importer.PreparedChunk | None:
             for rows in chunks:
                 if rows[-1][0] - 1 <= skip:
                     continue
+                if bulk:
+                    return import_bulk.prepare_bulk(validator, rows, seen, run.source)
                 return importer.prepare_chunk(validator, rows)
             return None
 
@@ -259,7 +264,10 @@ async def _write_chunk(
                 if job.cancel_requested:
                     job.status, job.finished_at = "cancelled", utcnow()
                     return False
-                res = await importer.write_chunk(s, prepared.records, run)
+                if isinstance(prepared, import_bulk.BulkChunk):
+                    res = await import_bulk.write_bulk(s, prepared, run)
+                else:
+                    res = await importer.write_chunk(s, prepared.records, run)
                 job.rows_created += res.created
                 job.rows_updated += res.updated
                 job.rows_failed += len({p.row for p in prepared.problems})

@@ -1,0 +1,200 @@
+"""The PostgreSQL path of the background import: a chunk's statements are built ahead, column
+by column, in the worker thread that validates it, so that the event loop only sends them.
+
+What the worker thread does per chunk (:func:`prepare_bulk`), while the database writes the
+previous one: validation, dedupe inside the chunk, the ids of every row it may create, the
+encryption of identities and personal fields (one ``encrypt_many`` per column), and the two
+``INSERT … SELECT FROM unnest(…)`` of its contacts and identities as if every row were new
+(:func:`~tessera.contacts.repository.import_chunk_insert`). It also says which identities may
+exist already: every one when the tenant had identities before the run, else only those the
+run's Bloom filter of earlier chunks answers "maybe" for.
+
+What the event loop does (:func:`write_bulk`): one lookup of those identities, then the prepared
+statements with the rows that met an existing contact masked out (a bytea of flags, so the
+statements need not be rebuilt); those rows update (or, when the contact came from an earlier
+chunk of the same file, only fill) their contact and give it the identities it lacks, exactly as
+:func:`~tessera.contacts.importer.write_chunk` does for every row on SQLite.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tessera.contacts.importer import (
+    _SEALED,
+    COLUMNS,
+    Chunk,
+    ChunkResult,
+    IdentityFilter,
+    ImportRun,
+    PreparedChunk,
+    Problem,
+    Record,
+    RowValidator,
+    _dup_note,
+    _tag_records,
+    dedupe_in_file,
+    uuid7_hex,
+)
+from tessera.contacts.repository import (
+    NOW,
+    ContactRepository,
+    ImportChunkInsert,
+    import_chunk_insert,
+)
+from tessera.core.db.base import utcnow
+
+
+@dataclass
+class BulkChunk(PreparedChunk):
+    """A validated chunk with its statements built (:func:`prepare_bulk`)."""
+
+    insert: ImportChunkInsert | None = None
+    contact_ids: list[str] | None = None  # per record: the id it gets if it is new
+    ident_start: list[int] | None = None  # per record, its first identity's position (+ the end)
+    ident_ids: list[str] | None = None
+    kinds: list[str] | None = None
+    indexes: list[str] | None = None
+    sealed: list[str] | None = None
+    probes: list[int] | None = None  # identity positions to look up; None: all of them
+
+
+def prepare_bulk(
+    validator: RowValidator, rows: Chunk, seen: IdentityFilter | None = None, source: str = "import"
+) -> BulkChunk:
+    """CPU-only work of a chunk for :func:`write_bulk` (no database, no await: runs in a worker
+    thread, one chunk at a time, in file order). ``seen`` holds the identities of the earlier
+    chunks of a first import; this chunk's are added to it."""
+    records: list[Record] = []
+    problems: list[Problem] = []
+    for n, cells in rows:
+        rec, probs = validator(n, cells)
+        if rec is not None:
+            records.append(rec)
+        else:
+            problems += probs
+    records, dups = dedupe_in_file(records)
+    out = BulkChunk(rows, records, problems, dups)
+    n = len(records)
+    kinds: list[str] = []
+    plain: list[str] = []
+    indexes: list[str] = []
+    owner_pos: list[int] = []
+    primary: list[bool] = []
+    start: list[int] = []
+    tails: list[str | None] = []
+    for p, r in enumerate(records):
+        start.append(len(kinds))
+        tail = None
+        first: set[str] = set()
+        for k, v, i in r.idents:
+            kinds.append(k)
+            plain.append(v)
+            indexes.append(i)
+            owner_pos.append(p)
+            primary.append(k not in first)
+            first.add(k)
+            if tail is None and k == "phone":
+                tail = v[-4:]
+        tails.append(tail)
+    start.append(len(kinds))
+    sealer = validator.sealer
+    ids = uuid7_hex(n + len(kinds))
+    contact_ids, ident_ids = ids[:n], ids[n:]
+    sealed = sealer.encrypt_many(plain)
+    contacts: dict[str, Any] = {"id": contact_ids, "created_at": NOW, "updated_at": NOW}
+    for c in COLUMNS:
+        col: list[Any] = [r.values.get(c) for r in records]
+        if c in _SEALED:
+            given = [at for at, v in enumerate(col) if v is not None]
+            for at, sv in zip(given, sealer.encrypt_many([col[at] for at in given]), strict=True):
+                col[at] = sv
+        elif c == "source":
+            col = [v or source for v in col]
+        elif c == "lifecycle_stage":
+            col = [v or "lead" for v in col]
+        contacts[c] = col
+    contacts["attributes"] = [r.attributes for r in records]
+    contacts["phone_tail"] = tails
+    identities = {
+        "id": ident_ids,
+        "kind": kinds,
+        "value": sealed,
+        "value_index": indexes,
+        "is_primary": primary,
+        "created_at": NOW,
+    }
+    if n:
+        out.insert = import_chunk_insert(contacts, identities, owner_pos)
+    out.contact_ids, out.ident_start, out.ident_ids = contact_ids, start, ident_ids
+    out.kinds, out.indexes, out.sealed = kinds, indexes, sealed
+    if seen is not None:
+        out.probes = seen.maybe(indexes)
+        seen.add_many(indexes)
+    return out
+
+
+async def write_bulk(session: AsyncSession, chunk: BulkChunk, run: ImportRun) -> ChunkResult:
+    """Write a prepared chunk (PostgreSQL). Rows whose identity belongs to an existing contact
+    update it (or fill its gaps when this run created it: a duplicate in the file); the others
+    are inserted by the prepared statements. The run's memory changes only after every
+    statement succeeded, so a retried chunk starts clean."""
+    records = chunk.records
+    if not records or chunk.insert is None:
+        return ChunkResult(0, 0, [], [])
+    assert chunk.contact_ids is not None and chunk.ident_start is not None
+    assert chunk.kinds is not None and chunk.indexes is not None
+    assert chunk.sealed is not None and chunk.ident_ids is not None
+    repo = ContactRepository(session)
+    kinds, indexes, start = chunk.kinds, chunk.indexes, chunk.ident_start
+    probes = chunk.probes if run.written is not None and chunk.probes is not None else range(len(kinds))
+    found = await repo.owners_of_indexes([(kinds[j], indexes[j]) for j in probes])
+    owner_of: dict[int, str] = {}  # record position → its existing contact (first identity found)
+    if found:
+        pos = chunk.insert.owner_pos
+        for j in probes:
+            got = found.get((kinds[j], indexes[j]))
+            if got is not None and pos[j] not in owner_of:
+                owner_of[pos[j]] = got.hex
+    now = utcnow()
+    owners: dict[tuple[str, str], str] = {key: o.hex for key, o in found.items()}
+    updates: list[dict[str, Any]] = []
+    fills: list[dict[str, Any]] = []
+    extra: list[tuple[Any, ...]] = []
+    existing_owners: set[str] = set()
+    dups: list[Problem] = []
+    for p, cid in sorted(owner_of.items()):
+        r = records[p]
+        row = {"b_id": uuid.UUID(cid), "b_now": now, "b_attributes": r.attributes or None}
+        for c in COLUMNS:
+            row[f"b_{c}"] = r.values.get(c)
+        if cid in run.created:  # an earlier chunk of this file
+            fills.append(row)
+            dups.append(_dup_note(r, "same identity as an earlier row; merged into it"))
+        else:
+            updates.append(row)
+        for j in range(start[p], start[p + 1]):
+            key = (kinds[j], indexes[j])
+            if key not in owners:
+                extra.append((chunk.ident_ids[j], cid, kinds[j], chunk.sealed[j], indexes[j], False, now))
+                owners[key] = cid
+                existing_owners.add(cid)
+    await repo.insert_import_chunk(chunk.insert, owner_of.keys(), now, extra, existing_owners)
+    await repo.update_from_import(updates, COLUMNS, fill_only=False)
+    await repo.update_from_import(fills, COLUMNS, fill_only=True)
+    contact_ids = chunk.contact_ids
+    ids = [owner_of.get(p) or contact_ids[p] for p in range(len(records))] if owner_of else contact_ids
+    if any(r.tags for r in records):
+        await _tag_records(session, records, ids)
+    created = len(records) - len(owner_of)
+    run.created.update(contact_ids)
+    if owner_of:
+        run.created.difference_update([contact_ids[p] for p in owner_of])
+    run.created_count += created
+    run.updated_count += len(updates)
+    run.duplicates += len(dups)
+    return ChunkResult(created, len(updates), dups, ids)

@@ -1,0 +1,99 @@
+"""The PostgreSQL import path (contacts/import_bulk.py): statements built ahead in the worker
+thread, rows that meet an existing contact masked out of them; the Bloom filter's batch calls."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import func, select, text
+
+from tests.conftest import BACKEND, TenantWorld
+from tests.contacts.conftest import make_contact
+from tests.contacts.test_import_chunks import _job, _lookup, _start, _upload
+
+
+def test_filter_batch_calls_agree_with_single_ones() -> None:
+    from tessera.contacts.importer import IdentityFilter
+
+    f = IdentityFilter.sized(10_000)
+    added = [os.urandom(16).hex() for _ in range(10_000)]
+    f.add_many(added[:5000])
+    for i in added[5000:]:
+        f.add(i)
+    assert f.maybe(added) == list(range(10_000))
+    others = [os.urandom(16).hex() for _ in range(10_000)]
+    maybe = f.maybe(others)
+    assert maybe == [k for k, i in enumerate(others) if i in f]
+    assert len(maybe) < 10_000 * 0.03
+    assert f.maybe([]) == [] and "short" not in f  # an index of another length is still probed
+
+
+def test_masked_insert_leaves_out_the_flagged_rows() -> None:
+    from tessera.contacts.repository import NOW, import_chunk_insert
+
+    chunk = import_chunk_insert(
+        {"id": ["a" * 32, "b" * 32], "created_at": NOW, "name": ["x", "y"]},
+        {"id": ["c" * 32, "d" * 32, "e" * 32], "kind": ["phone", "email", "phone"]},
+        [0, 0, 1],
+    )
+    assert chunk.identities.params["c0"] == "{" + ",".join(["a" * 32, "a" * 32, "b" * 32]) + "}"
+    assert "get_byte" not in chunk.contacts.sql() and "get_byte" in chunk.contacts.sql(masked=True)
+    assert chunk.contacts.rows == 2 and chunk.identities.rows == 3
+
+
+ROWS = [
+    "姓名,手机,邮箱,城市,生日,标签",
+    "新一,13800138601,n1@example.com,上海,1990-01-01,vip",  # 2 new
+    "老客,13800138699,old2@example.com,深圳,,",  # 3 existing contact: updated, email added
+    "新二,13800138602,,北京,1991-02-02,",  # 4 new
+    "新一又来,13800138601,n1b@example.com,杭州,,new",  # 5 same phone as row 2 (next chunk)
+    "新三,13800138603,n3@example.com,,,",  # 6 new
+]
+
+
+async def test_postgres_import_takes_the_prepared_path(
+    client: httpx.AsyncClient, tenant: TenantWorld, monkeypatch: Any
+) -> None:
+    from tessera.contacts import import_bulk
+    from tessera.contacts.models import Contact, ContactIdentity
+    from tessera.contacts.service.imports import run_import
+    from tessera.core import context
+    from tessera.core.db.session import unit_of_work
+
+    if BACKEND != "postgres":
+        pytest.skip("SQLite imports row by row (importer.write_chunk)")
+    masked: list[int] = []
+    original = import_bulk.write_bulk
+
+    async def spy(session: Any, chunk: Any, run: Any) -> Any:
+        res = await original(session, chunk, run)
+        masked.append(len(chunk.records) - res.created)
+        return res
+
+    monkeypatch.setattr(import_bulk, "write_bulk", spy)
+    h = tenant.headers("admin")
+    await make_contact(client, h, name="Old", phones=["13800138699"], city=None)
+    job = await _upload(client, h, ROWS)
+    await _start(tenant, job["id"])
+    await run_import(tenant.tenant_id, uuid.UUID(job["id"]), chunk_size=2)
+    done = await _job(client, h, job["id"])
+    assert done["status"] == "done", done
+    assert (done["rows_created"], done["rows_updated"], done["rows_failed"]) == (3, 1, 0)
+    assert masked == [1, 1, 0]  # the existing contact, then the repeat of row 2
+    old = await _lookup(client, h, "phone", "13800138699")
+    assert old is not None and old["name"] == "老客" and old["city"] == "深圳"
+    assert {e["value"] for e in old["emails"]} == {"old2@example.com"}
+    first = await _lookup(client, h, "phone", "13800138601")
+    assert first is not None and first["city"] == "上海"  # filled only, never overwritten
+    assert {e["value"] for e in first["emails"]} == {"n1@example.com", "n1b@example.com"}
+    with context.tenant_scope(tenant.tenant_id):
+        async with unit_of_work() as s:
+            assert (await s.execute(select(func.count()).select_from(Contact))).scalar_one() == 4
+            idents = (await s.execute(select(func.count()).select_from(ContactIdentity))).scalar_one()
+            assert idents == 8  # old: 2 (its new email), row 2: 2 + row 5's email, row 4: 1, row 6: 2
+            role = (await s.execute(text("SELECT current_setting('session_replication_role')"))).scalar_one()
+            assert role == "origin"
