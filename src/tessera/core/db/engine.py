@@ -28,6 +28,7 @@ from sqlalchemy.pool import NullPool
 
 from tessera.core import context
 from tessera.core.db import guard, hooks
+from tessera.core.db.direct import DirectReader
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -140,6 +141,9 @@ class Database:
             sync_session_class=session_class,
         )
         event.listen(session_class, "after_begin", self._after_begin)
+        self.direct: DirectReader | None = None
+        if self.is_postgres and self.engine.dialect.driver == "psycopg":
+            self.direct = DirectReader(url, self.engine.dialect, size=pool_size)
 
     def _after_begin(self, session: Session, _tx: Any, connection: Connection) -> None:
         tid = context.current_tenant_id_or_none()
@@ -153,6 +157,8 @@ class Database:
                 hook(connection, tid)
 
     async def dispose(self) -> None:
+        if self.direct is not None:
+            await self.direct.close()
         await self.engine.dispose()
 
 

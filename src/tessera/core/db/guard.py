@@ -70,6 +70,13 @@ def _guard(statement: Any) -> Any:
     return found
 
 
+def guarded(statement: Any) -> Any:
+    """``statement`` with the tenant criterion (``tenant_id = :tessera_guard_tenant_id``) on every
+    tenant-owned entity, for code that compiles a statement itself (:mod:`.direct`) instead of
+    executing it through a session; the caller binds :data:`TENANT_PARAM` to the tenant in scope."""
+    return _guard(statement)
+
+
 def _on_execute(state: ORMExecuteState) -> None:
     if not (state.is_select or state.is_update or state.is_delete):
         return

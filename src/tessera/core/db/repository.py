@@ -9,7 +9,10 @@ from typing import Any, Generic, TypeVar
 from sqlalchemy import Select, bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tessera.core import context
 from tessera.core.db.base import Base
+from tessera.core.db.direct import DecodeError
+from tessera.core.db.session import direct_reader
 
 M = TypeVar("M", bound=Base)
 
@@ -33,6 +36,38 @@ class Repository(Generic[M]):
             stmt = stmt.options(*options)
         found: M | None = (await self.session.execute(stmt, {"id_": id})).scalar_one_or_none()
         return found
+
+    async def read(self, id: uuid.UUID) -> M | None:
+        """The row with primary key ``id``, for answering a read: like :meth:`get`, except that
+        the instance may come back detached (changing it changes nothing; use :meth:`get` for
+        rows to modify).
+
+        On PostgreSQL, while the session has no transaction open and holds nothing (no
+        statement ran yet, so there is nothing this read could fail to see), the row is read in
+        one round trip outside the session (:mod:`tessera.core.db.direct`), under the same
+        tenant guard and row-level security. Otherwise, or when the tenant's rows cannot be
+        decoded there (its data keys are loaded by a session's transaction), :meth:`get`.
+        """
+        session = self.session
+        tid = context.current_tenant_id_or_none()
+        if (
+            tid is not None
+            and type(id) is uuid.UUID
+            and type(self).select is Repository.select
+            and not session.in_transaction()
+            and not session.identity_map
+            and not session.new
+            and not session.deleted
+        ):
+            reader = direct_reader(session)
+            if reader is not None:
+                try:
+                    found: M | None = await reader.get(self.model, id, tid)
+                except DecodeError:
+                    pass
+                else:
+                    return found
+        return await self.get(id)
 
     def _by_id(self) -> Select[Any]:
         """``select().where(id = :id_)``, built once per repository class (building a statement

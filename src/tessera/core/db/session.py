@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
+from tessera.core.db.direct import DirectReader
 from tessera.core.db.engine import Database
 from tessera.core.db.guard import PLATFORM
 
@@ -40,6 +41,15 @@ def get_database() -> Database:
 def set_database(db: Database | None) -> None:
     global _db
     _db = db
+
+
+def direct_reader(session: AsyncSession) -> DirectReader | None:
+    """The process's one-round-trip reader, when ``session`` works on the process's database
+    and that is PostgreSQL through psycopg."""
+    db = _db
+    if db is None or db.direct is None or session.bind is not db.engine:
+        return None
+    return db.direct
 
 
 def after_commit(session: AsyncSession, callback: AfterCommit) -> None:

@@ -217,7 +217,7 @@ async def create_user(body: UserCreate, principal: Admin, session: DbSession, re
 
 @router.get("/users/{user_id}", tags=["users"], response_model=UserOut, responses=R404)
 async def get_user(user_id: uuid.UUID, principal: UsersRead, session: DbSession) -> UserOut:
-    return UserOut.model_validate(await service.get_user(session, user_id))
+    return UserOut.model_validate(await service.read_user(session, user_id))
 
 
 @router.patch("/users/{user_id}", tags=["users"], response_model=UserOut, responses=R404)

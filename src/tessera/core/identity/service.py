@@ -88,6 +88,14 @@ async def get_user(session: AsyncSession, user_id: uuid.UUID) -> User:
     return user
 
 
+async def read_user(session: AsyncSession, user_id: uuid.UUID) -> User:
+    """A user to show (:meth:`Repository.read`: possibly detached; use :func:`get_user` to modify)."""
+    user = await UserRepository(session).read(user_id)
+    if user is None:
+        raise errors.UserNotFound()
+    return user
+
+
 async def ensure_user(session: AsyncSession, user_id: uuid.UUID | None, *, field: str) -> None:
     """Refuse a reference to a user that does not exist in the tenant (422-style, naming ``field``)."""
     if user_id is not None and await UserRepository(session).get(user_id) is None:

@@ -1,0 +1,194 @@
+"""One-round-trip primary-key reads on PostgreSQL, for answering reads.
+
+A unit of work through SQLAlchemy's session reads one row in three round trips (``BEGIN`` with
+the tenant setting, the ``SELECT``, ``COMMIT``) and spends most of an authenticated read's CPU
+time in the session, the ORM loading and the asyncio bridge. A :class:`DirectReader` sends
+
+    SELECT set_config('app.tenant_id', '<tenant>', true); SELECT … WHERE id = '<id>' AND tenant_id = '<tenant>'
+
+as one simple-protocol query on a connection of its own (same URL, so the same non-owner role).
+PostgreSQL runs a multi-statement query as one implicit transaction: the tenant setting is
+transaction-local exactly as in a unit of work, row-level security sees it, and it ends with
+the query. The ``WHERE`` clause is the tenant guard's own (:func:`guard.guarded`), compiled once
+per model. Only UUIDs are inlined (rendered from :class:`uuid.UUID` objects: hex digits and
+dashes), so nothing a client sends reaches the SQL text.
+
+The rows come back as detached ORM instances. :meth:`Repository.read
+<tessera.core.db.repository.Repository.read>` decides when this path answers the same as the
+session would (no transaction open, nothing pending); see there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import deque
+from typing import Any
+
+import psycopg
+from psycopg.pq import TransactionStatus
+from sqlalchemy import bindparam, select
+from sqlalchemy.engine import Dialect, make_url
+from sqlalchemy.orm import Mapper, make_transient_to_detached
+
+from tessera.core.db import guard
+
+_IDLE = TransactionStatus.IDLE
+
+
+class DecodeError(Exception):
+    """A row was read but a column could not be decoded here (e.g. the tenant's data keys are
+    not loaded in this process yet: a session's transaction loads them)."""
+
+
+class _Plan:
+    """A model's primary-key read: the SQL with two placeholders and how to build instances."""
+
+    __slots__ = ("columns", "mapper", "sql")
+
+    def __init__(self, model: type[Any], dialect: Dialect) -> None:
+        mapper: Mapper[Any] = model.__mapper__
+        stmt = guard.guarded(select(model).where(model.id == bindparam("id_")))
+        compiled = stmt.compile(dialect=dialect)
+        binds = {"id_": "{id}", guard.TENANT_PARAM: "{tenant}"}
+        if set(compiled.binds) != set(binds):
+            raise ValueError(f"unexpected parameters in {model.__name__}'s read: {list(compiled.binds)}")
+        # pyformat placeholders -> str.format fields; literal braces and percent signs kept.
+        text = compiled.string.replace("{", "{{").replace("}", "}}")
+        self.sql = "SELECT set_config('app.tenant_id', '{tenant}', true); " + (
+            text % {k: f"'{v}'" for k, v in binds.items()}
+        )
+        self.mapper = mapper
+        table = mapper.local_table
+        columns: list[tuple[str, Any]] = []
+        for rc in compiled._result_columns:
+            column = table.c[rc.name]
+            prop = mapper.get_property_by_column(column)
+            columns.append((prop.key, column.type._cached_result_processor(dialect, None)))
+        self.columns = tuple(columns)
+
+    def build(self, row: tuple[Any, ...]) -> Any:
+        instance = self.mapper.class_manager.new_instance()
+        values = instance.__dict__
+        try:
+            for (key, process), value in zip(self.columns, row, strict=True):
+                values[key] = process(value) if process is not None and value is not None else value
+        except Exception as exc:
+            raise DecodeError(f"{self.mapper.class_.__name__}: {exc}") from exc
+        make_transient_to_detached(instance)
+        return instance
+
+
+class DirectReader:
+    """A small pool of autocommit psycopg connections and the per-model read plans."""
+
+    def __init__(self, url: str, dialect: Dialect, *, size: int = 10) -> None:
+        self._conninfo = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+        self._dialect = dialect
+        self._size = size
+        self._plans: dict[type[Any], _Plan] = {}
+        self._idle: list[psycopg.AsyncConnection[Any]] = []
+        self._waiters: deque[asyncio.Future[psycopg.AsyncConnection[Any] | None]] = deque()
+        self._opened = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closing: set[asyncio.Task[None]] = set()
+
+    def plan(self, model: type[Any]) -> _Plan:
+        found = self._plans.get(model)
+        if found is None:
+            found = self._plans[model] = _Plan(model, self._dialect)
+        return found
+
+    async def get(self, model: type[Any], id: uuid.UUID, tenant_id: uuid.UUID) -> Any | None:
+        """The row of ``model`` with primary key ``id`` in ``tenant_id``, as a detached instance
+        (None when missing or another tenant's)."""
+        plan = self.plan(model)
+        sql = plan.sql.format(id=uuid.UUID(int=id.int), tenant=uuid.UUID(int=tenant_id.int))
+        conn = await self._acquire()
+        ok = False
+        try:
+            cur = conn.cursor()
+            await cur.execute(sql.encode())
+            cur.nextset()
+            row = await cur.fetchone()
+            ok = True
+        finally:
+            self._release(conn, ok)
+        return plan.build(row) if row is not None else None
+
+    async def _acquire(self) -> psycopg.AsyncConnection[Any]:
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            # Connections wait on the loop that opened them (tests run one loop per test).
+            self._idle.clear()
+            self._waiters.clear()
+            self._opened = 0
+            self._loop = loop
+        while True:
+            if self._idle:
+                return self._idle.pop()
+            if self._opened < self._size:
+                self._opened += 1
+                try:
+                    return await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True)
+                except BaseException:
+                    self._opened -= 1
+                    self._wake(None)
+                    raise
+            waiter: asyncio.Future[psycopg.AsyncConnection[Any] | None] = loop.create_future()
+            self._waiters.append(waiter)
+            try:
+                conn = await waiter
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled():
+                    given = waiter.result()
+                    if given is not None:
+                        self._release(given, True)
+                    else:
+                        self._wake(None)
+                else:
+                    self._remove(waiter)
+                raise
+            if conn is not None:
+                return conn
+
+    def _remove(self, waiter: asyncio.Future[Any]) -> None:
+        try:
+            self._waiters.remove(waiter)
+        except ValueError:
+            pass
+
+    def _wake(self, conn: psycopg.AsyncConnection[Any] | None) -> bool:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(conn)
+                return True
+        return False
+
+    def _release(self, conn: psycopg.AsyncConnection[Any], ok: bool) -> None:
+        if asyncio.get_running_loop() is not self._loop:
+            return  # opened under a loop that is gone
+        if ok and not conn.closed and conn.info.transaction_status == _IDLE:
+            if not self._wake(conn):
+                self._idle.append(conn)
+            return
+        # A failed or interrupted query may leave the connection mid-protocol: never reuse it.
+        self._opened -= 1
+        task = asyncio.get_running_loop().create_task(_close(conn))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+        self._wake(None)
+
+    async def close(self) -> None:
+        idle, self._idle = self._idle, []
+        self._opened -= len(idle)
+        for conn in idle:
+            await _close(conn)
+
+
+async def _close(conn: psycopg.AsyncConnection[Any]) -> None:
+    try:
+        await conn.close()
+    except Exception:  # closing a broken connection: nothing left to release
+        pass

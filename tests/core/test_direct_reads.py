@@ -1,0 +1,138 @@
+"""``Repository.read``: one-round-trip reads on PostgreSQL answer exactly what ``get`` answers."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import pytest
+from sqlalchemy import inspect
+
+from tessera.core import context
+from tessera.core.crypto.keyring import get_keyring
+from tessera.core.db.session import direct_reader, get_database, unit_of_work
+from tessera.core.identity.models import User
+from tessera.core.identity.repository import RoleRepository, UserRepository
+from tests.conftest import TenantWorld
+from tests.core.conftest import pg_only
+
+COLUMNS = [c.key for c in User.__mapper__.column_attrs]
+
+
+def _values(user: User) -> dict[str, Any]:
+    return {k: getattr(user, k) for k in COLUMNS}
+
+
+@pg_only
+async def test_read_answers_what_get_answers_in_one_direct_query(tenant: TenantWorld) -> None:
+    uid = tenant.users["member"]
+    with context.tenant_scope(tenant.tenant_id):
+        async with unit_of_work() as s:
+            expected = _values(await UserRepository(s).get(uid))  # type: ignore[arg-type]
+        async with unit_of_work() as s:
+            found = await UserRepository(s).read(uid)
+            assert found is not None
+            assert inspect(found).detached  # not from the session: the direct path answered
+            assert not s.in_transaction()
+    assert _values(found) == expected
+    assert found.phone == "+8613800138000"  # decrypted like the session's result
+    assert found.created_at.tzinfo is not None
+
+
+@pg_only
+async def test_read_finds_nothing_of_another_tenant(tenant: TenantWorld, other_tenant: TenantWorld) -> None:
+    with context.tenant_scope(tenant.tenant_id):
+        async with unit_of_work() as s:
+            await UserRepository(s).read(tenant.users["admin"])  # keys loaded, path warm
+            assert await UserRepository(s).read(other_tenant.users["admin"]) is None
+            assert await UserRepository(s).read(uuid.uuid4()) is None
+
+
+@pg_only
+async def test_the_tenant_setting_ends_with_the_read_and_rls_holds_without_it(tenant: TenantWorld) -> None:
+    reader = get_database().direct
+    assert reader is not None
+    with context.tenant_scope(tenant.tenant_id):
+        async with unit_of_work() as s:
+            assert await UserRepository(s).read(tenant.users["admin"]) is not None
+    conn = await reader._acquire()
+    try:
+        cur = await conn.execute("SELECT current_setting('app.tenant_id', true), current_user")
+        setting, role = await cur.fetchone()  # type: ignore[misc]
+        cur = await conn.execute("SELECT count(*) FROM users")
+        (visible,) = await cur.fetchone()  # type: ignore[misc]
+    finally:
+        reader._release(conn, True)
+    assert setting in (None, "")
+    assert role == "tessera_app"
+    assert visible == 0
+
+
+@pg_only
+async def test_read_inside_an_open_transaction_sees_its_writes(tenant: TenantWorld) -> None:
+    with context.tenant_scope(tenant.tenant_id):
+        async with unit_of_work() as s:
+            role = await RoleRepository(s).by_key("member")
+            assert role is not None
+            user = await UserRepository(s).create(
+                User(email="new@x.example.com", name="New", role_id=role.id)
+            )
+            s.expunge(user)
+            found = await UserRepository(s).read(user.id)  # the session's transaction: not committed
+            assert found is not None and not inspect(found).detached
+
+
+@pg_only
+async def test_read_falls_back_to_the_session_when_keys_are_not_loaded(tenant: TenantWorld) -> None:
+    get_keyring().forget()
+    with context.tenant_scope(tenant.tenant_id):
+        async with unit_of_work() as s:
+            found = await UserRepository(s).read(tenant.users["member"])
+            assert found is not None and not inspect(found).detached
+    assert found.phone == "+8613800138000"
+
+
+@pg_only
+async def test_many_concurrent_reads_share_the_small_pool(tenant: TenantWorld) -> None:
+    reader = get_database().direct
+    assert reader is not None
+    uid = tenant.users["admin"]
+
+    async def one() -> User | None:
+        with context.tenant_scope(tenant.tenant_id):
+            async with unit_of_work() as s:
+                return await UserRepository(s).read(uid)
+
+    found = await asyncio.gather(*(one() for _ in range(reader._size * 3)))
+    assert all(u is not None and u.id == uid for u in found)
+    assert reader._opened <= reader._size
+
+
+@pg_only
+async def test_a_cancelled_read_does_not_return_its_connection(tenant: TenantWorld) -> None:
+    reader = get_database().direct
+    assert reader is not None
+    with context.tenant_scope(tenant.tenant_id):
+        async with unit_of_work() as s:
+            await UserRepository(s).read(tenant.users["admin"])
+            before = reader._opened
+            task = asyncio.create_task(UserRepository(s).read(tenant.users["admin"]))
+            await asyncio.sleep(0)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            assert reader._opened <= before
+            assert await UserRepository(s).read(tenant.users["admin"]) is not None
+
+
+async def test_read_needs_a_tenant_in_scope(tenant: TenantWorld) -> None:
+    with context.tenant_scope(None), pytest.raises(context.NoTenantInScope):
+        async with unit_of_work() as s:
+            await UserRepository(s).read(tenant.users["admin"])
+
+
+async def test_sqlite_has_no_direct_reader(tenant: TenantWorld) -> None:
+    async with unit_of_work() as s:
+        reader = direct_reader(s)
+    assert (reader is not None) == get_database().is_postgres
