@@ -56,10 +56,10 @@ class BulkChunk(PreparedChunk):
     insert: ImportChunkInsert | None = None
     contact_ids: list[str] | None = None  # per record: the id it gets if it is new
     ident_start: list[int] | None = None  # per record, its first identity's position (+ the end)
-    ident_ids: list[str] | None = None
     kinds: list[str] | None = None
     indexes: list[str] | None = None
     sealed: list[str] | None = None
+    owner_pos: list[int] | None = None  # per identity, its record's position
     probes: list[int] | None = None  # identity positions to look up; None: all of them
 
 
@@ -120,18 +120,23 @@ def prepare_bulk(
         contacts[c] = col
     contacts["attributes"] = [r.attributes for r in records]
     contacts["phone_tail"] = tails
+    # Identities go in in the unique index's order (kind, blind index): each insert then lands
+    # next to the previous one in that index (about a tenth of the database's time per row);
+    # their ids are drawn in that order too, so the primary key still grows at its end.
+    keyed = [k + i for k, i in zip(kinds, indexes, strict=True)]
+    order = sorted(range(len(kinds)), key=keyed.__getitem__)
     identities = {
         "id": ident_ids,
-        "kind": kinds,
-        "value": sealed,
-        "value_index": indexes,
-        "is_primary": primary,
+        "kind": [kinds[j] for j in order],
+        "value": [sealed[j] for j in order],
+        "value_index": [indexes[j] for j in order],
+        "is_primary": [primary[j] for j in order],
         "created_at": NOW,
     }
     if n:
-        out.insert = import_chunk_insert(contacts, identities, owner_pos)
-    out.contact_ids, out.ident_start, out.ident_ids = contact_ids, start, ident_ids
-    out.kinds, out.indexes, out.sealed = kinds, indexes, sealed
+        out.insert = import_chunk_insert(contacts, identities, [owner_pos[j] for j in order])
+    out.contact_ids, out.ident_start = contact_ids, start
+    out.kinds, out.indexes, out.sealed, out.owner_pos = kinds, indexes, sealed, owner_pos
     if seen is not None:
         out.probes = seen.maybe(indexes)
         seen.add_many(indexes)
@@ -147,15 +152,15 @@ async def write_bulk(session: AsyncSession, chunk: BulkChunk, run: ImportRun) ->
     if not records or chunk.insert is None:
         return ChunkResult(0, 0, [], [])
     assert chunk.contact_ids is not None and chunk.ident_start is not None
-    assert chunk.kinds is not None and chunk.indexes is not None
-    assert chunk.sealed is not None and chunk.ident_ids is not None
+    assert chunk.kinds is not None and chunk.indexes is not None and chunk.owner_pos is not None
+    assert chunk.sealed is not None
     repo = ContactRepository(session)
     kinds, indexes, start = chunk.kinds, chunk.indexes, chunk.ident_start
     probes = chunk.probes if run.written is not None and chunk.probes is not None else range(len(kinds))
     found = await repo.owners_of_indexes([(kinds[j], indexes[j]) for j in probes])
     owner_of: dict[int, str] = {}  # record position → its existing contact (first identity found)
     if found:
-        pos = chunk.insert.owner_pos
+        pos = chunk.owner_pos
         for j in probes:
             got = found.get((kinds[j], indexes[j]))
             if got is not None and pos[j] not in owner_of:
@@ -164,7 +169,7 @@ async def write_bulk(session: AsyncSession, chunk: BulkChunk, run: ImportRun) ->
     owners: dict[tuple[str, str], str] = {key: o.hex for key, o in found.items()}
     updates: list[dict[str, Any]] = []
     fills: list[dict[str, Any]] = []
-    extra: list[tuple[Any, ...]] = []
+    extra: list[list[Any]] = []
     existing_owners: set[str] = set()
     dups: list[Problem] = []
     for p, cid in sorted(owner_of.items()):
@@ -180,10 +185,11 @@ async def write_bulk(session: AsyncSession, chunk: BulkChunk, run: ImportRun) ->
         for j in range(start[p], start[p + 1]):
             key = (kinds[j], indexes[j])
             if key not in owners:
-                extra.append((chunk.ident_ids[j], cid, kinds[j], chunk.sealed[j], indexes[j], False, now))
+                extra.append([cid, kinds[j], chunk.sealed[j], indexes[j], False, now])
                 owners[key] = cid
                 existing_owners.add(cid)
-    await repo.insert_import_chunk(chunk.insert, owner_of.keys(), now, extra, existing_owners)
+    extra_rows = [(iid, *row) for iid, row in zip(uuid7_hex(len(extra)), extra, strict=True)]
+    await repo.insert_import_chunk(chunk.insert, owner_of.keys(), now, extra_rows, existing_owners)
     await repo.update_from_import(updates, COLUMNS, fill_only=False)
     await repo.update_from_import(fills, COLUMNS, fill_only=True)
     contact_ids = chunk.contact_ids
