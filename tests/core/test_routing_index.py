@@ -85,6 +85,30 @@ def test_the_prefix_test_answers_as_the_plain_walk_for_every_route(app: FastAPI)
     assert checked > 10_000
 
 
+def test_the_route_walk_inside_a_router_answers_as_fastapis_for_every_route(app: FastAPI) -> None:
+    routers = [r for r in app.router.routes if isinstance(r, _IncludedRouter)]
+    assert all("_match" in r.__dict__ for r in routers)
+    checked = matched = 0
+    for path in _paths(app):
+        for method in ("GET", "POST", "DELETE"):
+            for router in routers:
+                fast_scope, plain_scope = _scope(path, method), _scope(path, method)
+                fast = router._match(fast_scope)
+                plain = _IncludedRouter._match(router, plain_scope)
+                assert fast[0] == plain[0], (path, method, router.original_router)
+                assert fast[1] == plain[1], (path, method)  # path params, endpoint
+                assert fast[2] is plain[2] and fast[3] is plain[3], (path, method)
+                # The walk leaves the scope as FastAPI's does (which may add an empty "fastapi" dict).
+                for sc in (fast_scope, plain_scope):
+                    if sc.get("fastapi") == {}:
+                        del sc["fastapi"]
+                assert fast_scope == plain_scope, (path, method)
+                checked += 1
+                matched += plain[0] != Match.NONE
+    assert matched > 300
+    assert checked > 10_000
+
+
 def test_a_router_with_a_route_added_after_indexing_is_seen_once_reindexed(app: FastAPI) -> None:
     probe = FastAPI()
     from fastapi import APIRouter
@@ -107,3 +131,4 @@ def test_a_router_with_a_route_added_after_indexing_is_seen_once_reindexed(app: 
 
     index_included_routers(probe)
     assert included.matches(_scope("/probe/b/1", "GET"))[0] == Match.FULL
+    assert included._match(_scope("/probe/b/1", "POST"))[0] == Match.PARTIAL  # method not allowed

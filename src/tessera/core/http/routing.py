@@ -10,6 +10,13 @@ gives each included router that one C-level ``str.startswith`` test before FastA
 The answer for any path is the same as without it (tested against the plain walk for every route
 of the application); routers with a host route or a route of another kind are left as they are.
 
+Inside a router that passes the test, FastAPI then asks each of its routes in turn, twice per
+request (once to choose the router, once to handle): an identity read walked about twenty
+regular expressions each time. The same literal-prefix reasoning applies route by route, so each
+indexed router also gets its own route walk (``_match``) that skips, with a ``str.startswith``,
+the routes whose literal prefix the path lacks, and asks the others exactly as FastAPI does, in
+the same order (the first full match wins, the first partial one is kept).
+
 Routes added to an included router after indexing are not seen by the test: call
 ``index_included_routers`` again after changing the routes (``create_app`` calls it once, when
 everything is included).
@@ -21,9 +28,16 @@ from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.routing import APIRoute, _IncludedRouter
+from fastapi.routing import (
+    _FASTAPI_EFFECTIVE_ROUTE_CONTEXT_KEY,
+    _SCOPE_MISSING,
+    APIRoute,
+    _get_fastapi_scope,
+    _IncludedRouter,
+    _restore_fastapi_scope_key,
+)
 from starlette._utils import get_route_path
-from starlette.routing import Match, Route
+from starlette.routing import BaseRoute, Match, Route
 
 Matcher = Callable[[Any], tuple[Match, Any]]
 
@@ -53,6 +67,57 @@ def _prefixed(plain: Matcher, prefixes: tuple[str, ...]) -> Matcher:
     return matches
 
 
+RouteMatch = tuple[Match, Any, BaseRoute | None, Any]
+
+
+def _indexed_walk(router: _IncludedRouter) -> Callable[[Any], RouteMatch]:
+    """FastAPI's ``_IncludedRouter._match`` over the router's candidates, skipping the routes
+    whose literal prefix the path lacks (``None``: always asked)."""
+    entries: list[tuple[str | None, Any]] = []
+    for candidate in router.effective_candidates():
+        prefix = None
+        if not isinstance(candidate, _IncludedRouter) and candidate.starlette_route is None:
+            original = candidate.original_route
+            path_format = getattr(candidate, "path_format", "") or ""
+            if isinstance(original, APIRoute) and path_format.startswith("/"):
+                prefix = path_format.split("{", 1)[0]
+        entries.append((prefix, candidate))
+    none: RouteMatch = (Match.NONE, {}, None, None)
+
+    def walk(scope: Any) -> RouteMatch:
+        path = get_route_path(scope)
+        partial: tuple[Any, BaseRoute, Any] | None = None
+        for prefix, candidate in entries:
+            if prefix is not None:
+                if not path.startswith(prefix):
+                    continue
+                # An APIRoute: FastAPI matches it with its effective context in the scope.
+                fastapi_scope = _get_fastapi_scope(scope)
+                previous = fastapi_scope.get(_FASTAPI_EFFECTIVE_ROUTE_CONTEXT_KEY, _SCOPE_MISSING)
+                fastapi_scope[_FASTAPI_EFFECTIVE_ROUTE_CONTEXT_KEY] = candidate
+                try:
+                    match, child_scope = candidate.original_route.matches(scope)
+                finally:
+                    _restore_fastapi_scope_key(scope, _FASTAPI_EFFECTIVE_ROUTE_CONTEXT_KEY, previous)
+                route: BaseRoute = candidate.original_route
+                context = candidate
+            elif isinstance(candidate, _IncludedRouter):
+                match, child_scope = candidate.matches(scope)
+                route, context = candidate, None
+            else:
+                # Anything else goes through FastAPI's own walk, unchanged.
+                return _IncludedRouter._match(router, scope)
+            if match == Match.FULL:
+                return match, child_scope, route, context
+            if match == Match.PARTIAL and partial is None:
+                partial = (child_scope, route, context)
+        if partial is not None:
+            return Match.PARTIAL, partial[0], partial[1], partial[2]
+        return none
+
+    return walk
+
+
 def index_included_routers(app: FastAPI) -> int:
     """Put the prefix test in front of every included router of ``app``; returns how many got one."""
     indexed = 0
@@ -64,7 +129,9 @@ def index_included_routers(app: FastAPI) -> int:
         plain: Matcher = _IncludedRouter.matches.__get__(route)
         if prefixes is None:
             route.__dict__.pop("matches", None)
+            route.__dict__.pop("_match", None)
             continue
         route.__dict__["matches"] = _prefixed(plain, prefixes)
+        route.__dict__["_match"] = _indexed_walk(route)
         indexed += 1
     return indexed
