@@ -18,8 +18,23 @@ production (it is woken across processes by PostgreSQL ``NOTIFY``); by default i
 process beside the API, as in the embedded mode.
 
 ``--bulk N`` runs the sms_throughput load at the same time: N notification messages posted in
-batches of 10,000 through ``POST /v1/messages/batch`` on two more links of window 50, so the
-verification lane competes with a bulk backlog for the same gateway and database.
+batches of 10,000 through ``POST /v1/messages/batch`` (``--bulk-rate R``: paced at R per second
+in batches of 1,000, like ``sms_throughput.py --rate``) on two more links of window 50, so the
+verification lane competes with a bulk backlog for the same gateway, SMSC and database. The
+bulk feed runs in a process of its own with its own API app, like ``sms_throughput.py`` beside
+this bench: the codes' API process does not also build the bulk's 10,000-recipient requests
+(in one process those held its event loop for seconds, so ``POST /v1/verify`` queued behind
+them, which is the API's batch cost, not the verification lane's latency).
+
+Where the time goes: the dispatcher stamps each code's stages (``Dispatcher(trace_file=…)``,
+written when it stops) and ``stages`` gives p50, p99 and the mean over the slowest 1 % of codes
+of: ``returned_to_wake`` (POST returning → the gateway told, negative when the NOTIFY came
+first), ``wake_to_claim``, ``claim_to_claimed`` (the claim's transaction), ``claimed_to_worker``
+(the link's worker takes it) and ``worker_to_arrived`` (submit_sm written and read by the SMSC).
+``gateway_loop_lag_ms``: how late a 5 ms sleep woke up in the gateway (its longest loop turns).
+``api_cpu_ms_per_code``: CPU of this process per accepted code (the API with its in-process
+client; with the dispatcher in process, that too); ``gateway_cpu_s`` and ``bulk_feed_cpu_s``
+are the other processes'.
 """
 
 from __future__ import annotations
@@ -75,25 +90,51 @@ def pct(values: list[float], q: float) -> float:
     return round(s[min(len(s) - 1, int(q * len(s)))] * 1000, 2) if s else float("nan")
 
 
-async def _bulk(client: object, world: object, sim: object, n: int, done: list[float]) -> None:
-    """The sms_throughput load: ``n`` notifications in batches of 10,000 on two links of window 50."""
+class _Port:
+    def __init__(self, port: int) -> None:
+        self.port = port
+
+
+async def _bulk_feed(n: int, port: int, rate: float | None) -> None:
+    """Child process (``--bulk-feed``): the sms_throughput load through an API process of its own.
+
+    Creates a tenant with two links of window 50 on the simulator at ``port``, prints ``ready``,
+    then posts ``n`` notification messages in batches of 10,000 (``rate``: paced, a batch of
+    1,000 every 1,000/rate s, like ``sms_throughput.py --rate``), and prints ``done``."""
+    import httpx
+    from tests.conftest import make_tenant
     from tests.connect.messaging.conftest import setup_sms
 
-    h = world.headers("admin")  # type: ignore[attr-defined]
-    await setup_sms(client, world, sim, links=2, window=50)  # type: ignore[arg-type]
-    for b in range(0, n, 10_000):
-        rec = [{"to": f"+86138{(b + i):08d}"} for i in range(min(10_000, n - b))]
-        r = await client.post(  # type: ignore[attr-defined]
-            "/v1/messages/batch",
-            json={"class": "notification", "body": "Your parcel is on its way", "recipients": rec},
-            headers=h,
-        )
-        assert r.status_code == 202, r.text
-    done.append(time.monotonic())
+    from tessera.app import create_app, init_runtime
+    from tessera.settings import Settings
+
+    settings = Settings()
+    init_runtime(settings)
+    app = create_app(settings)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://bulk", timeout=600) as client:
+        world = await make_tenant(roles=("admin",))
+        h = world.headers("admin")
+        await setup_sms(client, world, _Port(port), links=2, window=50)  # type: ignore[arg-type]
+        print("ready", flush=True)
+        sys.stdin.readline()  # go
+        size = 1_000 if rate else 10_000
+        t0 = time.monotonic()
+        for b in range(0, n, size):
+            rec = [{"to": f"+86138{(b + i):08d}"} for i in range(min(size, n - b))]
+            r = await client.post(
+                "/v1/messages/batch",
+                json={"class": "notification", "body": "Your parcel is on its way", "recipients": rec},
+                headers=h,
+            )
+            assert r.status_code == 202, r.text
+            if rate:
+                await asyncio.sleep(max(0.0, t0 + (b + len(rec)) / rate - time.monotonic()))
+    print("done", flush=True)
 
 
 async def main(
-    rate: float, seconds: float, bulk: int = 0, gateway_process: bool = False
+    rate: float, seconds: float, bulk: int = 0, gateway_process: bool = False, bulk_rate: float = 0.0
 ) -> dict[str, object]:
     import httpx
     from bench._smsc_process import RemoteSmsc
@@ -114,21 +155,28 @@ async def main(
         world = await make_tenant(roles=("admin",))
         await setup_sms(client, world, sim, window=50)  # type: ignore[arg-type]
         cpu0 = time.process_time()
-        bulk_done: list[float] = []
-        bulk_task = None
-        if bulk:
-            bulk_world = await make_tenant(roles=("admin",))
-            bulk_task = asyncio.create_task(_bulk(client, bulk_world, sim, bulk, bulk_done))
-            await asyncio.sleep(2.0)  # the backlog is building when the codes start
+        feed = None
+        if bulk:  # the sms_throughput load from an API process of its own (see the docstring)
+            args = [sys.executable, str(Path(__file__).resolve()), "--bulk-feed", str(bulk)]
+            args += ["--smsc-port", str(sim.port)]
+            if bulk_rate:
+                args += ["--bulk-rate", str(bulk_rate)]
+            feed = await asyncio.create_subprocess_exec(
+                *args, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, cwd=ROOT
+            )
+            assert feed.stdout is not None and feed.stdin is not None
+            assert (await feed.stdout.readline()).strip() == b"ready"
         dispatcher = None
         gw = None
+        trace_file = os.path.join(tempfile.mkdtemp(), "trace.json")
         if gateway_process:  # the production layout: `tessera gateway` beside `tessera serve`
             code = (
-                "import asyncio; from tessera.connect.gateway import run_gateway; asyncio.run(run_gateway())"
+                "import asyncio; from tessera.connect.gateway import run_gateway; "
+                f"asyncio.run(run_gateway(trace_file={trace_file!r}))"
             )
             gw = subprocess.Popen([sys.executable, "-c", code], env={**os.environ}, cwd=ROOT)
         else:
-            dispatcher = Dispatcher()
+            dispatcher = Dispatcher(trace_file=trace_file)
             await dispatcher.start()
         # the first code once the gateway has bound every link (the code's and the bulk's), as
         # in production where the gateway runs before traffic: its start-up is not code latency
@@ -138,6 +186,11 @@ async def main(
                 raise SystemExit("the gateway did not bind its links")
             await asyncio.sleep(0.1)
         gateway_start_s = time.monotonic() - started
+        if feed is not None:
+            assert feed.stdin is not None
+            feed.stdin.write(b"go\n")
+            await feed.stdin.drain()
+            await asyncio.sleep(2.0)  # the backlog is building when the codes start
         returned: dict[str, float] = {}
         post_times: list[float] = []
         post_at: list[tuple[float, float]] = []  # (seconds into the run, POST duration)
@@ -174,17 +227,24 @@ async def main(
                 break
             await asyncio.sleep(0.1)
         backlog = await dispatcher.backlog() if dispatcher is not None else None
-        if bulk_task is not None:
-            bulk_task.cancel()
+        feed_cpu = 0.0
+        if feed is not None:
+            feed_cpu = _cpu_of(feed.pid)
+            if feed.returncode is None:
+                feed.terminate()
+            await feed.wait()
+        gw_cpu = _cpu_of(gw.pid) if gw is not None else None
         if dispatcher is not None:
             await dispatcher.stop()
         if gw is not None:
+            gw_cpu = _cpu_of(gw.pid)
             gw.terminate()
             gw.wait(timeout=30)
     smsc_cpu = _cpu_of(sim.pid)
     await sim.stop()
     cpu = time.process_time() - cpu0
     lat = [t - returned[d] for d, t in sim.arrivals.items() if d in returned]
+    stages = _stages(trace_file, returned, sim.arrivals)
     return {
         "bench": "otp_latency",
         "rate": rate,
@@ -213,10 +273,54 @@ async def main(
         "bulk_submitted": sim.submits - len(sim.arrivals),
         "gateway": "process" if gateway_process else "in-process",
         "gateway_start_s": round(gateway_start_s, 2),
+        # this process: the API of the codes (and the in-process gateway without --gateway-process)
         "cpu_s": round(cpu, 1),
-        "cpu_ms_per_verification": round(1000 * cpu / max(1, sim.submits), 2),
+        "api_cpu_ms_per_code": round(1000 * cpu / max(1, len(returned)), 2),
+        "gateway_cpu_s": round(gw_cpu, 1) if gw_cpu is not None else None,
+        "bulk_feed_cpu_s": round(feed_cpu, 1) if bulk else None,
         "smsc_cpu_s": round(smsc_cpu, 1),
         "loadavg_1m": round(os.getloadavg()[0], 2),
+        **stages,
+    }
+
+
+STAGES = (  # (name, from, to): "returned" is POST /v1/verify returning, "arrived" the SMSC's stamp
+    ("returned_to_wake", "returned", "wake"),  # negative: the NOTIFY came before the response
+    ("wake_to_claim", "wake", "claim"),
+    ("claim_to_claimed", "claim", "claimed"),
+    ("claimed_to_worker", "claimed", "worker"),
+    ("worker_to_arrived", "worker", "arrived"),
+)
+
+
+def _stages(path: str, returned: dict[str, float], arrivals: dict[str, float]) -> dict[str, object]:
+    """Per stage of a code (gateway trace, see ``Dispatcher(trace_file=…)``): p50/p99 in ms, and
+    the mean of each stage over the slowest 1 % of codes (where the tail's time goes)."""
+    try:
+        trace = json.loads(Path(path).read_text())
+    except OSError:
+        return {"stages": None}
+    rows = []
+    for d, st in trace["stages"].items():
+        if d in returned and d in arrivals and "claim" in st and "worker" in st:
+            rows.append({**st, "returned": returned[d], "arrived": arrivals[d]})
+    if not rows:
+        return {"stages": None}
+    rows.sort(key=lambda r: r["arrived"] - r["returned"])
+    tail = rows[-max(1, len(rows) // 100) :]
+    out: dict[str, object] = {}
+    for name, a, b in STAGES:
+        vals = [r[b] - r[a] for r in rows]
+        out[name] = {
+            "p50": pct(vals, 0.5),
+            "p99": pct(vals, 0.99),
+            "tail_mean": round(statistics.fmean(r[b] - r[a] for r in tail) * 1000, 2),
+        }
+    return {
+        "stages": out,
+        "urgent_claimed": sum(1 for r in rows if r.get("urgent")),
+        "gateway_stats": trace.get("stats"),
+        "gateway_loop_lag_ms": trace.get("loop_lag_ms"),
     }
 
 
@@ -229,15 +333,30 @@ if __name__ == "__main__":
     p.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
     p.add_argument("--bulk", type=int, default=0, help="messages of bulk load at the same time")
     p.add_argument(
+        "--bulk-rate",
+        type=float,
+        default=0.0,
+        help="offer the bulk load at this rate (batches of 1,000) instead of as fast as its API accepts",
+    )
+    p.add_argument("--bulk-feed", type=int, default=0, help=argparse.SUPPRESS)  # the child
+    p.add_argument("--smsc-port", type=int, default=0, help=argparse.SUPPRESS)
+    p.add_argument(
         "--gateway-process",
         action="store_true",
         help="run the dispatcher as its own `tessera gateway` process (production layout) instead "
         "of in this process beside the API",
     )
     args = p.parse_args()
+    if args.bulk_feed:  # the bulk feed's own process: the parent's environment names the database
+        asyncio.run(_bulk_feed(args.bulk_feed, args.smsc_port, args.bulk_rate or None))
+        raise SystemExit(0)
     name = setup_env(args.db)
     try:
-        print(json.dumps(asyncio.run(main(args.rate, args.seconds, args.bulk, args.gateway_process))))
+        print(
+            json.dumps(
+                asyncio.run(main(args.rate, args.seconds, args.bulk, args.gateway_process, args.bulk_rate))
+            )
+        )
     finally:
         if name:
             from bench.sms_throughput import _drop_db

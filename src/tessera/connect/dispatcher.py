@@ -70,6 +70,7 @@ log = logging.getLogger(__name__)
 _wake_events: set[asyncio.Event] = set()
 
 URGENT_CLAIM = 100
+SLICE = 100  # long loops over a claim yield to the event loop every SLICE messages
 RECENT_MAX = 100_000  # ~20 MB at most; a receipt older than that is matched by a SELECT
 RECEIPT_STATUS = {"DELIVRD": "delivered", "EXPIRED": "expired"}
 RECEIPT_REASON = {
@@ -164,6 +165,37 @@ async def record_submits(
     )
 
 
+# What a claim reads of a message, and the carrier its number was ported to (the guard and
+# row-level security scope the subquery to the tenant like the rest of the statement).
+_MESSAGE_COLUMNS = (
+    Message.id,
+    Message.to,
+    Message.to_index,
+    Message.source,
+    Message.body,
+    Message.carrier,
+    Message.channel_id,
+    Message.valid_until,
+    Message.status,
+    Message.channel_kind,
+    Message.template_id,
+    Message.variables,
+    Message.message_class,
+    Message.created_at,
+)
+_PORTED_TO = (
+    select(PortedNumber.carrier)
+    .where(PortedNumber.number_index == Message.to_index)
+    .limit(1)
+    .scalar_subquery()
+    .label("ported_to")
+)
+
+
+def _pg(s: AsyncSession) -> bool:
+    return s.get_bind().dialect.name == "postgresql"
+
+
 def _final_of(stat: str, error: str) -> tuple[str, str | None]:
     """Final status and reason of a message from a receipt's ``stat`` (and error code)."""
     if stat == "DELIVRD":
@@ -175,14 +207,19 @@ def _final_of(stat: str, error: str) -> tuple[str, str | None]:
     return status, reason
 
 
-_urgent_events: set[asyncio.Event] = set()
+_urgent_asks: set[Any] = set()  # Dispatcher._ask_urgent of the dispatchers of this process
 
 
-def wake(lane: int | None = None) -> None:
+def wake(lane: int | None = None, tenant_id: uuid.UUID | None = None) -> None:
     """Tell in-process dispatchers that new messages were committed (called after commit);
     ``lane`` 0 (verification) wakes the urgent claim, which claims at once even when the
-    local lanes are full (anything else committed with it is claimed within a poll)."""
-    for ev in list(_urgent_events if lane == 0 else _wake_events):
+    local lanes are full (anything else committed with it is claimed within a poll); with
+    ``tenant_id`` it claims that tenant's codes in the tenant's own transaction."""
+    if lane == 0:
+        for ask in list(_urgent_asks):
+            ask(tenant_id)
+        return
+    for ev in list(_wake_events):
         ev.set()
 
 
@@ -384,6 +421,8 @@ class LinkRunner:
             self.busy += 1
             self.d.in_flight.add(item.message_id)
             started = time.monotonic()
+            if self.d.trace is not None and item.lane == 0:
+                self.d.trace.setdefault(item.to.lstrip("+"), {})["worker"] = time.time()
             try:
                 result = await self.client.submit(
                     item.source or "10690000",
@@ -391,6 +430,7 @@ class LinkRunner:
                     item.body,
                     registered_delivery=True,
                     timeout=self.d.submit_timeout,
+                    urgent=item.lane == 0,
                 )
             except asyncio.CancelledError:
                 raise
@@ -398,6 +438,8 @@ class LinkRunner:
                 log.exception("submit failed")
                 result = SubmitResult(Outcome.NOT_SENT, (), 0)
             answered = time.monotonic()
+            if self.d.trace is not None and item.lane == 0:
+                self.d.trace.setdefault(item.to.lstrip("+"), {})["answered"] = time.time()
             await self.d.on_result(self, item, result)
             self.d.stats["submit_wait_ms"] += int((answered - started) * 1000)
             self.d.stats["record_wait_ms"] += int((time.monotonic() - answered) * 1000)
@@ -609,8 +651,6 @@ class Writer:
                     unmatched = (
                         await self.d.apply_receipts(s, [p for p, _ in receipts]) if receipts else set()
                     )
-                    if only is None:
-                        await switch_tenant(s, None)
         except Exception as exc:
             for _, f in results + receipts:
                 if not f.done():
@@ -655,8 +695,14 @@ class Dispatcher:
         wechat_transport: Any = None,
         link_refresh: float = 5.0,
         route_reload_min: float = 1.0,
+        trace_file: str | None = None,
     ) -> None:
         self.wechat_transport = wechat_transport
+        # verification codes' stage times (wall clock), written to ``trace_file`` at stop: see
+        # bench/otp_latency.py; destination → {stage: time.time()}
+        self.trace_file = trace_file
+        self.trace: dict[str, dict[str, float]] | None = {} if trace_file else None
+        self._urgent_at = 0.0  # when the urgent claim was last asked for (trace only)
         self.link_refresh = link_refresh
         self.route_reload_min = route_reload_min  # a route miss reloads a tenant's table at most this often
         self.id = gateway_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
@@ -681,6 +727,8 @@ class Dispatcher:
         self.recent: OrderedDict[tuple[uuid.UUID, str], tuple[uuid.UUID, uuid.UUID, int]] = OrderedDict()
         self._wake = asyncio.Event()
         self._urgent = asyncio.Event()
+        self._urgent_tenants: set[uuid.UUID] = set()  # tenants whose codes were announced
+        self._urgent_any = False  # codes of any tenant (an announcement without one)
         self._tasks: list[asyncio.Task[None]] = []
         self.stats: dict[str, int] = defaultdict(int)
         self._stopped = False
@@ -688,7 +736,7 @@ class Dispatcher:
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
         _wake_events.add(self._wake)
-        _urgent_events.add(self._urgent)
+        _urgent_asks.add(self._ask_urgent)
         await self._heartbeat()
         self.writer.concurrency = 3 if get_database().is_postgres else 1
         self.writer.start()
@@ -699,12 +747,16 @@ class Dispatcher:
             log.exception("binding the links failed")
         self._tasks = [
             asyncio.create_task(self._claim_loop(), name="connect-claim"),
+            # two urgent claimers: a code announced while one claims is claimed by the other
             asyncio.create_task(self._urgent_loop(), name="connect-claim-urgent"),
+            asyncio.create_task(self._urgent_loop(), name="connect-claim-urgent-2"),
             asyncio.create_task(self._heartbeat_loop(), name="connect-heartbeat"),
             asyncio.create_task(self._links_loop(), name="connect-links"),
         ]
         if get_database().is_postgres:
             self._tasks.append(asyncio.create_task(self._listen(), name="connect-listen"))
+        if self.trace is not None:
+            self._tasks.append(asyncio.create_task(self._loop_lag(), name="connect-loop-lag"))
 
     async def stop(self) -> None:
         """Stop claiming, stop the links, put back what was claimed but not submitted."""
@@ -712,7 +764,7 @@ class Dispatcher:
             return
         self._stopped = True
         _wake_events.discard(self._wake)
-        _urgent_events.discard(self._urgent)
+        _urgent_asks.discard(self._ask_urgent)
         for t in self._tasks:
             t.cancel()
         for t in self._tasks:
@@ -725,6 +777,14 @@ class Dispatcher:
         await self.writer.stop()
         await self.receipt_writer.stop()
         log.warning("gateway %s stopping: %s", self.id, dict(self.stats))
+        if self.trace_file and self.trace is not None:
+            import orjson
+
+            with open(self.trace_file, "wb") as f:
+                lags = sorted(getattr(self, "trace_lags", []) or [0.0])
+                lag = {f"p{q}": round(lags[int(q / 100 * (len(lags) - 1))] * 1000, 2) for q in (50, 99)}
+                lag["max"] = round(lags[-1] * 1000, 2)
+                f.write(orjson.dumps({"stages": self.trace, "stats": dict(self.stats), "loop_lag_ms": lag}))
         with contextlib.suppress(Exception):
             await self._release([it.message_id for it in left], resubmission=False)
             with context.tenant_scope(None):
@@ -869,21 +929,53 @@ class Dispatcher:
                     async with asyncio.timeout(self.poll_interval):
                         await self._wake.wait()
 
+    def _ask_urgent(self, tenant_id: uuid.UUID | None) -> None:
+        """Codes were committed (of ``tenant_id``, or of any tenant when ``None``)."""
+        if tenant_id is None:
+            self._urgent_any = True
+        else:
+            self._urgent_tenants.add(tenant_id)
+        if self.trace is not None and not self._urgent.is_set():
+            self._urgent_at = time.time()
+        self._urgent.set()
+
     async def _urgent_loop(self) -> None:
-        """Verification codes (lane 0) are claimed by their own task as soon as they are
-        committed, beside the bulk claims (``SKIP LOCKED`` keeps the two apart on PostgreSQL)
-        and whatever the local lanes hold: a code does not wait for a bulk claim to finish."""
+        """Verification codes (lane 0) are claimed by their own tasks as soon as they are
+        committed, beside the bulk claims (``SKIP LOCKED`` keeps them apart on PostgreSQL) and
+        whatever the local lanes hold: a code does not wait for a bulk claim to finish. An
+        announcement naming the tenant (the API's ``NOTIFY`` does) is claimed by
+        :meth:`claim_codes` in that tenant's own transaction, in fewer round trips."""
+        postgres = get_database().is_postgres
         while True:
             await self._urgent.wait()
             self._urgent.clear()
+            tenants, self._urgent_tenants = self._urgent_tenants, set()
+            every, self._urgent_any = self._urgent_any, False
+            if not tenants and not every:
+                continue  # the other claimer took this announcement
+            asked = self._urgent_at
             try:
-                while await self.claim(URGENT_CLAIM, lanes=1) >= URGENT_CLAIM:
-                    pass
+                if postgres:
+                    for tid in tenants:
+                        while await self.claim_codes(tid, URGENT_CLAIM, asked=asked) >= URGENT_CLAIM:
+                            pass
+                if every or not postgres:
+                    while await self.claim(URGENT_CLAIM, lanes=1, asked=asked) >= URGENT_CLAIM:
+                        pass
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("urgent claim failed")
                 await asyncio.sleep(0.5)
+
+    async def _loop_lag(self) -> None:
+        """Trace only: how late a 5 ms sleep wakes up (the event loop's longest stretches)."""
+        lags: list[float] = []
+        self.trace_lags = lags
+        while True:
+            t = time.monotonic()
+            await asyncio.sleep(0.005)
+            lags.append(time.monotonic() - t - 0.005)
 
     async def _listen(self) -> None:
         """PostgreSQL: LISTEN for messages committed by other processes (the API) on a dedicated
@@ -902,8 +994,9 @@ class Dispatcher:
                     await conn.execute(f"LISTEN {DISPATCH_CHANNEL}")
                     while not self._stopped:
                         async for note in conn.notifies(timeout=0.5):
-                            if note.payload == "0":  # the urgent claim; other lanes within a poll
-                                self._urgent.set()
+                            lane, _, tenant = note.payload.partition(":")
+                            if lane == "0":  # the urgent claim; other lanes within a poll
+                                self._ask_urgent(uuid.UUID(tenant) if tenant else None)
                             else:
                                 self._wake.set()
                 finally:
@@ -914,8 +1007,9 @@ class Dispatcher:
                 log.exception("connect listen failed")
                 await asyncio.sleep(1.0)
 
-    async def claim(self, limit: int, *, lanes: int = 3) -> int:
+    async def claim(self, limit: int, *, lanes: int = 3, asked: float = 0.0) -> int:
         """Claim up to ``limit`` ready messages of the first ``lanes`` lanes, by lane order."""
+        t_claim = time.time()
         now = utcnow()
         items: list[Item] = []
         d = table_of(DispatchItem)
@@ -961,46 +1055,99 @@ class Dispatcher:
                 for tid, trows in by_tenant.items():
                     await switch_tenant(s, tid)
                     items += await self._claim_tenant(s, tid, trows, now)
-                await switch_tenant(s, None)
-        for it in items:
-            await self._dispatch(it)
-        self.stats["claimed"] += len(items)
+                # no switch back to no tenant: the setting is the transaction's own and ends
+                # with the commit (a round trip less on every claim); the context variable is
+                # restored by tenant_scope
+        await self._claimed(items, asked or t_claim, t_claim, lanes == 1)
         return len(items)
 
+    async def _claimed(self, items: list[Item], asked: float, t_claim: float, urgent: bool) -> None:
+        """Hand committed claims to their links (a slice at a time: a claim of a thousand
+        messages must not hold the event loop while a code's claim waits for its turn)."""
+        if self.trace is not None:
+            t_done = time.time()
+            for it in items:
+                if it.lane == 0:
+                    self.trace[it.to.lstrip("+")] = {
+                        "wake": asked,
+                        "claim": t_claim,
+                        "claimed": t_done,
+                        "urgent": float(urgent),
+                    }
+        for i, it in enumerate(items):
+            if i and not i % SLICE:
+                await asyncio.sleep(0)
+            await self._dispatch(it)
+        self.stats["claimed"] += len(items)
+
+    async def claim_codes(self, tid: uuid.UUID, limit: int, *, asked: float = 0.0) -> int:
+        """PostgreSQL: claim up to ``limit`` verification codes of tenant ``tid`` (announced by
+        its ``NOTIFY``) in the tenant's own transaction: the dispatch rows' claim is a
+        data-modifying CTE of the messages' read, so the claim takes three round trips
+        (``BEGIN`` with the tenant, claim and read, status and events) and the commit, where
+        the claim of every lane takes eight; each of them waits for a turn of a busy event
+        loop. Rows whose message is gone come back without one and are dropped as usual."""
+        t_claim = time.time()
+        now = utcnow()
+        d = table_of(DispatchItem)
+        ready = (
+            select(d.c.message_id)
+            .where(d.c.state == 0, d.c.lane == 0, d.c.tenant_id == tid, d.c.available_at <= now)
+            .order_by(d.c.available_at, d.c.message_id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        claimed = (
+            update(d)
+            .where(d.c.message_id.in_(ready.scalar_subquery()))
+            .values(state=1, claimed_by=self.id, claimed_at=now, claims=d.c.claims + 1)
+            .returning(d.c.message_id, d.c.claims, d.c.available_at)
+            .cte("claimed")
+        )
+        stmt = (
+            select(
+                claimed.c.message_id.label("claimed_id"),
+                claimed.c.claims.label("claims"),
+                claimed.c.available_at.label("available_at"),
+                *_MESSAGE_COLUMNS,
+                _PORTED_TO,
+            )
+            .select_from(claimed.outerjoin(Message, Message.id == claimed.c.message_id))
+            .order_by(claimed.c.available_at, claimed.c.message_id)
+        )
+        with context.tenant_scope(tid):
+            async with unit_of_work() as s:
+                rows = (await s.execute(stmt)).all()
+                if not rows:
+                    return 0
+                trows = [_Claimed(r.claimed_id, tid, 0, r.claims - 1) for r in rows]
+                msgs = [r for r in rows if r.id is not None]
+                items = await self._claim_tenant(s, tid, trows, now, msgs=msgs)
+        self.stats["claimed_codes"] += len(rows)
+        await self._claimed(items, asked or t_claim, t_claim, True)
+        return len(rows)
+
     async def _claim_tenant(
-        self, s: AsyncSession, tid: uuid.UUID, claimed: list[_Claimed], now: dt.datetime
+        self,
+        s: AsyncSession,
+        tid: uuid.UUID,
+        claimed: list[_Claimed],
+        now: dt.datetime,
+        *,
+        msgs: list[Any] | None = None,
     ) -> list[Item]:
+        """Items of the claimed messages of tenant ``tid`` (in scope); ``msgs``: their rows
+        already read (:meth:`claim_codes`), else read here."""
         claims = {r.message_id: r.claims for r in claimed}
         lanes = {r.message_id: r.lane for r in claimed}
-        # the carrier a number was ported to, read with the message (the guard and row-level
-        # security scope the subquery to the tenant like the rest of the statement)
-        ported_to = (
-            select(PortedNumber.carrier)
-            .where(PortedNumber.number_index == Message.to_index)
-            .limit(1)
-            .scalar_subquery()
-        )
-        msgs = (
-            await s.execute(
-                select(
-                    Message.id,
-                    Message.to,
-                    Message.to_index,
-                    Message.source,
-                    Message.body,
-                    Message.carrier,
-                    Message.channel_id,
-                    Message.valid_until,
-                    Message.status,
-                    Message.channel_kind,
-                    Message.template_id,
-                    Message.variables,
-                    Message.message_class,
-                    Message.created_at,
-                    ported_to.label("ported_to"),
-                ).where(one_of(s, Message.id, list(claims)))
+        if msgs is None:
+            msgs = list(
+                (
+                    await s.execute(
+                        select(*_MESSAGE_COLUMNS, _PORTED_TO).where(one_of(s, Message.id, list(claims)))
+                    )
+                ).all()
             )
-        ).all()
         routes = await self._routes(s, tid)
         deferred: list[uuid.UUID] = []
         expired, gone, live, resub = [], [], [], []
@@ -1008,7 +1155,9 @@ class Dispatcher:
         gone = [mid for mid in claims if mid not in found]
         items: list[Item] = []
         events: list[dict[str, Any]] = []
-        for m in msgs:
+        for i, m in enumerate(msgs):
+            if i and not i % SLICE:
+                await asyncio.sleep(0)  # a turn for a code's claim between slices of a big claim
             if m.status in FINAL_STATUSES or m.status == "submitted":
                 gone.append(m.id)
                 continue
@@ -1085,13 +1234,16 @@ class Dispatcher:
                     }
                 )
             items.append(item)
+        # PostgreSQL: the events go in the status update's round trip (a data-modifying CTE)
+        ev_ctes = insert_ctes(("ins_events", table_of(MessageEvent), events)) if live and _pg(s) else []
         if live:
-            await s.execute(
+            queued = (
                 update(Message)
                 .where(one_of(s, Message.id, live))
-                .values(status="queued", queued_at=now, attempts=Message.attempts + 1)
+                .values(status="queued", queued_at=now, updated_at=now, attempts=Message.attempts + 1)
                 .execution_options(synchronize_session=False)
             )
+            await s.execute(queued.add_cte(*ev_ctes) if ev_ctes else queued)
         if resub:
             await s.execute(
                 update(Message)
@@ -1107,7 +1259,8 @@ class Dispatcher:
                 .values(status="expired", reason="validity.elapsed", done_at=now)
                 .execution_options(synchronize_session=False)
             )
-        await insert_rows(s, table_of(MessageEvent), events)
+        if not ev_ctes:
+            await insert_rows(s, table_of(MessageEvent), events)
         done = expired + gone
         if done:
             await s.execute(delete(DispatchItem).where(one_of(s, DispatchItem.message_id, done)))
@@ -1153,7 +1306,11 @@ class Dispatcher:
 
     async def _routes(self, s: AsyncSession, tid: uuid.UUID, *, force: bool = False) -> TenantRoutes:
         cached = self.routes.get(tid)
-        if not force and cached is not None and time.monotonic() - cached.loaded_at < 5.0:
+        # the links loop reloads every tenant's table every ``link_refresh`` s: a claim trusts
+        # the cached one until two rounds were missed (a reload in a claim is five more round
+        # trips on the path of the messages it claimed)
+        max_age = max(5.0, 2 * self.link_refresh + 1.0)
+        if not force and cached is not None and time.monotonic() - cached.loaded_at < max_age:
             return cached
         started = utcnow()
         links = {
@@ -1329,7 +1486,9 @@ class Dispatcher:
             keys: list[dict[str, Any]] = []
             events: list[dict[str, Any]] = []
             finals: list[tuple[uuid.UUID, str, str | None]] = []
-            for link_id, item, result, kind in entries:
+            for i, (link_id, item, result, kind) in enumerate(entries):
+                if i and not i % (4 * SLICE):
+                    await asyncio.sleep(0)  # a turn for a code's claim between slices of a big batch
                 route = {
                     "carrier": item.carrier,
                     "link_id": str(link_id) if link_id else None,
@@ -1462,7 +1621,9 @@ class Dispatcher:
                     )
                 ).all():
                     rows[found.carrier_id] = _KeyRow(*found)
-            for p in ps:
+            for i, p in enumerate(ps):
+                if i and not i % (4 * SLICE):
+                    await asyncio.sleep(0)
                 row = rows.get(p[1].message_id)
                 if row is None:
                     unmatched.add(id(p))

@@ -34,6 +34,13 @@ async def run_gateway(settings: Any = None, *, stop: asyncio.Event | None = None
             loop.add_signal_handler(sig, stop.set)
     dispatcher = Dispatcher(**options)
     await dispatcher.start()
+    if getattr(settings, "gc_tuning", True):
+        # what start-up built is frozen out of the collector's sight and young collections run
+        # less often, as in the API process: at the default threshold a full collection walked
+        # the gateway's whole heap (claims in hand, recent carrier ids) every few hundred messages
+        from tessera.app import tune_gc
+
+        tune_gc()
     log.info("gateway %s started", dispatcher.id)
     try:
         bounces = await start_bounce_mailbox(settings)  # TESSERA_BOUNCE_SMTP_PORT set

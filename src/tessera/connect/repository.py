@@ -21,6 +21,7 @@ from sqlalchemy import (
     insert,
     select,
     text,
+    true,
     update,
 )
 from sqlalchemy.dialects import postgresql
@@ -50,7 +51,9 @@ MESSAGE_FILTERS = FilterSet(
 )
 
 DISPATCH_CHANNEL = "connect_dispatch"
-"""PostgreSQL NOTIFY channel: payload is the lowest lane committed (0 = verification)."""
+"""PostgreSQL NOTIFY channel: payload is the lowest lane committed (0 = verification), and for
+lane 0 the tenant (``0:<tenant id>``), whose codes the gateway then claims in that tenant's own
+transaction (see ``Dispatcher.claim_codes``)."""
 
 INSERT_CHUNK = 2000
 ROWS_SOURCE_FROM = 16  # fewer rows: a plain insert (its statement is cached; arrays cost more to bind)
@@ -139,23 +142,36 @@ class MessageRepository(TenantRepository[Message]):
         messages: Sequence[dict[str, Any]],
         events: Sequence[dict[str, Any]],
         queue: Sequence[dict[str, Any]],
+        *,
+        notify: str | None = None,
     ) -> None:
         """Messages, their first events and their dispatch rows: on PostgreSQL one statement
         (the events and dispatch rows are data-modifying CTEs of the messages' insert; foreign
         keys are checked at the end of the statement), one round trip whatever the number of
-        messages; elsewhere one statement each (see :func:`insert_rows`)."""
+        messages; elsewhere one statement each (see :func:`insert_rows`). ``notify``: a
+        :data:`DISPATCH_CHANNEL` payload sent at commit (PostgreSQL), in the same statement."""
         if messages and _is_postgres(self.session):
             ctes = insert_ctes(
                 ("ins_events", table_of(MessageEvent), events),
                 ("ins_dispatch", table_of(DispatchItem), queue),
             )
             m = rows_source(table_of(Message), messages, name="m")
-            stmt = insert(table_of(Message)).from_select(list(messages[0]), select(*m.c))
+            rows = select(*m.c)
+            if notify is not None:
+                # pg_notify in a one-row CTE the insert's source joins, so it runs (once): an
+                # unreferenced SELECT CTE would not
+                note = select(func.pg_notify(DISPATCH_CHANNEL, bindparam(None, notify, type_=Text()))).cte(
+                    "note"
+                )
+                rows = rows.select_from(m.join(note, true()))
+            stmt = insert(table_of(Message)).from_select(list(messages[0]), rows)
             await self.session.execute(stmt.add_cte(*ctes) if ctes else stmt)
             return
         await insert_rows(self.session, table_of(Message), messages)
         await insert_rows(self.session, table_of(MessageEvent), events)
         await insert_rows(self.session, table_of(DispatchItem), queue)
+        if notify is not None:
+            await notify_payload(self.session, notify)
 
     async def for_release(self, message_id: uuid.UUID) -> Any:
         """The fields a held message is checked again with before it is released."""
@@ -183,8 +199,13 @@ class MessageRepository(TenantRepository[Message]):
         )
 
 
-async def notify_dispatch(session: AsyncSession, lane: int) -> None:
+def dispatch_payload(lane: int, tenant_id: uuid.UUID | None = None) -> str:
+    """The :data:`DISPATCH_CHANNEL` payload announcing messages of ``lane`` (and tenant)."""
+    return f"0:{tenant_id}" if lane == 0 and tenant_id is not None else str(lane)
+
+
+async def notify_payload(session: AsyncSession, payload: str) -> None:
     """Wake gateways of other processes once this transaction commits (PostgreSQL only; the
     server drops the notification if the transaction rolls back)."""
     if session.get_bind().dialect.name == "postgresql":
-        await session.execute(text("SELECT pg_notify(:c, :p)"), {"c": DISPATCH_CHANNEL, "p": str(lane)})
+        await session.execute(text("SELECT pg_notify(:c, :p)"), {"c": DISPATCH_CHANNEL, "p": payload})

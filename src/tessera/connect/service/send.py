@@ -42,7 +42,7 @@ from tessera.connect.models import (
     Signature,
     Template,
 )
-from tessera.connect.repository import MessageRepository, notify_dispatch
+from tessera.connect.repository import MessageRepository, dispatch_payload, notify_payload
 from tessera.connect.schemas import BatchIn, MessageIn, Recipient
 from tessera.connect.service.channels import check_source
 from tessera.connect.service.templates import render
@@ -440,13 +440,13 @@ async def send_messages(
                 not_before=scheduled_at if d.not_before is not None else None,
             )
         )
-    await MessageRepository(session).insert_many(messages, events, queue)
+    # the gateways' wake-up goes in the insert's own statement
+    note = _announcement(session, lane) if queue else None
+    await MessageRepository(session).insert_many(messages, events, queue, notify=note)
     if holds:
         await compliance.hold_many_for_review(
             session, channel=ch.kind, message_class=common.message_class, held=holds
         )
-    if queue:
-        await _announce(session, lane)
     # Last: the quota counter's row stays locked until commit, and every send of the tenant
     # waits for it, so nothing else of this request runs while it is held.
     if _consume is not None and quota_ref and charged_segments:
@@ -472,19 +472,28 @@ def _with_checked_parts(variables: dict[str, Any], d: compliance.ComplianceDecis
 
 async def _announce(session: AsyncSession, lane: int) -> None:
     """Wake the dispatchers once this transaction commits (never for a rolled-back one)."""
+    payload = _announcement(session, lane)
+    if payload is not None:
+        await notify_payload(session, payload)
+
+
+def _announcement(session: AsyncSession, lane: int) -> str | None:
+    """Wake the dispatchers of this process after commit; the ``NOTIFY`` payload for those of
+    other processes, ``None`` when this transaction announced ``lane`` already."""
     lanes: set[int] = session.info.setdefault("connect_wake_lanes", set())
     if lane in lanes:
-        return
+        return None
+    tid = context.current_tenant_id_or_none()
     if not lanes:
-        after_commit(session, lambda: _wake(min(lanes)))
+        after_commit(session, lambda: _wake(min(lanes), tid))
     lanes.add(lane)
-    await notify_dispatch(session, lane)
+    return dispatch_payload(lane, tid)
 
 
-def _wake(lane: int) -> None:
+def _wake(lane: int, tenant_id: uuid.UUID | None) -> None:
     from tessera.connect import dispatcher
 
-    dispatcher.wake(lane)
+    dispatcher.wake(lane, tenant_id)
 
 
 async def send_message(

@@ -1,0 +1,170 @@
+"""The verification lane's own claim: a code announced with its tenant is claimed in that
+tenant's transaction (``Dispatcher.claim_codes`` on PostgreSQL) with what every claim does —
+the queued event, a resubmission counted, an expired or finished message dropped."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import select, update
+from tests.conftest import TenantWorld
+from tests.connect.messaging.conftest import setup_sms, wait_final
+
+from tessera.connect.models import DispatchItem, Message, MessageEvent
+from tessera.connect.smpp.server import SmscSimulator
+from tessera.core import context
+from tessera.core.db.base import utcnow
+from tessera.core.db.session import get_database, unit_of_work
+
+
+async def _code(client: httpx.AsyncClient, world: TenantWorld, to: str) -> uuid.UUID:
+    r = await client.post(
+        "/v1/messages",
+        json={"to": to, "body": "Your code is 123456", "class": "verification"},
+        headers=world.headers("admin"),
+    )
+    assert r.status_code == 202, r.text
+    return uuid.UUID(r.json()["id"])
+
+
+async def _events(world: TenantWorld, mid: uuid.UUID) -> list[tuple[str, str, dict[str, Any]]]:
+    with context.tenant_scope(world.tenant_id):
+        async with unit_of_work() as s:
+            rows = await s.execute(
+                select(MessageEvent.kind, MessageEvent.status, MessageEvent.detail)
+                .where(MessageEvent.message_id == mid)
+                .order_by(MessageEvent.id)
+            )
+            return [(k, st, dict(d or {})) for k, st, d in rows.all()]
+
+
+async def _dispatch_rows(mid: uuid.UUID) -> list[Any]:
+    with context.tenant_scope(None):
+        async with unit_of_work(platform=True) as s:
+            return list(
+                (await s.execute(select(DispatchItem).where(DispatchItem.message_id == mid))).scalars()
+            )
+
+
+async def test_code_is_claimed_by_the_urgent_claim_and_traced(
+    client: httpx.AsyncClient, tenant: TenantWorld, smsc: SmscSimulator, gateway: Any, tmp_path: Path
+) -> None:
+    await setup_sms(client, tenant, smsc)
+    trace = tmp_path / "trace.json"
+    d = await gateway(trace_file=str(trace), poll_interval=5.0)  # no poll claims the code first
+    mid = await _code(client, tenant, "13700137001")
+    await wait_final(tenant, 1, timeout=10)
+    assert [e[:2] for e in await _events(tenant, mid)] == [
+        ("status", "accepted"),
+        ("status", "queued"),
+        ("status", "submitted"),
+        ("receipt", "delivered"),
+    ]
+    stages = d.trace["8613700137001"]
+    assert stages["claim"] <= stages["claimed"] <= stages["worker"] <= stages["answered"]
+    assert stages["urgent"] == 1.0
+    if get_database().is_postgres:  # announced with its tenant: the tenant's own claim
+        assert d.stats["claimed_codes"] == 1
+    await d.stop()
+    written = json.loads(trace.read_text())
+    assert "8613700137001" in written["stages"] and "p99" in written["loop_lag_ms"]
+
+
+@pytest.mark.skipif(
+    __import__("os").environ.get("TESSERA_TEST_DB", "sqlite") != "postgres",
+    reason="claim_codes is the PostgreSQL claim (data-modifying CTE)",
+)
+async def test_claim_codes_counts_resubmissions_and_drops_expired_and_finished(
+    client: httpx.AsyncClient, tenant: TenantWorld, smsc: SmscSimulator, gateway: Any
+) -> None:
+    from tessera.connect.dispatcher import Dispatcher
+
+    await setup_sms(client, tenant, smsc)
+    resub = await _code(client, tenant, "13700137002")
+    expired = await _code(client, tenant, "13700137003")
+    finished = await _code(client, tenant, "13700137004")
+    other = await _code(client, tenant, "13700137005")
+    now = utcnow()
+    with context.tenant_scope(tenant.tenant_id):
+        async with unit_of_work() as s:
+            await s.execute(
+                update(Message)
+                .where(Message.id == expired)
+                .values(valid_until=now - dt.timedelta(seconds=1))
+                .execution_options(synchronize_session=False)
+            )
+            await s.execute(
+                update(Message)
+                .where(Message.id == finished)
+                .values(status="delivered")
+                .execution_options(synchronize_session=False)
+            )
+    with context.tenant_scope(None):
+        async with unit_of_work(platform=True) as s:
+            await s.execute(update(DispatchItem).where(DispatchItem.message_id == resub).values(claims=1))
+            # another lane of the same tenant is not the code claim's business
+            await s.execute(update(DispatchItem).where(DispatchItem.message_id == other).values(lane=1))
+    d = Dispatcher(submit_timeout=1.0)
+    claimed = await d.claim_codes(tenant.tenant_id, 100)
+    assert claimed == 3
+    assert d.stats["claimed_codes"] == 3 and d.stats["resubmitted"] == 1
+    # the live one is queued on its link (not bound here: nothing started)
+    [runner] = [r for r in d.runners.values()]
+    assert [it.message_id for q in runner.lanes for it in q] == [resub]
+    assert [it.resubmission for q in runner.lanes for it in q] == [True]
+    with context.tenant_scope(tenant.tenant_id):
+        async with unit_of_work() as s:
+            got = {
+                m.id: (m.status, m.attempts, m.resubmissions)
+                for m in (
+                    await s.execute(select(Message).where(Message.id.in_([resub, expired, finished])))
+                ).scalars()
+            }
+    assert got[resub] == ("queued", 1, 1)
+    assert got[expired][0] == "expired" and got[finished][0] == "delivered"
+    assert [e[0] for e in await _events(tenant, resub)] == ["status", "resubmitted"]
+    assert (await _events(tenant, expired))[-1][:2] == ("status", "expired")
+    assert await _dispatch_rows(expired) == [] and await _dispatch_rows(finished) == []
+    [row] = await _dispatch_rows(resub)
+    assert row.state == 1 and row.claimed_by == d.id and row.claims == 2
+    [row] = await _dispatch_rows(other)
+    assert row.state == 0
+    # another tenant's codes are not claimed in this tenant's transaction
+    assert await d.claim_codes(uuid.uuid4(), 100) == 0
+    await d.stop()
+
+
+@pytest.mark.skipif(
+    __import__("os").environ.get("TESSERA_TEST_DB", "sqlite") != "postgres",
+    reason="NOTIFY is PostgreSQL's",
+)
+async def test_a_code_is_announced_with_its_tenant_and_a_batch_with_its_lane(
+    client: httpx.AsyncClient, tenant: TenantWorld, smsc: SmscSimulator
+) -> None:
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    from tessera.connect.repository import DISPATCH_CHANNEL
+
+    await setup_sms(client, tenant, smsc)
+    url = make_url(get_database().url).set(drivername="postgresql")
+    conn = await psycopg.AsyncConnection.connect(url.render_as_string(hide_password=False), autocommit=True)
+    try:
+        await conn.execute(f"LISTEN {DISPATCH_CHANNEL}")
+        await _code(client, tenant, "13700137009")
+        r = await client.post(
+            "/v1/messages/batch",
+            json={"class": "marketing", "body": "sale", "recipients": [{"to": "13700137010"}]},
+            headers=tenant.headers("admin"),
+        )
+        assert r.status_code == 202, r.text
+        got = [n.payload async for n in conn.notifies(timeout=2.0, stop_after=2)]
+    finally:
+        await conn.close()
+    assert got == [f"0:{tenant.tenant_id}", "2"]
