@@ -4,6 +4,7 @@ thread, rows that meet an existing contact masked out of them; the Bloom filter'
 from __future__ import annotations
 
 import os
+import struct
 import uuid
 from typing import Any
 
@@ -32,6 +33,36 @@ def test_filter_batch_calls_agree_with_single_ones() -> None:
     assert f.maybe([]) == [] and "short" not in f  # an index of another length is still probed
 
 
+def _decode(data: bytes) -> tuple[int, list[bytes | None]]:
+    """A one-dimensional binary PostgreSQL array: element type oid and raw elements."""
+    ndim, _, oid, n, lower = struct.unpack(">iiiii", data[:20])
+    assert (ndim, lower) == (1, 1)
+    out: list[bytes | None] = []
+    pos = 20
+    for _ in range(n):
+        (size,) = struct.unpack(">i", data[pos : pos + 4])
+        pos += 4
+        out.append(None if size < 0 else data[pos : pos + size])
+        pos += max(size, 0)
+    assert pos == len(data)
+    return oid, out
+
+
+def test_binary_arrays_hold_the_values() -> None:
+    from tessera.contacts.repository import _pg_binary_array
+
+    ids = [uuid.uuid4().hex for _ in range(50)]
+    data = _pg_binary_array(ids, "uuid")
+    assert data is not None and _decode(data) == (2950, [bytes.fromhex(i) for i in ids])
+    assert _pg_binary_array([ids[0], None], "uuid") is None  # NULLs and other shapes: literals
+    assert _pg_binary_array(["not-hex" + "0" * 25], "uuid") is None
+    texts = ["客户1", "", None, "a,b", 'q"\\', "v1.ab+/=", "中文" * 40]
+    data = _pg_binary_array(texts, "text")
+    assert data is not None and struct.unpack(">i", data[4:8]) == (1,)  # has NULLs
+    assert _decode(data) == (25, [None if t is None else t.encode() for t in texts])
+    assert _pg_binary_array([1, 2], "text") is None and _pg_binary_array(["x"], "jsonb") is None
+
+
 def test_masked_insert_leaves_out_the_flagged_rows() -> None:
     from tessera.contacts.repository import NOW, import_chunk_insert
 
@@ -40,9 +71,32 @@ def test_masked_insert_leaves_out_the_flagged_rows() -> None:
         {"id": ["c" * 32, "d" * 32, "e" * 32], "kind": ["phone", "email", "phone"]},
         [0, 0, 1],
     )
-    assert chunk.identities.params["c0"] == "{" + ",".join(["a" * 32, "a" * 32, "b" * 32]) + "}"
+    _, owners = _decode(chunk.identities.params["c0"])
+    assert owners == [bytes.fromhex(i) for i in ("a" * 32, "a" * 32, "b" * 32)]
     assert "get_byte" not in chunk.contacts.sql() and "get_byte" in chunk.contacts.sql(masked=True)
     assert chunk.contacts.rows == 2 and chunk.identities.rows == 3
+
+
+async def test_binary_arrays_reach_postgresql_intact(tenant: TenantWorld) -> None:
+    from tessera.contacts.repository import _pg_binary_array, binary_arrays
+    from tessera.core import context
+    from tessera.core.db.session import unit_of_work
+
+    texts = ["客户1", "", None, "a,b", 'q"\\', "NULL", "{x}"]
+    ids = [uuid.uuid4().hex for _ in range(3)]
+    with context.tenant_scope(tenant.tenant_id):
+        async with unit_of_work() as s:
+            if s.get_bind().dialect.name != "postgresql":
+                pytest.skip("PostgreSQL only")
+            conn = await s.connection()
+            await binary_arrays(conn)
+            got = (
+                await conn.exec_driver_sql(
+                    "SELECT %(t)b::text[], %(u)b::uuid[]",
+                    {"t": _pg_binary_array(texts, "text"), "u": _pg_binary_array(ids, "uuid")},
+                )
+            ).one()
+    assert list(got[0]) == texts and [u.hex for u in got[1]] == ids
 
 
 ROWS = [

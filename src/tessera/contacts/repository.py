@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import array
+import itertools
+import re
+import struct
+import sys
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Collection, Sequence
@@ -9,6 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+from psycopg.adapt import Dumper, PyFormat
+from psycopg.pq import Format
 from sqlalchemy import (
     JSON,
     Boolean,
@@ -132,6 +139,7 @@ class ContactRepository(TenantRepository[Contact]):
         conn = await self.session.connection()
         if conn.dialect.name == "postgresql":
             bulk = column_insert(model, dict(zip(columns, zip(*rows, strict=True), strict=True)))
+            await binary_arrays(conn)
             await conn.exec_driver_sql(bulk.sql(), {**bulk.params, "tenant_id": tid})
             return
         binds: dict[str, Any] = {"tenant_id": bindparam("tenant_id", type_=Uuid())}
@@ -219,6 +227,7 @@ class ContactRepository(TenantRepository[Contact]):
         if trusted:
             await conn.exec_driver_sql("SET LOCAL session_replication_role = replica")
         tid = context.current_tenant_id()
+        await binary_arrays(conn)
         if len(skip) < chunk.contacts.rows:
             masks: tuple[bytes | None, bytes | None] = (None, None)
             if skip:
@@ -423,10 +432,88 @@ def column_insert(model: type[Base], values: dict[str, Any]) -> ColumnInsert:
             params[f"c{n}"] = _pg_scalar(first, typ)
             exprs.append(f"%(c{n})s::{typ}")
         else:
-            params[f"c{n}"] = _pg_array_literal(col, typ)
-            arrays.append(f"%(c{n})s::{typ}[]")
+            binary = _pg_binary_array(col, typ)
+            if binary is not None:
+                params[f"c{n}"] = binary
+                arrays.append(f"%(c{n})b::{typ}[]")
+            else:
+                params[f"c{n}"] = _pg_array_literal(col, typ)
+                arrays.append(f"%(c{n})s::{typ}[]")
             exprs.append(f"u.c{len(arrays)}")
     return ColumnInsert(table.name, columns, exprs, arrays, params, rows)
+
+
+class PgUuidArray(bytes):
+    """A ``uuid[]`` in PostgreSQL's binary array format (sent as is, see :func:`binary_arrays`)."""
+
+
+class PgTextArray(bytes):
+    """A ``text[]`` in PostgreSQL's binary array format (sent as is, see :func:`binary_arrays`)."""
+
+
+_WORD = re.compile(b"....", re.S)
+_UUID_LEN = "00000010"  # each element's length (16 bytes), in hex
+
+
+def _pg_binary_array(values: Sequence[Any], typ: str) -> bytes | None:
+    """``values`` as a binary ``uuid[]`` (32-hex strings) or ``text[]`` (strings or None), or None
+    for anything else. The server reads these with a length per element instead of parsing
+    text (about 0.6 us less per uuid and 0.3-0.5 us per text element on this machine, for
+    0.05-0.15 us here): every step below is one C-level call over the whole column."""
+    n = len(values)
+    if typ == "uuid":
+        if not all(type(v) is str and len(v) == 32 for v in values):
+            return None
+        try:
+            body = bytes.fromhex(_UUID_LEN + _UUID_LEN.join(values))
+        except ValueError:
+            return None
+        return PgUuidArray(struct.pack(">iiiii", 1, 0, 2950, n, 1) + body)
+    if typ != "text":
+        return None
+    nulls = values.count(None)
+    try:
+        encoded = (
+            list(map(str.encode, values)) if not nulls else [b"" if v is None else v.encode() for v in values]
+        )
+    except (TypeError, AttributeError):
+        return None
+    lengths = array.array("i", map(len, encoded))
+    if nulls:
+        for k, v in enumerate(values):
+            if v is None:
+                lengths[k] = -1
+    if sys.byteorder == "little":
+        lengths.byteswap()
+    body = b"".join(
+        itertools.chain.from_iterable(zip(_WORD.findall(lengths.tobytes()), encoded, strict=True))
+    )
+    return PgTextArray(struct.pack(">iiiii", 1, 1 if nulls else 0, 25, n, 1) + body)
+
+
+class _ArrayDumper(Dumper):
+    format = Format.BINARY
+
+    def dump(self, obj: Any) -> bytes:
+        return bytes(obj)
+
+
+class _UuidArrayDumper(_ArrayDumper):
+    oid = 2951  # uuid[]
+
+
+class _TextArrayDumper(_ArrayDumper):
+    oid = 1009  # text[]
+
+
+async def binary_arrays(conn: Any) -> None:
+    """Let the psycopg connection under ``conn`` (an SQLAlchemy async connection) send the
+    binary arrays of :func:`column_insert` as they are."""
+    raw = await conn.get_raw_connection()
+    adapters = raw.driver_connection.adapters
+    if adapters.get_dumper(PgUuidArray, PyFormat.BINARY) is not _UuidArrayDumper:
+        adapters.register_dumper(PgUuidArray, _UuidArrayDumper)
+        adapters.register_dumper(PgTextArray, _TextArrayDumper)
 
 
 IMPORT_IDENTITY_COLUMNS = ("id", "contact_id", "kind", "value", "value_index", "is_primary", "created_at")
