@@ -83,3 +83,15 @@ def test_uuid7_ids_are_ordered_version_7(monkeypatch: pytest.MonkeyPatch, start:
         assert len(h) == 32 and u.version == 7 and u.variant == uuid.RFC_4122
     if start is not None:
         assert ids[0][12:16] != ids[-1][12:16]  # rand_a moved on
+
+
+def test_prompt_handoff_is_restored_by_its_last_user() -> None:
+    from tessera.contacts.importer import prompt_handoff
+
+    before = sys.getswitchinterval()
+    with prompt_handoff(0.0005):
+        assert sys.getswitchinterval() == pytest.approx(min(0.0005, before))
+        with prompt_handoff(0.0005):
+            pass
+        assert sys.getswitchinterval() == pytest.approx(min(0.0005, before))  # still running
+    assert sys.getswitchinterval() == before

@@ -98,7 +98,7 @@ GENDERS = {
     "other": "other",
     "其他": "other",
 }
-CHUNK = 10_000
+CHUNK = 20_000  # rows; 10,000 cost the database ~9% more per row (round trips, index locality)
 BATCH = CHUNK  # kept for callers of the old name
 
 
@@ -493,6 +493,31 @@ def relaxed_gc(young: int = 1_000_000) -> Iterator[None]:
             _gc_users -= 1
             if _gc_users == 0 and _gc_saved is not None:
                 gc.set_threshold(*_gc_saved)
+
+
+_switch_users = 0
+_switch_saved = 0.005
+
+
+@contextlib.contextmanager
+def prompt_handoff(interval: float = 0.0005) -> Iterator[None]:
+    """A shorter GIL switch interval while an import runs (process-wide, restored by the last
+    user). The worker thread validating the next chunk holds the GIL nearly all the time; each
+    reply of the database then waits up to the interval (5 ms by default) before the event loop
+    may read it, and a chunk takes about a dozen round trips, during which the database idles."""
+    global _switch_users, _switch_saved
+    with _gc_lock:
+        if _switch_users == 0:
+            _switch_saved = sys.getswitchinterval()
+            sys.setswitchinterval(min(interval, _switch_saved))
+        _switch_users += 1
+    try:
+        yield
+    finally:
+        with _gc_lock:
+            _switch_users -= 1
+            if _switch_users == 0:
+                sys.setswitchinterval(_switch_saved)
 
 
 @dataclass

@@ -221,7 +221,7 @@ async def run_import(tenant_id: uuid.UUID, job_id: uuid.UUID, *, chunk_size: int
             return None
 
         last_row = skip + 1
-        with importer.relaxed_gc():
+        with importer.relaxed_gc(), importer.prompt_handoff():
             ahead = asyncio.ensure_future(asyncio.to_thread(next_chunk))
             try:
                 while (prepared := await ahead) is not None:
