@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from typing import Any
+from typing import Annotated, Any
 
 import httpx
 import pytest
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from sqlalchemy import event, text
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from tessera.core.http.deps import DbSession
 from tests.conftest import TenantWorld
@@ -151,6 +152,54 @@ async def test_unit_of_work_commits_before_the_response_is_sent(app: Any) -> Non
         "server": ("testserver", 80),
     }
     await probe(scope, receive, send)
+    assert events == ["committed", "http.response.start", "http.response.body"]
+
+
+async def _session_dependency(session: DbSession) -> AsyncSession:
+    return session
+
+
+SessionViaDependency = Annotated[AsyncSession, Depends(_session_dependency)]
+
+
+async def test_one_unit_of_work_per_request_and_an_idle_one_still_commits_first(app: Any) -> None:
+    """The auth dependency and the endpoint share the request's session; a unit of work that ran
+    nothing ends without a round trip but still before the response, after-commit hooks run."""
+    from tessera.core.db.session import after_commit
+
+    events: list[Any] = []
+    probe = FastAPI()
+
+    @probe.get("/probe")
+    async def endpoint(session: DbSession, other: SessionViaDependency) -> dict[str, bool]:
+        assert session is other
+        after_commit(session, lambda: events.append("committed"))
+        events.append(session)
+        return {"ok": True}
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        events.append(message["type"])
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": "/probe",
+        "raw_path": b"/probe",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [],
+        "client": ("127.0.0.1", 1),
+        "server": ("testserver", 80),
+    }
+    await probe(scope, receive, send)
+    session = events.pop(0)
+    assert isinstance(session, AsyncSession) and not session.in_transaction()
     assert events == ["committed", "http.response.start", "http.response.body"]
 
 

@@ -97,6 +97,14 @@ class _UnitOfWork:
         session = self.session
         assert session is not None
         if exc is None:
+            sync = session.sync_session
+            if not sync.in_transaction() and not (sync.new or sync.deleted or sync.dirty):
+                # Nothing ran and nothing waits to be flushed (a read answered by
+                # ``Repository.read``, or by caches): no connection to commit or release, so
+                # no hop into SQLAlchemy's synchronous core.
+                sync.close()
+                await _run_after_commit(session)
+                return
             try:
                 await session.run_sync(_commit_and_close)
             except BaseException:
