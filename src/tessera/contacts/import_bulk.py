@@ -107,8 +107,9 @@ def prepare_bulk(
     contact_ids, ident_ids = ids[:n], ids[n:]
     sealed = sealer.encrypt_many(plain)
     contacts: dict[str, Any] = {"id": contact_ids, "created_at": NOW, "updated_at": NOW}
+    mapped = {t for _, t in validator.plan}
     for c in COLUMNS:
-        col: list[Any] = [r.values.get(c) for r in records]
+        col: list[Any] = [r.values.get(c) for r in records] if c in mapped else [None] * n
         if c in _SEALED:
             given = [at for at, v in enumerate(col) if v is not None]
             for at, sv in zip(given, sealer.encrypt_many([col[at] for at in given]), strict=True):

@@ -46,7 +46,7 @@ from typing import Any
 from sqlalchemy import String, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tessera.contacts.dedupe import cached_phone, normalize_identity
+from tessera.contacts.dedupe import cached_phone, normalize_email
 from tessera.contacts.models import (
     LIFECYCLE_STAGES,
     Contact,
@@ -362,7 +362,7 @@ class RowValidator:
         idents: list[tuple[str, str, str]] = []
         tags: list[str] = []
         problems: list[Problem] = []
-        region = self.region
+        region, index = self.region, self.index
         for i, t in self.plan:
             cell = cells[i] if i < len(cells) else ""
             if cell == "":
@@ -378,9 +378,9 @@ class RowValidator:
                             v = (
                                 cached_phone(part, region, field=t)
                                 if t == "phone"
-                                else normalize_identity(t, part, region, field=t)
+                                else normalize_email(part, field=t)
                             )
-                            idents.append((t, v, self.index(t, v)))
+                            idents.append((t, v, index(t, v)))
                 elif t == "name" or t == "city":
                     values[t] = cell[: _LIMITS[t]]
                 elif t == "gender":

@@ -462,11 +462,11 @@ def _pg_binary_array(values: Sequence[Any], typ: str) -> bytes | None:
     0.05-0.15 us here): every step below is one C-level call over the whole column."""
     n = len(values)
     if typ == "uuid":
-        if not all(type(v) is str and len(v) == 32 for v in values):
-            return None
-        try:
+        try:  # 32 hex digits each (join refuses anything but strings)
+            if set(map(len, values)) != {32}:
+                return None
             body = bytes.fromhex(_UUID_LEN + _UUID_LEN.join(values))
-        except ValueError:
+        except (TypeError, ValueError):
             return None
         return PgUuidArray(struct.pack(">iiiii", 1, 0, 2950, n, 1) + body)
     if typ != "text":
