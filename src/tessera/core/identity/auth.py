@@ -132,6 +132,15 @@ async def build_principal(
     )
 
 
+def cached_api_key_principal(raw: str) -> Principal | None:
+    """The principal of an API key verified in this process less than ``PRINCIPAL_TTL`` seconds
+    ago and not revoked here since (revoking clears the cache), else None."""
+    cached = _principal_cache.get(raw)
+    if cached is not None and time.monotonic() - cached[0] < PRINCIPAL_TTL:
+        return cached[1]
+    return None
+
+
 async def authenticate_api_key(session: AsyncSession, raw: str) -> Principal:
     """Resolve an API key (tenant already in scope from the key itself)."""
     now_mono = time.monotonic()
