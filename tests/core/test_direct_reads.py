@@ -136,3 +136,27 @@ async def test_sqlite_has_no_direct_reader(tenant: TenantWorld) -> None:
     async with unit_of_work() as s:
         reader = direct_reader(s)
     assert (reader is not None) == get_database().is_postgres
+
+
+@pg_only
+async def test_a_failed_query_raises_and_leaves_the_pool_usable(tenant: TenantWorld) -> None:
+    import psycopg
+
+    reader = get_database().direct
+    assert reader is not None
+    uid = tenant.users["admin"]
+    plan = reader.plan(User)
+    good = plan.sql
+    plan.sql = "SELECT 1; SELECT 1 / 0 WHERE '{id}' <> '{tenant}'"
+    try:
+        with pytest.raises(psycopg.errors.DivisionByZero):
+            await reader.get(User, uid, tenant.tenant_id)
+    finally:
+        plan.sql = good
+    opened = reader._opened
+    with context.tenant_scope(tenant.tenant_id):
+        async with unit_of_work() as s:
+            await UserRepository(s).get(uid)  # the tenant's keys, for the phone column
+        found = await reader.get(User, uid, tenant.tenant_id)
+    assert found is not None and found.id == uid
+    assert reader._opened == opened

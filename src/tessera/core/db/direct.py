@@ -26,7 +26,10 @@ from collections import deque
 from typing import Any
 
 import psycopg
-from psycopg.pq import TransactionStatus
+from psycopg import errors as pg_errors
+from psycopg import generators
+from psycopg.adapt import Transformer
+from psycopg.pq import ExecStatus, TransactionStatus
 from sqlalchemy import bindparam, select
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.orm import Mapper, make_transient_to_detached
@@ -34,6 +37,7 @@ from sqlalchemy.orm import Mapper, make_transient_to_detached
 from tessera.core.db import guard
 
 _IDLE = TransactionStatus.IDLE
+_TUPLES_OK = ExecStatus.TUPLES_OK
 
 
 class DecodeError(Exception):
@@ -107,14 +111,23 @@ class DirectReader:
         conn = await self._acquire()
         ok = False
         try:
-            cur = conn.cursor()
-            await cur.execute(sql.encode())
-            cur.nextset()
-            row = await cur.fetchone()
+            # Straight to libpq, as psycopg's cursors do underneath: the query, then every
+            # result until the connection is idle again, in one wait on the socket.
+            pgconn = conn.pgconn
+            pgconn.send_query(sql.encode())
+            results = await conn.wait(generators.execute(pgconn))
             ok = True
         finally:
             self._release(conn, ok)
-        return plan.build(row) if row is not None else None
+        for result in results:
+            if result.status != _TUPLES_OK:
+                raise pg_errors.error_from_result(result, encoding=conn.info.encoding)
+        found = results[-1]
+        if found.ntuples == 0:
+            return None
+        tx = Transformer(conn)
+        tx.set_pgresult(found)
+        return plan.build(tx.load_row(0, tuple))
 
     async def _acquire(self) -> psycopg.AsyncConnection[Any]:
         loop = asyncio.get_running_loop()
