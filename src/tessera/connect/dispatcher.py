@@ -1140,6 +1140,8 @@ class Dispatcher:
         already read (:meth:`claim_codes`), else read here."""
         claims = {r.message_id: r.claims for r in claimed}
         lanes = {r.message_id: r.lane for r in claimed}
+        # yields inside a transaction only where writers do not queue behind it (not SQLite)
+        slices = _pg(s)
         if msgs is None:
             msgs = list(
                 (
@@ -1156,7 +1158,7 @@ class Dispatcher:
         items: list[Item] = []
         events: list[dict[str, Any]] = []
         for i, m in enumerate(msgs):
-            if i and not i % SLICE:
+            if slices and i and not i % SLICE:
                 await asyncio.sleep(0)  # a turn for a code's claim between slices of a big claim
             if m.status in FINAL_STATUSES or m.status == "submitted":
                 gone.append(m.id)
@@ -1447,6 +1449,7 @@ class Dispatcher:
         )
         release_unsent: list[uuid.UUID] = []
         release_unknown: list[uuid.UUID] = []
+        slices = _pg(s)  # yields inside the transaction: not on SQLite, whose writers queue behind it
         for p in payloads:
             if isinstance(p, Item):  # release / no_route
                 if p.candidates:
@@ -1487,7 +1490,7 @@ class Dispatcher:
             events: list[dict[str, Any]] = []
             finals: list[tuple[uuid.UUID, str, str | None]] = []
             for i, (link_id, item, result, kind) in enumerate(entries):
-                if i and not i % (4 * SLICE):
+                if slices and i and not i % (4 * SLICE):
                     await asyncio.sleep(0)  # a turn for a code's claim between slices of a big batch
                 route = {
                     "carrier": item.carrier,
@@ -1599,6 +1602,7 @@ class Dispatcher:
             by_link[p[0]].append(p)
         k = table_of(CarrierReceiptKey)
         unmatched: set[int] = set()
+        slices = _pg(s)  # yields inside the transaction: not on SQLite, whose writers queue behind it
         # (tenant, message) → final status and reason
         decided: dict[uuid.UUID, dict[uuid.UUID, tuple[str, str | None]]] = defaultdict(dict)
         multipart: list[dict[str, Any]] = []
@@ -1622,7 +1626,7 @@ class Dispatcher:
                 ).all():
                     rows[found.carrier_id] = _KeyRow(*found)
             for i, p in enumerate(ps):
-                if i and not i % (4 * SLICE):
+                if slices and i and not i % (4 * SLICE):
                     await asyncio.sleep(0)
                 row = rows.get(p[1].message_id)
                 if row is None:

@@ -56,6 +56,7 @@ lane 0 the tenant (``0:<tenant id>``), whose codes the gateway then claims in th
 transaction (see ``Dispatcher.claim_codes``)."""
 
 INSERT_CHUNK = 2000
+_PG_DIALECT = postgresql.dialect()
 ROWS_SOURCE_FROM = 16  # fewer rows: a plain insert (its statement is cached; arrays cost more to bind)
 
 
@@ -76,27 +77,37 @@ def _json(typ: Any) -> bool:
     return isinstance(typ, JSON) or isinstance(getattr(typ, "impl", None), JSON)
 
 
-def rows_source(table: Table, rows: Sequence[dict[str, Any]], name: str = "v") -> Any:
-    """PostgreSQL: ``rows`` (dicts with the same keys, named like ``table``'s columns) as a
-    derived table ``json_to_recordset(:doc) AS v(col type, …)``: one JSON parameter written by
-    orjson and parsed by the server, instead of a placeholder (or an array element dumped in
-    Python) per value. Values still go through their column type's own conversion first
-    (encrypted columns are encrypted, UTC datetimes checked); JSON columns travel as JSON."""
-    keys = list(rows[0])
+def rows_doc(table: Table, rows: Sequence[dict[str, Any]]) -> str:
+    """``rows`` as the JSON document :func:`rows_source` reads: values go through their column
+    type's own conversion first (encrypted columns are encrypted, UTC datetimes checked); JSON
+    columns travel as JSON."""
     convert: list[tuple[str, Any]] = []
-    for key in keys:
+    for key in rows[0]:
         typ = table.c[key].type
         if isinstance(typ, TypeDecorator) and not _json(typ):
             convert.append((key, typ))
     if convert:
-        dialect = postgresql.dialect()
+        dialect = _PG_DIALECT
         rows = [{**r, **{key: typ.process_bind_param(r[key], dialect) for key, typ in convert}} for r in rows]
-    doc = orjson.dumps(rows).decode()
+    return orjson.dumps(rows).decode()
+
+
+def doc_source(table: Table, keys: Sequence[str], name: str, param: Any) -> Any:
+    """``json_to_recordset(:param) AS name(key type, …)`` over ``table``'s column types;
+    ``param``: a bind parameter (named, for a statement built once) carrying a :func:`rows_doc`."""
     return (
-        func.json_to_recordset(cast(bindparam(None, doc, type_=Text()), postgresql.JSON()))
+        func.json_to_recordset(cast(param, postgresql.JSON()))
         .table_valued(*(column(key, table.c[key].type) for key in keys))
         .render_derived(name=name, with_types=True)
     )
+
+
+def rows_source(table: Table, rows: Sequence[dict[str, Any]], name: str = "v") -> Any:
+    """PostgreSQL: ``rows`` (dicts with the same keys, named like ``table``'s columns) as a
+    derived table ``json_to_recordset(:doc) AS v(col type, …)``: one JSON parameter written by
+    orjson and parsed by the server, instead of a placeholder (or an array element dumped in
+    Python) per value (see :func:`rows_doc`)."""
+    return doc_source(table, list(rows[0]), name, bindparam(None, rows_doc(table, rows), type_=Text()))
 
 
 def insert_ctes(*parts: tuple[str, Table, Sequence[dict[str, Any]]]) -> list[Any]:
@@ -130,6 +141,34 @@ async def insert_rows(session: AsyncSession, table: Table, rows: Sequence[dict[s
     await session.execute(insert(table).from_select(names, select(*(v.c[n] for n in names))))
 
 
+# insert_many's statements, one per shape of its rows (keys of the messages, of the events, of
+# the dispatch rows, with or without a NOTIFY): built once, with the documents as named bind
+# parameters, so a send neither builds nor cache-keys a statement tree of three inserts
+_INSERT_MANY: dict[tuple[Any, ...], Any] = {}
+
+
+def _insert_many_stmt(
+    m_keys: tuple[str, ...], ev_keys: tuple[str, ...], q_keys: tuple[str, ...], notify: bool
+) -> Any:
+    ctes = []
+    for name, table, keys, param in (
+        ("ins_events", table_of(MessageEvent), ev_keys, "ev_doc"),
+        ("ins_dispatch", table_of(DispatchItem), q_keys, "q_doc"),
+    ):
+        if keys:
+            v = doc_source(table, keys, f"{name}_v", bindparam(param, type_=Text()))
+            ctes.append(insert(table).from_select(list(keys), select(*v.c)).cte(name))
+    m = doc_source(table_of(Message), m_keys, "m", bindparam("m_doc", type_=Text()))
+    rows = select(*m.c)
+    if notify:
+        # pg_notify in a one-row CTE the insert's source joins, so it runs (once): an
+        # unreferenced SELECT CTE would not
+        note = select(func.pg_notify(DISPATCH_CHANNEL, bindparam("note_payload", type_=Text()))).cte("note")
+        rows = rows.select_from(m.join(note, true()))
+    stmt = insert(table_of(Message)).from_select(list(m_keys), rows)
+    return stmt.add_cte(*ctes) if ctes else stmt
+
+
 class MessageRepository(TenantRepository[Message]):
     model = Message
 
@@ -151,21 +190,23 @@ class MessageRepository(TenantRepository[Message]):
         messages; elsewhere one statement each (see :func:`insert_rows`). ``notify``: a
         :data:`DISPATCH_CHANNEL` payload sent at commit (PostgreSQL), in the same statement."""
         if messages and _is_postgres(self.session):
-            ctes = insert_ctes(
-                ("ins_events", table_of(MessageEvent), events),
-                ("ins_dispatch", table_of(DispatchItem), queue),
+            shape = (
+                tuple(messages[0]),
+                tuple(events[0]) if events else (),
+                tuple(queue[0]) if queue else (),
+                notify is not None,
             )
-            m = rows_source(table_of(Message), messages, name="m")
-            rows = select(*m.c)
+            stmt = _INSERT_MANY.get(shape)
+            if stmt is None:
+                stmt = _INSERT_MANY[shape] = _insert_many_stmt(*shape)
+            params = {"m_doc": rows_doc(table_of(Message), messages)}
+            if events:
+                params["ev_doc"] = rows_doc(table_of(MessageEvent), events)
+            if queue:
+                params["q_doc"] = rows_doc(table_of(DispatchItem), queue)
             if notify is not None:
-                # pg_notify in a one-row CTE the insert's source joins, so it runs (once): an
-                # unreferenced SELECT CTE would not
-                note = select(func.pg_notify(DISPATCH_CHANNEL, bindparam(None, notify, type_=Text()))).cte(
-                    "note"
-                )
-                rows = rows.select_from(m.join(note, true()))
-            stmt = insert(table_of(Message)).from_select(list(messages[0]), rows)
-            await self.session.execute(stmt.add_cte(*ctes) if ctes else stmt)
+                params["note_payload"] = notify
+            await self.session.execute(stmt, params)
             return
         await insert_rows(self.session, table_of(Message), messages)
         await insert_rows(self.session, table_of(MessageEvent), events)

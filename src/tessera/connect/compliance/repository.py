@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Collection
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tessera.connect.compliance.models import (
@@ -47,13 +47,25 @@ class GlobalWordRepository(Repository[GlobalWord]):
         return await self.all(self.select().order_by(GlobalWord.category, GlobalWord.word))
 
 
+# Every send's lookups, built once with bound parameters: a statement object keeps its cache
+# key (and the tenant guard's) across calls, where building one per call cost about as much
+# as its round trip.
+_VERSIONS = select(ListVersion.scope, ListVersion.version).where(
+    ListVersion.scope.in_(bindparam("scopes", expanding=True))
+)
+_LIST_KINDS = select(ListEntry.value_index, ListEntry.list_kind).where(
+    ListEntry.value_index.in_(bindparam("indexes", expanding=True))
+)
+_GLOBAL_KINDS = select(GlobalListEntry.value, GlobalListEntry.list_kind).where(
+    GlobalListEntry.value.in_(bindparam("values", expanding=True))
+)
+
+
 class VersionRepository(Repository[ListVersion]):
     model = ListVersion
 
     async def versions(self, scopes: list[str]) -> dict[str, int]:
-        rows = await self.session.execute(
-            select(ListVersion.scope, ListVersion.version).where(ListVersion.scope.in_(scopes))
-        )
+        rows = await self.session.execute(_VERSIONS, {"scopes": list(scopes)})
         return {s: v for s, v in rows.all()}
 
     async def bump(self, scope: str) -> None:
@@ -80,9 +92,7 @@ class ListEntryRepository(TenantRepository[ListEntry]):
         out: dict[str, set[str]] = {}
         if not indexes:
             return out
-        rows = await self.session.execute(
-            select(ListEntry.value_index, ListEntry.list_kind).where(ListEntry.value_index.in_(set(indexes)))
-        )
+        rows = await self.session.execute(_LIST_KINDS, {"indexes": list(set(indexes))})
         for index, kind in rows.all():
             out.setdefault(index, set()).add(kind)
         return out
@@ -112,11 +122,7 @@ class GlobalListRepository(Repository[GlobalListEntry]):
         out: dict[str, set[str]] = {}
         if not values:
             return out
-        rows = await self.session.execute(
-            select(GlobalListEntry.value, GlobalListEntry.list_kind).where(
-                GlobalListEntry.value.in_(set(values))
-            )
-        )
+        rows = await self.session.execute(_GLOBAL_KINDS, {"values": list(set(values))})
         for value, kind in rows.all():
             out.setdefault(value, set()).add(kind)
         return out

@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tessera.connect import routing
@@ -207,19 +207,19 @@ async def update_link(session: AsyncSession, link_id: uuid.UUID, data: LinkPatch
     return link
 
 
+# built once (every SMS send reads it): the statement keeps its cache key across calls
+_LINK_RULES = select(Link.source_rules).where(
+    Link.channel_id == bindparam("channel_id"), Link.status == "active"
+)
+
+
 async def check_source(session: AsyncSession, channel: Channel, source: str) -> None:
     """Refuse a sender (``source``) that no active link of an SMS channel may send from, by the
     links' source address rules (``{"allowed": [...]}``); a channel without active links is left
     to routing (it rejects with ``route.none``)."""
     if channel.kind != "sms":
         return
-    rules = list(
-        (
-            await session.execute(
-                select(Link.source_rules).where(Link.channel_id == channel.id, Link.status == "active")
-            )
-        ).scalars()
-    )
+    rules = list((await session.execute(_LINK_RULES, {"channel_id": channel.id})).scalars())
     if not rules or any(routing.source_allowed(r, source) for r in rules):
         return
     shown = source or "(none)"
