@@ -32,6 +32,8 @@ of: ``returned_to_wake`` (POST returning → the gateway told, negative when the
 first), ``wake_to_claim``, ``claim_to_claimed`` (the claim's transaction), ``claimed_to_worker``
 (the link's worker takes it) and ``worker_to_arrived`` (submit_sm written and read by the SMSC).
 ``gateway_loop_lag_ms``: how late a 5 ms sleep woke up in the gateway (its longest loop turns).
+Both API processes tune the garbage collector once set up (``tessera.app.tune_gc``), as a
+serving process's lifespan does (httpx's ASGI transport runs no lifespan).
 ``api_cpu_ms_per_code``: CPU of this process per accepted code (the API with its in-process
 client; with the dispatcher in process, that too); ``gateway_cpu_s`` and ``bulk_feed_cpu_s``
 are the other processes'.
@@ -40,6 +42,7 @@ are the other processes'.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import statistics
@@ -105,7 +108,7 @@ async def _bulk_feed(n: int, port: int, rate: float | None) -> None:
     from tests.conftest import make_tenant
     from tests.connect.messaging.conftest import setup_sms
 
-    from tessera.app import create_app, init_runtime
+    from tessera.app import create_app, init_runtime, tune_gc
     from tessera.settings import Settings
 
     settings = Settings()
@@ -116,6 +119,8 @@ async def _bulk_feed(n: int, port: int, rate: float | None) -> None:
         world = await make_tenant(roles=("admin",))
         h = world.headers("admin")
         await setup_sms(client, world, _Port(port), links=2, window=50)  # type: ignore[arg-type]
+        if settings.gc_tuning:
+            tune_gc()
         print("ready", flush=True)
         sys.stdin.readline()  # go
         size = 1_000 if rate else 10_000
@@ -130,7 +135,7 @@ async def _bulk_feed(n: int, port: int, rate: float | None) -> None:
             assert r.status_code == 202, r.text
             if rate:
                 await asyncio.sleep(max(0.0, t0 + (b + len(rec)) / rate - time.monotonic()))
-    print("done", flush=True)
+    print("done", round(time.process_time(), 2), flush=True)
 
 
 async def main(
@@ -141,7 +146,7 @@ async def main(
     from tests.conftest import make_tenant
     from tests.connect.messaging.conftest import setup_sms
 
-    from tessera.app import create_app, init_runtime
+    from tessera.app import create_app, init_runtime, tune_gc
     from tessera.connect.dispatcher import Dispatcher
     from tessera.settings import Settings
 
@@ -154,6 +159,8 @@ async def main(
     async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
         world = await make_tenant(roles=("admin",))
         await setup_sms(client, world, sim, window=50)  # type: ignore[arg-type]
+        if settings.gc_tuning:  # what a serving process does once started (its lifespan, which
+            tune_gc()  # httpx's ASGI transport does not run)
         cpu0 = time.process_time()
         feed = None
         if bulk:  # the sms_throughput load from an API process of its own (see the docstring)
@@ -196,6 +203,7 @@ async def main(
         post_at: list[tuple[float, float]] = []  # (seconds into the run, POST duration)
         wall0 = time.time()
         errors = 0
+        error_codes: dict[int, int] = {}
 
         async def one(i: int) -> None:
             nonlocal errors
@@ -207,6 +215,7 @@ async def main(
             t1 = time.time()
             if r.status_code != 201:
                 errors += 1
+                error_codes[r.status_code] = error_codes.get(r.status_code, 0) + 1
                 return
             post_times.append(t1 - t0)
             post_at.append((t0 - wall0, t1 - t0))
@@ -228,10 +237,14 @@ async def main(
             await asyncio.sleep(0.1)
         backlog = await dispatcher.backlog() if dispatcher is not None else None
         feed_cpu = 0.0
-        if feed is not None:
+        if feed is not None:  # its CPU: from /proc while it runs, else from its last line
+            assert feed.stdout is not None
             feed_cpu = _cpu_of(feed.pid)
             if feed.returncode is None:
                 feed.terminate()
+            for line in (await feed.stdout.read()).decode().split():
+                with contextlib.suppress(ValueError):
+                    feed_cpu = max(feed_cpu, float(line))
             await feed.wait()
         gw_cpu = _cpu_of(gw.pid) if gw is not None else None
         if dispatcher is not None:
@@ -252,6 +265,7 @@ async def main(
         "sent": n,
         "accepted": len(returned),
         "errors": errors,
+        "errors_by_status": error_codes,
         "submitted": len(lat),
         "p50_ms": pct(lat, 0.5),
         "p99_ms": pct(lat, 0.99),
