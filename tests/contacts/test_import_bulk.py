@@ -33,6 +33,13 @@ def test_filter_batch_calls_agree_with_single_ones() -> None:
     assert f.maybe([]) == [] and "short" not in f  # an index of another length is still probed
 
 
+def _elements(param: Any) -> list[str | None]:
+    """The elements of a column parameter: a binary array or a simple array literal."""
+    if isinstance(param, bytes):
+        return [None if b is None else b.decode() for b in _decode(param)[1]]
+    return [None if x == "NULL" else x.strip('"') for x in param[1:-1].split(",")]
+
+
 def _decode(data: bytes) -> tuple[int, list[bytes | None]]:
     """A one-dimensional binary PostgreSQL array: element type oid and raw elements."""
     ndim, _, oid, n, lower = struct.unpack(">iiiii", data[:20])
@@ -56,11 +63,15 @@ def test_binary_arrays_hold_the_values() -> None:
     assert data is not None and _decode(data) == (2950, [bytes.fromhex(i) for i in ids])
     assert _pg_binary_array([ids[0], None], "uuid") is None  # NULLs and other shapes: literals
     assert _pg_binary_array(["not-hex" + "0" * 25], "uuid") is None
-    texts = ["客户1", "", None, "a,b", 'q"\\', "v1.ab+/=", "中文" * 40]
-    data = _pg_binary_array(texts, "text")
-    assert data is not None and struct.unpack(">i", data[4:8]) == (1,)  # has NULLs
-    assert _decode(data) == (25, [None if t is None else t.encode() for t in texts])
-    assert _pg_binary_array([1, 2], "text") is None and _pg_binary_array(["x"], "jsonb") is None
+    same = ["v1.ab+/=", 'q"\\,{}ab', "NULL    ", "        "]  # ASCII, one length: binary
+    data = _pg_binary_array(same, "text")
+    assert data is not None and _decode(data) == (25, [t.encode() for t in same])
+    for other in (["客户1", "客户2"], ["ab", "abc"], ["ab", None], [1, 2], []):  # literals instead
+        assert _pg_binary_array(other, "text") is None
+    assert _pg_binary_array(["x"], "jsonb") is None
+    long = ["x" * 300, "y" * 300]  # a length prefix with bytes past 0x7f
+    data = _pg_binary_array(long, "text")
+    assert data is not None and _decode(data) == (25, [t.encode() for t in long])
 
 
 def test_masked_insert_leaves_out_the_flagged_rows() -> None:
@@ -82,7 +93,7 @@ async def test_binary_arrays_reach_postgresql_intact(tenant: TenantWorld) -> Non
     from tessera.core import context
     from tessera.core.db.session import unit_of_work
 
-    texts = ["客户1", "", None, "a,b", 'q"\\', "NULL", "{x}"]
+    texts = ["NULL", "{x,}", 'q"\\,', "a,b ", "x" * 4]  # one length: sent binary
     ids = [uuid.uuid4().hex for _ in range(3)]
     with context.tenant_scope(tenant.tenant_id):
         async with unit_of_work() as s:
@@ -151,3 +162,41 @@ async def test_postgres_import_takes_the_prepared_path(
             assert idents == 8  # old: 2 (its new email), row 2: 2 + row 5's email, row 4: 1, row 6: 2
             role = (await s.execute(text("SELECT current_setting('session_replication_role')"))).scalar_one()
             assert role == "origin"
+
+
+def test_prepared_chunk_flags_primaries_and_phone_tails_per_record() -> None:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    from tessera.contacts import import_bulk, importer
+    from tessera.core.crypto.keyring import Sealer, TenantKeys
+
+    sealer = Sealer(
+        uuid.uuid4(), TenantKeys(1, {1: AESGCM(AESGCM.generate_key(bit_length=256))}, b"k" * 32, 0)
+    )
+    headers = ["姓名", "邮箱", "手机"]  # email before phone: the phone is not always first
+    v = importer.RowValidator(headers, importer.auto_mapping(headers, {}), {}, "CN", sealer)
+    cells = [
+        ["a", "a@x.cn", "13800138001"],
+        ["b", "", "13800138002;13800138003"],
+        ["c", "c1@x.cn;c2@x.cn", ""],
+        ["d", "d@x.cn", "13800138004;13800138005"],
+        ["e", "", "13800138006"],
+    ]
+    chunk = import_bulk.prepare_bulk(v, [(n + 2, c) for n, c in enumerate(cells)])
+    assert chunk.insert is not None and chunk.kinds is not None and chunk.indexes is not None
+    want_primary: dict[str, bool] = {}
+    want_tails = []
+    for r in chunk.records:
+        first: set[str] = set()
+        for k, value, i in r.idents:
+            want_primary[i] = k not in first
+            first.add(k)
+        want_tails.append(next((value[-4:] for k, value, _ in r.idents if k == "phone"), None))
+    params = chunk.insert.identities.params
+    cols = chunk.insert.identities.columns
+    sorted_indexes = _elements(params[f"c{cols.index('value_index')}"])
+    primary = params[f"c{cols.index('is_primary')}"]
+    assert primary == "{" + ",".join("t" if want_primary[i] else "f" for i in sorted_indexes) + "}"
+    ccols = chunk.insert.contacts.columns
+    tails = _elements(chunk.insert.contacts.params[f"c{ccols.index('phone_tail')}"])
+    assert tails == want_tails == ["8001", "8002", None, "8004", "8006"]

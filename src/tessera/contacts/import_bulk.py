@@ -18,6 +18,7 @@ chunk of the same file, only fill) their contact and give it the identities it l
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -80,28 +81,25 @@ def prepare_bulk(
     records, dups = dedupe_in_file(records)
     out = BulkChunk(rows, records, problems, dups)
     n = len(records)
-    kinds: list[str] = []
-    plain: list[str] = []
-    indexes: list[str] = []
-    owner_pos: list[int] = []
-    primary: list[bool] = []
-    start: list[int] = []
-    tails: list[str | None] = []
-    for p, r in enumerate(records):
-        start.append(len(kinds))
-        tail = None
+    # The identities flattened (a record's stay together, in its order), by comprehensions.
+    idents = [r.idents for r in records]
+    flat = [x for xs in idents for x in xs]
+    kinds = [x[0] for x in flat]
+    plain = [x[1] for x in flat]
+    indexes = [x[2] for x in flat]
+    owner_pos = [p for p, xs in enumerate(idents) for _ in xs]
+    start = [0, *itertools.accumulate(map(len, idents))]
+    primary = [True] * len(flat)  # the first identity of its kind in its record
+    tails: list[str | None] = [xs[0][1][-4:] if xs and xs[0][0] == "phone" else None for xs in idents]
+    for p, xs in enumerate(idents):
+        if len(xs) < 2 or (len(xs) == 2 and xs[0][0] != xs[1][0] and tails[p] is not None):
+            continue  # the common case: one or two identities of different kinds, phone first
         first: set[str] = set()
-        for k, v, i in r.idents:
-            kinds.append(k)
-            plain.append(v)
-            indexes.append(i)
-            owner_pos.append(p)
-            primary.append(k not in first)
+        for j, (k, v, _) in enumerate(xs, start[p]):
+            primary[j] = k not in first
             first.add(k)
-            if tail is None and k == "phone":
-                tail = v[-4:]
-        tails.append(tail)
-    start.append(len(kinds))
+            if tails[p] is None and k == "phone":
+                tails[p] = v[-4:]
     sealer = validator.sealer
     ids = uuid7_hex(n + len(kinds))
     contact_ids, ident_ids = ids[:n], ids[n:]

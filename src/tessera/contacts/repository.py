@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import array
-import itertools
-import re
 import struct
-import sys
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Collection, Sequence
@@ -451,44 +447,35 @@ class PgTextArray(bytes):
     """A ``text[]`` in PostgreSQL's binary array format (sent as is, see :func:`binary_arrays`)."""
 
 
-_WORD = re.compile(b"....", re.S)
 _UUID_LEN = "00000010"  # each element's length (16 bytes), in hex
 
 
 def _pg_binary_array(values: Sequence[Any], typ: str) -> bytes | None:
-    """``values`` as a binary ``uuid[]`` (32-hex strings) or ``text[]`` (strings or None), or None
-    for anything else. The server reads these with a length per element instead of parsing
-    text (about 0.6 us less per uuid and 0.3-0.5 us per text element on this machine, for
-    0.05-0.15 us here): every step below is one C-level call over the whole column."""
+    """``values`` as a binary ``uuid[]`` (32-hex strings), or as a binary ``text[]`` when they are
+    ASCII strings all of one length (blind indexes, kinds, sealed dates…), else None (the caller
+    then sends an array literal). The server reads these with a length per element instead of
+    parsing text (0.70 -> 0.14 us per uuid, 0.45-0.74 -> 0.20 us per text element on this
+    machine); here each is built with one join, which works because every element's length
+    prefix is the same (per-element prefixes cost more here than the server saves)."""
     n = len(values)
-    if typ == "uuid":
-        try:  # 32 hex digits each (join refuses anything but strings)
+    if not n:
+        return None
+    try:  # join refuses anything but strings
+        if typ == "uuid":
             if set(map(len, values)) != {32}:
                 return None
             body = bytes.fromhex(_UUID_LEN + _UUID_LEN.join(values))
-        except (TypeError, ValueError):
+            return PgUuidArray(struct.pack(">iiiii", 1, 0, 2950, n, 1) + body)
+        if typ != "text":
             return None
-        return PgUuidArray(struct.pack(">iiiii", 1, 0, 2950, n, 1) + body)
-    if typ != "text":
+        sizes = set(map(len, values))
+        if len(sizes) != 1 or not "".join(values).isascii():
+            return None
+    except (TypeError, ValueError):
         return None
-    nulls = values.count(None)
-    try:
-        encoded = (
-            list(map(str.encode, values)) if not nulls else [b"" if v is None else v.encode() for v in values]
-        )
-    except (TypeError, AttributeError):
-        return None
-    lengths = array.array("i", map(len, encoded))
-    if nulls:
-        for k, v in enumerate(values):
-            if v is None:
-                lengths[k] = -1
-    if sys.byteorder == "little":
-        lengths.byteswap()
-    body = b"".join(
-        itertools.chain.from_iterable(zip(_WORD.findall(lengths.tobytes()), encoded, strict=True))
-    )
-    return PgTextArray(struct.pack(">iiiii", 1, 1 if nulls else 0, 25, n, 1) + body)
+    prefix = struct.pack(">i", sizes.pop()).decode("latin-1")
+    body = (prefix + prefix.join(values)).encode("latin-1")  # ASCII and prefix bytes: one byte each
+    return PgTextArray(struct.pack(">iiiii", 1, 0, 25, n, 1) + body)
 
 
 class _ArrayDumper(Dumper):
