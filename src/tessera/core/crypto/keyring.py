@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import select
@@ -224,6 +225,7 @@ class Sealer:
         key = key.ljust(64, b"\0")
         self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))
         self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
+        self._kinds: dict[str, Any] = {}
         self._nonces = b""
         self._pos = 0
 
@@ -247,8 +249,12 @@ class Sealer:
         return out
 
     def blind_index(self, kind: str, normalised: str) -> str:
-        inner = self._inner.copy()
-        inner.update(f"{kind}:{normalised}".encode())
+        start = self._kinds.get(kind)
+        if start is None:  # the inner state after "<kind>:", kept per kind
+            start = self._kinds[kind] = self._inner.copy()
+            start.update(f"{kind}:".encode())
+        inner = start.copy()
+        inner.update(normalised.encode())
         outer = self._outer.copy()
         outer.update(inner.digest())
         return outer.digest()[:16].hex()
