@@ -35,7 +35,7 @@ from collections import OrderedDict, defaultdict, deque
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 
-from sqlalchemy import bindparam, delete, select, text, update
+from sqlalchemy import bindparam, delete, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from tessera.connect import routing
@@ -71,6 +71,7 @@ _wake_events: set[asyncio.Event] = set()
 
 URGENT_CLAIM = 100
 SLICE = 100  # long loops over a claim yield to the event loop every SLICE messages
+URGENT_GRACE = dt.timedelta(seconds=0.5)  # PostgreSQL: a code left to the urgent claim this long
 RECENT_MAX = 100_000  # ~20 MB at most; a receipt older than that is matched by a SELECT
 RECEIPT_STATUS = {"DELIVRD": "delivered", "EXPIRED": "expired"}
 RECEIPT_REASON = {
@@ -1019,6 +1020,12 @@ class Dispatcher:
             .order_by(d.c.lane, d.c.available_at, d.c.message_id)
             .limit(limit)
         )
+        if lanes > 1 and get_database().is_postgres:
+            # codes are announced to every gateway and claimed by the urgent claim in a few
+            # milliseconds; a bulk claim takes one only once it waited URGENT_GRACE (its
+            # announcement was missed), else a code ready as a thousand-message claim starts
+            # would wait for that whole claim
+            ready = ready.where(or_(d.c.lane > 0, d.c.available_at <= now - URGENT_GRACE))
         with context.tenant_scope(None):
             async with unit_of_work(platform=True) as s:
                 rows: list[_Claimed]

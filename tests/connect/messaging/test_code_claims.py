@@ -168,3 +168,29 @@ async def test_a_code_is_announced_with_its_tenant_and_a_batch_with_its_lane(
     finally:
         await conn.close()
     assert got == [f"0:{tenant.tenant_id}", "2"]
+
+
+@pytest.mark.skipif(
+    __import__("os").environ.get("TESSERA_TEST_DB", "sqlite") != "postgres",
+    reason="the grace needs the announcement every gateway gets (NOTIFY)",
+)
+async def test_a_bulk_claim_leaves_a_fresh_code_to_the_urgent_claim(
+    client: httpx.AsyncClient, tenant: TenantWorld, smsc: SmscSimulator
+) -> None:
+    from tessera.connect.dispatcher import URGENT_GRACE, Dispatcher
+
+    await setup_sms(client, tenant, smsc)
+    code = await _code(client, tenant, "13700137011")
+    d = Dispatcher(submit_timeout=1.0)
+    try:
+        assert await d.claim(500) == 0  # fresh: the urgent claim's
+        with context.tenant_scope(None):
+            async with unit_of_work(platform=True) as s:
+                await s.execute(
+                    update(DispatchItem)
+                    .where(DispatchItem.message_id == code)
+                    .values(available_at=utcnow() - URGENT_GRACE - dt.timedelta(seconds=0.1))
+                )
+        assert await d.claim(500) == 1  # its announcement was missed: any claim takes it
+    finally:
+        await d.stop()
