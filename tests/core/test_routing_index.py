@@ -12,6 +12,7 @@ from starlette.routing import Match
 
 from tessera.app import create_app
 from tessera.core.http.routing import index_included_routers, literal_prefixes
+from tessera.settings import Settings
 
 SAMPLES = ("1", "00000000-0000-4000-8000-000000000000", "abc", "a/b")
 
@@ -51,8 +52,10 @@ def _paths(app: FastAPI) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def app() -> FastAPI:
-    return create_app()
+def app(settings: Settings) -> FastAPI:
+    # The session's settings: a bare create_app() would point the process at the default
+    # data directory and database, under the tests that run after this module.
+    return create_app(settings)
 
 
 def test_every_included_router_gets_the_prefix_test(app: FastAPI) -> None:
