@@ -223,7 +223,7 @@ async def _run(
         "pool_size": args.pool,
         "concurrency": args.concurrency,
     }
-    code = "import asyncio; from tessera.connect.gateway import run_gateway; asyncio.run(run_gateway())"
+    code = "from tessera.cli import run_service; from tessera.connect.gateway import run_gateway; run_service(run_gateway())"
     if os.environ.get("BENCH_PROFILE"):
         code = f"import cProfile; cProfile.run({code!r}, {os.environ['BENCH_PROFILE']!r})"
     gw = subprocess.Popen([sys.executable, "-c", code], env={**os.environ}, cwd=ROOT)

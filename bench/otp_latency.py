@@ -178,8 +178,8 @@ async def main(
         trace_file = os.path.join(tempfile.mkdtemp(), "trace.json")
         if gateway_process:  # the production layout: `tessera gateway` beside `tessera serve`
             code = (
-                "import asyncio; from tessera.connect.gateway import run_gateway; "
-                f"asyncio.run(run_gateway(trace_file={trace_file!r}))"
+                "from tessera.cli import run_service; from tessera.connect.gateway import run_gateway; "
+                f"run_service(run_gateway(trace_file={trace_file!r}))"
             )
             gw = subprocess.Popen([sys.executable, "-c", code], env={**os.environ}, cwd=ROOT)
         else:
@@ -361,14 +361,16 @@ if __name__ == "__main__":
         "of in this process beside the API",
     )
     args = p.parse_args()
+    from tessera.cli import run_service  # the event loop `tessera serve` and `tessera gateway` use
+
     if args.bulk_feed:  # the bulk feed's own process: the parent's environment names the database
-        asyncio.run(_bulk_feed(args.bulk_feed, args.smsc_port, args.bulk_rate or None))
+        run_service(_bulk_feed(args.bulk_feed, args.smsc_port, args.bulk_rate or None))
         raise SystemExit(0)
     name = setup_env(args.db)
     try:
         print(
             json.dumps(
-                asyncio.run(main(args.rate, args.seconds, args.bulk, args.gateway_process, args.bulk_rate))
+                run_service(main(args.rate, args.seconds, args.bulk, args.gateway_process, args.bulk_rate))
             )
         )
     finally:

@@ -177,7 +177,7 @@ async def _run(args: argparse.Namespace, db: str) -> dict[str, Any]:
             await client.post(
                 f"/v1/channels/{ch}/routes", json={"link_id": link, "priority": 0, "weight": 100}, headers=h
             )
-        code = "import asyncio; from tessera.connect.gateway import run_gateway; asyncio.run(run_gateway())"
+        code = "from tessera.cli import run_service; from tessera.connect.gateway import run_gateway; run_service(run_gateway())"
         if os.environ.get("BENCH_PROFILE"):
             code = f"import cProfile; cProfile.run({code!r}, {os.environ['BENCH_PROFILE']!r})"
         gw = subprocess.Popen([sys.executable, "-c", code], env={**os.environ}, cwd=ROOT)
@@ -312,8 +312,10 @@ def main() -> None:
     data_dir = tempfile.mkdtemp(prefix="tessera-bench-")
     pg_name = prepare_environment(args.db, data_dir)
     sys.path.insert(0, str(ROOT))
+    from tessera.cli import run_service  # the event loop `tessera serve` and `tessera gateway` use
+
     try:
-        result = asyncio.run(_run(args, args.db))
+        result = run_service(_run(args, args.db))
     finally:
         if pg_name:
             _drop_db(pg_name)
