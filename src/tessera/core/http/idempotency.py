@@ -71,8 +71,12 @@ class IdempotencyMiddleware:
         return None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        key = header(scope, b"idempotency-key") if scope["type"] == "http" else None
-        if not key or scope["method"] != "POST":
+        key = (
+            header(scope, b"idempotency-key")
+            if scope["type"] == "http" and scope["method"] == "POST"
+            else None
+        )
+        if not key:
             await self.app(scope, receive, send)
             return
         rid = context.current_request().request_id

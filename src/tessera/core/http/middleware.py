@@ -74,6 +74,9 @@ def _observer(method: str, template: str, status: int) -> tuple[Any, Any]:
 
 _UNLOGGED = ("/healthz", "/metrics")
 
+# Scope key of the list of headers :class:`RequestContextMiddleware` adds to the response.
+RESPONSE_HEADERS = "tessera.response_headers"
+
 
 class RequestContextMiddleware:
     """Request id, client address, access log line and Prometheus figures per route template."""
@@ -100,6 +103,10 @@ class RequestContextMiddleware:
         )
         context.bind(None, context.SYSTEM)
         rid_header = (b"x-request-id", rid.encode("latin-1"))
+        # Headers that inner middlewares (the rate limit) add to the response: appended here,
+        # in this one send wrapper, instead of each wrapping ``send`` once more.
+        added: list[tuple[bytes, bytes]] = []
+        scope[RESPONSE_HEADERS] = added
         status = 500
         start = time.perf_counter()
 
@@ -109,6 +116,7 @@ class RequestContextMiddleware:
                 status = message["status"]
                 headers = list(message.get("headers", ()))
                 present = {k for k, _ in headers}
+                headers += added
                 headers.append(rid_header)
                 headers += [h for h in SECURITY_HEADERS if h[0] not in present]
                 message["headers"] = headers
@@ -177,10 +185,17 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = header(scope, b"content-length")
-        rid = context.current_request().request_id
+        declared = None
+        chunked = False
+        for k, v in scope.get("headers", ()):  # one pass for both framing headers
+            if k == b"content-length":
+                if declared is None:
+                    declared = v.decode("latin-1")
+            elif k == b"transfer-encoding":
+                chunked = True
         max_bytes = self.limit_for(scope)
         if declared and declared.isdigit() and int(declared) > max_bytes:
+            rid = context.current_request().request_id
             await send_json(
                 send,
                 413,
@@ -188,17 +203,19 @@ class BodyLimitMiddleware:
             )
             return
         if "\x00" in scope["path"] or _URL_NUL.search(scope.get("query_string", b"")):
+            rid = context.current_request().request_id
             await send_json(send, 422, error_message("request.nul_character", NUL_MESSAGE, rid))
             return
         if (
             (declared is None or declared == "0")
             and scope.get("http_version") in ("1.0", "1.1")
-            and header(scope, b"transfer-encoding") is None
+            and not chunked
         ):
             # No body can follow (HTTP/1.x frames a request body with one of the two headers):
             # nothing to guard, so no wrapped receive and send.
             await self.app(scope, receive, send)
             return
+        rid = context.current_request().request_id
         nul = _nul_pattern(scope)
         received = 0
         tail = b""
@@ -292,6 +309,12 @@ class RateLimitMiddleware:
             await send_json(
                 send, 429, body, [*rl_headers, (b"retry-after", str(decision.retry_after).encode())]
             )
+            return
+
+        added = scope.get(RESPONSE_HEADERS)
+        if added is not None:  # RequestContextMiddleware's send wrapper adds them
+            added += rl_headers
+            await self.app(scope, receive, send)
             return
 
         async def send_wrapper(message: Message) -> None:
