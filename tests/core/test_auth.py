@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import uuid
+
 import httpx
 import pyotp
+import pytest
 
 from tessera.core.identity import mail
 from tests.conftest import TenantWorld
@@ -217,3 +220,32 @@ async def test_malformed_credentials(client: httpx.AsyncClient, tenant: TenantWo
         r = await client.get("/v1/me", headers={"Authorization": f"Bearer {value}"})
         assert r.status_code == 401, value
     assert (await client.get("/v1/me")).status_code == 401
+
+
+async def test_a_key_last_used_time_is_written_once_a_minute_per_process(
+    client: httpx.AsyncClient, tenant: TenantWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When a key's cached principal expires, the requests then in flight look the key up
+    again; only the first of them writes the last-used time (the row's own time would let
+    every one of them update the same row and queue behind each other's commits)."""
+    from tessera.core.identity import auth
+    from tessera.core.identity.repository import ApiKeyRepository
+
+    h = tenant.headers("admin")
+    created = (await client.post("/v1/api-keys", headers=h, json={"name": "touchy"})).json()
+    bearer = {"Authorization": f"Bearer {created['key']}"}
+    touched: list[uuid.UUID] = []
+
+    async def count(self: ApiKeyRepository, key_id: uuid.UUID, when: object) -> None:
+        touched.append(key_id)  # the row keeps its stale time, as for requests in flight
+
+    monkeypatch.setattr(ApiKeyRepository, "touch", count)
+    for _ in range(3):
+        auth._principal_cache.clear()  # the cached principal expired
+        assert (await client.get("/v1/me", headers=bearer)).status_code == 200
+    assert touched == [uuid.UUID(created["id"])]
+    # A minute later this process writes it again.
+    auth._touched[uuid.UUID(created["id"])] -= auth.TOUCH_EVERY.total_seconds() + 1
+    auth._principal_cache.clear()
+    assert (await client.get("/v1/me", headers=bearer)).status_code == 200
+    assert touched == [uuid.UUID(created["id"])] * 2

@@ -83,6 +83,26 @@ _principal_cache: dict[str, tuple[float, Principal]] = {}
 
 def clear_principal_cache() -> None:
     _principal_cache.clear()
+    _touched.clear()
+
+
+TOUCH_EVERY = dt.timedelta(minutes=1)
+# When this process last wrote a key's last-used time (monotonic seconds). When a key's cache
+# entry expires, every request then in flight with that key looks it up; without this only the
+# row's stale time would decide, and each of them would update the same row inside its own
+# transaction, queueing behind the others' commits.
+_touched: dict[uuid.UUID, float] = {}
+
+
+def _first_touch(key_id: uuid.UUID, now_mono: float) -> bool:
+    """True for the first request of this process to touch ``key_id`` in ``TOUCH_EVERY``."""
+    last = _touched.get(key_id)
+    if last is not None and now_mono - last < TOUCH_EVERY.total_seconds():
+        return False
+    if len(_touched) > 10000:
+        _touched.clear()
+    _touched[key_id] = now_mono
+    return True
 
 
 principal_cache_invalidators.append(clear_principal_cache)
@@ -161,7 +181,7 @@ async def authenticate_api_key(session: AsyncSession, raw: str) -> Principal:
     creator = await UserRepository(session).get(key.created_by) if key.created_by else None
     if creator is not None and creator.status == "disabled":
         raise errors.UserDisabled("the user who created this API key is disabled")
-    if key.last_used_at is None or now - key.last_used_at > dt.timedelta(minutes=1):
+    if (key.last_used_at is None or now - key.last_used_at > TOUCH_EVERY) and _first_touch(key.id, now_mono):
         await ApiKeyRepository(session).touch(key.id, now)
     principal = await build_principal(session, None, api_key=key)
     if len(_principal_cache) > 10000:
