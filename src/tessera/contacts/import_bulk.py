@@ -34,12 +34,11 @@ from tessera.contacts.importer import (
     ImportRun,
     PreparedChunk,
     Problem,
-    Record,
     RowValidator,
     _dup_note,
     _tag_records,
-    dedupe_in_file,
     uuid7_hex,
+    validate_chunk,
 )
 from tessera.contacts.repository import (
     NOW,
@@ -70,15 +69,7 @@ def prepare_bulk(
     """CPU-only work of a chunk for :func:`write_bulk` (no database, no await: runs in a worker
     thread, one chunk at a time, in file order). ``seen`` holds the identities of the earlier
     chunks of a first import; this chunk's are added to it."""
-    records: list[Record] = []
-    problems: list[Problem] = []
-    for n, cells in rows:
-        rec, probs = validator(n, cells)
-        if rec is not None:
-            records.append(rec)
-        else:
-            problems += probs
-    records, dups = dedupe_in_file(records)
+    records, problems, dups = validate_chunk(validator, rows)
     out = BulkChunk(rows, records, problems, dups)
     n = len(records)
     # The identities flattened (a record's stay together, in its order), by comprehensions.

@@ -534,10 +534,9 @@ class PreparedChunk:
         return self.rows[-1][0] if self.rows else 1
 
 
-def prepare_chunk(validator: RowValidator, rows: Chunk, *, seal: bool = True) -> PreparedChunk:
-    """CPU-only work of a chunk (no database, no await): runs in a worker thread, one chunk at
-    a time. With ``seal`` the personal values are encrypted here too (:func:`seal_records`), so
-    that work overlaps the database's writing of the previous chunk."""
+def validate_chunk(validator: RowValidator, rows: Chunk) -> tuple[list[Record], list[Problem], list[Problem]]:
+    """A chunk's valid records (duplicates inside the file resolved), its rows' problems and
+    the duplicates' reports."""
     records: list[Record] = []
     problems: list[Problem] = []
     for n, cells in rows:
@@ -547,6 +546,14 @@ def prepare_chunk(validator: RowValidator, rows: Chunk, *, seal: bool = True) ->
         else:
             problems += probs
     records, dups = dedupe_in_file(records)
+    return records, problems, dups
+
+
+def prepare_chunk(validator: RowValidator, rows: Chunk, *, seal: bool = True) -> PreparedChunk:
+    """CPU-only work of a chunk (no database, no await): runs in a worker thread, one chunk at
+    a time. With ``seal`` the personal values are encrypted here too (:func:`seal_records`), so
+    that work overlaps the database's writing of the previous chunk."""
+    records, problems, dups = validate_chunk(validator, rows)
     if seal:
         seal_records(records, validator.sealer)
     return PreparedChunk(rows, records, problems, dups)
