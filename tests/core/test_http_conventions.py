@@ -242,3 +242,33 @@ async def test_nul_characters_are_refused_on_every_database(
     assert r.json()["name"] == "path\\u0000"
     r = await client.get("/v1/teams", headers=tenant.headers("admin"))
     assert [t["name"] for t in r.json()] == ["path\\u0000"]
+
+
+async def test_an_exhausted_database_pool_answers_503_to_retry(
+    client: httpx.AsyncClient, tenant: TenantWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Overload that leaves no free connection within the pool's timeout is a retryable 503
+    in the error shape, documented on every operation, and writes nothing."""
+    import sqlalchemy.exc
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    h = tenant.headers("admin")
+    before = await _roles(client, tenant)
+
+    async def no_connection(self: AsyncSession, *args: Any, **kwargs: Any) -> Any:
+        raise sqlalchemy.exc.TimeoutError(
+            "QueuePool limit of size 10 overflow 0 reached, connection timed out"
+        )
+
+    with monkeypatch.context() as m:
+        m.setattr(AsyncSession, "execute", no_connection)
+        r = await client.post(
+            "/v1/roles", headers=h, json={"key": "busy", "name": "Busy", "permissions": ["users:read"]}
+        )
+    assert r.status_code == 503, r.text
+    assert r.headers["retry-after"] == "1"
+    error = r.json()["error"]
+    assert error["code"] == "service.busy" and error["request_id"]
+    assert await _roles(client, tenant) == before
+    doc = (await client.get("/openapi.json")).json()
+    assert "503" in doc["paths"]["/v1/roles"]["post"]["responses"]

@@ -122,11 +122,12 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         413: "Request body too large",
         422: "Validation error naming the field and rule",
         429: "Rate limited",
+        503: "Busy: no database connection came free in time (retry after Retry-After seconds)",
     }
     return {s: {"model": ErrorResponse, "description": descriptions.get(s, "Error")} for s in statuses}
 
 
-COMMON_ERRORS = error_responses(401, 403, 413, 422, 429)
+COMMON_ERRORS = error_responses(401, 403, 413, 422, 429, 503)
 
 
 class CsrfFailed(Forbidden):

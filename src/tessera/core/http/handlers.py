@@ -9,6 +9,7 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tessera.core import context
@@ -101,6 +102,18 @@ async def http_error(request: Request, exc: Exception) -> ORJSONResponse:
     )
 
 
+async def database_busy(request: Request, exc: Exception) -> ORJSONResponse:
+    """No database connection came free within the pool's timeout (overload): a 503 the client
+    can retry, not an unexpected error. The request's unit of work never began, or is rolled
+    back by its exit, so nothing is half written."""
+    log.warning("http.database_busy", error=str(exc))
+    return ORJSONResponse(
+        _body("service.busy", "the database has no free connection; retry shortly", None),
+        status_code=503,
+        headers={"Retry-After": "1"},
+    )
+
+
 async def unhandled_error(request: Request, exc: Exception) -> ORJSONResponse:
     log.exception("http.unhandled", exc_info=exc)
     return ORJSONResponse(
@@ -113,4 +126,5 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(TesseraError, tessera_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(PoolTimeout, database_busy)
     app.add_exception_handler(Exception, unhandled_error)
