@@ -116,26 +116,11 @@ async def test_pg_other_isolation_levels_and_autocommit(db: Any, tenant: TenantW
         ] * 3
 
 
-async def test_unit_of_work_commits_before_the_response_is_sent(app: Any) -> None:
-    """A request's writes are durable before the client sees its answer."""
-    from tessera.core.db.session import after_commit
-
-    events: list[str] = []
-    probe = FastAPI()
-
-    @probe.get("/probe")
-    async def endpoint(session: DbSession) -> dict[str, bool]:
-        assert (await session.execute(text("SELECT 1"))).scalar() == 1
-        after_commit(session, lambda: events.append("committed"))
-        return {"ok": True}
+async def _get_probe(app: FastAPI, send: Any) -> None:
+    """Drive ``GET /probe`` through ``app`` as a server would, with ``send`` seeing the messages."""
 
     async def receive() -> dict[str, Any]:
         return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        events.append(message["type"])
-        if message["type"] == "http.response.start":
-            assert message["status"] == 200
 
     scope = {
         "type": "http",
@@ -151,7 +136,28 @@ async def test_unit_of_work_commits_before_the_response_is_sent(app: Any) -> Non
         "client": ("127.0.0.1", 1),
         "server": ("testserver", 80),
     }
-    await probe(scope, receive, send)
+    await app(scope, receive, send)
+
+
+async def test_unit_of_work_commits_before_the_response_is_sent(app: Any) -> None:
+    """A request's writes are durable before the client sees its answer."""
+    from tessera.core.db.session import after_commit
+
+    events: list[str] = []
+    probe = FastAPI()
+
+    @probe.get("/probe")
+    async def endpoint(session: DbSession) -> dict[str, bool]:
+        assert (await session.execute(text("SELECT 1"))).scalar() == 1
+        after_commit(session, lambda: events.append("committed"))
+        return {"ok": True}
+
+    async def send(message: dict[str, Any]) -> None:
+        events.append(message["type"])
+        if message["type"] == "http.response.start":
+            assert message["status"] == 200
+
+    await _get_probe(probe, send)
     assert events == ["committed", "http.response.start", "http.response.body"]
 
 
@@ -177,27 +183,10 @@ async def test_one_unit_of_work_per_request_and_an_idle_one_still_commits_first(
         events.append(session)
         return {"ok": True}
 
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
     async def send(message: dict[str, Any]) -> None:
         events.append(message["type"])
 
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": "/probe",
-        "raw_path": b"/probe",
-        "query_string": b"",
-        "root_path": "",
-        "headers": [],
-        "client": ("127.0.0.1", 1),
-        "server": ("testserver", 80),
-    }
-    await probe(scope, receive, send)
+    await _get_probe(probe, send)
     session = events.pop(0)
     assert isinstance(session, AsyncSession) and not session.in_transaction()
     assert events == ["committed", "http.response.start", "http.response.body"]

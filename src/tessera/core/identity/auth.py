@@ -163,10 +163,10 @@ def cached_api_key_principal(raw: str) -> Principal | None:
 
 async def authenticate_api_key(session: AsyncSession, raw: str) -> Principal:
     """Resolve an API key (tenant already in scope from the key itself)."""
+    cached = cached_api_key_principal(raw)
+    if cached is not None:
+        return cached
     now_mono = time.monotonic()
-    cached = _principal_cache.get(raw)
-    if cached and now_mono - cached[0] < PRINCIPAL_TTL:
-        return cached[1]
     parsed = parse_api_key(raw)
     if parsed is None:
         raise errors.Unauthenticated("malformed API key")
