@@ -382,10 +382,15 @@ NOW = object()  # a column bound at execution time to the statement's ``now`` pa
 
 @dataclass
 class ColumnInsert:
-    """``INSERT INTO <table> (tenant_id, …) SELECT … FROM unnest(<one array per column>)``
-    with its parameters built ahead: one array literal per column that varies, one scalar per
-    column with the same value in every row; ``tenant_id`` and ``now`` are bound at execution,
-    and ``skip`` (a bytea, one byte per row, non-zero to leave the row out) when masked."""
+    """``INSERT INTO <table> (tenant_id, …) SELECT … FROM (SELECT unnest(<array>), …)`` with
+    its parameters built ahead: one array per column that varies, one scalar per column with the
+    same value in every row; ``tenant_id`` and ``now`` are bound at execution, and ``skip`` (a
+    bytea, one byte per row, non-zero to leave the row out) when masked.
+
+    The arrays are unnested in the select list (set-returning functions there run in lockstep,
+    a ProjectSet node), not as ``unnest(a, b, …)`` in FROM: a function scan of several arrays
+    first copies every one into a tuplestore (which spilled to a temporary file for the
+    identities of a 20,000-row chunk); measured ~0.6 us less database CPU per identity row."""
 
     table: str
     columns: list[str]
@@ -395,12 +400,15 @@ class ColumnInsert:
     rows: int
 
     def sql(self, *, masked: bool = False) -> str:
-        names = ", ".join(f"c{k}" for k in range(1, len(self.arrays) + 1))
-        where = " WHERE get_byte(%(skip)s::bytea, (u.ord - 1)::int) = 0" if masked else ""
+        sets = [f"unnest({a}) AS c{k}" for k, a in enumerate(self.arrays, 1)]
+        where = ""
+        if masked:
+            sets.append(f"generate_series(0, {self.rows - 1}) AS ord")
+            where = " WHERE get_byte(%(skip)s::bytea, u.ord) = 0"
         return (
             f"INSERT INTO {self.table} (tenant_id, {', '.join(self.columns)})"
             f" SELECT %(tenant_id)s, {', '.join(self.exprs)}"
-            f" FROM unnest({', '.join(self.arrays)}) WITH ORDINALITY AS u({names}, ord){where}"
+            f" FROM (SELECT {', '.join(sets)}) AS u{where}"
         )
 
 
