@@ -200,3 +200,17 @@ def test_prepared_chunk_flags_primaries_and_phone_tails_per_record() -> None:
     ccols = chunk.insert.contacts.columns
     tails = _elements(chunk.insert.contacts.params[f"c{ccols.index('phone_tail')}"])
     assert tails == want_tails == ["8001", "8002", None, "8004", "8006"]
+
+
+def test_filter_check_and_add_is_maybe_then_add() -> None:
+    from tessera.contacts.importer import IdentityFilter
+
+    one, two = IdentityFilter.sized(5_000), IdentityFilter.sized(5_000)
+    for _ in range(3):  # the later batches meet the earlier ones
+        batch = [os.urandom(16).hex() for _ in range(3_000)]
+        batch[::50] = [os.urandom(8).hex() for _ in batch[::50]]  # some not blind indexes
+        want = one.maybe(batch)
+        one.add_many(batch)
+        assert two.check_and_add(batch) == want
+        assert two.slots == one.slots
+    assert two.check_and_add([]) == []

@@ -128,8 +128,7 @@ def prepare_bulk(
     out.contact_ids, out.ident_start = contact_ids, start
     out.kinds, out.indexes, out.sealed, out.owner_pos = kinds, indexes, sealed, owner_pos
     if seen is not None:
-        out.probes = seen.maybe(indexes)
-        seen.add_many(indexes)
+        out.probes = seen.check_and_add(indexes)
     return out
 
 

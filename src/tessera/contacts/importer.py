@@ -702,6 +702,22 @@ class IdentityFilter:
             itertools.compress(range(len(indexes)), map(operator.and_, map(get, first), map(get, second)))
         )
 
+    def check_and_add(self, indexes: list[str]) -> list[int]:
+        """:meth:`maybe` then :meth:`add_many` of the same indexes, with one decoding of them."""
+        if not indexes:
+            return []
+        first, second = self._probes(indexes)
+        slots = self.slots
+        get = slots.__getitem__
+        out = list(
+            itertools.compress(range(len(indexes)), map(operator.and_, map(get, first), map(get, second)))
+        )
+        for p in first:
+            slots[p] = 1
+        for p in second:
+            slots[p] = 1
+        return out
+
     def add(self, index: str) -> None:
         self.add_many([index])
 
