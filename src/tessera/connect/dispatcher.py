@@ -35,7 +35,8 @@ from collections import OrderedDict, defaultdict, deque
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 
-from sqlalchemy import bindparam, delete, or_, select, text, update
+from sqlalchemy import Integer, Text, any_, bindparam, delete, insert, or_, select, text, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from tessera.connect import routing
@@ -50,7 +51,7 @@ from tessera.connect.models import (
     PortedNumber,
     RouteEntry,
 )
-from tessera.connect.repository import insert_ctes, insert_rows, one_of, rows_source
+from tessera.connect.repository import doc_source, insert_rows, one_of, rows_doc
 from tessera.connect.smpp.client import SmppClient
 from tessera.connect.smpp.common import (
     BindState,
@@ -72,6 +73,7 @@ _wake_events: set[asyncio.Event] = set()
 URGENT_CLAIM = 100
 SLICE = 100  # long loops over a claim yield to the event loop every SLICE messages
 URGENT_GRACE = dt.timedelta(seconds=0.5)  # PostgreSQL: a code left to the urgent claim this long
+RECEIPT_LINGER = 0.05  # s a receipt waits for others to share its transaction
 RECENT_MAX = 100_000  # ~20 MB at most; a receipt older than that is matched by a SELECT
 RECEIPT_STATUS = {"DELIVRD": "delivered", "EXPIRED": "expired"}
 RECEIPT_REASON = {
@@ -141,17 +143,46 @@ async def record_submits(
         await insert_rows(s, table_of(MessageEvent), events)
         await s.execute(delete(DispatchItem).where(DispatchItem.message_id.in_(done)))
         return
+    params: dict[str, Any] = {
+        "s_doc": rows_doc(table_of(Message), [{c: u[b] for b, c in _SUBMIT_COLUMNS.items()} for u in upd]),
+        "s_ev_doc": rows_doc(table_of(MessageEvent), events) if events else "[]",
+        "s_done": done,
+        "s_upd": upd[0]["b_upd"],
+    }
+    if keys:
+        params["s_keys_doc"] = rows_doc(table_of(CarrierReceiptKey), keys)
+    await s.execute(_built(("record_submits", bool(keys)), _record_submits_stmt, bool(keys)), params)
+
+
+def _events_cte(name: str, param: str) -> Any:
+    """PostgreSQL: a data-modifying CTE inserting message events from the :func:`rows_doc` bound
+    as ``param`` (the events' one shape: :data:`EVENT_KEYS`)."""
+    e = table_of(MessageEvent)
+    v = doc_source(e, EVENT_KEYS, f"{name}_v", bindparam(param, type_=Text()))
+    return insert(e).from_select(list(EVENT_KEYS), select(*v.c)).cte(name)
+
+
+def _record_submits_stmt(with_keys: bool) -> Any:
+    """:func:`record_submits`' statement on PostgreSQL, built once per shape (with or without
+    carrier ids): an ORM ``UPDATE`` of the messages, so the tenant guard's criterion is added
+    once to this statement object, not rebuilt (and the tree cache-keyed again) per batch."""
     t = table_of(Message)
-    v = rows_source(t, [{c: u[b] for b, c in _SUBMIT_COLUMNS.items()} for u in upd])
-    ctes = insert_ctes(
-        ("ins_keys", table_of(CarrierReceiptKey), keys),
-        ("ins_events", table_of(MessageEvent), events),
-    )
+    v = doc_source(t, list(_SUBMIT_COLUMNS.values()), "v", bindparam("s_doc", type_=Text()))
+    ctes = []
+    if with_keys:
+        k = table_of(CarrierReceiptKey)
+        kv = doc_source(k, _KEY_COLUMNS, "ins_keys_v", bindparam("s_keys_doc", type_=Text()))
+        ctes.append(insert(k).from_select(list(_KEY_COLUMNS), select(*kv.c)).cte("ins_keys"))
+    ctes.append(_events_cte("ins_events", "s_ev_doc"))
     d = table_of(DispatchItem)
-    ctes.append(delete(d).where(one_of(s, d.c.message_id, done)).cte("del_dispatch"))
-    await s.execute(
-        update(t)
-        .where(t.c.id == v.c.id)
+    ctes.append(
+        delete(d)
+        .where(d.c.message_id == any_(bindparam("s_done", type_=ARRAY(d.c.message_id.type))))
+        .cte("del_dispatch")
+    )
+    return (
+        update(Message)
+        .where(Message.id == v.c.id)
         .values(
             status=v.c.status,
             reason=v.c.reason,
@@ -160,10 +191,65 @@ async def record_submits(
             link_id=v.c.link_id,
             submitted_at=v.c.submitted_at,
             done_at=v.c.done_at,
-            updated_at=upd[0]["b_upd"],
+            updated_at=bindparam("s_upd", type_=t.c.updated_at.type),
         )
         .add_cte(*ctes)
+        .execution_options(synchronize_session=False)
     )
+
+
+EVENT_KEYS = ("tenant_id", "message_id", "kind", "status", "detail", "at")
+_KEY_COLUMNS = ["link_id", "carrier_id", "tenant_id", "message_id", "part", "parts", "outcome"]
+
+
+# a claim's messages become 'queued' with their events, in one statement built once
+def _queued_pg_stmt() -> Any:
+    return (
+        update(Message)
+        .where(Message.id == any_(bindparam("q_ids", type_=ARRAY(Message.id.type))))
+        .values(
+            status="queued",
+            queued_at=bindparam("q_now", type_=Message.queued_at.type),
+            updated_at=bindparam("q_now", type_=Message.updated_at.type),
+            attempts=Message.attempts + 1,
+        )
+        .add_cte(_events_cte("ins_events", "q_ev_doc"))
+        .execution_options(synchronize_session=False)
+    )
+
+
+def _final_stmt(pg: bool) -> Any:
+    """A receipt's final status for messages not final yet, returning those it changed: an ORM
+    ``UPDATE`` built once (the guard's criterion is added once to it, not per receipt)."""
+    ids = (
+        Message.id == any_(bindparam("f_ids", type_=ARRAY(Message.id.type)))
+        if pg
+        else Message.id.in_(bindparam("f_ids", expanding=True))
+    )
+    return (
+        update(Message)
+        .where(ids, Message.status.not_in(FINAL_STATUSES))
+        .values(
+            status=bindparam("f_status", type_=Message.status.type),
+            reason=bindparam("f_reason", type_=Message.reason.type),
+            done_at=bindparam("f_now", type_=Message.done_at.type),
+            updated_at=bindparam("f_now", type_=Message.updated_at.type),
+        )
+        .returning(Message.id)
+        .execution_options(synchronize_session=False)
+    )
+
+
+# The hot path's statements, built on first use (not at import: some column types are only
+# complete once every model is imported) and then reused.
+_BUILT: dict[Any, Any] = {}
+
+
+def _built(key: Any, build: Any, *args: Any) -> Any:
+    stmt = _BUILT.get(key)
+    if stmt is None:
+        stmt = _BUILT[key] = build(*args)
+    return stmt
 
 
 # What a claim reads of a message, and the carrier its number was ported to (the guard and
@@ -191,6 +277,48 @@ _PORTED_TO = (
     .scalar_subquery()
     .label("ported_to")
 )
+
+
+def _claim_codes_stmt() -> Any:
+    """:meth:`Dispatcher.claim_codes`' statement, built once (binds: tenant ``c_tid``, time
+    ``c_now``, ``c_limit``, gateway ``c_by``): building and cache-keying this tree of a CTE,
+    a subquery and a join per claim was a good part of a code's claim CPU."""
+    d = table_of(DispatchItem)
+    ready = (
+        select(d.c.message_id)
+        .where(
+            d.c.state == 0,
+            d.c.lane == 0,
+            d.c.tenant_id == bindparam("c_tid", type_=d.c.tenant_id.type),
+            d.c.available_at <= bindparam("c_now", type_=d.c.available_at.type),
+        )
+        .order_by(d.c.available_at, d.c.message_id)
+        .limit(bindparam("c_limit", type_=Integer()))
+        .with_for_update(skip_locked=True)
+    )
+    claimed = (
+        update(d)
+        .where(d.c.message_id.in_(ready.scalar_subquery()))
+        .values(
+            state=1,
+            claimed_by=bindparam("c_by", type_=d.c.claimed_by.type),
+            claimed_at=bindparam("c_now", type_=d.c.claimed_at.type),
+            claims=d.c.claims + 1,
+        )
+        .returning(d.c.message_id, d.c.claims, d.c.available_at)
+        .cte("claimed")
+    )
+    return (
+        select(
+            claimed.c.message_id.label("claimed_id"),
+            claimed.c.claims.label("claims"),
+            claimed.c.available_at.label("available_at"),
+            *_MESSAGE_COLUMNS,
+            _PORTED_TO,
+        )
+        .select_from(claimed.outerjoin(Message, Message.id == claimed.c.message_id))
+        .order_by(claimed.c.available_at, claimed.c.message_id)
+    )
 
 
 def _pg(s: AsyncSession) -> bool:
@@ -613,6 +741,8 @@ class Writer:
                         await asyncio.sleep(self.linger)
                     while len(self.flushing) >= self.concurrency:
                         await asyncio.wait(self.flushing, return_when=asyncio.FIRST_COMPLETED)
+                elif self.linger and batch:
+                    await asyncio.sleep(self.linger)  # gather more: receipts do not hold a send
                 while not self.queue.empty() and len(batch) < 2000:
                     batch.append(self.queue.get_nowait())
                 if self.concurrency > 1:
@@ -721,7 +851,10 @@ class Dispatcher:
         # submit results: their commit latency bounds throughput (see Writer; concurrent
         # batches on PostgreSQL, set at start)
         self.writer = Writer(self, "connect-results", linger=0.005)
-        self.receipt_writer = Writer(self, "connect-receipts")  # receipts in their own transactions
+        # receipts in their own transactions, gathered for RECEIPT_LINGER: nothing waits for
+        # them but their acknowledgement, so a trickle of receipts (one per verification code)
+        # is written a few at a time rather than one transaction each
+        self.receipt_writer = Writer(self, "connect-receipts", linger=RECEIPT_LINGER)
         self.in_flight: set[uuid.UUID] = set()
         # (link, carrier id) → (tenant, message, parts) of recently committed submits: most
         # receipts follow their submit within seconds and are matched without a query
@@ -1096,35 +1229,10 @@ class Dispatcher:
         loop. Rows whose message is gone come back without one and are dropped as usual."""
         t_claim = time.time()
         now = utcnow()
-        d = table_of(DispatchItem)
-        ready = (
-            select(d.c.message_id)
-            .where(d.c.state == 0, d.c.lane == 0, d.c.tenant_id == tid, d.c.available_at <= now)
-            .order_by(d.c.available_at, d.c.message_id)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
-        claimed = (
-            update(d)
-            .where(d.c.message_id.in_(ready.scalar_subquery()))
-            .values(state=1, claimed_by=self.id, claimed_at=now, claims=d.c.claims + 1)
-            .returning(d.c.message_id, d.c.claims, d.c.available_at)
-            .cte("claimed")
-        )
-        stmt = (
-            select(
-                claimed.c.message_id.label("claimed_id"),
-                claimed.c.claims.label("claims"),
-                claimed.c.available_at.label("available_at"),
-                *_MESSAGE_COLUMNS,
-                _PORTED_TO,
-            )
-            .select_from(claimed.outerjoin(Message, Message.id == claimed.c.message_id))
-            .order_by(claimed.c.available_at, claimed.c.message_id)
-        )
+        params = {"c_tid": tid, "c_now": now, "c_limit": limit, "c_by": self.id}
         with context.tenant_scope(tid):
             async with unit_of_work() as s:
-                rows = (await s.execute(stmt)).all()
+                rows = (await s.execute(_built("claim_codes", _claim_codes_stmt), params)).all()
                 if not rows:
                     return 0
                 trows = [_Claimed(r.claimed_id, tid, 0, r.claims - 1) for r in rows]
@@ -1244,15 +1352,19 @@ class Dispatcher:
                 )
             items.append(item)
         # PostgreSQL: the events go in the status update's round trip (a data-modifying CTE)
-        ev_ctes = insert_ctes(("ins_events", table_of(MessageEvent), events)) if live and _pg(s) else []
-        if live:
-            queued = (
+        ev_in_update = bool(live) and _pg(s)
+        if ev_in_update:
+            await s.execute(
+                _built("queued", _queued_pg_stmt),
+                {"q_ids": live, "q_now": now, "q_ev_doc": rows_doc(table_of(MessageEvent), events)},
+            )
+        elif live:
+            await s.execute(
                 update(Message)
                 .where(one_of(s, Message.id, live))
                 .values(status="queued", queued_at=now, updated_at=now, attempts=Message.attempts + 1)
                 .execution_options(synchronize_session=False)
             )
-            await s.execute(queued.add_cte(*ev_ctes) if ev_ctes else queued)
         if resub:
             await s.execute(
                 update(Message)
@@ -1268,7 +1380,7 @@ class Dispatcher:
                 .values(status="expired", reason="validity.elapsed", done_at=now)
                 .execution_options(synchronize_session=False)
             )
-        if not ev_ctes:
+        if not ev_in_update:
             await insert_rows(s, table_of(MessageEvent), events)
         done = expired + gone
         if done:
@@ -1678,7 +1790,7 @@ class Dispatcher:
                 elif ocs and all(o == "DELIVRD" for o in ocs):
                     decided[tid][mid] = ("delivered", None)
                 # else: more parts to come
-        t = table_of(Message)
+        pg = _pg(s)
         for tid, finals_of in decided.items():
             await switch_tenant(s, tid)
             groups: dict[tuple[str, str | None], list[uuid.UUID]] = defaultdict(list)
@@ -1690,10 +1802,8 @@ class Dispatcher:
                 done = list(
                     (
                         await s.execute(
-                            update(t)
-                            .where(one_of(s, t.c.id, ids), t.c.status.not_in(FINAL_STATUSES))
-                            .values(status=status, reason=reason, done_at=now, updated_at=now)
-                            .returning(t.c.id)
+                            _built("final", _final_stmt, pg),
+                            {"f_ids": ids, "f_status": status, "f_reason": reason, "f_now": now},
                         )
                     ).scalars()
                 )
@@ -1731,9 +1841,12 @@ class Dispatcher:
             return True
         if subscribers_of("message.status"):
             return True
-        types = (
-            await s.execute(select(WebhookEndpoint.event_types).where(WebhookEndpoint.active.is_(True)))
-        ).scalars()
+        stmt = _BUILT.get("listeners")
+        if stmt is None:
+            stmt = _BUILT["listeners"] = select(WebhookEndpoint.event_types).where(
+                WebhookEndpoint.active.is_(True)
+            )
+        types = (await s.execute(stmt)).scalars()
         return any("message.status" in (t or []) or "*" in (t or []) for t in types)
 
     async def wechat_event(self, channel_id: uuid.UUID, msgid: str, status: str) -> None:

@@ -277,3 +277,63 @@ async def test_over_quota_code_stores_nothing(client: httpx.AsyncClient, tenant:
             assert (await s.execute(select(Job.id).where(Job.queue == "verify"))).first() is None
     after = await stored(tenant)
     assert (after["messages"], after["events"], after["dispatch"], after["sms_used"]) == (0, 0, 0, 1_000)
+
+
+async def test_refused_codes_leave_no_row(
+    client: httpx.AsyncClient, tenant: TenantWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On PostgreSQL the verification row goes in with the limits' counts: a refusal (a limit,
+    a blocked number) rolls it back, so only the codes sent have rows."""
+    await setup_sms(client, tenant)
+    monkeypatch.setattr(service, "PER_NUMBER", (1, 600))
+    sent = await start(client, tenant)
+    r = await client.post("/v1/verify", json={"to": TO}, headers=tenant.headers("admin"))
+    assert r.status_code == 429 and r.json()["error"]["details"]["rule"] == "per_number", r.text
+    blocked = "+8613912340077"
+    r = await client.post(
+        "/v1/compliance/lists/block", json={"value": blocked}, headers=tenant.headers("admin")
+    )
+    assert r.status_code == 201, r.text
+    r = await client.post("/v1/verify", json={"to": blocked}, headers=tenant.headers("admin"))
+    assert r.status_code == 422, r.text
+    with context.tenant_scope(tenant.tenant_id):
+        async with unit_of_work() as s:
+            ids = list((await s.execute(select(Verification.id))).scalars())
+            messages = list((await s.execute(select(Message.id))).scalars())
+    assert ids == [uuid.UUID(sent["id"])]
+    assert messages == [uuid.UUID(sent["message_id"])]
+    v = await row(tenant, sent["id"])
+    # sealed for the voice fallback (on by default), like a row the ORM wrote
+    assert (v.status, v.sends, v.checks, v.fallback_after) == ("pending", 1, 0, 30)
+    assert v.code_sealed == await sent_code(tenant, sent["message_id"])
+    assert v.updated_at is not None and v.tenant_id == tenant.tenant_id
+
+
+async def test_a_code_costs_six_statements_on_postgres(
+    client: httpx.AsyncClient, tenant: TenantWorld
+) -> None:
+    """POST /v1/verify (no voice fallback: its job is two statements more) on PostgreSQL: BEGIN
+    with the tenant, the row with the limits' counts, the lists and word versions, the channel
+    with its send context, the message insert (events, dispatch row, NOTIFY), the quota; then
+    the commit."""
+    from sqlalchemy import event
+
+    from tessera.core.db.session import get_database
+
+    await setup_sms(client, tenant)
+    await start(client, tenant, to="+8613912340001")  # warm caches (matcher, API key)
+    engine = get_database().engine.sync_engine
+    sql: list[str] = []
+
+    def rec(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        sql.append(statement)
+
+    event.listen(engine, "before_cursor_execute", rec)
+    try:
+        await start(client, tenant, to="+8613912340002", fallback_after_seconds=None)
+    finally:
+        event.remove(engine, "before_cursor_execute", rec)
+    if engine.dialect.name == "postgresql":
+        assert len(sql) <= 6, [s[:150] for s in sql]
+    else:
+        assert len(sql) <= 13, sql

@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Collection
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import String, bindparam, cast, func, insert, literal, select, union_all, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tessera.connect.compliance.models import (
@@ -59,6 +59,48 @@ _LIST_KINDS = select(ListEntry.value_index, ListEntry.list_kind).where(
 _GLOBAL_KINDS = select(GlobalListEntry.value, GlobalListEntry.list_kind).where(
     GlobalListEntry.value.in_(bindparam("values", expanding=True))
 )
+
+
+def _lists_and_versions_stmt() -> Any:
+    lists = union_all(
+        select(
+            literal("t").label("src"), ListEntry.value_index.label("key"), ListEntry.list_kind.label("kind")
+        ).where(ListEntry.value_index.in_(bindparam("indexes", expanding=True))),
+        select(literal("g"), GlobalListEntry.value, GlobalListEntry.list_kind).where(
+            GlobalListEntry.value.in_(bindparam("values", expanding=True))
+        ),
+        select(literal("v"), ListVersion.scope, cast(ListVersion.version, String)).where(
+            ListVersion.scope.in_(bindparam("scopes", expanding=True))
+        ),
+    ).subquery("lists")
+    return select(lists.c.src, lists.c.key, lists.c.kind)
+
+
+_LISTS_AND_VERSIONS: list[Any] = []
+
+
+async def lists_and_versions(
+    session: AsyncSession, indexes: Collection[str], values: Collection[str], scopes: list[str]
+) -> tuple[dict[str, set[str]], dict[str, set[str]], dict[str, int]]:
+    """What an outbound check reads, in one query: the tenant's list kinds by blind index (see
+    :meth:`ListEntryRepository.kinds_for_many`), the global lists' kinds by address
+    (:meth:`GlobalListRepository.kinds_for_many`) and the word lists' versions of ``scopes``
+    (:meth:`VersionRepository.versions`). The tenant guard scopes the tenant's lists."""
+    if not _LISTS_AND_VERSIONS:
+        _LISTS_AND_VERSIONS.append(_lists_and_versions_stmt())
+    rows = await session.execute(
+        _LISTS_AND_VERSIONS[0],
+        {"indexes": list(set(indexes)), "values": list(set(values)), "scopes": scopes},
+    )
+    tenant: dict[str, set[str]] = {}
+    global_: dict[str, set[str]] = {}
+    versions: dict[str, int] = {}
+    for src, key, kind in rows.all():
+        if src == "v":
+            versions[key] = int(kind)
+        else:
+            (tenant if src == "t" else global_).setdefault(key, set()).add(kind)
+    return tenant, global_, versions
 
 
 class VersionRepository(Repository[ListVersion]):

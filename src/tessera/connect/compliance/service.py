@@ -64,7 +64,6 @@ from tessera.connect.compliance.models import (
 )
 from tessera.connect.compliance.normalize import normalize_utf8
 from tessera.connect.compliance.repository import (
-    GlobalListRepository,
     GlobalWordRepository,
     ListEntryRepository,
     OptOutRepository,
@@ -73,6 +72,7 @@ from tessera.connect.compliance.repository import (
     SettingsRepository,
     VersionRepository,
     WordRepository,
+    lists_and_versions,
     tenant_timezone,
 )
 from tessera.core import context
@@ -145,10 +145,12 @@ def _entry(w: ComplianceWord | GlobalWord) -> WordEntry:
     return WordEntry(w.word, w.category, Action(w.action), w.replacement, w.whole_word)
 
 
-async def get_matcher(session: AsyncSession) -> Matcher:
-    """The tenant's matcher (global + tenant words), rebuilt only when a version changed."""
+async def get_matcher(session: AsyncSession, versions: dict[str, int] | None = None) -> Matcher:
+    """The tenant's matcher (global + tenant words), rebuilt only when a version changed;
+    ``versions``: those of :func:`matcher_scopes`, read already by the caller."""
     tid = str(context.current_tenant_id())
-    versions = await VersionRepository(session).versions([GLOBAL_SCOPE, tid])
+    if versions is None:
+        versions = await VersionRepository(session).versions([GLOBAL_SCOPE, tid])
     gv = versions.get(GLOBAL_SCOPE, 0)
     if _global_loaded[0] != gv:
         rows = await GlobalWordRepository(session).listing()
@@ -314,12 +316,14 @@ async def check_outbound_many(
     if not recipients:
         return []
     idx = list(indexes) if indexes is not None else [address_index(a) for a, _ in recipients]
-    tenant_lists = await ListEntryRepository(session).kinds_for_many(idx)
-    global_lists = await GlobalListRepository(session).kinds_for_many({a.value for a, _ in recipients})
+    # the lists and the word lists' versions in one round trip
+    tenant_lists, global_lists, versions = await lists_and_versions(
+        session, idx, {a.value for a, _ in recipients}, [GLOBAL_SCOPE, str(context.current_tenant_id())]
+    )
     opted: set[str] = set()
     if message_class != "verification":
         opted = await OptOutRepository(session).opted_out(channel, idx)
-    matcher = await get_matcher(session)
+    matcher = await get_matcher(session, versions)
     released = _released.get()
     bodies = list(dict.fromkeys(body for _, body in recipients))
     scans = dict(zip(bodies, matcher.scan_many(bodies), strict=True))  # None: no hit

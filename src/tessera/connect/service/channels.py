@@ -220,6 +220,13 @@ async def check_source(session: AsyncSession, channel: Channel, source: str) -> 
     if channel.kind != "sms":
         return
     rules = list((await session.execute(_LINK_RULES, {"channel_id": channel.id})).scalars())
+    check_source_rules(channel, source, rules)
+
+
+def check_source_rules(channel: Channel, source: str, rules: list[Any]) -> None:
+    """:func:`check_source` with the rules of the channel's active links read already."""
+    if channel.kind != "sms":
+        return
     if not rules or any(routing.source_allowed(r, source) for r in rules):
         return
     shown = source or "(none)"

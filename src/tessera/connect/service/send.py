@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import JSON, bindparam, func, select, type_coerce
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tessera.connect import encoding
@@ -38,13 +38,14 @@ from tessera.connect.errors import REFUSALS, MessageInvalid, MessageRefused
 from tessera.connect.models import (
     LANES,
     Channel,
+    Link,
     RateCard,
     Signature,
     Template,
 )
 from tessera.connect.repository import MessageRepository, dispatch_payload, notify_payload
 from tessera.connect.schemas import BatchIn, MessageIn, Recipient
-from tessera.connect.service.channels import check_source
+from tessera.connect.service.channels import check_source, check_source_rules
 from tessera.connect.service.templates import render
 from tessera.core import context
 from tessera.core.crypto.types import blind_index
@@ -101,6 +102,7 @@ class _Common:
     valid_until: dt.datetime | None
     campaign_id: uuid.UUID | None
     metadata: dict[str, Any]
+    rates: dict[str, tuple[int, str]] | None = None  # read with the channel (PostgreSQL)
 
 
 # The send path's lookups are built once: a statement object keeps its cache key (and the
@@ -124,12 +126,67 @@ _RATES = select(RateCard.carrier, RateCard.price_minor, RateCard.currency).where
 )
 
 
+def _send_context_stmt(by_id: bool) -> Any:
+    """PostgreSQL: the channel with what a send reads of it besides (the source address rules
+    of its active links, the default signature, the rate card of its kind) in one statement,
+    built once per form; the tenant guard and row-level security scope every subquery."""
+    rules = (
+        select(func.json_agg(Link.source_rules))
+        .where(Link.channel_id == Channel.id, Link.status == "active")
+        .scalar_subquery()
+    )
+    rates = (
+        select(
+            func.json_agg(func.json_build_array(RateCard.carrier, RateCard.price_minor, RateCard.currency))
+        )
+        .where(RateCard.channel_kind == Channel.kind)
+        .scalar_subquery()
+    )
+    signature = _DEFAULT_SIGNATURE.with_only_columns(Signature.text).scalar_subquery()
+    return (_CHANNEL_BY_ID if by_id else _CHANNEL_OF_KIND).add_columns(
+        type_coerce(rules, JSON()).label("link_rules"),
+        signature.label("default_signature"),
+        type_coerce(rates, JSON()).label("rates"),
+    )
+
+
+_SEND_CONTEXT: dict[bool, Any] = {}
+
+
+@dataclass(frozen=True, slots=True)
+class _SendContext:
+    """What :func:`_send_context_stmt` read besides the channel."""
+
+    link_rules: list[Any]
+    signature: str
+    rates: dict[str, tuple[int, str]]
+
+
+async def _channel_with_context(
+    session: AsyncSession, channel_id: uuid.UUID | None, kind: str
+) -> tuple[Channel, _SendContext]:
+    by_id = channel_id is not None
+    stmt = _SEND_CONTEXT.get(by_id)
+    if stmt is None:
+        stmt = _SEND_CONTEXT[by_id] = _send_context_stmt(by_id)
+    params = {"channel_id": channel_id} if by_id else {"kind": kind}
+    row = (await session.execute(stmt, params)).first()
+    ch = _checked_channel(row[0] if row is not None else None, channel_id, kind)
+    assert row is not None
+    rates = {carrier: (price, currency) for carrier, price, currency in row.rates or ()}
+    sig = row.default_signature
+    return ch, _SendContext(list(row.link_rules or ()), f"【{sig}】" if sig else "", rates)
+
+
 async def resolve_channel(session: AsyncSession, channel_id: uuid.UUID | None, kind: str) -> Channel:
     if channel_id is not None:
         result = await session.execute(_CHANNEL_BY_ID, {"channel_id": channel_id})
     else:
         result = await session.execute(_CHANNEL_OF_KIND, {"kind": kind})
-    ch = result.scalars().first()
+    return _checked_channel(result.scalars().first(), channel_id, kind)
+
+
+def _checked_channel(ch: Channel | None, channel_id: uuid.UUID | None, kind: str) -> Channel:
     if ch is None:
         if channel_id is not None:
             raise MessageInvalid(
@@ -160,7 +217,12 @@ async def _signature(session: AsyncSession, ch: Channel, text: str | None) -> st
 
 
 async def _common(session: AsyncSession, data: MessageIn | BatchIn) -> _Common:
-    ch = await resolve_channel(session, data.channel_id, data.channel)
+    pre: _SendContext | None = None
+    if data.template_id is None and data.signature is None and _is_postgres(session):
+        # the usual send (no template, the default signature): one read instead of four
+        ch, pre = await _channel_with_context(session, data.channel_id, data.channel)
+    else:
+        ch = await resolve_channel(session, data.channel_id, data.channel)
     template: Template | None = None
     body = data.body
     if data.template_id is not None:
@@ -202,18 +264,24 @@ async def _common(session: AsyncSession, data: MessageIn | BatchIn) -> _Common:
     if data.scheduled_at is not None and data.scheduled_at.tzinfo is None:
         raise MessageInvalid("scheduled_at needs a time zone", field="scheduled_at", rule="timezone_required")
     start = max(data.scheduled_at or now, now)
-    await check_source(session, ch, data.source or ch.default_source)  # the links' source address rules
+    if pre is None:
+        await check_source(session, ch, data.source or ch.default_source)  # the links' source address rules
+    else:
+        check_source_rules(ch, data.source or ch.default_source, pre.link_rules)
     return _Common(
         channel=ch,
         message_class=data.message_class,
         template=template,
         body=body,
-        signature=await _signature(session, ch, data.signature),
+        signature=pre.signature
+        if pre is not None and ch.kind == "sms"
+        else await _signature(session, ch, data.signature),
         source=data.source or ch.default_source,
         scheduled_at=data.scheduled_at,
         valid_until=start + dt.timedelta(minutes=data.validity_minutes) if data.validity_minutes else None,
         campaign_id=data.campaign_id,
         metadata=data.metadata,
+        rates=pre.rates if pre is not None else None,
     )
 
 
@@ -284,7 +352,7 @@ async def send_messages(
     :func:`send_message`)."""
     common = await _common(session, data)
     ch = common.channel
-    rates = await _rates(session, ch.kind)
+    rates = common.rates if common.rates is not None else await _rates(session, ch.kind)
     tid = context.current_tenant_id()
     now = utcnow()
     lane = LANES[common.message_class]
@@ -626,3 +694,7 @@ def _event(
         "detail": detail,
         "at": now,
     }
+
+
+def _is_postgres(session: AsyncSession) -> bool:
+    return session.get_bind().dialect.name == "postgresql"

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, literal, select
+from sqlalchemy import and_, bindparam, func, insert, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tessera.connect.compliance import service as compliance
@@ -40,8 +40,9 @@ from tessera.connect.verify.models import Verification
 from tessera.connect.verify.schemas import TemplateStats, VerifyIn
 from tessera.connect.voice.gateway import SimulatedVoiceGateway, VoiceGateway
 from tessera.connect.voice.tts import Language, code_sentence, synthesize_async
+from tessera.core import context
 from tessera.core.crypto.types import blind_index
-from tessera.core.db.base import utcnow, uuid7
+from tessera.core.db.base import table_of, utcnow, uuid7
 from tessera.core.jobs import service as jobs
 
 MAX_CHECKS = 5
@@ -128,6 +129,11 @@ async def _recent_counts(
     session: AsyncSession, to_index: str, ip: str | None, now: dt.datetime
 ) -> tuple[int, int, int]:
     """Verifications of the tenant, of the number and of the IP within their windows: one query."""
+    row = (await session.execute(_RECENT_COUNTS[bool(ip)], _count_params(to_index, ip, now))).one()
+    return int(row[0]), int(row[1]), int(row[2])
+
+
+def _count_params(to_index: str, ip: str | None, now: dt.datetime) -> dict[str, Any]:
     since = {
         f"{k}_since": now - dt.timedelta(seconds=w)
         for k, (_, w) in (("t", PER_TENANT), ("n", PER_NUMBER), ("i", PER_IP))
@@ -137,12 +143,45 @@ async def _recent_counts(
         params["ip"] = ip
     else:
         del params["i_since"]
-    row = (await session.execute(_RECENT_COUNTS[bool(ip)], params)).one()
+    return params
+
+
+def _insert_counting_stmt(with_ip: bool) -> Any:
+    """PostgreSQL: the new verification's insert as a data-modifying CTE of the recent counts'
+    ``SELECT`` (one round trip; the counts see the rows from before the insert, as when they
+    ran first). A refused start raises, and its transaction, insert included, rolls back."""
+    t = table_of(Verification)
+    ins = insert(t).values({c.name: bindparam(f"v_{c.name}", type_=c.type) for c in t.c})
+    return _recent_counts_stmt(with_ip).add_cte(ins.cte("ins_verification"))
+
+
+_INSERT_COUNTING: dict[bool, Any] = {}
+
+
+async def _insert_counting(
+    session: AsyncSession, v: Verification, ip: str | None, now: dt.datetime
+) -> tuple[int, int, int]:
+    """Insert ``v`` (complete: every column set) and count the recent verifications (see
+    :func:`_recent_counts`) in one statement (PostgreSQL)."""
+    stmt = _INSERT_COUNTING.get(bool(ip))
+    if stmt is None:
+        stmt = _INSERT_COUNTING[bool(ip)] = _insert_counting_stmt(bool(ip))
+    values = {f"v_{c.name}": getattr(v, attr) for attr, c in _COLUMN_ATTRS}
+    row = (await session.execute(stmt, {**_count_params(v.to_index, ip, now), **values})).one()
     return int(row[0]), int(row[1]), int(row[2])
 
 
-async def _enforce_limits(session: AsyncSession, to_index: str, ip: str | None, now: dt.datetime) -> None:
-    per_tenant, per_number, per_ip = await _recent_counts(session, to_index, ip, now)
+_COLUMN_ATTRS = [(a.key, a.columns[0]) for a in Verification.__mapper__.column_attrs]
+
+
+async def _enforce_limits(
+    session: AsyncSession,
+    to_index: str,
+    ip: str | None,
+    now: dt.datetime,
+    counts: tuple[int, int, int] | None = None,
+) -> None:
+    per_tenant, per_number, per_ip = counts or await _recent_counts(session, to_index, ip, now)
     limit, window = PER_TENANT
     if per_tenant >= limit:
         raise VerifyLimited(
@@ -171,7 +210,12 @@ async def _enforce_limits(session: AsyncSession, to_index: str, ip: str | None, 
 
 
 async def _deliver(
-    session: AsyncSession, v: Verification, code: str, decision: compliance.ComplianceDecision | None = None
+    session: AsyncSession,
+    v: Verification,
+    code: str,
+    decision: compliance.ComplianceDecision | None = None,
+    *,
+    stored: bool = False,
 ) -> None:
     """Send ``code`` on the verification's channel (in the caller's transaction); ``decision``:
     the compliance check :func:`start` made already (the pipeline does not repeat it).
@@ -183,11 +227,15 @@ async def _deliver(
     if v.channel == "sms":
         from tessera.connect.service.send import send_message
 
-        message_id = uuid7()
-        v.message_id = message_id
-        if v.fallback_after is not None:
-            v.code_sealed = code
-        await session.flush()
+        if stored:  # inserted already, message id and sealed code included (see start)
+            assert v.message_id is not None
+            message_id = v.message_id
+        else:
+            message_id = uuid7()
+            v.message_id = message_id
+            if v.fallback_after is not None:
+                v.code_sealed = code
+            await session.flush()
         if v.fallback_after is not None:
             await jobs.enqueue(
                 session,
@@ -210,14 +258,53 @@ async def _deliver(
             message_id=message_id,
         )
     else:  # voice
-        v.code_sealed = code
+        if not stored:
+            v.code_sealed = code
         await jobs.enqueue(
             session, "verify.voice_call", {"verification_id": str(v.id), "send": v.sends}, queue=QUEUE
         )
 
 
+def _new_verification(
+    data: VerifyIn, to: str, index: str, ip: str | None, code: str, now: dt.datetime, *, complete: bool
+) -> Verification:
+    """The verification row of :func:`start`; ``complete``: every column set here (tenant,
+    message id, sealed code, timestamps), for an insert outside the ORM's flush."""
+    salt = secrets.token_hex(16)
+    fallback = data.fallback_after_seconds if data.channel == "sms" else None
+    v = Verification(
+        id=uuid7(),
+        channel=data.channel,
+        to=to,
+        to_index=index,
+        template=data.template,
+        locale=data.locale,
+        code_length=data.code_length,
+        code_salt=salt,
+        code_hash=_digest(salt, code),
+        status="pending",
+        expires_at=now + dt.timedelta(seconds=data.ttl_seconds),
+        checks=0,
+        sends=1,
+        last_sent_at=now,
+        ip=ip,
+        fallback_after=fallback,
+        voice_used=False,
+        created_at=now,
+    )
+    if complete:
+        v.tenant_id = context.current_tenant_id()
+        v.updated_at = now
+        v.message_id = uuid7() if data.channel == "sms" else None
+        v.code_sealed = code if data.channel != "sms" or fallback is not None else None
+        v.delivered_at = v.approved_at = None
+        v.voice_call_id = v.voice_status = None
+    return v
+
+
 async def start(session: AsyncSession, data: VerifyIn) -> Verification:
-    """Create a verification and send its code; raises 422/429 before anything is written."""
+    """Create a verification and send its code; a refusal (422/429) leaves nothing written: on
+    PostgreSQL the row goes in with the limits' counts and the refusal rolls the transaction back."""
     if data.channel == "email":
         raise VerifyInvalid(
             "the email channel is not available for verification codes yet",
@@ -230,8 +317,13 @@ async def start(session: AsyncSession, data: VerifyIn) -> Verification:
     now = utcnow()
     index = blind_index("phone", addr.value)
     ip = str(data.client_ip) if data.client_ip is not None else None
-    await _enforce_limits(session, index, ip, now)
     code = new_code(data.code_length)
+    postgres = session.get_bind().dialect.name == "postgresql"
+    v = _new_verification(data, addr.value, index, ip, code, now, complete=postgres)
+    if postgres:  # the row goes in with the counts' read (a refusal below rolls it back)
+        await _enforce_limits(session, index, ip, now, await _insert_counting(session, v, ip, now))
+    else:
+        await _enforce_limits(session, index, ip, now)
     decision = await compliance.check_outbound(
         session,
         channel="sms" if data.channel == "sms" else "voice",
@@ -246,29 +338,9 @@ async def start(session: AsyncSession, data: VerifyIn) -> Verification:
             field="to",
             rule=decision.code or "refused",
         )
-    salt = secrets.token_hex(16)
-    v = Verification(
-        id=uuid7(),
-        channel=data.channel,
-        to=addr.value,
-        to_index=index,
-        template=data.template,
-        locale=data.locale,
-        code_length=data.code_length,
-        code_salt=salt,
-        code_hash=_digest(salt, code),
-        status="pending",
-        expires_at=now + dt.timedelta(seconds=data.ttl_seconds),
-        checks=0,
-        sends=1,
-        last_sent_at=now,
-        ip=ip,
-        fallback_after=data.fallback_after_seconds if data.channel == "sms" else None,
-        voice_used=False,
-        created_at=now,
-    )
-    session.add(v)
-    await _deliver(session, v, code, decision)
+    if not postgres:
+        session.add(v)
+    await _deliver(session, v, code, decision, stored=postgres)
     # Verification traffic, like messages, is recorded on its own row (sends, checks, status,
     # voice call), not in the audit log: an audit row per code would serialise every send of
     # the tenant on the audit chain's head.
