@@ -194,3 +194,29 @@ async def test_a_bulk_claim_leaves_a_fresh_code_to_the_urgent_claim(
         assert await d.claim(500) == 1  # its announcement was missed: any claim takes it
     finally:
         await d.stop()
+
+
+async def test_codes_reuse_the_gateways_statements_and_share_receipt_transactions(
+    client: httpx.AsyncClient, tenant: TenantWorld, smsc: SmscSimulator, gateway: Any
+) -> None:
+    """The claim, the queued update, the submit results and the receipts' final update are
+    statements built once (PostgreSQL: the same objects serve every code), and receipts
+    arriving together share a transaction (gathered for ``RECEIPT_LINGER``)."""
+    from tessera.connect import dispatcher
+
+    await setup_sms(client, tenant, smsc)
+    d = await gateway()
+    mids = [await _code(client, tenant, f"1370013710{i}") for i in range(3)]
+    await wait_final(tenant, 3, timeout=10)
+    built = dict(dispatcher._BUILT)
+    more = [await _code(client, tenant, f"1370013711{i}") for i in range(5)]
+    await wait_final(tenant, 8, timeout=10)
+    for key, stmt in built.items():
+        assert dispatcher._BUILT[key] is stmt, key  # not rebuilt
+    if get_database().is_postgres:
+        assert {"claim_codes", "queued", ("record_submits", True), "final"} <= set(dispatcher._BUILT)
+    for mid in mids + more:
+        assert [e[:2] for e in await _events(tenant, mid)][-1] == ("receipt", "delivered")
+    # items: the receipts, and a wake-up when one waited for its submit result to commit
+    assert d.stats["connect-receipts_items"] >= 8
+    assert d.stats["connect-receipts_batches"] < 8
