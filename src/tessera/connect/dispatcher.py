@@ -35,7 +35,21 @@ from collections import OrderedDict, defaultdict, deque
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 
-from sqlalchemy import Integer, Text, any_, bindparam, delete, insert, or_, select, text, update
+from sqlalchemy import (
+    Integer,
+    Text,
+    any_,
+    bindparam,
+    case,
+    delete,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
@@ -308,6 +322,58 @@ def _claim_codes_stmt() -> Any:
         .returning(d.c.message_id, d.c.claims, d.c.available_at)
         .cte("claimed")
     )
+    # The claimed messages that can go (not final nor submitted, not past their validity)
+    # become 'queued' with their event in the same statement, as _claim_tenant would write
+    # them (a resubmission counted, its event ``resubmitted``); the SELECT below still reads
+    # the rows as they were (one snapshot), and _claim_tenant undoes the rare deferral.
+    m = table_of(Message)
+    now = bindparam("c_now", type_=m.c.queued_at.type)
+    resub = claimed.c.claims > 1
+    queued = (
+        update(m)
+        .where(
+            m.c.id == claimed.c.message_id,
+            m.c.status.not_in((*FINAL_STATUSES, "submitted")),
+            or_(m.c.valid_until.is_(None), m.c.valid_until >= now),
+        )
+        .values(
+            status="queued",
+            queued_at=now,
+            updated_at=now,
+            attempts=m.c.attempts + 1,
+            resubmissions=m.c.resubmissions + case((resub, 1), else_=0),
+        )
+        .returning(m.c.id, m.c.carrier, m.c.to_index, claimed.c.claims)
+        .cte("queued")
+    )
+    ported = (
+        select(PortedNumber.carrier)
+        .where(PortedNumber.number_index == queued.c.to_index)
+        .limit(1)
+        .scalar_subquery()
+    )
+    carrier = case((func.coalesce(ported, "") != "", ported), else_=queued.c.carrier)
+    again = queued.c.claims > 1
+    e = table_of(MessageEvent)
+    events = insert(e).from_select(
+        list(EVENT_KEYS),
+        select(
+            bindparam("c_tid", type_=e.c.tenant_id.type),
+            queued.c.id,
+            case((again, "resubmitted"), else_="status"),
+            literal("queued"),
+            case(
+                (
+                    again,
+                    func.jsonb_build_object(
+                        "claim", queued.c.claims, "gateway", bindparam("c_by", type_=Text())
+                    ),
+                ),
+                else_=func.jsonb_build_object("carrier", carrier),
+            ),
+            bindparam("c_now", type_=e.c.at.type),
+        ),
+    )
     return (
         select(
             claimed.c.message_id.label("claimed_id"),
@@ -315,8 +381,18 @@ def _claim_codes_stmt() -> Any:
             claimed.c.available_at.label("available_at"),
             *_MESSAGE_COLUMNS,
             _PORTED_TO,
+            Message.queued_at,
+            Message.attempts,
+            Message.resubmissions,
+            Message.updated_at,
+            queued.c.id.label("queued_id"),
         )
-        .select_from(claimed.outerjoin(Message, Message.id == claimed.c.message_id))
+        .select_from(
+            claimed.outerjoin(Message, Message.id == claimed.c.message_id).outerjoin(
+                queued, queued.c.id == claimed.c.message_id
+            )
+        )
+        .add_cte(events.cte("ins_events"))
         .order_by(claimed.c.available_at, claimed.c.message_id)
     )
 
@@ -819,6 +895,7 @@ class Dispatcher:
         heartbeat_interval: float = 1.0,
         stale_after: float = 5.0,
         poll_interval: float = 0.05,
+        idle_poll: float = 0.5,
         submit_timeout: float = 5.0,
         receipt_match_timeout: float = 10.0,
         max_pending: int | None = None,
@@ -841,6 +918,10 @@ class Dispatcher:
         self.heartbeat_interval = heartbeat_interval
         self.stale_after = stale_after
         self.poll_interval = poll_interval
+        # PostgreSQL with the NOTIFY listener up: how often an empty queue is polled (see
+        # _claim_loop); messages whose time comes (scheduled, deferred, released) wait this long
+        self.idle_poll = idle_poll
+        self._listening = False
         self.submit_timeout = submit_timeout
         self.receipt_match_timeout = receipt_match_timeout
         self.max_pending = max_pending
@@ -1057,10 +1138,18 @@ class Dispatcher:
                 log.exception("claim failed")
                 await asyncio.sleep(0.5)
             if claimed == 0 or self.pending() >= self.capacity():
+                # Nothing ready: with the NOTIFY listener up every commit of messages wakes this
+                # loop (and codes have the urgent claim), so the poll only finds messages whose
+                # time came (scheduled, deferred, released): it waits ``idle_poll`` rather than
+                # running a claim transaction every ``poll_interval`` (20 a second) for nothing.
+                # Lanes full: ``poll_interval``, to refill them as their workers free up.
+                wait = self.poll_interval
+                if claimed == 0 and self._listening:
+                    wait = max(wait, self.idle_poll)
                 # asyncio.timeout, not wait_for: on 3.11 wait_for loses a cancel that arrives as
                 # the event is set (a wake() during stop()), and stop() then waits forever
                 with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self.poll_interval):
+                    async with asyncio.timeout(wait):
                         await self._wake.wait()
 
     def _ask_urgent(self, tenant_id: uuid.UUID | None) -> None:
@@ -1126,6 +1215,8 @@ class Dispatcher:
                 conn = await psycopg.AsyncConnection.connect(dsn, autocommit=True)
                 try:
                     await conn.execute(f"LISTEN {DISPATCH_CHANNEL}")
+                    self._listening = True
+                    self._wake.set()  # whatever was committed while not listening: claim it now
                     while not self._stopped:
                         async for note in conn.notifies(timeout=0.5):
                             lane, _, tenant = note.payload.partition(":")
@@ -1134,6 +1225,7 @@ class Dispatcher:
                             else:
                                 self._wake.set()
                 finally:
+                    self._listening = False
                     await conn.close()
             except asyncio.CancelledError:
                 raise
@@ -1222,11 +1314,13 @@ class Dispatcher:
 
     async def claim_codes(self, tid: uuid.UUID, limit: int, *, asked: float = 0.0) -> int:
         """PostgreSQL: claim up to ``limit`` verification codes of tenant ``tid`` (announced by
-        its ``NOTIFY``) in the tenant's own transaction: the dispatch rows' claim is a
-        data-modifying CTE of the messages' read, so the claim takes three round trips
-        (``BEGIN`` with the tenant, claim and read, status and events) and the commit, where
-        the claim of every lane takes eight; each of them waits for a turn of a busy event
-        loop. Rows whose message is gone come back without one and are dropped as usual."""
+        its ``NOTIFY``) in the tenant's own transaction: the dispatch rows' claim, the
+        messages' 'queued' status and their events are data-modifying CTEs of the messages'
+        read (:func:`_claim_codes_stmt`), so the claim takes two round trips (``BEGIN`` with
+        the tenant, the claim) and the commit, where the claim of every lane takes eight;
+        each of them waits for a turn of a busy event loop. Rows whose message is gone come
+        back without one and are dropped as usual; a message whose route is not known yet is
+        put back as it was (:meth:`_undo_queued`)."""
         t_claim = time.time()
         now = utcnow()
         params = {"c_tid": tid, "c_now": now, "c_limit": limit, "c_by": self.id}
@@ -1237,7 +1331,7 @@ class Dispatcher:
                     return 0
                 trows = [_Claimed(r.claimed_id, tid, 0, r.claims - 1) for r in rows]
                 msgs = [r for r in rows if r.id is not None]
-                items = await self._claim_tenant(s, tid, trows, now, msgs=msgs)
+                items = await self._claim_tenant(s, tid, trows, now, msgs=msgs, in_claim=True)
         self.stats["claimed_codes"] += len(rows)
         await self._claimed(items, asked or t_claim, t_claim, True)
         return len(rows)
@@ -1250,9 +1344,11 @@ class Dispatcher:
         now: dt.datetime,
         *,
         msgs: list[Any] | None = None,
+        in_claim: bool = False,
     ) -> list[Item]:
         """Items of the claimed messages of tenant ``tid`` (in scope); ``msgs``: their rows
-        already read (:meth:`claim_codes`), else read here."""
+        already read (:meth:`claim_codes`), else read here; ``in_claim``: the claim statement
+        made those with a ``queued_id`` 'queued' already, with their event."""
         claims = {r.message_id: r.claims for r in claimed}
         lanes = {r.message_id: r.lane for r in claimed}
         # yields inside a transaction only where writers do not queue behind it (not SQLite)
@@ -1267,6 +1363,7 @@ class Dispatcher:
             )
         routes = await self._routes(s, tid)
         deferred: list[uuid.UUID] = []
+        undo: list[Any] = []  # queued by the claim statement, then deferred: put back as they were
         expired, gone, live, resub = [], [], [], []
         found = {m.id for m in msgs}
         gone = [mid for mid in claims if mid not in found]
@@ -1299,6 +1396,8 @@ class Dispatcher:
                 fresh = await self._reload_on_miss(s, tid, routes, m.created_at)
                 if fresh is None:
                     deferred.append(m.id)
+                    if in_claim and m.queued_id is not None:
+                        undo.append(m)
                     continue
                 routes = fresh
             rows = [] if wechat else self._route_rows(routes, m, carrier)
@@ -1306,6 +1405,8 @@ class Dispatcher:
                 fresh = await self._reload_on_miss(s, tid, routes, m.created_at)
                 if fresh is None:
                     deferred.append(m.id)
+                    if in_claim and m.queued_id is not None:
+                        undo.append(m)
                     continue
                 routes = fresh
                 rows = self._route_rows(routes, m, carrier)
@@ -1326,6 +1427,11 @@ class Dispatcher:
                 variables=dict(m.variables or {}),
                 rule=routing.describe(rows[0]) if rows else None,
             )
+            items.append(item)
+            if in_claim and m.queued_id is not None:  # status, counters and event written
+                if item.resubmission:
+                    self.stats["resubmitted"] += 1
+                continue
             live.append(m.id)
             if item.resubmission:
                 resub.append(m.id)
@@ -1350,7 +1456,6 @@ class Dispatcher:
                         "at": now,
                     }
                 )
-            items.append(item)
         # PostgreSQL: the events go in the status update's round trip (a data-modifying CTE)
         ev_in_update = bool(live) and _pg(s)
         if ev_in_update:
@@ -1382,6 +1487,8 @@ class Dispatcher:
             )
         if not ev_in_update:
             await insert_rows(s, table_of(MessageEvent), events)
+        if undo:
+            await self._undo_queued(s, undo, now)
         done = expired + gone
         if done:
             await s.execute(delete(DispatchItem).where(one_of(s, DispatchItem.message_id, done)))
@@ -1397,6 +1504,40 @@ class Dispatcher:
                 )
             )
         return items
+
+    async def _undo_queued(self, s: AsyncSession, rows: list[Any], now: dt.datetime) -> None:
+        """Messages :meth:`claim_codes` made 'queued' whose route is not known yet (they go back
+        to the queue): their status, times and counters as they were, their event removed,
+        as if the claim had not touched them (the transaction is still open)."""
+        t = table_of(Message)
+        await s.execute(
+            update(t)
+            .where(t.c.id == bindparam("u_id", type_=t.c.id.type))
+            .values(
+                status=bindparam("u_status", type_=t.c.status.type),
+                queued_at=bindparam("u_queued", type_=t.c.queued_at.type),
+                updated_at=bindparam("u_updated", type_=t.c.updated_at.type),
+                attempts=bindparam("u_attempts", type_=t.c.attempts.type),
+                resubmissions=bindparam("u_resub", type_=t.c.resubmissions.type),
+            ),
+            [
+                {
+                    "u_id": m.id,
+                    "u_status": m.status,
+                    "u_queued": m.queued_at,
+                    "u_updated": m.updated_at,
+                    "u_attempts": m.attempts,
+                    "u_resub": m.resubmissions,
+                }
+                for m in rows
+            ],
+        )
+        e = table_of(MessageEvent)
+        await s.execute(
+            delete(e).where(
+                one_of(s, e.c.message_id, [m.id for m in rows]), e.c.status == "queued", e.c.at == now
+            )
+        )
 
     async def _reload_on_miss(
         self, s: AsyncSession, tid: uuid.UUID, routes: TenantRoutes, created_at: dt.datetime

@@ -220,3 +220,79 @@ async def test_codes_reuse_the_gateways_statements_and_share_receipt_transaction
     # items: the receipts, and a wake-up when one waited for its submit result to commit
     assert d.stats["connect-receipts_items"] >= 8
     assert d.stats["connect-receipts_batches"] < 8
+
+
+@pytest.mark.skipif(
+    __import__("os").environ.get("TESSERA_TEST_DB", "sqlite") != "postgres",
+    reason="the NOTIFY listener is PostgreSQL's",
+)
+async def test_an_idle_gateway_polls_slowly_and_a_notify_wakes_it(
+    client: httpx.AsyncClient, tenant: TenantWorld, smsc: SmscSimulator, gateway: Any
+) -> None:
+    """With the listener up, an empty queue is polled every ``idle_poll`` s, not every
+    ``poll_interval`` (a claim transaction 20 times a second for nothing); a committed message
+    still wakes the claim at once through its NOTIFY."""
+    import asyncio
+    import time
+
+    await setup_sms(client, tenant, smsc)
+    d = await gateway()
+    for _ in range(100):
+        if d._listening:
+            break
+        await asyncio.sleep(0.05)
+    assert d._listening
+    await asyncio.sleep(0.3)
+    calls: list[float] = []
+    claim = d.claim
+
+    async def counted(*args: Any, **kw: Any) -> int:
+        calls.append(time.monotonic())
+        return await claim(*args, **kw)
+
+    d.claim = counted
+    await asyncio.sleep(1.2)
+    assert len(calls) <= 4, len(calls)  # ~2 (idle_poll 0.5 s); 24 at poll_interval 0.05 s
+    r = await client.post(
+        "/v1/messages",
+        json={"to": "13700137200", "body": "Your parcel is on its way", "class": "notification"},
+        headers=tenant.headers("admin"),
+    )
+    assert r.status_code == 202, r.text
+    t0 = time.monotonic()
+    await wait_final(tenant, 1, timeout=10)
+    assert time.monotonic() - t0 < 0.45  # woken by the NOTIFY, not found by the next poll
+
+
+@pytest.mark.skipif(
+    __import__("os").environ.get("TESSERA_TEST_DB", "sqlite") != "postgres",
+    reason="claim_codes is the PostgreSQL claim (data-modifying CTE)",
+)
+async def test_claim_codes_puts_back_a_code_whose_route_is_not_known_yet(
+    client: httpx.AsyncClient, tenant: TenantWorld, smsc: SmscSimulator
+) -> None:
+    """The claim statement makes a code 'queued' with its event; when its route is not in the
+    gateway's table yet (and the table may not be reloaded yet) the code goes back to the
+    queue exactly as it was: status, counters and events untouched."""
+    from tessera.connect.dispatcher import Dispatcher
+
+    await setup_sms(client, tenant, smsc)
+    d = Dispatcher(submit_timeout=1.0, route_reload_min=60.0)
+    try:
+        with context.tenant_scope(tenant.tenant_id):
+            async with unit_of_work() as s:
+                await d._routes(s, tenant.tenant_id, force=True)
+        d.routes[tenant.tenant_id].routes.clear()  # as if the route came after the table's load
+        mid = await _code(client, tenant, "13700137012")
+        before = utcnow()
+        assert await d.claim_codes(tenant.tenant_id, 100) == 1
+        assert d.runners == {} and d.stats["resubmitted"] == 0
+        with context.tenant_scope(tenant.tenant_id):
+            async with unit_of_work() as s:
+                m = (await s.execute(select(Message).where(Message.id == mid))).scalar_one()
+                assert (m.status, m.attempts, m.resubmissions, m.queued_at) == ("accepted", 0, 0, None)
+        assert [e[:2] for e in await _events(tenant, mid)] == [("status", "accepted")]
+        [row] = await _dispatch_rows(mid)
+        assert row.state == 0 and row.claims == 0 and row.available_at > before
+    finally:
+        await d.stop()
