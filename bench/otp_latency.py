@@ -31,7 +31,11 @@ written when it stops) and ``stages`` gives p50, p99 and the mean over the slowe
 of: ``returned_to_wake`` (POST returning → the gateway told, negative when the NOTIFY came
 first), ``wake_to_claim``, ``claim_to_claimed`` (the claim's transaction), ``claimed_to_worker``
 (the link's worker takes it) and ``worker_to_arrived`` (submit_sm written and read by the SMSC).
-``gateway_loop_lag_ms``: how late a 5 ms sleep woke up in the gateway (its longest loop turns).
+``gateway_loop_lag_ms``: how late a 5 ms sleep woke up in the gateway (its longest loop turns);
+``over_20ms`` counts the wake-ups more than 20 ms late and ``over_20ms_busy_share`` is the share
+of their lateness the gateway spent on the CPU (near 1: its own long stretches of work; near 0:
+it waited for a CPU, the machine was busy). ``gateway_gc``: the garbage collector's pauses in
+the gateway per generation (count, longest, total).
 Both API processes tune the garbage collector once set up (``tessera.app.tune_gc``), as a
 serving process's lifespan does (httpx's ASGI transport runs no lifespan).
 ``api_cpu_ms_per_code``: CPU of this process per accepted code (the API with its in-process
@@ -342,6 +346,7 @@ def _stages(path: str, returned: dict[str, float], arrivals: dict[str, float]) -
         "urgent_claimed": sum(1 for r in rows if r.get("urgent")),
         "gateway_stats": trace.get("stats"),
         "gateway_loop_lag_ms": trace.get("loop_lag_ms"),
+        "gateway_gc": trace.get("gc"),
     }
 
 

@@ -999,7 +999,26 @@ class Dispatcher:
                 lags = sorted(getattr(self, "trace_lags", []) or [0.0])
                 lag = {f"p{q}": round(lags[int(q / 100 * (len(lags) - 1))] * 1000, 2) for q in (50, 99)}
                 lag["max"] = round(lags[-1] * 1000, 2)
-                f.write(orjson.dumps({"stages": self.trace, "stats": dict(self.stats), "loop_lag_ms": lag}))
+                late = getattr(self, "trace_late", [])
+                lag["over_20ms"] = len(late)
+                # of the time lost to late wake-ups, the share this process was on the CPU
+                lag["over_20ms_busy_share"] = (
+                    round(sum(c for _, c in late) / sum(x for x, _ in late), 2) if late else None
+                )
+                gcs = getattr(self, "trace_gc", [])
+                gc_ms = {
+                    f"gen{g}": {
+                        "n": sum(1 for x, _ in gcs if x == g),
+                        "max_ms": round(max((d for x, d in gcs if x == g), default=0.0) * 1000, 2),
+                        "total_ms": round(sum(d for x, d in gcs if x == g) * 1000, 1),
+                    }
+                    for g in (0, 1, 2)
+                }
+                f.write(
+                    orjson.dumps(
+                        {"stages": self.trace, "stats": dict(self.stats), "loop_lag_ms": lag, "gc": gc_ms}
+                    )
+                )
         with contextlib.suppress(Exception):
             await self._release([it.message_id for it in left], resubmission=False)
             with context.tenant_scope(None):
@@ -1192,13 +1211,35 @@ class Dispatcher:
                 await asyncio.sleep(0.5)
 
     async def _loop_lag(self) -> None:
-        """Trace only: how late a 5 ms sleep wakes up (the event loop's longest stretches)."""
+        """Trace only: how late a 5 ms sleep wakes up (the event loop's longest stretches); for
+        the late ones (over 20 ms) how much of the lateness this process spent on the CPU (its
+        own work, e.g. a long batch) rather than waiting for one (a busy machine); and the
+        garbage collector's pauses."""
+        import gc
+
         lags: list[float] = []
-        self.trace_lags = lags
-        while True:
-            t = time.monotonic()
-            await asyncio.sleep(0.005)
-            lags.append(time.monotonic() - t - 0.005)
+        late: list[tuple[float, float]] = []  # (lag, CPU of this process meanwhile)
+        pauses: list[tuple[int, float]] = []  # (generation, seconds)
+        self.trace_lags, self.trace_late, self.trace_gc = lags, late, pauses
+        started: list[float] = [0.0]
+
+        def on_gc(phase: str, info: dict[str, int]) -> None:
+            if phase == "start":
+                started[0] = time.perf_counter()
+            else:
+                pauses.append((info["generation"], time.perf_counter() - started[0]))
+
+        gc.callbacks.append(on_gc)
+        try:
+            while True:
+                t, c = time.monotonic(), time.process_time()
+                await asyncio.sleep(0.005)
+                lag = time.monotonic() - t - 0.005
+                lags.append(lag)
+                if lag > 0.02:
+                    late.append((lag, time.process_time() - c))
+        finally:
+            gc.callbacks.remove(on_gc)
 
     async def _listen(self) -> None:
         """PostgreSQL: LISTEN for messages committed by other processes (the API) on a dedicated
