@@ -309,12 +309,13 @@ async def test_refused_codes_leave_no_row(
     assert v.updated_at is not None and v.tenant_id == tenant.tenant_id
 
 
-async def test_a_code_costs_six_statements_on_postgres(
+async def test_a_code_costs_five_statements_on_postgres(
     client: httpx.AsyncClient, tenant: TenantWorld
 ) -> None:
     """POST /v1/verify (no voice fallback: its job is two statements more) on PostgreSQL: BEGIN
-    with the tenant, the row with the limits' counts, the lists and word versions, the channel
-    with its send context, the message insert (events, dispatch row, NOTIFY), the quota; then
+    with the tenant; the row with the limits' counts and the compliance lookups (lists, word
+    versions); the channel with its send context; the message insert (events, dispatch row,
+    NOTIFY); the quota; then
     the commit."""
     from sqlalchemy import event
 
@@ -334,6 +335,6 @@ async def test_a_code_costs_six_statements_on_postgres(
     finally:
         event.remove(engine, "before_cursor_execute", rec)
     if engine.dialect.name == "postgresql":
-        assert len(sql) <= 6, [s[:150] for s in sql]
+        assert len(sql) <= 5, [s[:150] for s in sql]
     else:
         assert len(sql) <= 13, sql

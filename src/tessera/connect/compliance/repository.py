@@ -7,7 +7,19 @@ import uuid
 from collections.abc import Collection
 from typing import Any
 
-from sqlalchemy import String, bindparam, cast, func, insert, literal, select, union_all, update
+from sqlalchemy import (
+    JSON,
+    String,
+    bindparam,
+    cast,
+    func,
+    insert,
+    literal,
+    select,
+    type_coerce,
+    union_all,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tessera.connect.compliance.models import (
@@ -79,6 +91,39 @@ def _lists_and_versions_stmt() -> Any:
 _LISTS_AND_VERSIONS: list[Any] = []
 
 
+def lists_and_versions_column() -> Any:
+    """:func:`lists_and_versions`' read as one JSON column (``[[src, key, kind], …]``), for a
+    caller that puts it in a statement of its own (binds ``indexes``, ``values``, ``scopes``;
+    read back with :func:`parse_lists_and_versions`)."""
+    lists = _lists_and_versions_stmt().subquery("lists_json")
+    return type_coerce(
+        select(
+            func.json_agg(func.json_build_array(lists.c.src, lists.c.key, lists.c.kind))
+        ).scalar_subquery(),
+        JSON(),
+    )
+
+
+def lists_and_versions_params(
+    indexes: Collection[str], values: Collection[str], scopes: list[str]
+) -> dict[str, Any]:
+    return {"indexes": list(set(indexes)), "values": list(set(values)), "scopes": scopes}
+
+
+def parse_lists_and_versions(
+    rows: Any,
+) -> tuple[dict[str, set[str]], dict[str, set[str]], dict[str, int]]:
+    tenant: dict[str, set[str]] = {}
+    global_: dict[str, set[str]] = {}
+    versions: dict[str, int] = {}
+    for src, key, kind in rows or ():
+        if src == "v":
+            versions[key] = int(kind)
+        else:
+            (tenant if src == "t" else global_).setdefault(key, set()).add(kind)
+    return tenant, global_, versions
+
+
 async def lists_and_versions(
     session: AsyncSession, indexes: Collection[str], values: Collection[str], scopes: list[str]
 ) -> tuple[dict[str, set[str]], dict[str, set[str]], dict[str, int]]:
@@ -88,19 +133,8 @@ async def lists_and_versions(
     (:meth:`VersionRepository.versions`). The tenant guard scopes the tenant's lists."""
     if not _LISTS_AND_VERSIONS:
         _LISTS_AND_VERSIONS.append(_lists_and_versions_stmt())
-    rows = await session.execute(
-        _LISTS_AND_VERSIONS[0],
-        {"indexes": list(set(indexes)), "values": list(set(values)), "scopes": scopes},
-    )
-    tenant: dict[str, set[str]] = {}
-    global_: dict[str, set[str]] = {}
-    versions: dict[str, int] = {}
-    for src, key, kind in rows.all():
-        if src == "v":
-            versions[key] = int(kind)
-        else:
-            (tenant if src == "t" else global_).setdefault(key, set()).add(kind)
-    return tenant, global_, versions
+    rows = await session.execute(_LISTS_AND_VERSIONS[0], lists_and_versions_params(indexes, values, scopes))
+    return parse_lists_and_versions(rows.all())
 
 
 class VersionRepository(Repository[ListVersion]):

@@ -73,6 +73,9 @@ from tessera.connect.compliance.repository import (
     VersionRepository,
     WordRepository,
     lists_and_versions,
+    lists_and_versions_column,
+    lists_and_versions_params,
+    parse_lists_and_versions,
     tenant_timezone,
 )
 from tessera.core import context
@@ -222,9 +225,12 @@ async def check_outbound(
     now: dt.datetime | None = None,
     subject: str | None = None,
     html: str | None = None,
+    lookups: Any = None,
 ) -> ComplianceDecision:
     """Decide whether one outbound message may go (tenant in scope). Writes nothing.
-    An email's ``subject`` and ``html`` part are checked with the body (:class:`EmailParts`)."""
+    An email's ``subject`` and ``html`` part are checked with the body (:class:`EmailParts`).
+    ``lookups``: the value of :func:`lookups_column` the caller read in a statement of its own
+    with :func:`lookup_params` of this recipient (one round trip less)."""
     addr = normalize_address(to_e164_or_email, channel=channel)
     parts = [EmailParts(subject or "", html)] if subject is not None or html is not None else None
     [decision] = await check_outbound_many(
@@ -234,8 +240,22 @@ async def check_outbound(
         recipients=[(addr, body)],
         now=now,
         email_parts=parts,
+        lookups=lookups,
     )
     return decision
+
+
+def lookups_column() -> Any:
+    """What a check reads (the tenant's and the global lists of the recipients, the word lists'
+    versions) as one JSON column, for a caller's own statement (see :func:`check_outbound`)."""
+    return lists_and_versions_column()
+
+
+def lookup_params(addr: Address) -> dict[str, Any]:
+    """The bind parameters of :func:`lookups_column` for one recipient (tenant in scope)."""
+    return lists_and_versions_params(
+        [address_index(addr)], [addr.value], [GLOBAL_SCOPE, str(context.current_tenant_id())]
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -301,6 +321,7 @@ async def check_outbound_many(
     indexes: Sequence[str] | None = None,
     now: dt.datetime | None = None,
     email_parts: Sequence[EmailParts] | None = None,
+    lookups: Any = None,
 ) -> list[ComplianceDecision]:
     """:func:`check_outbound` for many ``(address, rendered body)`` pairs, in order. Writes nothing.
 
@@ -316,10 +337,13 @@ async def check_outbound_many(
     if not recipients:
         return []
     idx = list(indexes) if indexes is not None else [address_index(a) for a, _ in recipients]
-    # the lists and the word lists' versions in one round trip
-    tenant_lists, global_lists, versions = await lists_and_versions(
-        session, idx, {a.value for a, _ in recipients}, [GLOBAL_SCOPE, str(context.current_tenant_id())]
-    )
+    # the lists and the word lists' versions in one round trip (or read by the caller)
+    if lookups is not None:
+        tenant_lists, global_lists, versions = parse_lists_and_versions(lookups)
+    else:
+        tenant_lists, global_lists, versions = await lists_and_versions(
+            session, idx, {a.value for a, _ in recipients}, [GLOBAL_SCOPE, str(context.current_tenant_id())]
+        )
     opted: set[str] = set()
     if message_class != "verification":
         opted = await OptOutRepository(session).opted_out(channel, idx)

@@ -152,23 +152,27 @@ def _insert_counting_stmt(with_ip: bool) -> Any:
     ran first). A refused start raises, and its transaction, insert included, rolls back."""
     t = table_of(Verification)
     ins = insert(t).values({c.name: bindparam(f"v_{c.name}", type_=c.type) for c in t.c})
-    return _recent_counts_stmt(with_ip).add_cte(ins.cte("ins_verification"))
+    counts = _recent_counts_stmt(with_ip).add_cte(ins.cte("ins_verification"))
+    # and what the compliance check reads of the recipient (its lists, the word versions)
+    return counts.add_columns(compliance.lookups_column().label("lookups"))
 
 
 _INSERT_COUNTING: dict[bool, Any] = {}
 
 
 async def _insert_counting(
-    session: AsyncSession, v: Verification, ip: str | None, now: dt.datetime
-) -> tuple[int, int, int]:
-    """Insert ``v`` (complete: every column set) and count the recent verifications (see
-    :func:`_recent_counts`) in one statement (PostgreSQL)."""
+    session: AsyncSession, v: Verification, ip: str | None, now: dt.datetime, addr: compliance.Address
+) -> tuple[tuple[int, int, int], Any]:
+    """Insert ``v`` (complete: every column set), count the recent verifications (see
+    :func:`_recent_counts`) and read the compliance check's lookups of ``addr`` in one
+    statement (PostgreSQL); returns the counts and the lookups."""
     stmt = _INSERT_COUNTING.get(bool(ip))
     if stmt is None:
         stmt = _INSERT_COUNTING[bool(ip)] = _insert_counting_stmt(bool(ip))
     values = {f"v_{c.name}": getattr(v, attr) for attr, c in _COLUMN_ATTRS}
-    row = (await session.execute(stmt, {**_count_params(v.to_index, ip, now), **values})).one()
-    return int(row[0]), int(row[1]), int(row[2])
+    params = {**_count_params(v.to_index, ip, now), **values, **compliance.lookup_params(addr)}
+    row = (await session.execute(stmt, params)).one()
+    return (int(row[0]), int(row[1]), int(row[2])), row.lookups or []
 
 
 _COLUMN_ATTRS = [(a.key, a.columns[0]) for a in Verification.__mapper__.column_attrs]
@@ -320,8 +324,10 @@ async def start(session: AsyncSession, data: VerifyIn) -> Verification:
     code = new_code(data.code_length)
     postgres = session.get_bind().dialect.name == "postgresql"
     v = _new_verification(data, addr.value, index, ip, code, now, complete=postgres)
+    lookups = None
     if postgres:  # the row goes in with the counts' read (a refusal below rolls it back)
-        await _enforce_limits(session, index, ip, now, await _insert_counting(session, v, ip, now))
+        counts, lookups = await _insert_counting(session, v, ip, now, addr)
+        await _enforce_limits(session, index, ip, now, counts)
     else:
         await _enforce_limits(session, index, ip, now)
     decision = await compliance.check_outbound(
@@ -331,6 +337,7 @@ async def start(session: AsyncSession, data: VerifyIn) -> Verification:
         to_e164_or_email=addr.value,
         body=_body(data.locale, code, data.ttl_seconds),
         now=now,
+        lookups=lookups,
     )
     if decision.verdict != "allow":
         raise VerifyInvalid(
