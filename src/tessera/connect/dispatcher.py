@@ -1147,10 +1147,12 @@ class Dispatcher:
         while True:
             self._wake.clear()
             claimed = 0
+            empty = False  # a claim ran and found nothing ready (not: the lanes had no room)
             try:
                 room = self.capacity() - self.pending()
                 if room >= max(1, min(self.claim_batch, self.capacity()) // 4):
                     claimed = await self.claim(min(room, self.claim_batch))
+                    empty = claimed == 0
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -1163,7 +1165,7 @@ class Dispatcher:
                 # running a claim transaction every ``poll_interval`` (20 a second) for nothing.
                 # Lanes full: ``poll_interval``, to refill them as their workers free up.
                 wait = self.poll_interval
-                if claimed == 0 and self._listening:
+                if empty and self._listening:
                     wait = max(wait, self.idle_poll)
                 # asyncio.timeout, not wait_for: on 3.11 wait_for loses a cancel that arrives as
                 # the event is set (a wake() during stop()), and stop() then waits forever

@@ -296,3 +296,34 @@ async def test_claim_codes_puts_back_a_code_whose_route_is_not_known_yet(
         assert row.state == 0 and row.claims == 0 and row.available_at > before
     finally:
         await d.stop()
+
+
+async def test_full_lanes_are_refilled_every_poll_interval_even_with_the_listener_up() -> None:
+    """The idle poll is for an empty queue only: lanes too full to claim into are looked at
+    again every ``poll_interval`` (refilled as their workers free up), not every ``idle_poll``."""
+    import asyncio
+
+    from tessera.connect.dispatcher import Dispatcher
+
+    d = Dispatcher(poll_interval=0.05, idle_poll=30.0)
+    d._listening = True
+    full = [True]
+    calls: list[int] = []
+
+    async def claim(limit: int, **kw: Any) -> int:
+        calls.append(limit)
+        return 0
+
+    d.pending = lambda: 10**6 if full[0] else 0  # type: ignore[method-assign]
+    d.claim = claim  # type: ignore[method-assign]
+    task = asyncio.create_task(d._claim_loop())
+    try:
+        await asyncio.sleep(0.2)
+        assert calls == []  # no room: nothing claimed
+        full[0] = False
+        await asyncio.sleep(0.3)
+        assert len(calls) == 1  # claimed within a poll_interval; then the empty queue's idle poll
+    finally:
+        task.cancel()
+        with __import__("contextlib").suppress(asyncio.CancelledError):
+            await task
