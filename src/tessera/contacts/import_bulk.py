@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import itertools
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tessera.contacts.import_columns import LazyRecords, validate_columns
 from tessera.contacts.importer import (
     _SEALED,
     COLUMNS,
@@ -34,6 +36,7 @@ from tessera.contacts.importer import (
     ImportRun,
     PreparedChunk,
     Problem,
+    Record,
     RowValidator,
     _dup_note,
     _tag_records,
@@ -61,6 +64,7 @@ class BulkChunk(PreparedChunk):
     sealed: list[str] | None = None
     owner_pos: list[int] | None = None  # per identity, its record's position
     probes: list[int] | None = None  # identity positions to look up; None: all of them
+    has_tags: bool = False
 
 
 def prepare_bulk(
@@ -69,11 +73,28 @@ def prepare_bulk(
     """CPU-only work of a chunk for :func:`write_bulk` (no database, no await: runs in a worker
     thread, one chunk at a time, in file order). ``seen`` holds the identities of the earlier
     chunks of a first import; this chunk's are added to it."""
-    records, problems, dups = validate_chunk(validator, rows)
-    out = BulkChunk(rows, records, problems, dups)
-    n = len(records)
+    cols = validate_columns(validator, rows)  # a plain file: column by column
+    column: Callable[[str], list[Any]]
+    if cols is not None:
+        # records made only when write_bulk reads one (it needs few: see import_columns)
+        records = cast(list[Record], LazyRecords(cols))
+        out = BulkChunk(rows, records, cols.problems, cols.duplicates)
+        n = len(records)
+        idents = cols.idents
+        column = cols.column
+        attributes: list[dict[str, Any]] = [{}] * n
+    else:
+        records, problems, dups = validate_chunk(validator, rows)
+        out = BulkChunk(rows, records, problems, dups)
+        out.has_tags = any(r.tags for r in records)
+        n = len(records)
+        idents = [r.idents for r in records]
+
+        def column(c: str) -> list[Any]:
+            return [r.values.get(c) for r in records]
+
+        attributes = [r.attributes for r in records]
     # The identities flattened (a record's stay together, in its order), by comprehensions.
-    idents = [r.idents for r in records]
     flat = [x for xs in idents for x in xs]
     kinds = [x[0] for x in flat]
     plain = [x[1] for x in flat]
@@ -98,7 +119,7 @@ def prepare_bulk(
     contacts: dict[str, Any] = {"id": contact_ids, "created_at": NOW, "updated_at": NOW}
     mapped = {t for _, t in validator.plan}
     for c in COLUMNS:
-        col: list[Any] = [r.values.get(c) for r in records] if c in mapped else [None] * n
+        col: list[Any] = column(c) if c in mapped else [None] * n
         if c in _SEALED:
             given = [at for at, v in enumerate(col) if v is not None]
             for at, sv in zip(given, sealer.encrypt_many([col[at] for at in given]), strict=True):
@@ -108,7 +129,7 @@ def prepare_bulk(
         elif c == "lifecycle_stage":
             col = [v or "lead" for v in col]
         contacts[c] = col
-    contacts["attributes"] = [r.attributes for r in records]
+    contacts["attributes"] = attributes
     contacts["phone_tail"] = tails
     # Identities go in in the unique index's order (kind, blind index): each insert then lands
     # next to the previous one in that index (about a tenth of the database's time per row);
@@ -183,7 +204,7 @@ async def write_bulk(session: AsyncSession, chunk: BulkChunk, run: ImportRun) ->
     await repo.update_from_import(fills, COLUMNS, fill_only=True)
     contact_ids = chunk.contact_ids
     ids = [owner_of.get(p) or contact_ids[p] for p in range(len(records))] if owner_of else contact_ids
-    if any(r.tags for r in records):
+    if chunk.has_tags:
         await _tag_records(session, records, ids)
     created = len(records) - len(owner_of)
     run.created.update(contact_ids)

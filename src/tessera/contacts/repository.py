@@ -232,6 +232,8 @@ class ContactRepository(TenantRepository[Contact]):
                     flags[p] = 1
                 masks = (bytes(flags), bytes(map(flags.__getitem__, chunk.owner_pos)))
             for bulk, mask in zip((chunk.contacts, chunk.identities), masks, strict=True):
+                if not bulk.rows:  # a chunk whose rows have no phone or email: no identities
+                    continue
                 params: dict[str, Any] = {**bulk.params, "tenant_id": tid, "now": now}
                 if mask is not None:
                     params["skip"] = mask
@@ -431,9 +433,8 @@ def column_insert(model: type[Base], values: dict[str, Any]) -> ColumnInsert:
             exprs.append(f"%(now)s::{typ}")
             continue
         rows = len(col)
-        first = col[0]
-        if col.count(first) == len(col) and (arrays or n < len(columns) - 1):
-            params[f"c{n}"] = _pg_scalar(first, typ)
+        if rows and col.count(col[0]) == rows and (arrays or n < len(columns) - 1):
+            params[f"c{n}"] = _pg_scalar(col[0], typ)
             exprs.append(f"%(c{n})s::{typ}")
         else:
             binary = _pg_binary_array(col, typ)
