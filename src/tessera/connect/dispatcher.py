@@ -87,7 +87,8 @@ _wake_events: set[asyncio.Event] = set()
 URGENT_CLAIM = 100
 SLICE = 100  # long loops over a claim yield to the event loop every SLICE messages
 URGENT_GRACE = dt.timedelta(seconds=0.5)  # PostgreSQL: a code left to the urgent claim this long
-RECEIPT_LINGER = 0.05  # s a receipt waits for others to share its transaction
+RECEIPT_LINGER = 0.05  # s a receipt waits for others to share its transaction…
+LINGER_BELOW = 50  # …while the receipts' batches are this small (a trickle, not a flow)
 RECENT_MAX = 100_000  # ~20 MB at most; a receipt older than that is matched by a SELECT
 RECEIPT_STATUS = {"DELIVRD": "delivered", "EXPIRED": "expired"}
 RECEIPT_REASON = {
@@ -779,6 +780,7 @@ class Writer:
         self.task: asyncio.Task[None] | None = None
         self.flushing: set[asyncio.Task[None]] = set()
         self.batches = 0
+        self.last_size = 0
 
     def start(self) -> None:
         self.task = asyncio.create_task(self._run(), name=self.name)
@@ -817,10 +819,13 @@ class Writer:
                         await asyncio.sleep(self.linger)
                     while len(self.flushing) >= self.concurrency:
                         await asyncio.wait(self.flushing, return_when=asyncio.FIRST_COMPLETED)
-                elif self.linger and batch:
-                    await asyncio.sleep(self.linger)  # gather more: receipts do not hold a send
+                elif self.linger and batch and self.last_size < LINGER_BELOW:
+                    # a trickle (the last batch was small): gather more; receipts hold no send.
+                    # A flow makes its batches big by itself, and waits for nothing.
+                    await asyncio.sleep(self.linger)
                 while not self.queue.empty() and len(batch) < 2000:
                     batch.append(self.queue.get_nowait())
+                self.last_size = len(batch)
                 if self.concurrency > 1:
                     task = asyncio.create_task(self._flush_logged(batch))
                     self.flushing.add(task)
@@ -932,9 +937,9 @@ class Dispatcher:
         # submit results: their commit latency bounds throughput (see Writer; concurrent
         # batches on PostgreSQL, set at start)
         self.writer = Writer(self, "connect-results", linger=0.005)
-        # receipts in their own transactions, gathered for RECEIPT_LINGER: nothing waits for
-        # them but their acknowledgement, so a trickle of receipts (one per verification code)
-        # is written a few at a time rather than one transaction each
+        # receipts in their own transactions, a trickle of them (one per verification code)
+        # gathered for RECEIPT_LINGER: nothing waits for them but their acknowledgement, so
+        # they are written a few at a time rather than one transaction each
         self.receipt_writer = Writer(self, "connect-receipts", linger=RECEIPT_LINGER)
         self.in_flight: set[uuid.UUID] = set()
         # (link, carrier id) → (tenant, message, parts) of recently committed submits: most
