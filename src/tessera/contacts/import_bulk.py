@@ -2,7 +2,8 @@
 by column, in the worker thread that validates it, so that the event loop only sends them.
 
 What the worker thread does per chunk (:func:`prepare_bulk`), while the database writes the
-previous one: validation, dedupe inside the chunk, the ids of every row it may create, the
+previous one: validation (column by column for a plain file:
+:mod:`tessera.contacts.import_columns`), dedupe inside the chunk, the ids of every row it may create, the
 encryption of identities and personal fields (one ``encrypt_many`` per column), and the two
 ``INSERT … SELECT FROM unnest(…)`` of its contacts and identities as if every row were new
 (:func:`~tessera.contacts.repository.import_chunk_insert`). It also says which identities may
