@@ -220,3 +220,15 @@ def test_bulk_ids_are_ordered_version_7_uuids() -> None:
     assert all(u.version == 7 and u.variant == uuid.RFC_4122 for u in parsed)
     assert ids == sorted(ids) and len(set(ids)) == len(ids)
     assert not set(ids) & set(uuid7_hex(5000))
+
+
+def test_read_chunks_strips_cells_drops_blank_rows_and_pads(tmp_path: Any) -> None:
+    from tessera.contacts import importer
+
+    path = tmp_path / "f.csv"
+    path.write_text("\n , \n Name , Mobile\nA ,13800138000\n\n  ,  \nB\nC,1,extra\n", encoding="utf-8")
+    headers, gen = importer.read_chunks(path, "f.csv", "utf-8", size=2)
+    assert headers == ["Name", "Mobile"]
+    assert list(gen) == [[(2, ["A", "13800138000"]), (3, ["B", ""])], [(4, ["C", "1"])]]
+    parsed = importer.parse(path.read_bytes(), "f.csv")  # the whole-file parser agrees
+    assert parsed.headers == headers and parsed.rows == [["A", "13800138000"], ["B", ""], ["C", "1"]]
