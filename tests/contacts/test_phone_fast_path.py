@@ -121,3 +121,30 @@ def test_the_fast_path_is_taken_for_plain_mobiles() -> None:
     assert fast("13800138000") and fast("19912345678") and fast("17400012345")
     assert not fast("14000000000") and not fast("17912345678") and not fast("1380013800")
     assert not fast("１３８００１３８０００") and not fast("86138001380")
+
+
+@pytest.mark.parametrize("raw", ["1200001", "+999 1234 5678", "12345"])
+def test_a_refusal_leaves_no_cycle_holding_the_callers(raw: str) -> None:
+    """phonenumbers.parse keeps the exception it caught in a local; the frames of that cycle
+    must not keep the caller's locals (a whole import chunk) alive until a cyclic collection."""
+    import gc
+    import weakref
+
+    class Chunk:
+        pass
+
+    def caller() -> weakref.ref[Chunk]:
+        chunk = Chunk()  # a local of a frame below the parser, like the import's chunk
+        try:
+            dedupe.cached_phone(raw, "CN")
+        except Exception:
+            pass
+        return weakref.ref(chunk)
+
+    dedupe._PHONE_CACHE.clear()
+    gc.disable()
+    try:
+        ref = caller()
+        assert ref() is None  # freed by reference counting alone
+    finally:
+        gc.enable()

@@ -211,20 +211,24 @@ async def run_import(tenant_id: uuid.UUID, job_id: uuid.UUID, *, chunk_size: int
             run.written = importer.IdentityFilter.sized(2 * max(job.total_rows, 1))
         seen = run.written
 
-        def next_chunk() -> importer.PreparedChunk | None:
+        def next_chunk() -> list[importer.PreparedChunk]:
+            """The next prepared chunk in a list (empty at the end) that the caller empties: the
+            futures carrying it from the thread are in reference cycles, which would keep every
+            chunk (its rows, records…) alive until a cyclic collection has to walk it."""
             for rows in chunks:
                 if rows[-1][0] - 1 <= skip:
                     continue
                 if bulk:
-                    return import_bulk.prepare_bulk(validator, rows, seen, run.source)
-                return importer.prepare_chunk(validator, rows)
-            return None
+                    return [import_bulk.prepare_bulk(validator, rows, seen, run.source)]
+                return [importer.prepare_chunk(validator, rows)]
+            return []
 
         last_row = skip + 1
         with importer.relaxed_gc(), importer.prompt_handoff():
             ahead = asyncio.ensure_future(asyncio.to_thread(next_chunk))
             try:
-                while (prepared := await ahead) is not None:
+                while box := await ahead:
+                    prepared = box.pop()
                     ahead = asyncio.ensure_future(asyncio.to_thread(next_chunk))
                     if not await _write_chunk(job_id, prepared, run, errors):
                         return
