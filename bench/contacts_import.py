@@ -14,7 +14,8 @@ console use. Prints ONE JSON line:
 ``seconds``/``rows_per_s`` cover start → done (the import job); ``end_to_end_rows_per_s``
 includes the upload scan. ``cpu_seconds`` is this process's CPU time during the import and
 ``db_cpu_seconds`` the database backends' (PostgreSQL on this host, polled from /proc) — useful on a
-shared machine. Usage: ``python bench/contacts_import.py --db postgres [--rows N]``.
+shared machine. Modules a running worker has loaded already (the event and webhook services the
+import's finish uses) are imported before the measured window. Usage: ``python bench/contacts_import.py --db postgres [--rows N]``.
 ``--db postgres`` creates a fresh database with ``TESSERA_BENCH_PG_ADMIN_URL`` (default
 postgresql://postgres@127.0.0.1:55432/postgres); the app connects as ``tessera_app`` (RLS on).
 Goal on PostgreSQL: >= 50,000 rows/s.
