@@ -855,13 +855,17 @@ class Writer:
         receipts = retry + receipts
         tenants = {(p if isinstance(p, Item) else p[1]).tenant_id for p, _ in results}
         only = next(iter(tenants)) if len(tenants) == 1 and not receipts else None
+        if receipts and not results:  # receipts of one tenant, all matched in memory: its own
+            only = self.d.receipts_tenant([p for p, _ in receipts])  # transaction, no switch
         try:
             with context.tenant_scope(only):
                 async with unit_of_work(platform=only is None) as s:
                     if results:
                         written = await self.d.apply_results(s, [p for p, _ in results], in_tenant=only)
                     unmatched = (
-                        await self.d.apply_receipts(s, [p for p, _ in receipts]) if receipts else set()
+                        await self.d.apply_receipts(s, [p for p, _ in receipts], in_tenant=only)
+                        if receipts
+                        else set()
                     )
         except Exception as exc:
             for _, f in results + receipts:
@@ -1894,8 +1898,23 @@ class Dispatcher:
             recent.popitem(last=False)
         self.receipt_writer.kick()
 
+    def receipts_tenant(self, payloads: list[tuple[uuid.UUID, DeliveryReceipt]]) -> uuid.UUID | None:
+        """The one tenant of ``payloads`` when every receipt's carrier id is in :attr:`recent`
+        (submits this gateway committed), else ``None``."""
+        found: uuid.UUID | None = None
+        for link_id, r in payloads:
+            hit = self.recent.get((link_id, r.message_id))
+            if hit is None or (found is not None and hit[0] != found):
+                return None
+            found = hit[0]
+        return found
+
     async def apply_receipts(
-        self, s: AsyncSession, payloads: list[tuple[uuid.UUID, DeliveryReceipt]]
+        self,
+        s: AsyncSession,
+        payloads: list[tuple[uuid.UUID, DeliveryReceipt]],
+        *,
+        in_tenant: uuid.UUID | None = None,
     ) -> set[int]:
         """Record receipts; return ``id()`` of the payloads whose carrier id is not known (yet).
 
@@ -1981,7 +2000,8 @@ class Dispatcher:
                 # else: more parts to come
         pg = _pg(s)
         for tid, finals_of in decided.items():
-            await switch_tenant(s, tid)
+            if tid != in_tenant:  # in_tenant: the transaction is that tenant's already
+                await switch_tenant(s, tid)
             groups: dict[tuple[str, str | None], list[uuid.UUID]] = defaultdict(list)
             for mid, sr in finals_of.items():
                 groups[sr].append(mid)

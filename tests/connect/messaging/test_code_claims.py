@@ -327,3 +327,33 @@ async def test_full_lanes_are_refilled_every_poll_interval_even_with_the_listene
         task.cancel()
         with __import__("contextlib").suppress(asyncio.CancelledError):
             await task
+
+
+def test_receipts_of_one_tenant_known_in_memory_get_its_transaction() -> None:
+    """A receipts batch whose carrier ids are all among this gateway's committed submits, of one
+    tenant, is written in that tenant's transaction (no tenant switch); anything else in a
+    platform one, as before."""
+    from tessera.connect.dispatcher import Dispatcher
+    from tessera.connect.smpp.common import DeliveryReceipt
+
+    d = Dispatcher()
+    link, t1, t2 = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+
+    def receipt(cid: str) -> tuple[uuid.UUID, DeliveryReceipt]:
+        return link, DeliveryReceipt(
+            message_id=cid,
+            stat="DELIVRD",
+            message_state=None,
+            error="",
+            delivered=True,
+            source="",
+            destination="",
+        )
+
+    d.recent[(link, "a")] = (t1, uuid.uuid4(), 1)
+    d.recent[(link, "b")] = (t1, uuid.uuid4(), 1)
+    d.recent[(link, "c")] = (t2, uuid.uuid4(), 1)
+    assert d.receipts_tenant([receipt("a"), receipt("b")]) == t1
+    assert d.receipts_tenant([receipt("a"), receipt("c")]) is None  # two tenants
+    assert d.receipts_tenant([receipt("a"), receipt("zz")]) is None  # one not known here
+    assert len(d.recent) == 3  # looked at, not taken
