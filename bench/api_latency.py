@@ -9,9 +9,9 @@ non-owner role ``tessera_app`` so row-level security is in force, dropped afterw
 default is ``TESSERA_BENCH_DB`` (``sqlite``). An explicit ``TESSERA_DATABASE_URL`` wins: it is
 migrated (as ``TESSERA_MIGRATION_DATABASE_URL`` when given, granting ``TESSERA_DB_APP_ROLE``).
 
-It creates a tenant, a user and an API key through the services, starts one
-``uvicorn tessera.app:create_app --factory`` process (uvloop, httptools, no access log, log
-level warning) and drives it from a separate process: ``wrk`` when installed (one thread; a
+It creates a tenant, a user and an API key through the services, starts one ``tessera serve``
+process, as production runs it (uvicorn on uvloop with httptools and one write per response,
+no access log, log level warning), and drives it from a separate process: ``wrk`` when installed (one thread; a
 Lua script sets the Authorization header), otherwise a raw asyncio HTTP/1.1 keep-alive client.
 
 Prints one JSON line::
@@ -307,24 +307,7 @@ def _run(env: dict[str, str], seconds: int, workdir: Path) -> tuple[dict[str, in
     user_id, key = asyncio.run(_seed())
     port = _free_port()
     server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "tessera.app:create_app",
-            "--factory",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--http",
-            "httptools",
-            "--loop",
-            "uvloop" if _has_uvloop() else "asyncio",
-            "--no-access-log",
-            "--log-level",
-            "warning",
-        ],
+        [sys.executable, "-m", "tessera.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
         env=env,
         cwd=ROOT,
     )
@@ -340,14 +323,6 @@ def _run(env: dict[str, str], seconds: int, workdir: Path) -> tuple[dict[str, in
         server.wait(timeout=20)
     cpu = cpu1 - cpu0 if cpu0 is not None and cpu1 is not None else None
     return r, cpu
-
-
-def _has_uvloop() -> bool:
-    try:
-        import uvloop  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 if __name__ == "__main__":

@@ -104,9 +104,10 @@ def serve(
         log_level="warning",
         proxy_headers=True,
         # The C event loop and HTTP parser (uvicorn[standard] installs both; uvloop does not
-        # exist on Windows, where asyncio's loop is used).
+        # exist on Windows, where asyncio's loop is used). With httptools, uvicorn's protocol
+        # sending each response in one write (tessera.core.http.server).
         loop="uvloop" if _importable("uvloop") else "auto",
-        http="httptools" if _importable("httptools") else "auto",
+        http="tessera.core.http.server:HttpProtocol" if _importable("httptools") else "auto",
     )
 
 

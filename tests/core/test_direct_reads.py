@@ -57,6 +57,7 @@ async def test_the_tenant_setting_ends_with_the_read_and_rls_holds_without_it(te
         async with unit_of_work() as s:
             assert await UserRepository(s).read(tenant.users["admin"]) is not None
     conn = await reader._acquire()
+    reader._unwatch(conn)  # driven by psycopg's own waits below, not by the reader's watch
     try:
         cur = await conn.execute("SELECT current_setting('app.tenant_id', true), current_user")
         setting, role = await cur.fetchone()  # type: ignore[misc]
@@ -160,3 +161,34 @@ async def test_a_failed_query_raises_and_leaves_the_pool_usable(tenant: TenantWo
         found = await reader.get(User, uid, tenant.tenant_id)
     assert found is not None and found.id == uid
     assert reader._opened == opened
+
+
+@pg_only
+async def test_connections_the_server_closed_while_idle_are_replaced_not_used(
+    tenant: TenantWorld, database_urls: dict[str, str]
+) -> None:
+    import psycopg
+
+    reader = get_database().direct
+    assert reader is not None
+    uid = tenant.users["admin"]
+
+    async def read() -> User | None:
+        with context.tenant_scope(tenant.tenant_id):
+            async with unit_of_work() as s:
+                return await UserRepository(s).read(uid)
+
+    await asyncio.gather(*(read() for _ in range(3)))  # a few pooled, watched connections
+    pids = [c.info.backend_pid for c in reader._idle]
+    assert pids
+    owner = database_urls["owner"].replace("postgresql+psycopg://", "postgresql://")
+    async with await psycopg.AsyncConnection.connect(owner, autocommit=True) as admin:
+        await admin.execute("SELECT pg_terminate_backend(pid) FROM unnest(%s::int[]) AS pid", (pids,))
+    for _ in range(100):  # the watches see the sockets close
+        await asyncio.sleep(0.01)
+        if all(w.stirred for c, w in reader._watches.items() if c.info.backend_pid in pids):
+            break
+    found = await asyncio.gather(*(read() for _ in range(len(pids) + 1)))
+    assert all(u is not None and u.id == uid for u in found)
+    assert not {c.info.backend_pid for c in reader._idle} & set(pids)
+    assert reader._opened <= reader._size

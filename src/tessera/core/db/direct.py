@@ -28,8 +28,11 @@ from typing import Any
 import psycopg
 from psycopg import errors as pg_errors
 from psycopg import generators
+from psycopg.abc import PQGen
 from psycopg.adapt import Transformer
 from psycopg.pq import ExecStatus, TransactionStatus
+from psycopg.pq.abc import PGresult
+from psycopg.waiting import Ready, Wait
 from sqlalchemy import bindparam, select
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.orm import Mapper, make_transient_to_detached
@@ -103,6 +106,7 @@ class DirectReader:
         self._opened = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closing: set[asyncio.Task[None]] = set()
+        self._watches: dict[psycopg.AsyncConnection[Any], _Watch] = {}
 
     def plan(self, model: type[Any]) -> _Plan:
         found = self._plans.get(model)
@@ -119,10 +123,11 @@ class DirectReader:
         ok = False
         try:
             # Straight to libpq, as psycopg's cursors do underneath: the query, then every
-            # result until the connection is idle again, in one wait on the socket.
+            # result until the connection is idle again, waiting on the socket through the
+            # connection's standing watch (:class:`_Watch`).
             pgconn = conn.pgconn
             pgconn.send_query(sql.encode())
-            results = await conn.wait(generators.execute(pgconn))
+            results = await self._watch(conn).run(generators.execute(pgconn))
             ok = True
         finally:
             self._release(conn, ok)
@@ -142,11 +147,20 @@ class DirectReader:
             # Connections wait on the loop that opened them (tests run one loop per test).
             self._idle.clear()
             self._waiters.clear()
+            self._watches.clear()
             self._opened = 0
             self._loop = loop
         while True:
             if self._idle:
-                return self._idle.pop()
+                idle = self._idle.pop()
+                watch = self._watches.get(idle)
+                if watch is not None and watch.stirred:
+                    # Its socket turned readable while it sat idle: the server closed it
+                    # (restart, idle timeout, terminated backend) or said something no query
+                    # asked for. Either way a fresh connection is the safe answer.
+                    self._discard(idle)
+                    continue
+                return idle
             if self._opened < self._size:
                 self._opened += 1
                 try:
@@ -186,6 +200,17 @@ class DirectReader:
                 return True
         return False
 
+    def _watch(self, conn: psycopg.AsyncConnection[Any]) -> _Watch:
+        watch = self._watches.get(conn)
+        if watch is None:
+            watch = self._watches[conn] = _Watch(conn.pgconn.socket, asyncio.get_running_loop())
+        return watch
+
+    def _unwatch(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        watch = self._watches.pop(conn, None)
+        if watch is not None:
+            watch.stop()
+
     def _release(self, conn: psycopg.AsyncConnection[Any], ok: bool) -> None:
         if asyncio.get_running_loop() is not self._loop:
             return  # opened under a loop that is gone
@@ -194,17 +219,105 @@ class DirectReader:
                 self._idle.append(conn)
             return
         # A failed or interrupted query may leave the connection mid-protocol: never reuse it.
+        self._discard(conn)
+        self._wake(None)
+
+    def _discard(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        self._unwatch(conn)
         self._opened -= 1
         task = asyncio.get_running_loop().create_task(_close(conn))
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
-        self._wake(None)
 
     async def close(self) -> None:
         idle, self._idle = self._idle, []
         self._opened -= len(idle)
         for conn in idle:
+            self._unwatch(conn)
             await _close(conn)
+
+
+class _Watch:
+    """A standing read watch on one pooled connection's socket.
+
+    psycopg's asyncio wait registers the socket with the event loop for every wait and removes
+    it afterwards: with uvloop that is a poll handle built and torn down and three ``epoll_ctl``
+    calls per query. A pooled connection here is only ever used by one query at a time, so its
+    socket stays registered while it is in use and idle: a readable socket wakes the query
+    waiting on it. The protocol itself stays psycopg's (its ``execute`` generator says what to
+    wait for). A socket that turns readable while nobody waits (the server closing an idle
+    connection, or sending a notice) is unregistered, since the level-triggered readiness would
+    otherwise fire on every loop turn, and marked ``stirred``: the pool then closes that
+    connection instead of handing it out, so a server restart costs no failed read.
+
+    The connection must not be driven by psycopg's own methods while watched (its waits
+    register the socket themselves and unregister it afterwards): :meth:`DirectReader._unwatch`
+    first.
+    """
+
+    __slots__ = ("fd", "loop", "stirred", "waiter", "watching")
+
+    def __init__(self, fd: int, loop: asyncio.AbstractEventLoop) -> None:
+        self.fd = fd
+        self.loop = loop
+        self.waiter: asyncio.Future[Ready] | None = None
+        self.watching = False
+        self.stirred = False
+
+    async def run(self, gen: PQGen[list[PGresult]]) -> list[PGresult]:
+        """Drive one of psycopg's non-blocking protocol generators to its result."""
+        try:
+            wait = next(gen)
+            while True:
+                ready = await (self._readable() if wait == Wait.R else self._ready_any(wait))
+                wait = gen.send(ready)
+        except StopIteration as done:
+            result: list[PGresult] = done.value
+            return result
+
+    def _on_readable(self) -> None:
+        waiter = self.waiter
+        if waiter is None:
+            self.stop()  # readable while idle: see the class docstring
+            self.stirred = True
+        elif not waiter.done():
+            waiter.set_result(Ready.R)
+
+    def _start(self) -> None:
+        if not self.watching:
+            self.loop.add_reader(self.fd, self._on_readable)
+            self.watching = True
+
+    def stop(self) -> None:
+        if self.watching:
+            self.watching = False
+            self.loop.remove_reader(self.fd)
+
+    async def _readable(self) -> Ready:
+        self._start()
+        waiter: asyncio.Future[Ready] = self.loop.create_future()
+        self.waiter = waiter
+        try:
+            return await waiter
+        finally:
+            self.waiter = None
+
+    async def _ready_any(self, wait: Wait) -> Ready:
+        """Wait for writability too (a query that did not fit in the socket's send buffer)."""
+        self._start()
+        waiter: asyncio.Future[Ready] = self.loop.create_future()
+        self.waiter = waiter
+
+        def writable() -> None:
+            if not waiter.done():
+                waiter.set_result(Ready.W)
+
+        self.loop.add_writer(self.fd, writable)
+        try:
+            return await waiter
+        finally:
+            self.waiter = None
+            self.loop.remove_writer(self.fd)
 
 
 async def _close(conn: psycopg.AsyncConnection[Any]) -> None:

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tessera.core import context
 from tessera.core.db.base import Base
 from tessera.core.db.direct import DecodeError
-from tessera.core.db.session import direct_reader
+from tessera.core.db.session import direct_reader, untouched
 
 M = TypeVar("M", bound=Base)
 
@@ -54,10 +54,15 @@ class Repository(Generic[M]):
             tid is not None
             and type(id) is uuid.UUID
             and type(self).select is Repository.select
-            and not session.in_transaction()
-            and not session.identity_map
-            and not session.new
-            and not session.deleted
+            and (
+                untouched(session)
+                or (
+                    not session.in_transaction()
+                    and not session.identity_map
+                    and not session.new
+                    and not session.deleted
+                )
+            )
         ):
             reader = direct_reader(session)
             if reader is not None:

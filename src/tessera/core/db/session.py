@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
 
 from tessera.core.db.direct import DirectReader
@@ -43,11 +43,48 @@ def set_database(db: Database | None) -> None:
     _db = db
 
 
+class LazySession(AsyncSession):
+    """The session of a unit of work, built on first use.
+
+    Many requests never use theirs: a read answered by :meth:`Repository.read
+    <tessera.core.db.repository.Repository.read>` or by a cache. Building an ``AsyncSession``
+    and its ``Session`` (identity map, transaction state, proxies) and closing them again cost
+    about a twentieth of such a request's CPU. This subclass keeps only the factory until an
+    attribute that the real constructor sets is first asked for — ``execute``, ``add``,
+    ``info``, ``sync_session`` and every other method reach one — and then runs that
+    constructor, so the object behaves as the ``AsyncSession`` it is from then on.
+    :func:`untouched` tells whether that ever happened.
+    """
+
+    def __init__(self, factory: async_sessionmaker[AsyncSession]) -> None:
+        # Deliberately not AsyncSession.__init__: that runs in __getattr__ on first use.
+        self.__dict__["_lazy_factory"] = factory
+
+    def __getattr__(self, name: str) -> Any:
+        # Only called for attributes the instance does not have yet.
+        state = self.__dict__
+        if name.startswith("__") or "_lazy_factory" not in state:
+            raise AttributeError(name)
+        factory = state.pop("_lazy_factory")
+        AsyncSession.__init__(self, **factory.kw)
+        return getattr(self, name)
+
+
+def untouched(session: AsyncSession) -> bool:
+    """True while ``session`` is a :class:`LazySession` that nothing has used: it has no
+    transaction, no objects, no ``info`` and no connection."""
+    return "_lazy_factory" in session.__dict__
+
+
 def direct_reader(session: AsyncSession) -> DirectReader | None:
     """The process's one-round-trip reader, when ``session`` works on the process's database
     and that is PostgreSQL through psycopg."""
     db = _db
-    if db is None or db.direct is None or session.bind is not db.engine:
+    if db is None or db.direct is None:
+        return None
+    factory = session.__dict__.get("_lazy_factory")
+    bind = factory.kw.get("bind") if factory is not None else session.bind
+    if bind is not db.engine:
         return None
     return db.direct
 
@@ -88,14 +125,19 @@ class _UnitOfWork:
         self.session: AsyncSession | None = None
 
     async def __aenter__(self) -> AsyncSession:
-        session = self.session = get_database().sessionmaker()
+        factory = get_database().sessionmaker
         if self.platform:
+            session = self.session = factory()
             session.info[PLATFORM] = True
+        else:
+            session = self.session = LazySession(factory)
         return session
 
     async def __aexit__(self, exc_type: Any, exc: BaseException | None, _tb: Any) -> None:
         session = self.session
         assert session is not None
+        if untouched(session):
+            return  # never used: no transaction, no connection, no after-commit callbacks
         if exc is None:
             sync = session.sync_session
             if not sync.in_transaction() and not (sync.new or sync.deleted or sync.dirty):
