@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy import inspect
 
 from tessera.core import context
 from tessera.core.crypto.keyring import get_keyring
+from tessera.core.db.direct import _json_loads
 from tessera.core.db.session import direct_reader, get_database, unit_of_work
 from tessera.core.identity.models import User
 from tessera.core.identity.repository import RoleRepository, UserRepository
@@ -192,3 +196,24 @@ async def test_connections_the_server_closed_while_idle_are_replaced_not_used(
     assert all(u is not None and u.id == uid for u in found)
     assert not {c.info.backend_pid for c in reader._idle} & set(pids)
     assert reader._opened <= reader._size
+
+
+JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.integers(min_value=-(10**40), max_value=10**40)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@given(JSON_VALUES)
+def test_json_columns_decode_to_exactly_what_the_json_module_gives(value: Any) -> None:
+    text = json.dumps(value)
+    expected = json.loads(text)
+    for data in (text, text.encode(), memoryview(text.encode())):
+        got = _json_loads(data)
+        assert got == expected and repr(got) == repr(expected)  # 10**30 stays an int, -0.0 a float

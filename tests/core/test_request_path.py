@@ -266,3 +266,23 @@ def test_authenticated_operations_document_both_credentials(app: Any) -> None:
     }
     assert "security" not in doc["paths"]["/healthz"]["get"]
     assert app.openapi() is doc  # generated once
+
+
+def test_request_ids_are_unique_hex_and_a_forked_child_draws_its_own() -> None:
+    import os
+
+    from tessera.core.http.middleware import new_request_id
+
+    ids = {new_request_id() for _ in range(10_000)}
+    assert len(ids) == 10_000
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report its next id and leave at once
+        os.write(write, new_request_id().encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    child = os.read(read, 64).decode()
+    os.close(read)
+    assert child[:16] != new_request_id()[:16]  # not the parent's random half

@@ -21,10 +21,13 @@ session would (no transaction open, nothing pending); see there.
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 import uuid
 from collections import deque
 from typing import Any
 
+import orjson
 import psycopg
 from psycopg import errors as pg_errors
 from psycopg import generators
@@ -32,6 +35,7 @@ from psycopg.abc import PQGen
 from psycopg.adapt import Transformer
 from psycopg.pq import ExecStatus, TransactionStatus
 from psycopg.pq.abc import PGresult
+from psycopg.types.json import set_json_loads
 from psycopg.waiting import Ready, Wait
 from sqlalchemy import bindparam, select
 from sqlalchemy.engine import Dialect, make_url
@@ -164,7 +168,9 @@ class DirectReader:
             if self._opened < self._size:
                 self._opened += 1
                 try:
-                    return await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True)
+                    opened = await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True)
+                    set_json_loads(_json_loads, opened)
+                    return opened
                 except BaseException:
                     self._opened -= 1
                     self._wake(None)
@@ -318,6 +324,21 @@ class _Watch:
         finally:
             self.waiter = None
             self.loop.remove_writer(self.fd)
+
+
+# Nineteen digits in a row: a number orjson might read as a float (it reads integers beyond
+# 64 bits as floats, where the json module keeps them exact).
+_LONG_NUMBER = re.compile(rb"[0-9]{19}")
+
+
+def _json_loads(data: bytes | bytearray | memoryview | str) -> Any:
+    """json/jsonb columns (e.g. a user's recovery codes) through orjson, at a fraction of the
+    json module's cost, with the json module's values: through the json module itself when the
+    text holds a number orjson would not give back exactly."""
+    raw = data.encode() if isinstance(data, str) else bytes(data)
+    if _LONG_NUMBER.search(raw):
+        return json.loads(raw)
+    return orjson.loads(raw)
 
 
 async def _close(conn: psycopg.AsyncConnection[Any]) -> None:

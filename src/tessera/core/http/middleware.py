@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 import re
 import time
-import uuid
+import itertools
+import os
+import secrets
 from typing import Any
 
 import orjson
@@ -72,6 +74,25 @@ def _observer(method: str, template: str, status: int) -> tuple[Any, Any]:
     return found
 
 
+class _RequestIds:
+    """Request ids: 32 hex digits, a random half drawn when the process starts (and again in a
+    forked child) and a counter. Unique per process and, by the random half, across processes,
+    without drawing 16 random bytes from the kernel for every request as ``uuid4`` does."""
+
+    def __init__(self) -> None:
+        self.reset()
+        os.register_at_fork(after_in_child=self.reset)
+
+    def reset(self) -> None:
+        self.prefix = secrets.token_hex(8)
+        self.counter = itertools.count(1)
+
+    def __call__(self) -> str:
+        return f"{self.prefix}{next(self.counter):016x}"
+
+
+new_request_id = _RequestIds()
+
 _UNLOGGED = ("/healthz", "/metrics")
 
 # Scope key of the list of headers :class:`RequestContextMiddleware` adds to the response.
@@ -96,7 +117,7 @@ class RequestContextMiddleware:
             elif k == b"user-agent" and agent is None:
                 agent = v.decode("latin-1")
         if not rid:
-            rid = uuid.uuid4().hex
+            rid = new_request_id()
         client = scope.get("client")
         context.set_request(
             context.RequestContext(request_id=rid, ip=client[0] if client else "unknown", user_agent=agent)
