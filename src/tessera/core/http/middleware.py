@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-import re
-import time
 import itertools
 import os
+import re
 import secrets
+import time
 from typing import Any
 
 import orjson
