@@ -15,7 +15,10 @@ number per verification, and prints one JSON line:
 Codes start once the gateway has bound every link (``gateway_start_s``).
 ``--gateway-process`` runs the dispatcher as its own ``tessera gateway`` process, as in
 production (it is woken across processes by PostgreSQL ``NOTIFY``); by default it runs in this
-process beside the API, as in the embedded mode.
+process beside the API, as in the embedded mode. ``--unit-of-work-claim`` makes the gateway
+claim codes through a unit of work (``BEGIN`` with the tenant, the claim, ``COMMIT``) instead of
+in one round trip (``tessera.connect.code_claim``), for A/B runs; the JSON says which
+(``code_claim``).
 
 ``--bulk N`` runs the sms_throughput load at the same time: N notification messages posted in
 batches of 10,000 through ``POST /v1/messages/batch`` (``--bulk-rate R``: paced at R per second
@@ -144,7 +147,12 @@ async def _bulk_feed(n: int, port: int, rate: float | None) -> None:
 
 
 async def main(
-    rate: float, seconds: float, bulk: int = 0, gateway_process: bool = False, bulk_rate: float = 0.0
+    rate: float,
+    seconds: float,
+    bulk: int = 0,
+    gateway_process: bool = False,
+    bulk_rate: float = 0.0,
+    direct_claim: bool = True,
 ) -> dict[str, object]:
     import httpx
     from bench._smsc_process import RemoteSmsc
@@ -184,11 +192,11 @@ async def main(
         if gateway_process:  # the production layout: `tessera gateway` beside `tessera serve`
             code = (
                 "from tessera.cli import run_service; from tessera.connect.gateway import run_gateway; "
-                f"run_service(run_gateway(trace_file={trace_file!r}))"
+                f"run_service(run_gateway(trace_file={trace_file!r}, direct_code_claim={direct_claim!r}))"
             )
             gw = subprocess.Popen([sys.executable, "-c", code], env={**os.environ}, cwd=ROOT)
         else:
-            dispatcher = Dispatcher(trace_file=trace_file)
+            dispatcher = Dispatcher(trace_file=trace_file, direct_code_claim=direct_claim)
             await dispatcher.start()
         # the first code once the gateway has bound every link (the code's and the bulk's), as
         # in production where the gateway runs before traffic: its start-up is not code latency
@@ -292,6 +300,7 @@ async def main(
         "bulk_backlog_at_end": backlog,
         "bulk_submitted": sim.submits - len(sim.arrivals),
         "gateway": "process" if gateway_process else "in-process",
+        "code_claim": "one round trip" if direct_claim else "unit of work",
         "gateway_start_s": round(gateway_start_s, 2),
         # this process: the API of the codes (and the in-process gateway without --gateway-process)
         "cpu_s": round(cpu, 1),
@@ -372,6 +381,11 @@ if __name__ == "__main__":
         help="run the dispatcher as its own `tessera gateway` process (production layout) instead "
         "of in this process beside the API",
     )
+    p.add_argument(
+        "--unit-of-work-claim",
+        action="store_true",
+        help="claim codes through a unit of work (three round trips) instead of in one (A/B)",
+    )
     args = p.parse_args()
     from tessera.cli import run_service  # the event loop `tessera serve` and `tessera gateway` use
 
@@ -382,7 +396,16 @@ if __name__ == "__main__":
     try:
         print(
             json.dumps(
-                run_service(main(args.rate, args.seconds, args.bulk, args.gateway_process, args.bulk_rate))
+                run_service(
+                    main(
+                        args.rate,
+                        args.seconds,
+                        args.bulk,
+                        args.gateway_process,
+                        args.bulk_rate,
+                        not args.unit_of_work_claim,
+                    )
+                )
             )
         )
     finally:

@@ -54,6 +54,8 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from tessera.connect import routing
+from tessera.connect.code_claim import CodeClaimer, keys_fresh
+from tessera.connect.code_claim import DecodeError as CodeDecodeError
 from tessera.connect.models import (
     FINAL_STATUSES,
     CarrierReceiptKey,
@@ -913,7 +915,11 @@ class Dispatcher:
         link_refresh: float = 5.0,
         route_reload_min: float = 1.0,
         trace_file: str | None = None,
+        direct_code_claim: bool = True,
     ) -> None:
+        # PostgreSQL: verification codes claimed in one round trip (tessera.connect.code_claim)
+        self.direct_code_claim = direct_code_claim
+        self._claimer: CodeClaimer | None = None
         self.wechat_transport = wechat_transport
         # verification codes' stage times (wall clock), written to ``trace_file`` at stop: see
         # bench/otp_latency.py; destination → {stage: time.time()}
@@ -1000,6 +1006,8 @@ class Dispatcher:
         self.runners.clear()
         await self.writer.stop()
         await self.receipt_writer.stop()
+        if self._claimer is not None:
+            await self._claimer.close()
         log.warning("gateway %s stopping: %s", self.id, dict(self.stats))
         if self.trace_file and self.trace is not None:
             import orjson
@@ -1375,18 +1383,80 @@ class Dispatcher:
         put back as it was (:meth:`_undo_queued`)."""
         t_claim = time.time()
         now = utcnow()
-        params = {"c_tid": tid, "c_now": now, "c_limit": limit, "c_by": self.id}
-        with context.tenant_scope(tid):
-            async with unit_of_work() as s:
-                rows = (await s.execute(_built("claim_codes", _claim_codes_stmt), params)).all()
-                if not rows:
-                    return 0
-                trows = [_Claimed(r.claimed_id, tid, 0, r.claims - 1) for r in rows]
-                msgs = [r for r in rows if r.id is not None]
-                items = await self._claim_tenant(s, tid, trows, now, msgs=msgs, in_claim=True)
+        claimer = self._code_claimer()
+        if claimer is not None and keys_fresh(tid):
+            rows = await self._claim_codes_direct(claimer, tid, now, limit)
+            if not rows:
+                return 0
+            self.stats["claimed_codes_direct"] += len(rows)
+            trows = [_Claimed(r.claimed_id, tid, 0, r.claims - 1) for r in rows]
+            msgs = [r for r in rows if r.id is not None]
+            try:
+                with context.tenant_scope(tid):
+                    # committed: whatever is left to write (a deferral, an expiry, a reloaded
+                    # route table) goes in a transaction of its own, opened only when needed
+                    async with unit_of_work() as s:
+                        items = await self._claim_tenant(
+                            s, tid, trows, now, msgs=msgs, in_claim=True, pg=True
+                        )
+            except Exception:
+                await self._put_back_codes(tid, rows, now)
+                raise
+        else:
+            params = {"c_tid": tid, "c_now": now, "c_limit": limit, "c_by": self.id}
+            with context.tenant_scope(tid):
+                async with unit_of_work() as s:
+                    rows = list((await s.execute(_built("claim_codes", _claim_codes_stmt), params)).all())
+                    if not rows:
+                        return 0
+                    trows = [_Claimed(r.claimed_id, tid, 0, r.claims - 1) for r in rows]
+                    msgs = [r for r in rows if r.id is not None]
+                    items = await self._claim_tenant(s, tid, trows, now, msgs=msgs, in_claim=True)
         self.stats["claimed_codes"] += len(rows)
         await self._claimed(items, asked or t_claim, t_claim, True)
         return len(rows)
+
+    def _code_claimer(self) -> CodeClaimer | None:
+        """The one-round-trip code claim (:mod:`tessera.connect.code_claim`): PostgreSQL
+        through psycopg, unless ``direct_code_claim`` was turned off."""
+        if self._claimer is None and self.direct_code_claim:
+            db = get_database()
+            if db.is_postgres and db.engine.dialect.driver == "psycopg":
+                self._claimer = CodeClaimer(
+                    db.url, db.engine.dialect, _built("claim_codes", _claim_codes_stmt)
+                )
+            else:
+                self.direct_code_claim = False
+        return self._claimer
+
+    async def _claim_codes_direct(
+        self, claimer: CodeClaimer, tid: uuid.UUID, now: dt.datetime, limit: int
+    ) -> list[Any]:
+        """The claim, committed; a row that cannot be decoded puts the whole claim back."""
+        try:
+            return await claimer.claim(tid, now, limit, self.id)
+        except CodeDecodeError as exc:
+            rows = exc.args[1] if len(exc.args) > 1 else []
+            await self._put_back_codes(tid, rows, now)
+            raise
+
+    async def _put_back_codes(self, tid: uuid.UUID, rows: list[Any], now: dt.datetime) -> None:
+        """Claimed codes whose claim committed but whose items could not be built: back in
+        the queue as they were (their message's status and counters, their 'queued' event,
+        the dispatch row's claim), as a failed claim through a unit of work leaves them."""
+        if not rows:
+            return
+        with context.tenant_scope(tid):
+            async with unit_of_work() as s:
+                undo = [r for r in rows if r.queued_id is not None]
+                if undo:
+                    await self._undo_queued(s, undo, now)
+                await s.execute(
+                    update(DispatchItem)
+                    .where(one_of(s, DispatchItem.message_id, [r.claimed_id for r in rows]))
+                    .where(DispatchItem.claimed_by == self.id, DispatchItem.state == 1)
+                    .values(state=0, claimed_by=None, claims=DispatchItem.claims - 1)
+                )
 
     async def _claim_tenant(
         self,
@@ -1397,14 +1467,16 @@ class Dispatcher:
         *,
         msgs: list[Any] | None = None,
         in_claim: bool = False,
+        pg: bool | None = None,
     ) -> list[Item]:
         """Items of the claimed messages of tenant ``tid`` (in scope); ``msgs``: their rows
         already read (:meth:`claim_codes`), else read here; ``in_claim``: the claim statement
-        made those with a ``queued_id`` 'queued' already, with their event."""
+        made those with a ``queued_id`` 'queued' already, with their event; ``pg``: the
+        database's kind when known (``s`` is then not touched unless something is written)."""
         claims = {r.message_id: r.claims for r in claimed}
         lanes = {r.message_id: r.lane for r in claimed}
         # yields inside a transaction only where writers do not queue behind it (not SQLite)
-        slices = _pg(s)
+        slices = _pg(s) if pg is None else pg
         if msgs is None:
             msgs = list(
                 (

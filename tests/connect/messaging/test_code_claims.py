@@ -80,8 +80,9 @@ async def test_code_is_claimed_by_the_urgent_claim_and_traced(
     __import__("os").environ.get("TESSERA_TEST_DB", "sqlite") != "postgres",
     reason="claim_codes is the PostgreSQL claim (data-modifying CTE)",
 )
+@pytest.mark.parametrize("direct", [True, False], ids=["one-round-trip", "unit-of-work"])
 async def test_claim_codes_counts_resubmissions_and_drops_expired_and_finished(
-    client: httpx.AsyncClient, tenant: TenantWorld, smsc: SmscSimulator, gateway: Any
+    client: httpx.AsyncClient, tenant: TenantWorld, smsc: SmscSimulator, gateway: Any, direct: bool
 ) -> None:
     from tessera.connect.dispatcher import Dispatcher
 
@@ -110,10 +111,13 @@ async def test_claim_codes_counts_resubmissions_and_drops_expired_and_finished(
             await s.execute(update(DispatchItem).where(DispatchItem.message_id == resub).values(claims=1))
             # another lane of the same tenant is not the code claim's business
             await s.execute(update(DispatchItem).where(DispatchItem.message_id == other).values(lane=1))
-    d = Dispatcher(submit_timeout=1.0)
+    d = Dispatcher(submit_timeout=1.0, direct_code_claim=direct)
     claimed = await d.claim_codes(tenant.tenant_id, 100)
     assert claimed == 3
     assert d.stats["claimed_codes"] == 3 and d.stats["resubmitted"] == 1
+    # PostgreSQL: the tenant's keys were loaded by the API's transactions in this process
+    on_pg = get_database().is_postgres
+    assert d.stats["claimed_codes_direct"] == (3 if direct and on_pg else 0)
     # the live one is queued on its link (not bound here: nothing started)
     [runner] = [r for r in d.runners.values()]
     assert [it.message_id for q in runner.lanes for it in q] == [resub]
@@ -268,16 +272,18 @@ async def test_an_idle_gateway_polls_slowly_and_a_notify_wakes_it(
     __import__("os").environ.get("TESSERA_TEST_DB", "sqlite") != "postgres",
     reason="claim_codes is the PostgreSQL claim (data-modifying CTE)",
 )
+@pytest.mark.parametrize("direct", [True, False], ids=["one-round-trip", "unit-of-work"])
 async def test_claim_codes_puts_back_a_code_whose_route_is_not_known_yet(
-    client: httpx.AsyncClient, tenant: TenantWorld, smsc: SmscSimulator
+    client: httpx.AsyncClient, tenant: TenantWorld, smsc: SmscSimulator, direct: bool
 ) -> None:
     """The claim statement makes a code 'queued' with its event; when its route is not in the
     gateway's table yet (and the table may not be reloaded yet) the code goes back to the
-    queue exactly as it was: status, counters and events untouched."""
+    queue exactly as it was: status, counters and events untouched (after the one-round-trip
+    claim committed, in a transaction of its own)."""
     from tessera.connect.dispatcher import Dispatcher
 
     await setup_sms(client, tenant, smsc)
-    d = Dispatcher(submit_timeout=1.0, route_reload_min=60.0)
+    d = Dispatcher(submit_timeout=1.0, route_reload_min=60.0, direct_code_claim=direct)
     try:
         with context.tenant_scope(tenant.tenant_id):
             async with unit_of_work() as s:
@@ -287,6 +293,7 @@ async def test_claim_codes_puts_back_a_code_whose_route_is_not_known_yet(
         before = utcnow()
         assert await d.claim_codes(tenant.tenant_id, 100) == 1
         assert d.runners == {} and d.stats["resubmitted"] == 0
+        assert d.stats["claimed_codes_direct"] == (1 if direct else 0)
         with context.tenant_scope(tenant.tenant_id):
             async with unit_of_work() as s:
                 m = (await s.execute(select(Message).where(Message.id == mid))).scalar_one()
@@ -357,3 +364,52 @@ def test_receipts_of_one_tenant_known_in_memory_get_its_transaction() -> None:
     assert d.receipts_tenant([receipt("a"), receipt("c")]) is None  # two tenants
     assert d.receipts_tenant([receipt("a"), receipt("zz")]) is None  # one not known here
     assert len(d.recent) == 3  # looked at, not taken
+
+
+@pytest.mark.skipif(
+    __import__("os").environ.get("TESSERA_TEST_DB", "sqlite") != "postgres",
+    reason="the one-round-trip claim is PostgreSQL's",
+)
+async def test_a_direct_claim_that_cannot_be_decoded_is_put_back_and_stale_keys_use_a_unit_of_work(
+    client: httpx.AsyncClient, tenant: TenantWorld, smsc: SmscSimulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The one-round-trip claim commits before its rows are decoded: a row that cannot be
+    (the number's data key not available) puts the claim back as it was, as a failed claim
+    through a unit of work leaves it; the next claim succeeds. Without the tenant's keys
+    loaded and fresh the claim goes through a unit of work (whose BEGIN loads them)."""
+    from tessera.connect import code_claim
+    from tessera.connect.dispatcher import Dispatcher
+    from tessera.core.crypto.keyring import get_keyring
+
+    await setup_sms(client, tenant, smsc)
+    d = Dispatcher(submit_timeout=1.0)
+    try:
+        mid = await _code(client, tenant, "13700137021")
+        real = code_claim._Plan.decode
+
+        def broken(self: Any, raw: list[tuple[Any, ...]]) -> list[Any]:
+            with context.tenant_scope(uuid.uuid4()):  # no keys for this one
+                return real(self, raw)
+
+        monkeypatch.setattr(code_claim._Plan, "decode", broken)
+        with pytest.raises(code_claim.DecodeError):
+            await d.claim_codes(tenant.tenant_id, 100)
+        with context.tenant_scope(tenant.tenant_id):
+            async with unit_of_work() as s:
+                m = (await s.execute(select(Message).where(Message.id == mid))).scalar_one()
+                assert (m.status, m.attempts, m.resubmissions, m.queued_at) == ("accepted", 0, 0, None)
+        assert [e[:2] for e in await _events(tenant, mid)] == [("status", "accepted")]
+        [row] = await _dispatch_rows(mid)
+        assert row.state == 0 and row.claims == 0 and row.claimed_by is None
+        monkeypatch.setattr(code_claim._Plan, "decode", real)
+        get_keyring().forget(tenant.tenant_id)
+        assert await d.claim_codes(tenant.tenant_id, 100) == 1
+        assert d.stats["claimed_codes_direct"] == 0  # keys not loaded: a unit of work
+        mid2 = await _code(client, tenant, "13700137022")
+        assert await d.claim_codes(tenant.tenant_id, 100) == 1
+        assert d.stats["claimed_codes_direct"] == 1  # loaded by that transaction: one round trip
+        [item] = [it for r in d.runners.values() for q in r.lanes for it in q if it.message_id == mid2]
+        assert item.to.endswith("13700137022")
+        assert [e[:2] for e in await _events(tenant, mid2)] == [("status", "accepted"), ("status", "queued")]
+    finally:
+        await d.stop()
