@@ -90,6 +90,7 @@ def settings(database_urls: dict[str, str], data_dir: Path) -> Settings:
         TESSERA_WEBHOOK_ALLOW_PRIVATE="true",
         TESSERA_EMBEDDED_WORKERS="false",
         TESSERA_DB_POOL_SIZE="10",
+        TESSERA_DB_READ_POOL_SIZE="10",
     )
     reset_settings_cache()
     from tessera.core.identity.passwords import reset_hasher

@@ -43,7 +43,12 @@ def init_runtime(settings: Settings) -> None:
     try:
         get_database()
     except RuntimeError:
-        init_database(settings.effective_database_url, pool_size=settings.db_pool_size, echo=settings.db_echo)
+        init_database(
+            settings.effective_database_url,
+            pool_size=settings.db_pool_size,
+            read_pool_size=settings.db_read_pool_size,
+            echo=settings.db_echo,
+        )
 
 
 async def migrations_at_head() -> bool:

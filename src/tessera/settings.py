@@ -35,6 +35,12 @@ class Settings(BaseSettings):
         description="URL of the role owning the tables (runs migrations). Default: database_url.",
     )
     db_pool_size: int = 20
+    db_read_pool_size: int = Field(
+        default=64,
+        description="PostgreSQL: connections of the one-round-trip reader (Repository.read), "
+        "opened as concurrent reads need them. At least the reads one process serves at once: "
+        "a read that waits for one costs more CPU than the read itself.",
+    )
     db_echo: bool = False
     gc_tuning: bool = Field(
         default=True,

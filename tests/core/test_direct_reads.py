@@ -217,3 +217,12 @@ def test_json_columns_decode_to_exactly_what_the_json_module_gives(value: Any) -
     for data in (text, text.encode(), memoryview(text.encode())):
         got = _json_loads(data)
         assert got == expected and repr(got) == repr(expected)  # 10**30 stays an int, -0.0 a float
+
+
+@pg_only
+async def test_the_reader_has_its_own_pool_size(tenant: TenantWorld) -> None:
+    from tessera.settings import get_settings
+
+    reader = get_database().direct
+    assert reader is not None
+    assert reader._size == get_settings().db_read_pool_size == 10  # the tests' setting

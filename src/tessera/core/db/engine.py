@@ -123,7 +123,9 @@ def _sqlite_begin(conn: Connection) -> None:
 class Database:
     """Holds the engine and the session factory of one process."""
 
-    def __init__(self, url: str, *, pool_size: int = 20, echo: bool = False) -> None:
+    def __init__(
+        self, url: str, *, pool_size: int = 20, read_pool_size: int | None = None, echo: bool = False
+    ) -> None:
         self.url = url
         self.engine = make_engine(url, pool_size=pool_size, echo=echo)
         self.is_postgres = url.startswith("postgresql")
@@ -143,7 +145,10 @@ class Database:
         event.listen(session_class, "after_begin", self._after_begin)
         self.direct: DirectReader | None = None
         if self.is_postgres and self.engine.dialect.driver == "psycopg":
-            self.direct = DirectReader(url, self.engine.dialect, size=pool_size)
+            # Its own size: a read waiting for a connection costs more than the read
+            # (measured: 20 connections for 64 concurrent reads, 0.46-0.48 ms CPU per request;
+            # 64, 0.41-0.42 ms).
+            self.direct = DirectReader(url, self.engine.dialect, size=read_pool_size or pool_size)
 
     def _after_begin(self, session: Session, _tx: Any, connection: Connection) -> None:
         tid = context.current_tenant_id_or_none()

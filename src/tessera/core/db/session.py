@@ -26,9 +26,11 @@ _db: Database | None = None
 AfterCommit = Callable[[], Awaitable[None] | None]
 
 
-def init_database(url: str, *, pool_size: int = 20, echo: bool = False) -> Database:
+def init_database(
+    url: str, *, pool_size: int = 20, read_pool_size: int | None = None, echo: bool = False
+) -> Database:
     global _db
-    _db = Database(url, pool_size=pool_size, echo=echo)
+    _db = Database(url, pool_size=pool_size, read_pool_size=read_pool_size, echo=echo)
     return _db
 
 
