@@ -28,6 +28,13 @@ def _values(user: User) -> dict[str, Any]:
     return {k: getattr(user, k) for k in COLUMNS}
 
 
+async def _read(tenant: TenantWorld, uid: uuid.UUID) -> User | None:
+    """``UserRepository.read`` in a unit of work of its own, in ``tenant``."""
+    with context.tenant_scope(tenant.tenant_id):
+        async with unit_of_work() as s:
+            return await UserRepository(s).read(uid)
+
+
 @pg_only
 async def test_read_answers_what_get_answers_in_one_direct_query(tenant: TenantWorld) -> None:
     uid = tenant.users["member"]
@@ -103,13 +110,7 @@ async def test_many_concurrent_reads_share_the_small_pool(tenant: TenantWorld) -
     reader = get_database().direct
     assert reader is not None
     uid = tenant.users["admin"]
-
-    async def one() -> User | None:
-        with context.tenant_scope(tenant.tenant_id):
-            async with unit_of_work() as s:
-                return await UserRepository(s).read(uid)
-
-    found = await asyncio.gather(*(one() for _ in range(reader._size * 3)))
+    found = await asyncio.gather(*(_read(tenant, uid) for _ in range(reader._size * 3)))
     assert all(u is not None and u.id == uid for u in found)
     assert reader._opened <= reader._size
 
@@ -176,13 +177,7 @@ async def test_connections_the_server_closed_while_idle_are_replaced_not_used(
     reader = get_database().direct
     assert reader is not None
     uid = tenant.users["admin"]
-
-    async def read() -> User | None:
-        with context.tenant_scope(tenant.tenant_id):
-            async with unit_of_work() as s:
-                return await UserRepository(s).read(uid)
-
-    await asyncio.gather(*(read() for _ in range(3)))  # a few pooled, watched connections
+    await asyncio.gather(*(_read(tenant, uid) for _ in range(3)))  # a few pooled, watched connections
     pids = [c.info.backend_pid for c in reader._idle]
     assert pids
     owner = database_urls["owner"].replace("postgresql+psycopg://", "postgresql://")
@@ -192,7 +187,7 @@ async def test_connections_the_server_closed_while_idle_are_replaced_not_used(
         await asyncio.sleep(0.01)
         if all(w.stirred for c, w in reader._watches.items() if c.info.backend_pid in pids):
             break
-    found = await asyncio.gather(*(read() for _ in range(len(pids) + 1)))
+    found = await asyncio.gather(*(_read(tenant, uid) for _ in range(len(pids) + 1)))
     assert all(u is not None and u.id == uid for u in found)
     assert not {c.info.backend_pid for c in reader._idle} & set(pids)
     assert reader._opened <= reader._size
