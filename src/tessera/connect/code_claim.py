@@ -29,9 +29,10 @@ from typing import Any, NamedTuple
 
 import psycopg
 from psycopg import sql
-from sqlalchemy.engine import Dialect, make_url
+from sqlalchemy.engine import Dialect
 
 from tessera.core import context
+from tessera.core.db.direct import close_quietly, libpq_conninfo, with_tenant
 
 _DYNAMIC = ("c_tid", "c_now", "c_limit", "c_by")
 
@@ -75,8 +76,7 @@ class _Plan:
         if self.literals is None:
             self.literals = {k: sql.Literal(v).as_string(conn) for k, v in self.constants.items()}
         literals = {**self.literals, **{k: sql.Literal(v).as_string(conn) for k, v in values.items()}}
-        tenant = str(uuid.UUID(str(values["c_tid"])))  # hex digits and dashes only
-        return f"SELECT set_config('app.tenant_id', '{tenant}', true); " + self.template % literals
+        return with_tenant(uuid.UUID(str(values["c_tid"])), self.template % literals)
 
     def decode(self, raw: list[tuple[Any, ...]]) -> list[Any]:
         rows = []
@@ -100,7 +100,7 @@ class CodeClaimer:
     urgent claimer: a list, dropped when the event loop changes, as tests run one per test)."""
 
     def __init__(self, url: str, dialect: Dialect, stmt: Any) -> None:
-        self._conninfo = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+        self._conninfo = libpq_conninfo(url)
         self._plan = _Plan(stmt, dialect)
         self._idle: list[psycopg.AsyncConnection[Any]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -127,18 +127,11 @@ class CodeClaimer:
             if ok and not conn.closed:
                 self._idle.append(conn)
             else:
-                await _close(conn)
+                await close_quietly(conn)
         with context.tenant_scope(tid):
             return self._plan.decode(raw)
 
     async def close(self) -> None:
         idle, self._idle = self._idle, []
         for conn in idle:
-            await _close(conn)
-
-
-async def _close(conn: psycopg.AsyncConnection[Any]) -> None:
-    try:
-        await conn.close()
-    except Exception:  # a broken connection is dropped either way
-        pass
+            await close_quietly(conn)

@@ -33,6 +33,15 @@ async def _code(client: httpx.AsyncClient, world: TenantWorld, to: str) -> uuid.
     return uuid.UUID(r.json()["id"])
 
 
+async def _assert_as_accepted(tenant: TenantWorld, mid: uuid.UUID) -> None:
+    """The message is as ``POST /verify`` left it: a claim that was put back left no trace."""
+    with context.tenant_scope(tenant.tenant_id):
+        async with unit_of_work() as s:
+            m = (await s.execute(select(Message).where(Message.id == mid))).scalar_one()
+            assert (m.status, m.attempts, m.resubmissions, m.queued_at) == ("accepted", 0, 0, None)
+    assert [e[:2] for e in await _events(tenant, mid)] == [("status", "accepted")]
+
+
 async def _events(world: TenantWorld, mid: uuid.UUID) -> list[tuple[str, str, dict[str, Any]]]:
     with context.tenant_scope(world.tenant_id):
         async with unit_of_work() as s:
@@ -294,11 +303,7 @@ async def test_claim_codes_puts_back_a_code_whose_route_is_not_known_yet(
         assert await d.claim_codes(tenant.tenant_id, 100) == 1
         assert d.runners == {} and d.stats["resubmitted"] == 0
         assert d.stats["claimed_codes_direct"] == (1 if direct else 0)
-        with context.tenant_scope(tenant.tenant_id):
-            async with unit_of_work() as s:
-                m = (await s.execute(select(Message).where(Message.id == mid))).scalar_one()
-                assert (m.status, m.attempts, m.resubmissions, m.queued_at) == ("accepted", 0, 0, None)
-        assert [e[:2] for e in await _events(tenant, mid)] == [("status", "accepted")]
+        await _assert_as_accepted(tenant, mid)
         [row] = await _dispatch_rows(mid)
         assert row.state == 0 and row.claims == 0 and row.available_at > before
     finally:
@@ -394,11 +399,7 @@ async def test_a_direct_claim_that_cannot_be_decoded_is_put_back_and_stale_keys_
         monkeypatch.setattr(code_claim._Plan, "decode", broken)
         with pytest.raises(code_claim.DecodeError):
             await d.claim_codes(tenant.tenant_id, 100)
-        with context.tenant_scope(tenant.tenant_id):
-            async with unit_of_work() as s:
-                m = (await s.execute(select(Message).where(Message.id == mid))).scalar_one()
-                assert (m.status, m.attempts, m.resubmissions, m.queued_at) == ("accepted", 0, 0, None)
-        assert [e[:2] for e in await _events(tenant, mid)] == [("status", "accepted")]
+        await _assert_as_accepted(tenant, mid)
         [row] = await _dispatch_rows(mid)
         assert row.state == 0 and row.claims == 0 and row.claimed_by is None
         monkeypatch.setattr(code_claim._Plan, "decode", real)

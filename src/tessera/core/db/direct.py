@@ -52,6 +52,21 @@ class DecodeError(Exception):
     not loaded in this process yet: a session's transaction loads them)."""
 
 
+# The tenant setting in front of a simple-protocol query: ``str.format`` field ``tenant``.
+SET_TENANT = "SELECT set_config('app.tenant_id', '{tenant}', true); "
+
+
+def with_tenant(tenant_id: uuid.UUID, query: str) -> str:
+    """``query`` run as one implicit transaction with ``app.tenant_id`` set to ``tenant_id``
+    (rendered from a UUID object: hex digits and dashes only), as a unit of work sets it."""
+    return SET_TENANT.format(tenant=uuid.UUID(int=tenant_id.int)) + query
+
+
+def libpq_conninfo(url: str) -> str:
+    """The libpq connection string of a SQLAlchemy URL (same host, database and role)."""
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
 class _Plan:
     """A model's primary-key read: the SQL with two placeholders and how to build instances."""
 
@@ -66,9 +81,7 @@ class _Plan:
             raise ValueError(f"unexpected parameters in {model.__name__}'s read: {list(compiled.binds)}")
         # pyformat placeholders -> str.format fields; literal braces and percent signs kept.
         text = compiled.string.replace("{", "{{").replace("}", "}}")
-        self.sql = "SELECT set_config('app.tenant_id', '{tenant}', true); " + (
-            text % {k: f"'{v}'" for k, v in binds.items()}
-        )
+        self.sql = SET_TENANT + (text % {k: f"'{v}'" for k, v in binds.items()})
         self.mapper = mapper
         table = mapper.local_table
         columns: list[tuple[str, Any]] = []
@@ -101,7 +114,7 @@ class DirectReader:
     this machine, about 0.7 % of the request this path serves."""
 
     def __init__(self, url: str, dialect: Dialect, *, size: int = 10) -> None:
-        self._conninfo = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+        self._conninfo = libpq_conninfo(url)
         self._dialect = dialect
         self._size = size
         self._plans: dict[type[Any], _Plan] = {}
@@ -231,7 +244,7 @@ class DirectReader:
     def _discard(self, conn: psycopg.AsyncConnection[Any]) -> None:
         self._unwatch(conn)
         self._opened -= 1
-        task = asyncio.get_running_loop().create_task(_close(conn))
+        task = asyncio.get_running_loop().create_task(close_quietly(conn))
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
 
@@ -240,7 +253,7 @@ class DirectReader:
         self._opened -= len(idle)
         for conn in idle:
             self._unwatch(conn)
-            await _close(conn)
+            await close_quietly(conn)
 
 
 class _Watch:
@@ -341,7 +354,8 @@ def _json_loads(data: bytes | bytearray | memoryview | str) -> Any:
     return orjson.loads(raw)
 
 
-async def _close(conn: psycopg.AsyncConnection[Any]) -> None:
+async def close_quietly(conn: psycopg.AsyncConnection[Any]) -> None:
+    """Close ``conn``; a broken connection is dropped either way."""
     try:
         await conn.close()
     except Exception:  # closing a broken connection: nothing left to release
