@@ -88,7 +88,8 @@ def _lists_and_versions_stmt() -> Any:
     return select(lists.c.src, lists.c.key, lists.c.kind)
 
 
-_LISTS_AND_VERSIONS: list[Any] = []
+# Built once: a statement object keeps its cache key (and the tenant guard's) across calls.
+_LISTS_AND_VERSIONS = _lists_and_versions_stmt()
 
 
 def lists_and_versions_column() -> Any:
@@ -131,9 +132,7 @@ async def lists_and_versions(
     :meth:`ListEntryRepository.kinds_for_many`), the global lists' kinds by address
     (:meth:`GlobalListRepository.kinds_for_many`) and the word lists' versions of ``scopes``
     (:meth:`VersionRepository.versions`). The tenant guard scopes the tenant's lists."""
-    if not _LISTS_AND_VERSIONS:
-        _LISTS_AND_VERSIONS.append(_lists_and_versions_stmt())
-    rows = await session.execute(_LISTS_AND_VERSIONS[0], lists_and_versions_params(indexes, values, scopes))
+    rows = await session.execute(_LISTS_AND_VERSIONS, lists_and_versions_params(indexes, values, scopes))
     return parse_lists_and_versions(rows.all())
 
 
