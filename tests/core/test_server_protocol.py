@@ -104,9 +104,12 @@ async def _app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         }
     )
     await send({"type": "http.response.body", "body": body})
+    # Still in the task step that completed the response: it has already left.
+    SENT_WHEN_COMPLETE.append(SENDS[-1] if SENDS else b"")
 
 
 SENDS: list[bytes] = []
+SENT_WHEN_COMPLETE: list[bytes] = []
 
 
 class _CountingTransport:
@@ -130,6 +133,7 @@ class CountingProtocol(HttpProtocol):
 
 async def test_a_served_response_leaves_in_one_send_and_keep_alive_and_streaming_work() -> None:
     SENDS.clear()
+    SENT_WHEN_COMPLETE.clear()
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -150,6 +154,8 @@ async def test_a_served_response_leaves_in_one_send_and_keep_alive_and_streaming
             while not first.endswith(b'{"ok":true}'):
                 first += await asyncio.wait_for(reader.read(65536), 5)
             assert SENDS[-1] == first  # status line, headers and body: one write to the socket
+            # … written when the response completed, not at the end of the loop turn
+            assert SENT_WHEN_COMPLETE[-1] == first
         writer.write(b"GET /stream HTTP/1.1\r\nHost: x\r\n\r\n")
         await writer.drain()
         data = b""
