@@ -19,6 +19,11 @@ Prints one JSON line::
     {"bench":"api_latency","n":...,"seconds":...,"rps":...,"p50_ms":...,"p99_ms":...,
      "database":...,"concurrency":64,"server_cpu_ms_per_request":...,...}
 
+``--pin`` (on a machine with two CPUs or more) runs the server on CPU 0 and the load generator on
+the others, as if the clients were on another machine: the load generator then never takes the
+server's CPU, and the figures show what the server does alone. Without it the scheduler places
+both. The JSON line says which (``"pinned"``).
+
 ``server_cpu_ms_per_request`` is the server process's CPU time (user + system) during the
 measured run divided by the requests served: a figure that other load on the machine barely
 moves, unlike requests/s. ``BENCH_SECONDS`` (default 30) shortens the run.
@@ -38,6 +43,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 CONCURRENCY = 64
@@ -202,6 +208,17 @@ def _wait_ready(port: int, proc: subprocess.Popen[bytes], timeout: float = 60) -
     raise RuntimeError("server did not start")
 
 
+SERVER_CPUS: set[int] | None = None  # --pin: the server's CPUs and the load generator's
+CLIENT_CPUS: set[int] | None = None
+
+
+def _pinned(cpus: set[int] | None) -> Any:
+    """A ``preexec_fn`` putting the child on ``cpus`` (None: leave it to the scheduler)."""
+    if cpus is None:
+        return None
+    return lambda: os.sched_setaffinity(0, cpus)
+
+
 def _drive(port: int, path: str, key: str, seconds: int, workdir: Path) -> dict[str, int]:
     if shutil.which("wrk"):
         script = workdir / "auth.lua"
@@ -229,7 +246,9 @@ def _drive(port: int, path: str, key: str, seconds: int, workdir: Path) -> dict[
             str(CONCURRENCY),
             str(seconds),
         ]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    out = subprocess.run(
+        cmd, check=True, capture_output=True, text=True, preexec_fn=_pinned(CLIENT_CPUS)
+    ).stdout
     line = next(ln for ln in out.splitlines() if ln.startswith("WRKJSON "))
     result: dict[str, int] = json.loads(line[len("WRKJSON ") :])
     result["wrk"] = int(cmd[0] == "wrk")
@@ -241,7 +260,16 @@ def main() -> None:
     parser.add_argument(
         "--db", choices=("sqlite", "postgres"), default=os.environ.get("TESSERA_BENCH_DB", "sqlite")
     )
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="run the server on CPU 0 and the load generator on the other CPUs",
+    )
     args = parser.parse_args()
+    global SERVER_CPUS, CLIENT_CPUS
+    cpus = sorted(os.sched_getaffinity(0))
+    if args.pin and len(cpus) >= 2:
+        SERVER_CPUS, CLIENT_CPUS = {cpus[0]}, set(cpus[1:])
     seconds = int(os.environ.get("BENCH_SECONDS", "30"))
     workdir = Path(tempfile.mkdtemp(prefix="tessera-bench-"))
     env = dict(os.environ)
@@ -295,6 +323,7 @@ def main() -> None:
                 "non_2xx": r["non2xx"],
                 "socket_errors": r["errors"],
                 "load_generator": "wrk" if r["wrk"] else "asyncio",
+                "pinned": SERVER_CPUS is not None,
             }
         )
     )
@@ -310,6 +339,7 @@ def _run(env: dict[str, str], seconds: int, workdir: Path) -> tuple[dict[str, in
         [sys.executable, "-m", "tessera.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
         env=env,
         cwd=ROOT,
+        preexec_fn=_pinned(SERVER_CPUS),
     )
     try:
         _wait_ready(port, server)
