@@ -33,7 +33,6 @@ import io
 import itertools
 import operator
 import os
-import re
 import sys
 import threading
 import time
@@ -608,9 +607,6 @@ CONTACT_COLUMNS = (
 IDENTITY_COLUMNS = ("id", "contact_id", "kind", "value", "value_index", "is_primary", "created_at")
 
 
-_ID_HEX = re.compile("[0-9a-f]{32}")
-
-
 def uuid7_hex(n: int) -> list[str]:
     """``n`` time-ordered UUIDs (RFC 9562 version 7, 42-bit counter method) as 32 hex digits.
 
@@ -641,7 +637,8 @@ def uuid7_hex(n: int) -> list[str]:
     if sys.byteorder == "little":
         counter.byteswap()
     words[2::4] = counter
-    return _ID_HEX.findall(words.tobytes().hex())
+    hexed = words.tobytes().hex()
+    return [hexed[k : k + 32] for k in range(0, 32 * n, 32)]  # a third of a regex findall's time
 
 
 @dataclass
