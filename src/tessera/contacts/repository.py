@@ -47,7 +47,6 @@ from tessera.contacts.models import (
     TagGroup,
 )
 from tessera.core import context
-from tessera.core.crypto.keyring import get_keyring
 from tessera.core.crypto.types import EncryptedString
 from tessera.core.db.base import Base, UTCDateTime, table_of
 from tessera.core.db.repository import TenantRepository
@@ -274,13 +273,6 @@ class ContactRepository(TenantRepository[Contact]):
             return
         table = table_of(Contact)
         now = rows[0].get("b_now")
-        if (
-            self.session.get_bind().dialect.name == "postgresql"
-            and len({r["b_id"] for r in rows}) == len(rows)
-            and len({r.get("b_now") for r in rows}) == 1
-        ):
-            await self._update_from_import_pg(rows, columns, now, fill_only=fill_only)
-            return
         # None must bind as SQL NULL (not JSON null) for COALESCE and || to keep stored values.
         attrs = bindparam("b_attributes", type_=_JSON_OR_NULL)
         merged: Any
@@ -300,50 +292,6 @@ class ContactRepository(TenantRepository[Contact]):
             values["attributes"] = func.coalesce(attrs, table.c.attributes)
         stmt = update(table).where(table.c.id == bindparam("b_id")).values(updated_at=now, **values)
         await self.session.execute(stmt, [{k: v for k, v in r.items() if k != "b_now"} for r in rows])
-
-    async def _update_from_import_pg(
-        self, rows: Sequence[dict[str, Any]], columns: Sequence[str], now: Any, *, fill_only: bool
-    ) -> None:
-        """:meth:`update_from_import` on PostgreSQL as one ``UPDATE … FROM (SELECT unnest(…))``
-        instead of one statement per row (each row's values as arrays, one per column; the
-        contacts are distinct, so no two source rows meet the same contact). Encrypted columns
-        are sealed here, as their bind type does for the per-row statement."""
-        table = table_of(Contact)
-        tid = context.current_tenant_id()
-        sealer = None
-        params: dict[str, Any] = {
-            "tenant_id": tid,
-            "now": now,
-            "ids": _pg_array_literal([_hex(r["b_id"]) for r in rows], "uuid"),
-        }
-        sets = ["updated_at = %(now)s"]
-        selects = ["unnest(%(ids)s::uuid[]) AS id"]
-        for n, c in enumerate(columns):
-            values: list[Any] = [r.get(f"b_{c}") for r in rows]
-            if isinstance(table.c[c].type, EncryptedString):
-                given = [at for at, v in enumerate(values) if v is not None]
-                if given:
-                    if sealer is None:
-                        sealer = get_keyring().sealer(tid)
-                    sealed = sealer.encrypt_many([str(values[at]) for at in given])
-                    for at, sv in zip(given, sealed, strict=True):
-                        values[at] = sv
-            params[f"c{n}"] = _pg_array_literal(values, "text")
-            selects.append(f"unnest(%(c{n})s::text[]) AS c{n}")
-            sets.append(f"{c} = COALESCE(c.{c}, u.c{n})" if fill_only else f"{c} = COALESCE(u.c{n}, c.{c})")
-        params["attrs"] = _pg_array_literal([r.get("b_attributes") for r in rows], "jsonb")
-        selects.append("unnest(%(attrs)s::jsonb[]) AS attrs")
-        if fill_only:  # stored keys win; no new attributes: keep the stored ones
-            sets.append("attributes = COALESCE(u.attrs || c.attributes, c.attributes)")
-        else:
-            sets.append("attributes = COALESCE(u.attrs, c.attributes)")
-        sql = (
-            f"UPDATE contacts AS c SET {', '.join(sets)}"
-            f" FROM (SELECT {', '.join(selects)}) AS u"
-            " WHERE c.id = u.id AND c.tenant_id = %(tenant_id)s"
-        )
-        conn = await self.session.connection()
-        await conn.exec_driver_sql(sql, params)
 
     async def identities(self, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, list[ContactIdentity]]:
         out: dict[uuid.UUID, list[ContactIdentity]] = defaultdict(list)
