@@ -6,7 +6,7 @@ import uuid
 from typing import Any
 
 import pytest
-from sqlalchemy import delete, select, text, update
+from sqlalchemy import delete, insert, select, text, update
 from sqlalchemy.exc import DBAPIError
 
 from tessera.core import context
@@ -69,6 +69,36 @@ async def test_guard_scopes_core_update_and_delete_on_tenant_tables(
     with context.tenant_scope(None), pytest.raises(context.NoTenantInScope):
         async with unit_of_work() as s:
             await s.execute(update(users).values(name="everyone"))
+
+
+def _role_row(key: str, **extra: Any) -> dict[str, Any]:
+    return {"id": uuid.uuid4(), "key": key, "name": key, "permissions": [], "visibility": {}, **extra}
+
+
+async def test_guard_gives_bulk_inserted_rows_the_tenant_and_refuses_another_tenants(
+    tenant: TenantWorld, other_tenant: TenantWorld
+) -> None:
+    with context.tenant_scope(tenant.tenant_id):
+        async with unit_of_work() as s:
+            # Core and ORM bulk forms, a list of rows and a single row; one row names its tenant.
+            await s.execute(insert(table_of(Role)), [_role_row("bulk-a"), _role_row("bulk-b")])
+            await s.execute(insert(Role), [_role_row("bulk-c", tenant_id=tenant.tenant_id)])
+            await s.execute(insert(Role), _role_row("bulk-d"))
+        planted = [_role_row("ok"), _role_row("planted", tenant_id=other_tenant.tenant_id)]
+        with pytest.raises(context.NoTenantInScope):
+            async with unit_of_work() as s:
+                await s.execute(insert(Role), planted)
+    with context.tenant_scope(tenant.tenant_id):
+        async with unit_of_work() as s:
+            mine = set((await s.execute(select(Role.key).where(Role.key.like("bulk-%")))).scalars())
+            assert not (await s.execute(select(Role.key).where(Role.key.in_(["ok", "planted"])))).all()
+    assert mine == {"bulk-a", "bulk-b", "bulk-c", "bulk-d"}  # nothing of the refused statement
+    with context.tenant_scope(other_tenant.tenant_id):
+        async with unit_of_work() as s:
+            assert not (await s.execute(select(Role.key).where(Role.key.like("bulk-%")))).all()
+    with context.tenant_scope(None), pytest.raises(context.NoTenantInScope):
+        async with unit_of_work() as s:
+            await s.execute(insert(Role), [_role_row("nobody")])
 
 
 async def _count(conn: Any, table: str) -> int:

@@ -2,8 +2,10 @@
 
 Every ORM statement that touches a :class:`TenantOwned` model, and every Core ``UPDATE`` or
 ``DELETE`` of a tenant-owned table (bulk writes on hot paths), gets ``tenant_id = <tenant in
-scope>`` added here, and every new tenant-owned row gets ``tenant_id`` set here. No other code
-writes a tenant filter. A statement against tenant-owned data with no tenant in scope raises
+scope>`` added here, and every new tenant-owned row gets ``tenant_id`` set here: objects added
+to the session when they are flushed, and the rows of a bulk ``INSERT`` given as parameters
+(``session.execute(insert(Model), [{...}, ...])``) when it runs. A row naming another tenant is
+refused. No other code writes a tenant filter or a row's tenant. A statement against tenant-owned data with no tenant in scope raises
 :class:`~tessera.core.context.NoTenantInScope` unless the session was opened explicitly as a
 platform session (operator endpoints, job claiming), which is visible in code review.
 """
@@ -24,6 +26,43 @@ PLATFORM = "platform"
 
 def _touches_tenant_data(state: ORMExecuteState) -> bool:
     return any(issubclass(mapper.class_, TenantOwned) for mapper in state.all_mappers)
+
+
+def _inserted_tenant_table(state: ORMExecuteState) -> Table | None:
+    """The tenant-owned table an INSERT writes, if any."""
+    table = getattr(state.statement, "table", None)
+    if isinstance(table, Table) and table.name in TENANT_OWNED_TABLES:
+        return table
+    return None
+
+
+def _stamped(row: Any, tid: Any) -> Any:
+    current = row.get("tenant_id")
+    if current is None:
+        return {**row, "tenant_id": tid}
+    if current != tid:
+        raise context.NoTenantInScope("a row to insert belongs to another tenant")
+    return row
+
+
+def _stamp_insert(state: ORMExecuteState, tid: Any) -> None:
+    """Give each parameter row of a bulk INSERT into a tenant-owned table the tenant in scope.
+
+    Rows written into the statement itself (``.values(...)``, ``.from_select(...)``) are not
+    parameters and are left as they are: on PostgreSQL row-level security refuses another
+    tenant's rows (``WITH CHECK``)."""
+    stmt: Any = state.statement
+    if _inserted_tenant_table(state) is None or stmt._values or stmt._multi_values or stmt.select is not None:
+        return
+    if tid is None:
+        if state.session.info.get(PLATFORM):
+            return
+        raise context.NoTenantInScope("insert into tenant-owned data with no tenant in scope")
+    params: Any = state.parameters
+    if isinstance(params, list):
+        state.parameters = [_stamped(p, tid) for p in params]
+    elif params:
+        state.parameters = _stamped(params, tid)
 
 
 def _core_tenant_table(state: ORMExecuteState) -> Table | None:
@@ -78,6 +117,9 @@ def guarded(statement: Any) -> Any:
 
 
 def _on_execute(state: ORMExecuteState) -> None:
+    if state.is_insert:
+        _stamp_insert(state, context.current_tenant_id_or_none())
+        return
     if not (state.is_select or state.is_update or state.is_delete):
         return
     tid = context.current_tenant_id_or_none()
