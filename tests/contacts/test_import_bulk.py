@@ -230,3 +230,17 @@ async def test_rows_without_any_identity_are_imported(client: httpx.AsyncClient,
     assert (done["rows_created"], done["rows_failed"], done["rows_done"]) == (3, 0, 3)
     r = await client.get("/v1/contacts", params={"limit": 10}, headers=h)
     assert sorted(c["name"] for c in r.json()["items"]) == ["无号一", "无号三", "无号二"]
+
+
+@pytest.mark.parametrize("size", [0, 1, 2, 7])
+def test_picker_reorders_like_the_comprehension(size: int) -> None:
+    import random
+
+    from tessera.contacts.import_bulk import _picker
+
+    order = list(range(size))
+    random.Random(size).shuffle(order)
+    xs = [f"v{k}" for k in range(size)]
+    got = _picker(order)(xs)
+    assert got == [xs[j] for j in order] and isinstance(got, list)
+    assert _picker(order)([k * 10 for k in range(size)]) == [j * 10 for j in order]

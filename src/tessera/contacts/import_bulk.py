@@ -20,8 +20,9 @@ chunk of the same file, only fill) their contact and give it the identities it l
 from __future__ import annotations
 
 import itertools
+import operator
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -135,23 +136,33 @@ def prepare_bulk(
     # Identities go in in the unique index's order (kind, blind index): each insert then lands
     # next to the previous one in that index (about a tenth of the database's time per row);
     # their ids are drawn in that order too, so the primary key still grows at its end.
-    keyed = [k + i for k, i in zip(kinds, indexes, strict=True)]
+    keyed = list(map(operator.add, kinds, indexes))
     order = sorted(range(len(kinds)), key=keyed.__getitem__)
+    pick = _picker(order)  # each column in that order, by one C-level itemgetter call
     identities = {
         "id": ident_ids,
-        "kind": [kinds[j] for j in order],
-        "value": [sealed[j] for j in order],
-        "value_index": [indexes[j] for j in order],
-        "is_primary": [primary[j] for j in order],
+        "kind": pick(kinds),
+        "value": pick(sealed),
+        "value_index": pick(indexes),
+        "is_primary": pick(primary),
         "created_at": NOW,
     }
     if n:
-        out.insert = import_chunk_insert(contacts, identities, [owner_pos[j] for j in order])
+        out.insert = import_chunk_insert(contacts, identities, pick(owner_pos))
     out.contact_ids, out.ident_start = contact_ids, start
     out.kinds, out.indexes, out.sealed, out.owner_pos = kinds, indexes, sealed, owner_pos
     if seen is not None:
         out.probes = seen.check_and_add(indexes)
     return out
+
+
+def _picker(order: list[int]) -> Callable[[Sequence[Any]], list[Any]]:
+    """A function giving ``[xs[j] for j in order]`` (through ``itemgetter``, a few times faster
+    than the comprehension)."""
+    if len(order) < 2:  # itemgetter of one index gives the element, of none is refused
+        return lambda xs: [xs[j] for j in order]
+    get = operator.itemgetter(*order)
+    return lambda xs: list(get(xs))
 
 
 async def write_bulk(session: AsyncSession, chunk: BulkChunk, run: ImportRun) -> ChunkResult:
