@@ -7,6 +7,14 @@ packed with ``struct`` directly: they are the hot path and carry nothing a codec
 Two smpplib quirks handled here: passing ``sequence=``/``status=`` to its constructors is ignored
 (the attributes already hold a value), so both are assigned after construction; and parsing needs
 ``sequence=0`` so it does not ask a client object for a sequence number.
+
+``submit_sm`` and ``deliver_sm`` (one per message each way: the gateway's bulk path) are built
+and parsed here directly when they carry only what the gateway sends and carriers answer (the
+mandatory fields; a receipt's ``receipted_message_id``, ``message_state``, ``network_error_code``,
+``message_payload`` and the ``sar_*`` TLVs): smpplib took ~70 µs to build one and ~75 µs to parse
+one, a sixth of the gateway's CPU per message, and held the event loop ~10 ms per 64 KiB of
+receipts read. The results are smpplib's, byte for byte and field for field (tests compare
+them); anything else (other TLVs, values smpplib would refuse or read oddly) goes to smpplib.
 """
 
 from __future__ import annotations
@@ -14,7 +22,7 @@ from __future__ import annotations
 import struct
 from typing import Any, Final
 
-from smpplib import consts, smpp  # type: ignore[import-untyped]
+from smpplib import command, consts, smpp  # type: ignore[import-untyped]
 from smpplib.exceptions import UnknownCommandError  # type: ignore[import-untyped]
 
 BIND_RECEIVER: Final = 0x00000001
@@ -104,7 +112,12 @@ def cstring_body(raw: bytes) -> str:
 
 
 def build(command_name: str, sequence: int, status: int = ESME_ROK, **fields: Any) -> bytes:
-    """Generate a PDU with smpplib's codec."""
+    """Generate a PDU (``submit_sm``/``deliver_sm`` with mandatory fields only: directly, else
+    with smpplib's codec; the same bytes either way)."""
+    if command_name in _SM_IDS:
+        raw = _build_sm(_SM_IDS[command_name], sequence, status, fields)
+        if raw is not None:
+            return raw
     pdu = smpp.make_pdu(command_name, client=None, sequence=sequence, **fields)
     pdu.sequence = sequence
     pdu.status = status
@@ -113,8 +126,165 @@ def build(command_name: str, sequence: int, status: int = ESME_ROK, **fields: An
 
 
 def parse(raw: bytes) -> Any:
-    """Parse a PDU with smpplib's codec (unknown TLVs are skipped, not fatal)."""
+    """Parse a PDU with smpplib's codec (unknown TLVs are skipped, not fatal); ``submit_sm`` and
+    ``deliver_sm`` whose every field and TLV :func:`_parse_sm` knows are read directly, into an
+    object with smpplib's attribute names and values."""
+    if len(raw) >= 16 and raw[4:8] in _SM_ID_BYTES:
+        sm = _parse_sm(raw)
+        if sm is not None:
+            return sm
     return smpp.parse_pdu(raw, client=None, sequence=0, allow_unknown_opt_params=True)
+
+
+# -- submit_sm / deliver_sm without smpplib ---------------------------------------------------
+# (name, kind, max): kind "c" C-octet string of at most ``max`` octets with its NUL, "i" one octet
+_SM_FIELDS: Final = (
+    ("service_type", "c", 6),
+    ("source_addr_ton", "i", 1),
+    ("source_addr_npi", "i", 1),
+    ("source_addr", "c", 21),
+    ("dest_addr_ton", "i", 1),
+    ("dest_addr_npi", "i", 1),
+    ("destination_addr", "c", 21),
+    ("esm_class", "i", 1),
+    ("protocol_id", "i", 1),
+    ("priority_flag", "i", 1),
+    ("schedule_delivery_time", "c", 17),
+    ("validity_period", "c", 17),
+    ("registered_delivery", "i", 1),
+    ("replace_if_present_flag", "i", 1),
+    ("data_coding", "i", 1),
+    ("sm_default_msg_id", "i", 1),
+)
+_SM_IDS: Final = {"submit_sm": SUBMIT_SM, "deliver_sm": DELIVER_SM}
+_SM_ID_BYTES: Final = {SUBMIT_SM.to_bytes(4, "big"): "submit_sm", DELIVER_SM.to_bytes(4, "big"): "deliver_sm"}
+_SM_KEYS: Final = frozenset([name for name, _, _ in _SM_FIELDS] + ["sm_length", "short_message"])
+# TLVs read directly, per command: tag → (name, kind, size); "i" integer of ``size`` octets
+# (the TLV's length must be that), "s" C-octet string (smpplib drops its last octet), "o" octets
+_SM_TLVS: Final = {
+    "deliver_sm": {
+        0x001E: ("receipted_message_id", "s", 0),
+        0x0427: ("message_state", "i", 1),
+        0x0423: ("network_error_code", "o", 0),
+        0x0424: ("message_payload", "o", 0),
+        0x020C: ("sar_msg_ref_num", "i", 2),
+        0x020E: ("sar_total_segments", "i", 1),
+        0x020F: ("sar_segment_seqnum", "i", 1),
+    },
+    "submit_sm": {
+        0x0424: ("message_payload", "o", 0),
+        0x020C: ("sar_msg_ref_num", "i", 2),
+        0x020E: ("sar_total_segments", "i", 1),
+        0x020F: ("sar_segment_seqnum", "i", 1),
+    },
+}
+_SM_PARAMS: Final = {
+    name: tuple(cls.params)
+    for name, cls in (("submit_sm", command.SubmitSM), ("deliver_sm", command.DeliverSM))
+}
+
+
+class ShortMessage:
+    """A parsed ``submit_sm``/``deliver_sm``: smpplib's attribute names, values and defaults
+    (C-octet strings as bytes, absent TLVs ``None``)."""
+
+    def __init__(self, name: str, length: int, status: int, sequence: int, values: dict[str, Any]) -> None:
+        self.__dict__.update(dict.fromkeys(_SM_PARAMS[name]))
+        self.__dict__.update(values)
+        self.command = name
+        self.length = length
+        self.status = status
+        self.sequence = sequence
+
+
+def _build_sm(command_id: int, sequence: int, status: int, fields: dict[str, Any]) -> bytes | None:
+    """smpplib's bytes for a PDU of mandatory fields, or ``None`` (let smpplib build it)."""
+    if not _SM_KEYS.issuperset(fields):
+        return None
+    out = bytearray()
+    for name, kind, size in _SM_FIELDS:
+        value = fields.get(name)
+        if kind == "i":
+            if value is None or value is False:
+                out.append(0)
+            elif value is True:
+                out.append(1)
+            elif type(value) is int and 0 <= value <= 255:
+                out.append(value)
+            else:
+                return None
+        elif value is None or value == "":
+            out.append(0)
+        elif type(value) is str and value.isascii():
+            out += value[: size - 1].encode("ascii")
+            out.append(0)
+        else:
+            return None
+    message = fields.get("short_message")
+    if message is None or message == b"":
+        out.append(0)
+    elif type(message) is bytes and len(message) <= 255:
+        out.append(len(message))
+        out += message
+    else:
+        return None
+    return HEADER.pack(16 + len(out), command_id, status, sequence) + bytes(out)
+
+
+def _parse_sm(raw: bytes) -> ShortMessage | None:
+    """smpplib's reading of a ``submit_sm``/``deliver_sm``, or ``None`` (let smpplib read it:
+    a TLV not in :data:`_SM_TLVS`, a string without its NUL, a body cut short, …)."""
+    length, _, status, sequence = HEADER.unpack_from(raw)
+    if length != len(raw):
+        return None
+    name = _SM_ID_BYTES[raw[4:8]]
+    values: dict[str, Any] = {}
+    pos, end = 16, len(raw)
+    for field, kind, size in _SM_FIELDS:
+        if pos >= end:
+            return None
+        if kind == "i":
+            values[field] = raw[pos]
+            pos += 1
+        else:
+            nul = raw.find(b"\x00", pos, pos + size)
+            if nul < 0:
+                return None
+            values[field] = raw[pos:nul]
+            pos = nul + 1
+    if pos >= end:
+        return None
+    sm_length = values["sm_length"] = raw[pos]
+    pos += 1
+    if pos == end:  # smpplib stops at the body's end: no short_message (None), even if empty
+        return None if sm_length else ShortMessage(name, length, status, sequence, values)
+    if pos + sm_length > end:
+        return None
+    values["short_message"] = raw[pos : pos + sm_length]
+    pos += sm_length
+    tlvs = _SM_TLVS[name]
+    while pos < end:
+        if end - pos < 4:
+            return None
+        tag = int.from_bytes(raw[pos : pos + 2], "big")
+        size = int.from_bytes(raw[pos + 2 : pos + 4], "big")
+        pos += 4
+        known = tlvs.get(tag)
+        if known is None or pos + size > end:
+            return None
+        field, kind, want = known
+        if kind == "i":
+            if size != want:
+                return None
+            values[field] = int.from_bytes(raw[pos : pos + size], "big")
+        elif kind == "s":
+            if size < 1:
+                return None
+            values[field] = raw[pos : pos + size - 1]
+        else:
+            values[field] = raw[pos : pos + size]
+        pos += size
+    return ShortMessage(name, length, status, sequence, values)
 
 
 def text_field(value: object) -> str:
