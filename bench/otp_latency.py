@@ -33,7 +33,9 @@ Where the time goes: the dispatcher stamps each code's stages (``Dispatcher(trac
 written when it stops) and ``stages`` gives p50, p99 and the mean over the slowest 1 % of codes
 of: ``returned_to_wake`` (POST returning → the gateway told, negative when the NOTIFY came
 first), ``wake_to_claim``, ``claim_to_claimed`` (the claim's transaction), ``claimed_to_worker``
-(the link's worker takes it) and ``worker_to_arrived`` (submit_sm written and read by the SMSC).
+(the link's worker takes it) and ``worker_to_arrived`` (submit_sm written and read by the SMSC);
+with the one-round-trip claim, ``claim_to_claimed`` split into ``claim_to_rows`` (its round
+trip, with the event-loop turn that reads the answer) and ``rows_to_claimed`` (the items built).
 ``gateway_loop_lag_ms``: how late a 5 ms sleep woke up in the gateway (its longest loop turns);
 ``over_20ms`` counts the wake-ups more than 20 ms late and ``over_20ms_busy_share`` is the share
 of their lateness the gateway spent on the CPU (near 1: its own long stretches of work; near 0:
@@ -322,6 +324,9 @@ STAGES = (  # (name, from, to): "returned" is POST /v1/verify returning, "arrive
     ("returned_to_wake", "returned", "wake"),  # negative: the NOTIFY came before the response
     ("wake_to_claim", "wake", "claim"),
     ("claim_to_claimed", "claim", "claimed"),
+    # the one-round-trip claim only: its round trip, then the items built
+    ("claim_to_rows", "claim", "rows"),
+    ("rows_to_claimed", "rows", "claimed"),
     ("claimed_to_worker", "claimed", "worker"),
     ("worker_to_arrived", "worker", "arrived"),
 )
@@ -344,11 +349,15 @@ def _stages(path: str, returned: dict[str, float], arrivals: dict[str, float]) -
     tail = rows[-max(1, len(rows) // 100) :]
     out: dict[str, object] = {}
     for name, a, b in STAGES:
-        vals = [r[b] - r[a] for r in rows]
+        # a stage not stamped for every code (the claim's round trip): over the codes that have it
+        vals = [r[b] - r[a] for r in rows if a in r and b in r]
+        tail_vals = [r[b] - r[a] for r in tail if a in r and b in r]
+        if not vals:
+            continue
         out[name] = {
             "p50": pct(vals, 0.5),
             "p99": pct(vals, 0.99),
-            "tail_mean": round(statistics.fmean(r[b] - r[a] for r in tail) * 1000, 2),
+            "tail_mean": round(statistics.fmean(tail_vals) * 1000, 2) if tail_vals else None,
         }
     return {
         "stages": out,

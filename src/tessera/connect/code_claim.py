@@ -17,6 +17,13 @@ constants; every placeholder carries its SQL cast), so the text changes only in 
 rows are decoded by psycopg's loaders as the session's are, then by the columns' own result
 processors (the encrypted number with the tenant's data key, which must be loaded: the caller
 checks :func:`keys_fresh` first and otherwise claims through a unit of work, which loads them).
+
+Keys are reloaded when their time to live is over, by the next transaction of the tenant to
+begin: while a tenant sends codes, :func:`keys_left` tells the dispatcher when, and it begins
+one then, off the codes' path (``Dispatcher._keep_keys``). Before that, the codes claimed in
+the second before the keys expired and until a code's claim reloaded them went through the
+unit of work — about 1 % of codes, and under bulk load the slowest 1 % (a pooled connection,
+four round trips).
 """
 
 from __future__ import annotations
@@ -41,16 +48,24 @@ class DecodeError(Exception):
     """A claimed row was read (the claim is committed) but a column could not be decoded."""
 
 
-def keys_fresh(tenant_id: uuid.UUID) -> bool:
-    """The tenant's data keys are loaded in this process and within their time to live (a
-    unit of work's ``BEGIN`` would not reload them)."""
+def keys_left(tenant_id: uuid.UUID) -> float | None:
+    """Seconds until the tenant's keys, loaded in this process, reach their time to live (a
+    unit of work's ``BEGIN`` reloads them from then on); ``None``: not loaded."""
     from tessera.core.crypto.keyring import KEY_TTL_SECONDS, get_keyring
 
     try:
         keys = get_keyring().keys_for(tenant_id)
     except Exception:
-        return False
-    return time.monotonic() - keys.loaded_at < KEY_TTL_SECONDS - 1.0
+        return None
+    return KEY_TTL_SECONDS - (time.monotonic() - keys.loaded_at)
+
+
+def keys_fresh(tenant_id: uuid.UUID) -> bool:
+    """The tenant's data keys are loaded in this process and within their time to live (a
+    unit of work's ``BEGIN`` would not reload them): a claim that starts now decodes with them,
+    as a transaction that began now would."""
+    left = keys_left(tenant_id)
+    return left is not None and left > 0.0
 
 
 class _Plan:

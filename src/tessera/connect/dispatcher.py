@@ -54,7 +54,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from tessera.connect import routing
-from tessera.connect.code_claim import CodeClaimer, keys_fresh
+from tessera.connect.code_claim import CodeClaimer, keys_fresh, keys_left
 from tessera.connect.code_claim import DecodeError as CodeDecodeError
 from tessera.connect.models import (
     FINAL_STATUSES,
@@ -920,6 +920,7 @@ class Dispatcher:
         # PostgreSQL: verification codes claimed in one round trip (tessera.connect.code_claim)
         self.direct_code_claim = direct_code_claim
         self._claimer: CodeClaimer | None = None
+        self._key_reloads: dict[uuid.UUID, asyncio.Task[None]] = {}  # see _keep_keys
         self.wechat_transport = wechat_transport
         # verification codes' stage times (wall clock), written to ``trace_file`` at stop: see
         # bench/otp_latency.py; destination → {stage: time.time()}
@@ -995,9 +996,10 @@ class Dispatcher:
         self._stopped = True
         _wake_events.discard(self._wake)
         _urgent_asks.discard(self._ask_urgent)
-        for t in self._tasks:
+        tasks = self._tasks + list(self._key_reloads.values())
+        for t in tasks:
             t.cancel()
-        for t in self._tasks:
+        for t in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await t
         left: list[Item] = []
@@ -1353,9 +1355,12 @@ class Dispatcher:
         await self._claimed(items, asked or t_claim, t_claim, lanes == 1)
         return len(items)
 
-    async def _claimed(self, items: list[Item], asked: float, t_claim: float, urgent: bool) -> None:
+    async def _claimed(
+        self, items: list[Item], asked: float, t_claim: float, urgent: bool, t_rows: float | None = None
+    ) -> None:
         """Hand committed claims to their links (a slice at a time: a claim of a thousand
-        messages must not hold the event loop while a code's claim waits for its turn)."""
+        messages must not hold the event loop while a code's claim waits for its turn).
+        ``t_rows`` (trace): when the one-round-trip claim's rows came back."""
         if self.trace is not None:
             t_done = time.time()
             for it in items:
@@ -1366,6 +1371,8 @@ class Dispatcher:
                         "claimed": t_done,
                         "urgent": float(urgent),
                     }
+                    if t_rows is not None:
+                        self.trace[it.to.lstrip("+")]["rows"] = t_rows
         for i, it in enumerate(items):
             if i and not i % SLICE:
                 await asyncio.sleep(0)
@@ -1388,7 +1395,9 @@ class Dispatcher:
             rows = await self._claim_codes_direct(claimer, tid, now, limit)
             if not rows:
                 return 0
+            t_rows: float | None = time.time()
             self.stats["claimed_codes_direct"] += len(rows)
+            self._keep_keys(tid)
             trows = [_Claimed(r.claimed_id, tid, 0, r.claims - 1) for r in rows]
             msgs = [r for r in rows if r.id is not None]
             try:
@@ -1403,6 +1412,7 @@ class Dispatcher:
                 await self._put_back_codes(tid, rows, now)
                 raise
         else:
+            t_rows = None
             params = {"c_tid": tid, "c_now": now, "c_limit": limit, "c_by": self.id}
             with context.tenant_scope(tid):
                 async with unit_of_work() as s:
@@ -1412,9 +1422,36 @@ class Dispatcher:
                     trows = [_Claimed(r.claimed_id, tid, 0, r.claims - 1) for r in rows]
                     msgs = [r for r in rows if r.id is not None]
                     items = await self._claim_tenant(s, tid, trows, now, msgs=msgs, in_claim=True)
+            if claimer is not None:
+                self._keep_keys(tid)  # loaded (or reloaded) by this transaction
         self.stats["claimed_codes"] += len(rows)
-        await self._claimed(items, asked or t_claim, t_claim, True)
+        await self._claimed(items, asked or t_claim, t_claim, True, t_rows)
         return len(rows)
+
+    def _keep_keys(self, tid: uuid.UUID) -> None:
+        """A tenant whose codes are claimed in one round trip: its keys are reloaded as soon as
+        their time to live is over, by a transaction begun then for that alone, rather than by
+        the claim of a code (see :mod:`tessera.connect.code_claim`). One reload at a time per
+        tenant; the claims after it schedule the next one."""
+        if tid in self._key_reloads or self._stopped:
+            return
+        left = keys_left(tid)
+        if left is None:
+            return
+        task = asyncio.create_task(self._reload_keys(tid, left), name=f"connect-keys-{tid}")
+        self._key_reloads[tid] = task
+        task.add_done_callback(lambda _t: self._key_reloads.pop(tid, None))
+
+    async def _reload_keys(self, tid: uuid.UUID, after: float) -> None:
+        await asyncio.sleep(max(0.0, after) + 0.01)
+        try:
+            with context.tenant_scope(tid):
+                async with unit_of_work() as s:
+                    # BEGIN with the tenant: its keys, past their time to live, are reloaded
+                    await s.connection()
+            self.stats["key_reloads"] += 1
+        except Exception:  # the next code's claim goes through a unit of work, which loads them
+            log.warning("reloading the keys of tenant %s failed", tid, exc_info=True)
 
     def _code_claimer(self) -> CodeClaimer | None:
         """The one-round-trip code claim (:mod:`tessera.connect.code_claim`): PostgreSQL

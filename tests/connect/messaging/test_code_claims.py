@@ -414,3 +414,38 @@ async def test_a_direct_claim_that_cannot_be_decoded_is_put_back_and_stale_keys_
         assert [e[:2] for e in await _events(tenant, mid2)] == [("status", "accepted"), ("status", "queued")]
     finally:
         await d.stop()
+
+
+@pytest.mark.skipif(
+    __import__("os").environ.get("TESSERA_TEST_DB", "sqlite") != "postgres",
+    reason="the one-round-trip claim is PostgreSQL's",
+)
+async def test_a_tenants_keys_are_reloaded_when_they_expire_not_by_a_codes_claim(
+    client: httpx.AsyncClient, tenant: TenantWorld, smsc: SmscSimulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once a tenant's codes are claimed in one round trip, its keys are reloaded as their
+    time to live ends, by a transaction of the gateway's own: the next code does not find them
+    stale and take the unit of work."""
+    import asyncio
+
+    from tessera.connect import code_claim
+    from tessera.connect.dispatcher import Dispatcher
+    from tessera.core.crypto import keyring
+
+    monkeypatch.setattr(keyring, "KEY_TTL_SECONDS", 1.0)
+    await setup_sms(client, tenant, smsc)
+    d = Dispatcher(submit_timeout=1.0)
+    try:
+        await _code(client, tenant, "13700137031")  # its transaction loaded the keys
+        assert await d.claim_codes(tenant.tenant_id, 100) == 1
+        assert d.stats["claimed_codes_direct"] == 1
+        for _ in range(2):  # two lifetimes: each reload schedules the next one
+            await asyncio.sleep(1.2)
+            assert code_claim.keys_fresh(tenant.tenant_id)
+            await _code(client, tenant, "13700137032")
+            assert await d.claim_codes(tenant.tenant_id, 100) == 1
+        assert d.stats["claimed_codes_direct"] == 3
+        assert d.stats["key_reloads"] == 2
+    finally:
+        await d.stop()
+    assert not d._key_reloads  # stopped with the dispatcher
