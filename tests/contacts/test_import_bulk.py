@@ -34,9 +34,12 @@ def test_filter_batch_calls_agree_with_single_ones() -> None:
 
 
 def _elements(param: Any) -> list[str | None]:
-    """The elements of a column parameter: a binary array or a simple array literal."""
+    """The elements of a column parameter: a binary array, a string for ``string_to_array``
+    (separated by \\x1f, NULL as \\x1e) or a simple array literal."""
     if isinstance(param, bytes):
         return [None if b is None else b.decode() for b in _decode(param)[1]]
+    if not param.startswith("{"):
+        return [None if x == "\x1e" else x for x in param.split("\x1f")]
     return [None if x == "NULL" else x.strip('"') for x in param[1:-1].split(",")]
 
 
@@ -244,3 +247,52 @@ def test_picker_reorders_like_the_comprehension(size: int) -> None:
     got = _picker(order)(xs)
     assert got == [xs[j] for j in order] and isinstance(got, list)
     assert _picker(order)([k * 10 for k in range(size)]) == [j * 10 for j in order]
+
+
+SPLIT_CASES: list[list[Any]] = [
+    ["客户1", None, "", "NULL", 'q"\\,{}', " a b ", "\\N", "x" * 300],
+    ["", ""],
+    [None],
+    ["only"],
+]
+
+
+def test_split_text_joins_by_the_separators() -> None:
+    from tessera.contacts.repository import _NULL, _SEP, _pg_split_text
+
+    for values in SPLIT_CASES:
+        joined = _pg_split_text(values)
+        assert joined is not None
+        assert [None if x == _NULL else x for x in joined.split(_SEP)] == values
+    for other in (["a\x1fb", "c"], ["a", "b\x1e"], [""], [1, 2], ["a", 3]):  # a literal instead
+        assert _pg_split_text(other) is None
+
+
+def test_text_columns_of_several_lengths_are_split_by_the_server() -> None:
+    from tessera.contacts.models import Contact
+    from tessera.contacts.repository import column_insert
+
+    bulk = column_insert(
+        Contact, {"id": ["a" * 32, "b" * 32], "name": ["客户1", "x"], "city": ["a\x1fb", "c"]}
+    )
+    assert "string_to_array(%(c1)s::text" in bulk.sql()  # the names
+    assert "%(c2)s::text[]" in bulk.sql()  # a city holding the separator: a literal
+
+
+async def test_split_text_reaches_postgresql_intact(tenant: TenantWorld) -> None:
+    from tessera.contacts.repository import _SPLIT_SQL, _pg_split_text
+    from tessera.core import context
+    from tessera.core.db.session import unit_of_work
+
+    with context.tenant_scope(tenant.tenant_id):
+        async with unit_of_work() as s:
+            if s.get_bind().dialect.name != "postgresql":
+                pytest.skip("PostgreSQL only")
+            conn = await s.connection()
+            for values in SPLIT_CASES:
+                got = (
+                    await conn.exec_driver_sql(
+                        f"SELECT string_to_array(%(t)s::text, {_SPLIT_SQL})", {"t": _pg_split_text(values)}
+                    )
+                ).scalar_one()
+                assert list(got) == values
