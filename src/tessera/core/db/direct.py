@@ -43,8 +43,10 @@ from sqlalchemy.orm import Mapper, make_transient_to_detached
 
 from tessera.core.db import guard
 
-_IDLE = TransactionStatus.IDLE
-_TUPLES_OK = ExecStatus.TUPLES_OK
+# As ints: libpq's status getters return ints, and ``conn.info.transaction_status`` builds a
+# ``ConnectionInfo`` and an enum member from one on every call.
+_IDLE = int(TransactionStatus.IDLE)
+_TUPLES_OK = int(ExecStatus.TUPLES_OK)
 
 
 class DecodeError(Exception):
@@ -144,7 +146,8 @@ class DirectReader:
             # connection's standing watch (:class:`_Watch`).
             pgconn = conn.pgconn
             pgconn.send_query(sql.encode())
-            results = await self._watch(conn).run(generators.execute(pgconn))
+            watch = self._watch(conn)
+            results = await watch.run(generators.execute(pgconn))
             ok = True
         finally:
             self._release(conn, ok)
@@ -154,7 +157,11 @@ class DirectReader:
         found = results[-1]
         if found.ntuples == 0:
             return None
-        tx = Transformer(conn)
+        # The connection's own transformer (its loaders are built once per column type, not
+        # per read); used before the next await, so never by two reads at once.
+        tx = watch.transformer
+        if tx is None:
+            tx = watch.transformer = Transformer(conn)
         tx.set_pgresult(found)
         return plan.build(tx.load_row(0, tuple))
 
@@ -233,7 +240,7 @@ class DirectReader:
     def _release(self, conn: psycopg.AsyncConnection[Any], ok: bool) -> None:
         if asyncio.get_running_loop() is not self._loop:
             return  # opened under a loop that is gone
-        if ok and not conn.closed and conn.info.transaction_status == _IDLE:
+        if ok and not conn.closed and conn.pgconn.transaction_status == _IDLE:
             if not self._wake(conn):
                 self._idle.append(conn)
             return
@@ -274,11 +281,13 @@ class _Watch:
     first.
     """
 
-    __slots__ = ("fd", "loop", "stirred", "waiter", "watching")
+    __slots__ = ("fd", "loop", "stirred", "transformer", "waiter", "watching")
 
     def __init__(self, fd: int, loop: asyncio.AbstractEventLoop) -> None:
         self.fd = fd
         self.loop = loop
+        # The connection's row decoder, kept with the watch as the other per-connection state.
+        self.transformer: Transformer | None = None
         self.waiter: asyncio.Future[Ready] | None = None
         self.watching = False
         self.stirred = False
