@@ -29,8 +29,8 @@ from typing import Any
 
 import orjson
 import psycopg
+from psycopg import abc, generators
 from psycopg import errors as pg_errors
-from psycopg import generators
 from psycopg.abc import PQGen
 from psycopg.adapt import Transformer
 from psycopg.pq import ExecStatus, TransactionStatus
@@ -287,7 +287,7 @@ class _Watch:
         self.fd = fd
         self.loop = loop
         # The connection's row decoder, kept with the watch as the other per-connection state.
-        self.transformer: Transformer | None = None
+        self.transformer: abc.Transformer | None = None
         self.waiter: asyncio.Future[Ready] | None = None
         self.watching = False
         self.stirred = False
