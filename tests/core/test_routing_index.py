@@ -11,7 +11,7 @@ from fastapi.routing import _IncludedRouter
 from starlette.routing import Match
 
 from tessera.app import create_app
-from tessera.core.http.routing import index_included_routers, literal_prefixes
+from tessera.core.http.routing import WALK_MEMO, index_included_routers, literal_prefixes
 from tessera.settings import Settings
 
 SAMPLES = ("1", "00000000-0000-4000-8000-000000000000", "abc", "a/b")
@@ -101,7 +101,9 @@ def test_the_route_walk_inside_a_router_answers_as_fastapis_for_every_route(app:
                 assert fast[0] == plain[0], (path, method, router.original_router)
                 assert fast[1] == plain[1], (path, method)  # path params, endpoint
                 assert fast[2] is plain[2] and fast[3] is plain[3], (path, method)
-                # The walk leaves the scope as FastAPI's does (which may add an empty "fastapi" dict).
+                # The walk leaves the scope as FastAPI's does (which may add an empty "fastapi"
+                # dict), apart from the memo of its answer.
+                assert fast_scope.pop(WALK_MEMO)[3] is fast
                 for sc in (fast_scope, plain_scope):
                     if sc.get("fastapi") == {}:
                         del sc["fastapi"]
@@ -135,3 +137,37 @@ def test_a_router_with_a_route_added_after_indexing_is_seen_once_reindexed(app: 
     index_included_routers(probe)
     assert included.matches(_scope("/probe/b/1", "GET"))[0] == Match.FULL
     assert included._match(_scope("/probe/b/1", "POST"))[0] == Match.PARTIAL  # method not allowed
+
+
+def test_the_second_walk_of_a_request_is_the_first_ones_answer(
+    app: FastAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fastapi.routing import APIRoute
+
+    asked: list[str] = []
+    plain_matches = APIRoute.matches
+
+    def counting(self: APIRoute, scope: Any) -> Any:
+        asked.append(self.path)
+        return plain_matches(self, scope)
+
+    monkeypatch.setattr(APIRoute, "matches", counting)
+    users = next(
+        r
+        for r in app.router.routes
+        if isinstance(r, _IncludedRouter)
+        and any(c.path_format == "/v1/users/{user_id}" for c in r.effective_route_contexts())
+    )
+    scope = _scope("/v1/users/00000000-0000-4000-8000-000000000000", "GET")
+    first = users._match(scope)
+    assert first[0] == Match.FULL and asked
+    walked = len(asked)
+    assert users._match(scope) is first
+    assert len(asked) == walked  # no route asked again
+    # Another path or method in the same scope is walked afresh.
+    scope["method"] = "DELETE"
+    again = users._match(scope)
+    assert len(asked) > walked and again is not first
+    scope["path"] = "/v1/users"
+    scope["method"] = "GET"
+    assert users._match(scope)[3] is not first[3]

@@ -15,7 +15,8 @@ request (once to choose the router, once to handle): an identity read walked abo
 regular expressions each time. The same literal-prefix reasoning applies route by route, so each
 indexed router also gets its own route walk (``_match``) that skips, with a ``str.startswith``,
 the routes whose literal prefix the path lacks, and asks the others exactly as FastAPI does, in
-the same order (the first full match wins, the first partial one is kept).
+the same order (the first full match wins, the first partial one is kept). Its answer is kept in
+the request's scope, so the second walk of the same request is not made again.
 
 Routes added to an included router after indexing are not seen by the test: call
 ``index_included_routers`` again after changing the routes (``create_app`` calls it once, when
@@ -68,6 +69,8 @@ def _prefixed(plain: Matcher, prefixes: tuple[str, ...]) -> Matcher:
 
 
 RouteMatch = tuple[Match, Any, BaseRoute | None, Any]
+# Scope key of the last route walk's answer (the walk, the path and method it answered, the answer).
+WALK_MEMO = "tessera.route_walk"
 
 
 def _indexed_walk(router: _IncludedRouter) -> Callable[[Any], RouteMatch]:
@@ -85,7 +88,18 @@ def _indexed_walk(router: _IncludedRouter) -> Callable[[Any], RouteMatch]:
     none: RouteMatch = (Match.NONE, {}, None, None)
 
     def walk(scope: Any) -> RouteMatch:
+        # FastAPI walks the router that matched twice for one request (to choose it, then to
+        # handle); the second walk of the same path and method is the first one's answer.
         path = get_route_path(scope)
+        memo = scope.get(WALK_MEMO)
+        if memo is not None and memo[0] is walk and memo[1] == path and memo[2] == scope.get("method"):
+            found: RouteMatch = memo[3]
+            return found
+        result = _walk(scope, path)
+        scope[WALK_MEMO] = (walk, path, scope.get("method"), result)
+        return result
+
+    def _walk(scope: Any, path: str) -> RouteMatch:
         partial: tuple[Any, BaseRoute, Any] | None = None
         for prefix, candidate in entries:
             if prefix is not None:
