@@ -6,7 +6,8 @@ regular expression. With about forty routers that walk was the largest single co
 request (about a sixth of an authenticated read's CPU). A route can only match a path that
 starts with the literal part of its path template (everything before the first ``{``), so a router
 none of whose routes has a literal prefix of the path cannot match it: ``index_included_routers``
-gives each included router that one C-level ``str.startswith`` test before FastAPI's own walk.
+gives each included router that one C-level ``str.startswith`` test before FastAPI's own walk (a
+route without path parameters can only match its own path: a set lookup).
 The answer for any path is the same as without it (tested against the plain walk for every route
 of the application); routers with a host route or a route of another kind are left as they are.
 
@@ -43,9 +44,12 @@ from starlette.routing import BaseRoute, Match, Route
 Matcher = Callable[[Any], tuple[Match, Any]]
 
 
-def literal_prefixes(router: _IncludedRouter) -> tuple[str, ...] | None:
-    """The literal prefixes of the router's routes, or None when one of them has none we can tell."""
+def path_tests(router: _IncludedRouter) -> tuple[tuple[str, ...], frozenset[str]] | None:
+    """What a path must pass for one of the router's routes to match it: start with the literal
+    prefix of a route with path parameters, or be the whole path of a route without any (its
+    pattern is that literal path). None when a route has no literal prefix we can tell."""
     prefixes: set[str] = set()
+    exact: set[str] = set()
     for context in router.effective_route_contexts():
         original = context.original_route
         if not isinstance(original, APIRoute | Route) or context.starlette_route is not None:
@@ -53,15 +57,24 @@ def literal_prefixes(router: _IncludedRouter) -> tuple[str, ...] | None:
         path_format = getattr(context, "path_format", "") or getattr(original, "path_format", "")
         if not path_format.startswith("/"):
             return None
-        prefixes.add(path_format.split("{", 1)[0])
-    return tuple(sorted(prefixes))
+        prefix = path_format.split("{", 1)[0]
+        (exact if prefix == path_format else prefixes).add(prefix)
+    return tuple(sorted(prefixes)), frozenset(exact)
 
 
-def _prefixed(plain: Matcher, prefixes: tuple[str, ...]) -> Matcher:
+def literal_prefixes(router: _IncludedRouter) -> tuple[str, ...] | None:
+    """The literal prefixes of the router's routes (a route without path parameters: its whole
+    path), or None when one of them has none we can tell."""
+    tests = path_tests(router)
+    return None if tests is None else tuple(sorted({*tests[0], *tests[1]}))
+
+
+def _prefixed(plain: Matcher, prefixes: tuple[str, ...], exact: frozenset[str]) -> Matcher:
     none: tuple[Match, dict[str, Any]] = (Match.NONE, {})
 
     def matches(scope: Any) -> tuple[Match, Any]:
-        if not get_route_path(scope).startswith(prefixes):
+        path = get_route_path(scope)
+        if path not in exact and not path.startswith(prefixes):
             return none
         return plain(scope)
 
@@ -75,16 +88,19 @@ WALK_MEMO = "tessera.route_walk"
 
 def _indexed_walk(router: _IncludedRouter) -> Callable[[Any], RouteMatch]:
     """FastAPI's ``_IncludedRouter._match`` over the router's candidates, skipping the routes
-    whose literal prefix the path lacks (``None``: always asked)."""
-    entries: list[tuple[str | None, Any]] = []
+    whose literal prefix the path lacks (``None``: always asked) and the routes without path
+    parameters whose path it is not (their pattern is the whole literal path)."""
+    entries: list[tuple[str | None, bool, Any]] = []
     for candidate in router.effective_candidates():
         prefix = None
+        exact = False
         if not isinstance(candidate, _IncludedRouter) and candidate.starlette_route is None:
             original = candidate.original_route
             path_format = getattr(candidate, "path_format", "") or ""
             if isinstance(original, APIRoute) and path_format.startswith("/"):
                 prefix = path_format.split("{", 1)[0]
-        entries.append((prefix, candidate))
+                exact = prefix == path_format
+        entries.append((prefix, exact, candidate))
     none: RouteMatch = (Match.NONE, {}, None, None)
 
     def walk(scope: Any) -> RouteMatch:
@@ -101,9 +117,9 @@ def _indexed_walk(router: _IncludedRouter) -> Callable[[Any], RouteMatch]:
 
     def _walk(scope: Any, path: str) -> RouteMatch:
         partial: tuple[Any, BaseRoute, Any] | None = None
-        for prefix, candidate in entries:
+        for prefix, exact, candidate in entries:
             if prefix is not None:
-                if not path.startswith(prefix):
+                if (path != prefix) if exact else not path.startswith(prefix):
                     continue
                 # An APIRoute: FastAPI matches it with its effective context in the scope.
                 fastapi_scope = _get_fastapi_scope(scope)
@@ -138,14 +154,14 @@ def index_included_routers(app: FastAPI) -> int:
     for route in app.router.routes:
         if not isinstance(route, _IncludedRouter):
             continue
-        prefixes = literal_prefixes(route)
+        tests = path_tests(route)
         # The plain walk is the class's method: re-indexing never stacks two tests.
         plain: Matcher = _IncludedRouter.matches.__get__(route)
-        if prefixes is None:
+        if tests is None:
             route.__dict__.pop("matches", None)
             route.__dict__.pop("_match", None)
             continue
-        route.__dict__["matches"] = _prefixed(plain, prefixes)
+        route.__dict__["matches"] = _prefixed(plain, *tests)
         route.__dict__["_match"] = _indexed_walk(route)
         indexed += 1
     return indexed
