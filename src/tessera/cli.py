@@ -103,6 +103,7 @@ def serve(
         access_log=False,
         log_level="warning",
         proxy_headers=True,
+        server_header=False,  # no "server: uvicorn" on every response: it tells clients nothing they need
         # The C event loop and HTTP parser (uvicorn[standard] installs both; uvloop does not
         # exist on Windows, where asyncio's loop is used). With httptools, uvicorn's protocol
         # sending each response in one write (tessera.core.http.server).
