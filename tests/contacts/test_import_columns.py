@@ -175,3 +175,30 @@ def test_required_custom_fields_take_the_row_by_row_path() -> None:
 
     validator = importer.RowValidator(["Name"], {"Name": "name"}, {"level": Level()}, "CN", _sealer())  # type: ignore[dict-item]
     assert validate_columns(validator, [(2, ["A"])]) is None
+
+
+@pytest.mark.parametrize(
+    "headers", [["Name", "Mobile", "Email", "City"], ["Email", "Name"], ["Name", "City"]]
+)
+def test_rows_with_every_identity_give_the_row_by_row_answer(headers: list[str]) -> None:
+    """Every row has a valid value in every identity column (the column-wise identity lists),
+    with duplicates in the chunk and a bad row (left out before the identities are made)."""
+    rnd = random.Random(len(headers))
+    validator = importer.RowValidator(headers, {h: TARGETS[h] for h in headers}, {}, "CN", _sealer())
+    values = {
+        "Name": lambda k: f"客户{k}",
+        "Mobile": lambda k: f"138{rnd.randrange(40):08d}",
+        "Email": lambda k: f"u{rnd.randrange(40)}@example.com",
+        "City": lambda k: rnd.choice(["上海", ""]),
+    }
+    rows = [(k + 2, [values[h](k) for h in headers]) for k in range(200)]
+    rows[5][1][headers.index("Name")] = ""  # a bad row
+    want_records, want_problems, want_dups = importer.validate_chunk(validator, rows)
+    cols = validate_columns(validator, rows)
+    assert cols is not None
+    from tessera.contacts.import_columns import LazyRecords
+
+    assert list(LazyRecords(cols)) == want_records
+    assert cols.problems == want_problems and len(want_problems) == 1
+    assert cols.duplicates == want_dups
+    assert bool(want_dups) == ("Mobile" in headers or "Email" in headers)
