@@ -14,7 +14,7 @@ from tessera import modules
 from tessera.core import lifecycle
 from tessera.core.crypto.keyring import MasterKeys, init_keyring
 from tessera.core.db.session import get_database, init_database, set_database
-from tessera.core.http import handlers
+from tessera.core.http import handlers, solver
 from tessera.core.http.deps import document_auth
 from tessera.core.http.handlers import ORJSONResponse
 from tessera.core.http.idempotency import IdempotencyMiddleware
@@ -151,6 +151,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     document_auth(app)
     index_included_routers(app)
+    solver.install()
 
     limiter: RateLimiter = (
         RedisRateLimiter(settings.redis_url)
