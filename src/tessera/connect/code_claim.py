@@ -111,38 +111,42 @@ class _Plan:
 
 
 class CodeClaimer:
-    """The one-round-trip claim and a small pool of connections for it (one per concurrent
-    urgent claimer: a list, dropped when the event loop changes, as tests run one per test)."""
+    """The one-round-trip claim and a small pool of connections for it: at most ``size`` open
+    (the gateway's urgent claimers; a claim beyond waits for one), opened as claims need them
+    and kept; dropped when the event loop changes, as tests run one per test."""
 
-    def __init__(self, url: str, dialect: Dialect, stmt: Any) -> None:
+    def __init__(self, url: str, dialect: Dialect, stmt: Any, *, size: int = 2) -> None:
         self._conninfo = libpq_conninfo(url)
         self._plan = _Plan(stmt, dialect)
+        self._size = size
         self._idle: list[psycopg.AsyncConnection[Any]] = []
+        self._slots = asyncio.Semaphore(size)
         self._loop: asyncio.AbstractEventLoop | None = None
 
     async def claim(self, tid: uuid.UUID, now: dt.datetime, limit: int, by: str) -> list[Any]:
         """Claim (committed) and return the rows of the claim statement, decoded."""
         loop = asyncio.get_running_loop()
         if loop is not self._loop:
-            self._idle, self._loop = [], loop
-        conn = (
-            self._idle.pop()
-            if self._idle
-            else await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True)
-        )
-        ok = False
-        try:
-            query = self._plan.sql_for(conn, {"c_tid": tid, "c_now": now, "c_limit": limit, "c_by": by})
-            cur = conn.cursor()
-            await cur.execute(query.encode())
-            cur.nextset()  # past set_config's row
-            raw = await cur.fetchall()
-            ok = True
-        finally:
-            if ok and not conn.closed:
-                self._idle.append(conn)
-            else:
-                await close_quietly(conn)
+            self._idle, self._loop, self._slots = [], loop, asyncio.Semaphore(self._size)
+        async with self._slots:  # at most ``size`` connections: idle + in use
+            conn = (
+                self._idle.pop()
+                if self._idle
+                else await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True)
+            )
+            ok = False
+            try:
+                query = self._plan.sql_for(conn, {"c_tid": tid, "c_now": now, "c_limit": limit, "c_by": by})
+                cur = conn.cursor()
+                await cur.execute(query.encode())
+                cur.nextset()  # past set_config's row
+                raw = await cur.fetchall()
+                ok = True
+            finally:
+                if ok and not conn.closed:
+                    self._idle.append(conn)
+                else:
+                    await close_quietly(conn)
         with context.tenant_scope(tid):
             return self._plan.decode(raw)
 

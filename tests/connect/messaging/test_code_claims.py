@@ -209,6 +209,58 @@ async def test_a_bulk_claim_leaves_a_fresh_code_to_the_urgent_claim(
         await d.stop()
 
 
+@pytest.mark.skipif(
+    __import__("os").environ.get("TESSERA_TEST_DB", "sqlite") != "postgres",
+    reason="the announcements every gateway hears are PostgreSQL's NOTIFY",
+)
+async def test_while_announcements_are_heard_codes_are_the_urgent_claimers_who_sweep_missed_ones(
+    client: httpx.AsyncClient,
+    tenant: TenantWorld,
+    smsc: SmscSimulator,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A code committed long after it was stamped (a slow transaction) looks as old as one
+    whose announcement was missed: with the announcements heard and bulk work flowing, no bulk
+    claim takes it (it would hold it for its whole length); the urgent claimers sweep every
+    URGENT_GRACE the codes older than that, and leave a fresh one to its announcement."""
+    import asyncio
+
+    from tessera.connect import dispatcher as dispatcher_module
+    from tessera.connect.dispatcher import Dispatcher
+
+    URGENT_GRACE = dt.timedelta(seconds=3)  # "fresh" whatever the machine's load
+    monkeypatch.setattr(dispatcher_module, "URGENT_GRACE", URGENT_GRACE)
+    await setup_sms(client, tenant, smsc)
+    fresh = await _code(client, tenant, "13700137042")  # the sweep leaves it to its announcement
+    code = await _code(client, tenant, "13700137041")
+    with context.tenant_scope(None):
+        async with unit_of_work(platform=True) as s:
+            await s.execute(
+                update(DispatchItem)
+                .where(DispatchItem.message_id == code)
+                .values(available_at=utcnow() - URGENT_GRACE - dt.timedelta(seconds=1))
+            )
+    d = Dispatcher(submit_timeout=1.0, trace_file=str(tmp_path / "trace.json"))
+    d._listening = True  # as with the NOTIFY listener up
+    assert await d.claim(500) == 0  # not a bulk claim's
+    sweeper = asyncio.create_task(d._urgent_loop())
+    try:
+        for _ in range(100):
+            if d.stats["code_sweeps"]:
+                break
+            await asyncio.sleep(0.05)
+        assert d.stats["code_sweeps"] >= 1 and d.stats["claimed"] == 1
+        assert d.trace is not None and d.trace["8613700137041"]["urgent"] == 1.0
+        [row] = await _dispatch_rows(fresh)
+        assert row.state == 0
+    finally:
+        sweeper.cancel()
+        with __import__("contextlib").suppress(asyncio.CancelledError):
+            await sweeper
+        await d.stop()
+
+
 async def test_codes_reuse_the_gateways_statements_and_share_receipt_transactions(
     client: httpx.AsyncClient, tenant: TenantWorld, smsc: SmscSimulator, gateway: Any
 ) -> None:
@@ -449,3 +501,39 @@ async def test_a_tenants_keys_are_reloaded_when_they_expire_not_by_a_codes_claim
     finally:
         await d.stop()
     assert not d._key_reloads  # stopped with the dispatcher
+
+
+@pytest.mark.skipif(
+    __import__("os").environ.get("TESSERA_TEST_DB", "sqlite") != "postgres",
+    reason="the one-round-trip claim is PostgreSQL's",
+)
+async def test_the_code_claimer_keeps_at_most_its_size_of_connections(
+    tenant: TenantWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+
+    import psycopg
+
+    from tessera.connect.code_claim import CodeClaimer
+    from tessera.connect.dispatcher import _built, _claim_codes_stmt
+
+    db = get_database()
+    claimer = CodeClaimer(db.url, db.engine.dialect, _built("claim_codes", _claim_codes_stmt), size=2)
+    opened: list[Any] = []
+    real = psycopg.AsyncConnection.connect
+
+    async def counting(*args: Any, **kwargs: Any) -> Any:
+        conn = await real(*args, **kwargs)
+        opened.append(conn)
+        return conn
+
+    monkeypatch.setattr(psycopg.AsyncConnection, "connect", counting)
+    try:
+        claims = [claimer.claim(tenant.tenant_id, utcnow(), 10, "gw") for _ in range(6)]
+        assert await asyncio.gather(*claims) == [[]] * 6  # nothing to claim
+        assert len(opened) == 2  # six at once: two connections, the others waited for them
+        assert await claimer.claim(tenant.tenant_id, utcnow(), 10, "gw") == []
+        assert len(opened) == 2  # kept and reused
+    finally:
+        await claimer.close()
+    assert all(c.closed for c in opened)
