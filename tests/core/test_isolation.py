@@ -173,3 +173,37 @@ async def test_rls_update_cannot_reach_another_tenant(tenant: TenantWorld, other
                 {"o": other_tenant.tenant_id, "t": tenant.tenant_id},
             )
         await conn.rollback()
+
+
+@pg_only
+async def test_every_tenant_owned_table_reads_the_tenant_once_per_statement(
+    tenant: TenantWorld, database_urls: dict[str, str]
+) -> None:
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from tessera.core.db.base import TENANT_OWNED_TABLES
+
+    owner = create_async_engine(database_urls["owner"])
+    try:
+        async with owner.connect() as conn:
+            rows = (
+                await conn.execute(
+                    text(
+                        "SELECT tablename, qual, with_check FROM pg_policies"
+                        " WHERE schemaname = current_schema() AND policyname = 'tenant_isolation'"
+                    )
+                )
+            ).all()
+    finally:
+        await owner.dispose()
+    policies = {r[0]: (r[1], r[2]) for r in rows}
+    assert set(TENANT_OWNED_TABLES) <= set(policies)
+    for table, (qual, check) in policies.items():
+        for expr in (qual, check):
+            # A sub-select (an InitPlan, once per statement), not a per-row current_setting().
+            assert "SELECT" in expr and "current_setting('app.tenant_id'" in expr, (table, expr)
+    # The app role with a tenant set still sees that tenant's rows and only those.
+    with context.tenant_scope(tenant.tenant_id):
+        async with unit_of_work() as s:
+            got = (await s.execute(text("SELECT DISTINCT tenant_id FROM users"))).scalars().all()
+    assert got == [tenant.tenant_id]
