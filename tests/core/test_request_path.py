@@ -222,7 +222,28 @@ async def test_tenant_status_waiters_survive_a_cancelled_lookup(app: Any, tenant
     assert await waiter == ("active", tenant.slug)
     with pytest.raises(asyncio.CancelledError):
         await leader
-    assert not deps._tenant_lookups
+    assert not deps._tenant_lookups.in_flight(tenant.tenant_id)
+
+
+async def test_api_key_lookups_in_flight_are_shared(
+    db: Any, client: httpx.AsyncClient, tenant: TenantWorld
+) -> None:
+    """When a key's cache entry expires, the requests in flight with it share one lookup."""
+    from tessera.core.identity import auth
+
+    auth.clear_principal_cache()
+    seen, record = _statements(db)
+    try:
+        user_id = tenant.users["member"]
+        answers = await asyncio.gather(
+            *(client.get(f"/v1/users/{user_id}", headers=tenant.headers("admin")) for _ in range(20))
+        )
+        revoked = await client.get(f"/v1/users/{user_id}", headers={"Authorization": "Bearer tsk_x_y_z"})
+    finally:
+        event.remove(db.engine.sync_engine, "before_cursor_execute", record)
+    assert [r.status_code for r in answers] == [200] * 20
+    assert revoked.status_code == 401
+    assert len([st for st in seen if "FROM api_keys" in st]) == 1  # not one per request
 
 
 async def test_request_id_metrics_and_security_headers(

@@ -7,7 +7,6 @@ on cookie-authenticated writes, and checks the permission.
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 import time
 import uuid
@@ -29,6 +28,7 @@ from tessera.core.http.errors import CsrfFailed, Forbidden, TenantSuspended, Una
 from tessera.core.identity import auth
 from tessera.core.identity.errors import MfaRequired
 from tessera.core.identity.passwords import sha256_hex
+from tessera.core.singleflight import SingleFlight
 from tessera.core.tenancy.models import OperatorKey, Tenant
 
 SESSION_COOKIE = "tessera_session"
@@ -74,7 +74,7 @@ def forget_tenant_status(tenant_id: uuid.UUID | None = None) -> None:
         _tenant_status.pop(tenant_id, None)
 
 
-_tenant_lookups: dict[uuid.UUID, asyncio.Future[tuple[str, str] | None]] = {}
+_tenant_lookups: SingleFlight[uuid.UUID, tuple[str, str] | None] = SingleFlight()
 _TENANT_STATUS_SQL = select(Tenant.status, Tenant.slug).where(Tenant.id == bindparam("tenant_id"))
 
 
@@ -88,33 +88,16 @@ async def tenant_status(tenant_id: uuid.UUID) -> tuple[str, str] | None:
     now = time.monotonic()
     if cached and now - cached[0] < TENANT_STATUS_TTL:
         return cached[1], cached[2]
-    pending = _tenant_lookups.get(tenant_id)
-    if pending is not None:
-        try:
-            return await asyncio.shield(pending)
-        except asyncio.CancelledError:
-            task = asyncio.current_task()
-            if not pending.cancelled() or (task is not None and task.cancelling()):
-                raise
-            # The request doing the lookup went away; do it ourselves.
-    fut: asyncio.Future[tuple[str, str] | None] = asyncio.get_running_loop().create_future()
-    _tenant_lookups[tenant_id] = fut
-    try:
+
+    async def lookup() -> tuple[str, str] | None:
         async with get_database().engine.connect() as conn:
             row = (await conn.execute(_TENANT_STATUS_SQL, {"tenant_id": tenant_id})).first()
         result = (row[0], row[1]) if row is not None else None
         if result is not None:
             _tenant_status[tenant_id] = (now, result[0], result[1])
-        fut.set_result(result)
         return result
-    except Exception as exc:
-        fut.set_exception(exc)
-        fut.exception()  # retrieved: no "exception never retrieved" warning without waiters
-        raise
-    finally:
-        if not fut.done():  # cancelled: the waiters look it up themselves
-            fut.cancel()
-        _tenant_lookups.pop(tenant_id, None)
+
+    return await _tenant_lookups.run(tenant_id, lookup)
 
 
 def _credential(

@@ -36,6 +36,7 @@ from tessera.core.identity.repository import (
 )
 from tessera.core.identity.schemas import ApiKeyCreate
 from tessera.core.identity.service import check_password, principal_cache_invalidators
+from tessera.core.singleflight import SingleFlight
 from tessera.settings import get_settings
 
 RESET_TTL = dt.timedelta(hours=2)
@@ -161,11 +162,21 @@ def cached_api_key_principal(raw: str) -> Principal | None:
     return None
 
 
+_key_lookups: SingleFlight[str, Principal] = SingleFlight()
+
+
 async def authenticate_api_key(session: AsyncSession, raw: str) -> Principal:
-    """Resolve an API key (tenant already in scope from the key itself)."""
+    """Resolve an API key (tenant already in scope from the key itself).
+
+    When the key's cache entry expires, the requests then in flight with it share one lookup
+    (through the first one's session) instead of each looking it up in its own transaction."""
     cached = cached_api_key_principal(raw)
     if cached is not None:
         return cached
+    return await _key_lookups.run(raw, lambda: _look_up_api_key(session, raw))
+
+
+async def _look_up_api_key(session: AsyncSession, raw: str) -> Principal:
     now_mono = time.monotonic()
     parsed = parse_api_key(raw)
     if parsed is None:
