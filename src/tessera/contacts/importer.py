@@ -866,7 +866,7 @@ async def _tag_records(session: AsyncSession, records: list[Record], ids: list[s
         session.add(tag)
         await session.flush()
         existing[n] = tag.id
-    tid, now = context.current_tenant_id(), utcnow()
+    now = utcnow()
     pairs = {(uuid.UUID(cid), existing[t]) for r, cid in zip(records, ids, strict=True) for t in r.tags}
     contact_ids = list({p[0] for p in pairs})
     have: set[tuple[uuid.UUID, uuid.UUID]] = set()
@@ -876,7 +876,7 @@ async def _tag_records(session: AsyncSession, records: list[Record], ids: list[s
         )
         have.update((a, b) for a, b in (await session.execute(stmt)).all())
     rows = [
-        {"tenant_id": tid, "contact_id": c, "tag_id": t, "source": "import", "created_at": now}
+        {"contact_id": c, "tag_id": t, "source": "import", "created_at": now}
         for c, t in pairs
         if (c, t) not in have
     ]

@@ -19,7 +19,6 @@ from tessera.contacts.models import ContactEvent
 from tessera.contacts.repository import ContactRepository
 from tessera.contacts.schemas import EventIn, TimelineItem
 from tessera.contacts.service.contacts import find_contact_by_identity, get_contact
-from tessera.core import context
 from tessera.core.db.base import utcnow, uuid7
 from tessera.core.http.errors import InvalidInput, TesseraError
 
@@ -53,8 +52,7 @@ def _row(ev: EventIn, contact_id: uuid.UUID) -> dict[str, Any]:
     if at.tzinfo is None:
         raise InvalidInput("occurred_at needs a time zone", field="occurred_at")
     return {
-        "id": uuid7(),
-        "tenant_id": context.current_tenant_id(),
+        "id": uuid7(),  # tenant_id: the tenant guard's, when the rows are inserted
         "contact_id": contact_id,
         "name": ev.name,
         "properties": ev.properties,

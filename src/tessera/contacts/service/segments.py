@@ -14,7 +14,6 @@ from tessera.contacts.models import Contact, Segment, SegmentMember
 from tessera.contacts.repository import SegmentRepository
 from tessera.contacts.schemas import SegmentCreate, SegmentUpdate
 from tessera.contacts.segments import compile_rules
-from tessera.core import context
 from tessera.core.audit import service as audit
 from tessera.core.db.base import utcnow
 from tessera.core.http.errors import InvalidInput
@@ -99,11 +98,11 @@ async def add_members(session: AsyncSession, segment_id: uuid.UUID, contact_ids:
         raise ContactNotFound("a contact does not exist", field="contact_ids")
     have = await SegmentRepository(session).member_ids(seg.id)
     new = [c for c in ids if c not in have]
-    tid, now = context.current_tenant_id(), utcnow()
+    now = utcnow()
     if new:
-        await session.execute(
+        await session.execute(  # the tenant guard gives each row the tenant in scope
             insert(SegmentMember),
-            [{"tenant_id": tid, "segment_id": seg.id, "contact_id": c, "added_at": now} for c in new],
+            [{"segment_id": seg.id, "contact_id": c, "added_at": now} for c in new],
         )
     seg.member_count = len(have) + len(new)
     await audit.record(session, "segment.members_add", "segment", seg.id, changes={"added": len(new)})
@@ -133,7 +132,7 @@ async def refresh_segment(session: AsyncSession, segment_id: uuid.UUID) -> tuple
     now_ids = set((await session.execute(matching(seg.rules))).scalars())
     had = await SegmentRepository(session).member_ids(seg.id)
     entered, left = now_ids - had, had - now_ids
-    tid, now = context.current_tenant_id(), utcnow()
+    now = utcnow()
     if left:
         lst = list(left)
         for i in range(0, len(lst), 1000):
@@ -145,7 +144,7 @@ async def refresh_segment(session: AsyncSession, segment_id: uuid.UUID) -> tuple
     if entered:
         await session.execute(
             insert(SegmentMember),
-            [{"tenant_id": tid, "segment_id": seg.id, "contact_id": c, "added_at": now} for c in entered],
+            [{"segment_id": seg.id, "contact_id": c, "added_at": now} for c in entered],
         )
     seg.member_count, seg.refreshed_at = len(now_ids), now
     await session.flush()

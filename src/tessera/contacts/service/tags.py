@@ -16,7 +16,6 @@ from tessera.contacts.errors import ContactNotFound, DuplicateField, TagNotFound
 from tessera.contacts.models import Contact, ContactTag, Segment, SegmentMember, Tag, TagGroup
 from tessera.contacts.repository import TagRepository
 from tessera.contacts.schemas import TagCreate, TagGroupCreate, TagUpdate
-from tessera.core import context
 from tessera.core.audit import service as audit
 from tessera.core.db.base import utcnow
 from tessera.core.http.errors import InvalidInput
@@ -156,13 +155,10 @@ async def sync_rule_tag(
             )
         )
     if new:
-        tid, now = context.current_tenant_id(), utcnow()
-        await session.execute(
+        now = utcnow()
+        await session.execute(  # the tenant guard gives each row the tenant in scope
             insert(ContactTag),
-            [
-                {"tenant_id": tid, "contact_id": c, "tag_id": tag.id, "source": "rule", "created_at": now}
-                for c in new
-            ],
+            [{"contact_id": c, "tag_id": tag.id, "source": "rule", "created_at": now} for c in new],
         )
     return len(new), len(stale)
 
@@ -204,10 +200,9 @@ async def assign_tags(
     if len(found) != len(cids):
         raise ContactNotFound("a contact does not exist", field="contact_ids")
     have = await repo.existing_links(cids, [t.id for t in tags])
-    tid = context.current_tenant_id()
     now = utcnow()
-    rows = [
-        {"tenant_id": tid, "contact_id": c, "tag_id": t.id, "source": source, "created_at": now}
+    rows = [  # tenant_id: the tenant guard's, when the rows are inserted
+        {"contact_id": c, "tag_id": t.id, "source": source, "created_at": now}
         for c in cids
         for t in tags
         if (c, t.id) not in have
