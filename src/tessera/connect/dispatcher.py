@@ -1223,11 +1223,10 @@ class Dispatcher:
                     async with asyncio.timeout(max(0.0, self._swept + grace - time.monotonic())):
                         await self._urgent.wait()
                 except TimeoutError:
-                    sweep = (
-                        self._listening and not self._bulk_idle and time.monotonic() >= self._swept + grace
-                    )
-                    if sweep:
-                        self._swept = time.monotonic()  # the other claimer does not sweep too
+                    due = time.monotonic() >= self._swept + grace  # not swept by the other claimer
+                    if due:  # the next one in URGENT_GRACE, swept now or not (idle: no spinning)
+                        self._swept = time.monotonic()
+                    sweep = due and self._listening and not self._bulk_idle
             else:
                 await self._urgent.wait()
             self._urgent.clear()

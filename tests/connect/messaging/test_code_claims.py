@@ -484,15 +484,18 @@ async def test_a_tenants_keys_are_reloaded_when_they_expire_not_by_a_codes_claim
     from tessera.connect.dispatcher import Dispatcher
     from tessera.core.crypto import keyring
 
-    monkeypatch.setattr(keyring, "KEY_TTL_SECONDS", 1.0)
+    monkeypatch.setattr(keyring, "KEY_TTL_SECONDS", 3.0)
     await setup_sms(client, tenant, smsc)
     d = Dispatcher(submit_timeout=1.0)
     try:
         await _code(client, tenant, "13700137031")  # its transaction loaded the keys
         assert await d.claim_codes(tenant.tenant_id, 100) == 1
         assert d.stats["claimed_codes_direct"] == 1
-        for _ in range(2):  # two lifetimes: each reload schedules the next one
-            await asyncio.sleep(1.2)
+        for n in (1, 2):  # two lifetimes: each reload schedules the next one
+            for _ in range(200):
+                if d.stats["key_reloads"] >= n:
+                    break
+                await asyncio.sleep(0.05)
             assert code_claim.keys_fresh(tenant.tenant_id)
             await _code(client, tenant, "13700137032")
             assert await d.claim_codes(tenant.tenant_id, 100) == 1
@@ -537,3 +540,29 @@ async def test_the_code_claimer_keeps_at_most_its_size_of_connections(
     finally:
         await claimer.close()
     assert all(c.closed for c in opened)
+
+
+@pytest.mark.skipif(
+    __import__("os").environ.get("TESSERA_TEST_DB", "sqlite") != "postgres",
+    reason="the urgent claimers' sweep timer is PostgreSQL's",
+)
+async def test_urgent_claimers_with_nothing_to_sweep_wait_instead_of_spinning(tenant: TenantWorld) -> None:
+    import asyncio
+    import contextlib
+    import time
+
+    from tessera.connect.dispatcher import Dispatcher
+
+    for listening, idle in ((False, False), (True, True)):  # listener down; an idle gateway
+        d = Dispatcher()
+        d._listening, d._bulk_idle = listening, idle
+        loops = [asyncio.create_task(d._urgent_loop()) for _ in range(2)]
+        cpu = time.process_time()
+        await asyncio.sleep(1.0)
+        used = time.process_time() - cpu
+        for t in loops:
+            t.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+        assert used < 0.1, used  # a spinning loop takes a CPU (or its share of a busy machine)
+        assert not d.stats["code_sweeps"]
