@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import uuid
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,13 @@ from tessera.connect.smpp.server import SmscSimulator
 from tessera.core import context
 from tessera.core.db.base import utcnow
 from tessera.core.db.session import get_database, unit_of_work
+
+ON_PG = os.environ.get("TESSERA_TEST_DB", "sqlite") == "postgres"
+
+
+def pg_only(reason: str) -> pytest.MarkDecorator:
+    """Skip on SQLite: the claim under test is PostgreSQL's."""
+    return pytest.mark.skipif(not ON_PG, reason=reason)
 
 
 async def _code(client: httpx.AsyncClient, world: TenantWorld, to: str) -> uuid.UUID:
@@ -85,10 +93,7 @@ async def test_code_is_claimed_by_the_urgent_claim_and_traced(
     assert "8613700137001" in written["stages"] and "p99" in written["loop_lag_ms"]
 
 
-@pytest.mark.skipif(
-    __import__("os").environ.get("TESSERA_TEST_DB", "sqlite") != "postgres",
-    reason="claim_codes is the PostgreSQL claim (data-modifying CTE)",
-)
+@pg_only("claim_codes is the PostgreSQL claim (data-modifying CTE)")
 @pytest.mark.parametrize("direct", [True, False], ids=["one-round-trip", "unit-of-work"])
 async def test_claim_codes_counts_resubmissions_and_drops_expired_and_finished(
     client: httpx.AsyncClient, tenant: TenantWorld, smsc: SmscSimulator, gateway: Any, direct: bool
@@ -153,10 +158,7 @@ async def test_claim_codes_counts_resubmissions_and_drops_expired_and_finished(
     await d.stop()
 
 
-@pytest.mark.skipif(
-    __import__("os").environ.get("TESSERA_TEST_DB", "sqlite") != "postgres",
-    reason="NOTIFY is PostgreSQL's",
-)
+@pg_only("NOTIFY is PostgreSQL's")
 async def test_a_code_is_announced_with_its_tenant_and_a_batch_with_its_lane(
     client: httpx.AsyncClient, tenant: TenantWorld, smsc: SmscSimulator
 ) -> None:
@@ -183,10 +185,7 @@ async def test_a_code_is_announced_with_its_tenant_and_a_batch_with_its_lane(
     assert got == [f"0:{tenant.tenant_id}", "2"]
 
 
-@pytest.mark.skipif(
-    __import__("os").environ.get("TESSERA_TEST_DB", "sqlite") != "postgres",
-    reason="the grace needs the announcement every gateway gets (NOTIFY)",
-)
+@pg_only("the grace needs the announcement every gateway gets (NOTIFY)")
 async def test_a_bulk_claim_leaves_a_fresh_code_to_the_urgent_claim(
     client: httpx.AsyncClient, tenant: TenantWorld, smsc: SmscSimulator
 ) -> None:
@@ -209,10 +208,7 @@ async def test_a_bulk_claim_leaves_a_fresh_code_to_the_urgent_claim(
         await d.stop()
 
 
-@pytest.mark.skipif(
-    __import__("os").environ.get("TESSERA_TEST_DB", "sqlite") != "postgres",
-    reason="the announcements every gateway hears are PostgreSQL's NOTIFY",
-)
+@pg_only("the announcements every gateway hears are PostgreSQL's NOTIFY")
 async def test_while_announcements_are_heard_codes_are_the_urgent_claimers_who_sweep_missed_ones(
     client: httpx.AsyncClient,
     tenant: TenantWorld,
@@ -287,10 +283,7 @@ async def test_codes_reuse_the_gateways_statements_and_share_receipt_transaction
     assert d.stats["connect-receipts_batches"] < 8
 
 
-@pytest.mark.skipif(
-    __import__("os").environ.get("TESSERA_TEST_DB", "sqlite") != "postgres",
-    reason="the NOTIFY listener is PostgreSQL's",
-)
+@pg_only("the NOTIFY listener is PostgreSQL's")
 async def test_an_idle_gateway_polls_slowly_and_a_notify_wakes_it(
     client: httpx.AsyncClient, tenant: TenantWorld, smsc: SmscSimulator, gateway: Any
 ) -> None:
@@ -329,10 +322,7 @@ async def test_an_idle_gateway_polls_slowly_and_a_notify_wakes_it(
     assert time.monotonic() - t0 < 0.45  # woken by the NOTIFY, not found by the next poll
 
 
-@pytest.mark.skipif(
-    __import__("os").environ.get("TESSERA_TEST_DB", "sqlite") != "postgres",
-    reason="claim_codes is the PostgreSQL claim (data-modifying CTE)",
-)
+@pg_only("claim_codes is the PostgreSQL claim (data-modifying CTE)")
 @pytest.mark.parametrize("direct", [True, False], ids=["one-round-trip", "unit-of-work"])
 async def test_claim_codes_puts_back_a_code_whose_route_is_not_known_yet(
     client: httpx.AsyncClient, tenant: TenantWorld, smsc: SmscSimulator, direct: bool
@@ -423,10 +413,7 @@ def test_receipts_of_one_tenant_known_in_memory_get_its_transaction() -> None:
     assert len(d.recent) == 3  # looked at, not taken
 
 
-@pytest.mark.skipif(
-    __import__("os").environ.get("TESSERA_TEST_DB", "sqlite") != "postgres",
-    reason="the one-round-trip claim is PostgreSQL's",
-)
+@pg_only("the one-round-trip claim is PostgreSQL's")
 async def test_a_direct_claim_that_cannot_be_decoded_is_put_back_and_stale_keys_use_a_unit_of_work(
     client: httpx.AsyncClient, tenant: TenantWorld, smsc: SmscSimulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -468,10 +455,7 @@ async def test_a_direct_claim_that_cannot_be_decoded_is_put_back_and_stale_keys_
         await d.stop()
 
 
-@pytest.mark.skipif(
-    __import__("os").environ.get("TESSERA_TEST_DB", "sqlite") != "postgres",
-    reason="the one-round-trip claim is PostgreSQL's",
-)
+@pg_only("the one-round-trip claim is PostgreSQL's")
 async def test_a_tenants_keys_are_reloaded_when_they_expire_not_by_a_codes_claim(
     client: httpx.AsyncClient, tenant: TenantWorld, smsc: SmscSimulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -506,10 +490,7 @@ async def test_a_tenants_keys_are_reloaded_when_they_expire_not_by_a_codes_claim
     assert not d._key_reloads  # stopped with the dispatcher
 
 
-@pytest.mark.skipif(
-    __import__("os").environ.get("TESSERA_TEST_DB", "sqlite") != "postgres",
-    reason="the one-round-trip claim is PostgreSQL's",
-)
+@pg_only("the one-round-trip claim is PostgreSQL's")
 async def test_the_code_claimer_keeps_at_most_its_size_of_connections(
     tenant: TenantWorld, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -542,10 +523,7 @@ async def test_the_code_claimer_keeps_at_most_its_size_of_connections(
     assert all(c.closed for c in opened)
 
 
-@pytest.mark.skipif(
-    __import__("os").environ.get("TESSERA_TEST_DB", "sqlite") != "postgres",
-    reason="the urgent claimers' sweep timer is PostgreSQL's",
-)
+@pg_only("the urgent claimers' sweep timer is PostgreSQL's")
 async def test_urgent_claimers_with_nothing_to_sweep_wait_instead_of_spinning(tenant: TenantWorld) -> None:
     import asyncio
     import contextlib

@@ -16,12 +16,7 @@ BYTE = st.integers(0, 255)
 ASCII = st.text(st.characters(min_codepoint=1, max_codepoint=127), max_size=25)
 
 
-def smpplib_build(name: str, sequence: int, status: int, **fields: Any) -> bytes:
-    pdu = smpp.make_pdu(name, client=None, sequence=sequence, **fields)
-    pdu.sequence = sequence
-    pdu.status = status
-    raw: bytes = pdu.generate()
-    return raw
+smpplib_build = P.smpplib_build
 
 
 def smpplib_parse(raw: bytes) -> Any:

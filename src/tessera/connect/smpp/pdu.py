@@ -118,6 +118,12 @@ def build(command_name: str, sequence: int, status: int = ESME_ROK, **fields: An
         raw = _build_sm(_SM_IDS[command_name], sequence, status, fields)
         if raw is not None:
             return raw
+    return smpplib_build(command_name, sequence, status, **fields)
+
+
+def smpplib_build(command_name: str, sequence: int, status: int = ESME_ROK, **fields: Any) -> bytes:
+    """Generate a PDU with smpplib's codec (what :func:`build` does for anything it does not
+    build directly, and what the direct builds are tested against)."""
     pdu = smpp.make_pdu(command_name, client=None, sequence=sequence, **fields)
     pdu.sequence = sequence
     pdu.status = status
