@@ -31,6 +31,17 @@ def pg_only(reason: str) -> pytest.MarkDecorator:
     return pytest.mark.skipif(not ON_PG, reason=reason)
 
 
+async def _make_ready_since(message_id: uuid.UUID, age: dt.timedelta) -> None:
+    """Make a queued message look ready for ``age`` already (as if its announcement was missed)."""
+    with context.tenant_scope(None):
+        async with unit_of_work(platform=True) as s:
+            await s.execute(
+                update(DispatchItem)
+                .where(DispatchItem.message_id == message_id)
+                .values(available_at=utcnow() - age)
+            )
+
+
 async def _code(client: httpx.AsyncClient, world: TenantWorld, to: str) -> uuid.UUID:
     r = await client.post(
         "/v1/messages",
@@ -196,13 +207,7 @@ async def test_a_bulk_claim_leaves_a_fresh_code_to_the_urgent_claim(
     d = Dispatcher(submit_timeout=1.0)
     try:
         assert await d.claim(500) == 0  # fresh: the urgent claim's
-        with context.tenant_scope(None):
-            async with unit_of_work(platform=True) as s:
-                await s.execute(
-                    update(DispatchItem)
-                    .where(DispatchItem.message_id == code)
-                    .values(available_at=utcnow() - URGENT_GRACE - dt.timedelta(seconds=0.1))
-                )
+        await _make_ready_since(code, URGENT_GRACE + dt.timedelta(seconds=0.1))
         assert await d.claim(500) == 1  # its announcement was missed: any claim takes it
     finally:
         await d.stop()
@@ -230,13 +235,7 @@ async def test_while_announcements_are_heard_codes_are_the_urgent_claimers_who_s
     await setup_sms(client, tenant, smsc)
     fresh = await _code(client, tenant, "13700137042")  # the sweep leaves it to its announcement
     code = await _code(client, tenant, "13700137041")
-    with context.tenant_scope(None):
-        async with unit_of_work(platform=True) as s:
-            await s.execute(
-                update(DispatchItem)
-                .where(DispatchItem.message_id == code)
-                .values(available_at=utcnow() - URGENT_GRACE - dt.timedelta(seconds=1))
-            )
+    await _make_ready_since(code, URGENT_GRACE + dt.timedelta(seconds=1))
     d = Dispatcher(submit_timeout=1.0, trace_file=str(tmp_path / "trace.json"))
     d._listening = True  # as with the NOTIFY listener up
     assert await d.claim(500) == 0  # not a bulk claim's
