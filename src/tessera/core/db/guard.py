@@ -28,8 +28,8 @@ def _touches_tenant_data(state: ORMExecuteState) -> bool:
     return any(issubclass(mapper.class_, TenantOwned) for mapper in state.all_mappers)
 
 
-def _inserted_tenant_table(state: ORMExecuteState) -> Table | None:
-    """The tenant-owned table an INSERT writes, if any."""
+def _written_tenant_table(state: ORMExecuteState) -> Table | None:
+    """The tenant-owned table an INSERT, UPDATE or DELETE writes, if any."""
     table = getattr(state.statement, "table", None)
     if isinstance(table, Table) and table.name in TENANT_OWNED_TABLES:
         return table
@@ -52,7 +52,7 @@ def _stamp_insert(state: ORMExecuteState, tid: Any) -> None:
     parameters and are left as they are: on PostgreSQL row-level security refuses another
     tenant's rows (``WITH CHECK``)."""
     stmt: Any = state.statement
-    if _inserted_tenant_table(state) is None or stmt._values or stmt._multi_values or stmt.select is not None:
+    if _written_tenant_table(state) is None or stmt._values or stmt._multi_values or stmt.select is not None:
         return
     if tid is None:
         if state.session.info.get(PLATFORM):
@@ -69,10 +69,7 @@ def _core_tenant_table(state: ORMExecuteState) -> Table | None:
     """The tenant-owned table of a Core (not ORM-entity) UPDATE or DELETE, if any."""
     if not (state.is_update or state.is_delete) or state.all_mappers:
         return None
-    table = getattr(state.statement, "table", None)
-    if isinstance(table, Table) and table.name in TENANT_OWNED_TABLES:
-        return table
-    return None
+    return _written_tenant_table(state)
 
 
 # The tenant criterion names the tenant through a bound parameter, not a literal or a closure

@@ -62,13 +62,6 @@ def path_tests(router: _IncludedRouter) -> tuple[tuple[str, ...], frozenset[str]
     return tuple(sorted(prefixes)), frozenset(exact)
 
 
-def literal_prefixes(router: _IncludedRouter) -> tuple[str, ...] | None:
-    """The literal prefixes of the router's routes (a route without path parameters: its whole
-    path), or None when one of them has none we can tell."""
-    tests = path_tests(router)
-    return None if tests is None else tuple(sorted({*tests[0], *tests[1]}))
-
-
 def _prefixed(plain: Matcher, prefixes: tuple[str, ...], exact: frozenset[str]) -> Matcher:
     none: tuple[Match, dict[str, Any]] = (Match.NONE, {})
 

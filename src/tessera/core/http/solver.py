@@ -17,7 +17,9 @@ the request's dependency cache when it was already called; its errors are collec
 skipped; path and query parameters are validated by FastAPI's own ``request_params_to_args``.
 Everything else (request bodies, generator dependencies, dependency overrides, WebSockets)
 goes to FastAPI's function unchanged. ``install`` puts it in place of the name FastAPI's
-request handlers call; tests compare both solvers over every route of the application.
+request handlers call. Tests send the same requests through both solvers (a test application
+covering each part of the shape, and the fallbacks) and compare answers and dependency calls,
+and check that the application's authenticated reads are planned.
 """
 
 from __future__ import annotations
@@ -51,10 +53,6 @@ class _Plan:
 _plans: dict[int, tuple[Dependant, _Plan | None]] = {}
 
 
-def _plain_async(call: Any) -> bool:
-    return inspect.iscoroutinefunction(call) and not inspect.isasyncgenfunction(call)
-
-
 def _make_plan(dependant: Dependant, *, top: bool) -> _Plan | None:
     if (
         dependant.header_params
@@ -68,7 +66,7 @@ def _make_plan(dependant: Dependant, *, top: bool) -> _Plan | None:
         or dependant.parent_oauth_scopes
     ):
         return None
-    if not top and (dependant.concurrency is not None or not _plain_async(dependant.call)):
+    if not top and (dependant.concurrency is not None or not inspect.iscoroutinefunction(dependant.call)):
         return None
     subs: list[tuple[Dependant, _Plan, Any]] = []
     for sub in dependant.dependencies:
