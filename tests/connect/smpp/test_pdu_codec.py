@@ -83,8 +83,13 @@ def test_built_as_smpplib_builds(name: str, sequence: int, status: int, fields: 
             {"data_coding": -1},
             {"destination_addr": "8613\u00e9"},  # not ASCII
             {"short_message": b"x" * 256},  # longer than sm_length can say
-            {"user_message_reference": 7},  # a TLV
-            {"message_payload": b"abc"},
+            {"user_message_reference": 7},  # a TLV not built directly
+            {"message_payload": b"abc", "short_message": b"x"},  # both: smpplib refuses
+            {"message_state": 256},
+            {"sar_msg_ref_num": -1},
+            {"message_payload": "text"},  # str
+            {"receipted_message_id": b"abc"},  # bytes
+            {"receipted_message_id": "id\u00e9"},  # not ASCII
         ]
     ),
 )
@@ -123,6 +128,48 @@ TLVS = {
         },
     ),
 }
+
+
+@settings(max_examples=400, deadline=None)
+@given(data=st.data(), name=st.sampled_from(COMMANDS), fields=mandatory)
+def test_built_with_tlvs_as_smpplib_builds(data: st.DataObject, name: str, fields: dict[str, Any]) -> None:
+    """A receipt's or a long message's TLVs (the simulator's receipts) are built directly, in
+    smpplib's order and with its quirks (an empty string or octet TLV left out, an integer one
+    written even when 0, a receipted_message_id longer than 65 cut to 64); any other TLV, or
+    short_message with message_payload, goes to smpplib (or to its error)."""
+    tlvs = data.draw(TLVS[name])
+    if name == "deliver_sm":
+        rid = data.draw(
+            st.one_of(st.none(), st.text(st.characters(min_codepoint=1, max_codepoint=127), max_size=70))
+        )
+        if rid is not None:
+            tlvs["receipted_message_id"] = rid
+    both = bool(fields.get("short_message")) and bool(tlvs.get("message_payload"))
+    other = {"user_message_reference", "language_indicator", "payload_type"} & set(tlvs)
+    built = P._build_sm(P._SM_IDS[name], 9, 0, {**fields, **tlvs})
+    assert (built is not None) == (not both and not other)
+    got = outcome(lambda: P.build(name, 9, **fields, **tlvs))
+    want = outcome(lambda: smpplib_build(name, 9, 0, **fields, **tlvs))
+    assert got == want
+    if built is not None:
+        assert built == want[1]
+        parsed = P.parse(built)
+        assert fields_of(parsed, name) == fields_of(smpplib_parse(built), name)
+
+
+def test_simulator_receipt_built_directly() -> None:
+    fields = {
+        "source_addr": "8613800000001",
+        "destination_addr": "10690000",
+        "esm_class": 0x04,
+        "data_coding": 0,
+        "short_message": b"id:0a1b2c0000000001 sub:001 dlvrd:001 stat:DELIVRD err:000 text:hi",
+        "receipted_message_id": "0a1b2c0000000001",
+        "message_state": P.STATE_DELIVERED,
+    }
+    raw = P._build_sm(P.DELIVER_SM, 4, 0, fields)
+    assert raw is not None and raw == smpplib_build("deliver_sm", 4, 0, **fields)
+    assert P.build("deliver_sm", 4, **fields) == raw
 
 
 @settings(max_examples=300, deadline=None)

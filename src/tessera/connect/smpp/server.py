@@ -1,7 +1,8 @@
 """``tessera smsc``: an SMSC simulator speaking SMPP 3.4 over asyncio.
 
-PDUs with a body are parsed and built with smpplib's codec (see :mod:`.pdu`); header-only PDUs
-are packed directly. Each connection is an ``asyncio.Protocol``: every chunk read is cut into
+``submit_sm`` is parsed and receipts (``deliver_sm`` with ``receipted_message_id`` and
+``message_state``) are built by :mod:`.pdu` directly, with smpplib's bytes; other PDUs with a
+body go through smpplib's codec; header-only PDUs are packed directly. Each connection is an ``asyncio.Protocol``: every chunk read is cut into
 PDUs, all answers produced while handling that chunk are joined and written once, and
 out-of-band PDUs (delayed receipts, MO) are coalesced by a ``call_soon`` flush — thousands of
 ``submit_sm`` per second on one core.
