@@ -13,24 +13,22 @@ many messages with one normalisation and one automaton call per chunk of message
 from __future__ import annotations
 
 import threading
-from bisect import bisect_right
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import IntEnum, StrEnum
 from functools import lru_cache
-from itertools import accumulate, compress, count
-from operator import add, not_
+from itertools import compress
+from operator import not_
 from typing import Final, NamedTuple
 
 from ahocorasick_rs import MATCHKIND_STANDARD, BytesAhoCorasick, Implementation
 
 from tessera.connect.compliance.normalize import (
+    Utf8SourceMap,
     normalize,
-    normalize_by_character,
     normalize_utf8,
     normalize_utf8_joined,
-    normalize_with_offsets,
 )
 
 __all__ = [
@@ -200,43 +198,31 @@ class Matcher:
         Per chunk, the normalised texts are joined by NUL, which no listed word contains (see
         ``normalize_utf8_joined``): a match lies within one text, found from its offset."""
         find = self._find
+        last = -1
         for begin in range(0, len(texts), _CHUNK):
             chunk = texts[begin : begin + _CHUNK]
             data = normalize_utf8_joined(chunk)
             if data is None:  # a text contains NUL itself: one by one
                 yield from (begin + i for i, text in enumerate(chunk) if find(normalize_utf8(text)))
                 continue
-            matches = find(data)
-            if matches:
-                # Offset of the NUL after each text (for the last text, the end of the data).
-                nuls = list(map(add, accumulate(map(len, data.split(b"\x00"))), count()))
-                yield from sorted({begin + bisect_right(nuls, start) for _, start, _ in matches})
+            # The text of a match: the NULs before it, counted from one match to the next (the
+            # non-overlapping matches come in order; sorted anyway, as it costs nothing here).
+            index = begin
+            at = 0
+            for start in sorted(start for _, start, _ in find(data)):
+                index += data.count(b"\x00", at, start)
+                at = start
+                if index != last:
+                    yield index
+                    last = index
 
     def _scan_slow(self, text: str) -> ScanResult:
-        span: Callable[[int, int], tuple[int, int]]
-        by_char = normalize_by_character(text)
-        if by_char is not None:
-            normalized, cumulative = by_char
-
-            def span(start: int, end: int) -> tuple[int, int]:
-                return bisect_right(cumulative, start), bisect_right(cumulative, end - 1) + 1
-
-        else:
-            norm = normalize_with_offsets(text)
-            normalized, span = norm.text, norm.span
-        encoded = normalized.encode("utf-8", "surrogatepass")
+        source = Utf8SourceMap(text)
+        span = source.span
         hits: list[Hit] = []
-        char_at: dict[int, int] = {}  # byte offset -> character index, for the few hit edges
-
-        def char_index(offset: int) -> int:
-            index = char_at.get(offset)
-            if index is None:
-                index = char_at[offset] = len(encoded[:offset].decode("utf-8", "surrogatepass"))
-            return index
-
-        for entry_index, first_byte, end_byte in self._find(encoded, overlapping=True):
+        for entry_index, first_byte, end_byte in self._find(source.data, overlapping=True):
             entry = self._entries[entry_index]
-            start, end = span(char_index(first_byte), char_index(end_byte))
+            start, end = span(first_byte, end_byte)
             if entry.whole_word and (
                 (start > 0 and _is_word_char(text[start - 1]))
                 or (end < len(text) and _is_word_char(text[end]))

@@ -24,17 +24,19 @@ from __future__ import annotations
 import json
 import re
 import unicodedata
+from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
-from itertools import accumulate
+from itertools import accumulate, compress, count, islice
 from typing import Final
 
 __all__ = [
     "SEPARATOR_RANGES",
     "TRADITIONAL_TO_SIMPLIFIED",
     "NormalizedText",
+    "Utf8SourceMap",
     "is_separator",
     "normalize",
     "normalize_by_character",
@@ -381,3 +383,76 @@ def normalize_by_character(text: str) -> tuple[str, list[int]] | None:
         return None
     pieces = list(map(_CHARS.__getitem__, text))
     return "".join(pieces), list(accumulate(map(len, pieces)))
+
+
+_UTF8_CONTINUATION: Final[bytes] = bytes(range(0x80, 0xC0))
+
+
+class Utf8SourceMap:
+    """``normalize_utf8(text)`` as ``data``, and ``span``, which maps a slice of it back to the
+    original text: the same spans as ``normalize_with_offsets`` (a character, or in a run of
+    special characters with non-starters its cluster), computed for the asked offsets only.
+
+    The data is built as ``normalize_utf8`` builds it, from plain parts and special runs; with a
+    NUL after each part (when the text has none: NUL is ASCII, kept by the byte table here as
+    in ``normalize_utf8_joined``), one split gives each part's bytes. A byte is located in its
+    part by bisection, and only that part is mapped character by character: a plain part drops
+    its ASCII separators and keeps every other character (each one a letter or digit,
+    ``str.isalnum``); a special run maps through the character table, or cluster by cluster
+    when it holds a non-starter. No per-character work over the whole text.
+    """
+
+    __slots__ = ("_bases", "_encoded", "_ends", "_parts", "data")
+
+    def __init__(self, text: str) -> None:
+        parts = [text] if text.isascii() else _SPECIAL_SPLIT(text)
+        encoded: list[bytes]
+        if len(parts) == 1:
+            data = text.encode("utf-8", "surrogatepass").translate(_ASCII_LOWER, _ASCII_DELETE)
+            encoded = [data]
+        else:
+            normalized = parts.copy()
+            normalized[1::2] = map(_RUNS.__getitem__, parts[1::2])
+            if "\x00" in text:
+                encoded = [
+                    p.encode("utf-8", "surrogatepass").translate(_ASCII_LOWER, _ASCII_DELETE)
+                    for p in normalized
+                ]
+                data = b"".join(encoded)
+            else:
+                marked = (
+                    "\x00".join(normalized)
+                    .encode("utf-8", "surrogatepass")
+                    .translate(_ASCII_LOWER, _ASCII_DELETE_BUT_NUL)
+                )
+                encoded = marked.split(b"\x00")
+                data = marked.replace(b"\x00", b"")
+        self.data: bytes = data
+        self._parts: list[str] = parts
+        self._encoded: list[bytes] = encoded
+        self._ends: list[int] = list(accumulate(map(len, encoded)))
+        self._bases: list[int] = [0, *accumulate(map(len, parts))]
+
+    def _source(self, byte: int) -> tuple[int, int]:
+        """Original span of the unit that produced the normalised character holding ``data[byte]``."""
+        k = bisect_right(self._ends, byte)
+        offset = byte - (self._ends[k - 1] if k else 0)
+        # Index of that character in its part's output: the lead bytes up to ``byte``, less one.
+        char = len(self._encoded[k][: offset + 1].translate(None, _UTF8_CONTINUATION)) - 1
+        part = self._parts[k]
+        base = self._bases[k]
+        if k % 2 == 0:  # plain: ASCII separators dropped, every other character kept
+            if not part.isalnum():
+                char = next(islice(compress(count(), map(str.isalnum, part)), char, None))
+            return base + char, base + char + 1
+        if len(part) == 1:
+            return base, base + 1
+        if _NONSTARTER_SEARCH(part) is None:  # character by character
+            at = bisect_right(list(accumulate(map(len, map(_CHARS.__getitem__, part)))), char)
+            return base + at, base + at + 1
+        norm = _offsets_by_cluster(part)
+        return base + norm.starts[char], base + norm.ends[char]
+
+    def span(self, first_byte: int, end_byte: int) -> tuple[int, int]:
+        """Original span of ``data[first_byte:end_byte]`` (character boundaries, ``end_byte > first_byte``)."""
+        return self._source(first_byte)[0], self._source(end_byte - 1)[1]
