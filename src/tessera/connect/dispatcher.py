@@ -654,8 +654,10 @@ class LinkRunner:
             self.d.in_flight.discard(item.message_id)
             self.busy -= 1
 
-    async def _on_receipt(self, receipt: DeliveryReceipt) -> None:
-        await self.d.receipt_writer.receipt(self.info.id, receipt)
+    def _on_receipt(self, receipt: DeliveryReceipt) -> asyncio.Future[None]:
+        """The receipt's future, done once the receipt is committed (the client acknowledges
+        it then, by a callback: no task per receipt)."""
+        return self.d.receipt_writer.enqueue("receipt", (self.info.id, receipt))
 
     async def _on_mo(self, mo: MoMessage) -> None:
         """Store a mobile-originated message for the link's tenant before it is acknowledged
@@ -795,9 +797,13 @@ class Writer:
                     await t
 
     async def submit_outcome(self, kind: str, payload: Any) -> None:
+        await self.enqueue(kind, payload)
+
+    def enqueue(self, kind: str, payload: Any) -> asyncio.Future[None]:
+        """Queue a write; its future is done once the write is committed (or failed)."""
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        await self.queue.put((kind, payload, fut))
-        await fut
+        self.queue.put_nowait((kind, payload, fut))
+        return fut
 
     async def receipt(self, link_id: uuid.UUID, receipt: DeliveryReceipt) -> None:
         await self.submit_outcome("receipt", (link_id, receipt))

@@ -34,6 +34,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from typing import Any, Final, Self, cast
 
 from tessera.connect import encoding
@@ -72,6 +73,11 @@ __all__ = [
 
 
 _AUTH_FAILURES: Final = frozenset({P.ESME_RINVPASWD, P.ESME_RINVSYSID})
+# single-part texts already encoded (a bulk send repeats one text thousands of times): the
+# encoding of a text that fits one part depends on the text and data_coding alone (a long text
+# is not kept: each message gets its own concatenation reference)
+_ENCODED: dict[tuple[str, int | None], encoding.EncodedMessage] = {}
+_ENCODED_MAX: Final = 1024
 _THROTTLE_STATUSES: Final = frozenset({P.ESME_RTHROTTLED, P.ESME_RMSGQFUL})
 _TICK: Final = 0.25
 
@@ -264,7 +270,7 @@ class SmppClient:
             dc = data_coding if data_coding is not None else encoding.DATA_CODING_GSM7
             payloads: tuple[bytes, ...] = (payload,)
         elif text is not None:
-            message = encoding.encode_message(text, data_coding, reference)
+            message = _encode(text, data_coding, reference)
             dc, payloads = message.data_coding, message.payloads
             esm_class |= message.esm_class
         else:
@@ -521,10 +527,26 @@ class SmppClient:
                     result = self._call(self.on_mo, mo)
         if result is None:
             self._send(P.with_cstring(P.DELIVER_SM | P.RESP, P.ESME_ROK, seq, ""))
+        elif isinstance(result, asyncio.Future):  # a handler's future: acked when it is done,
+            result.add_done_callback(partial(self._ack_done, seq))  # no task per receipt
         else:
             task = asyncio.ensure_future(self._ack_after(result, seq))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+
+    def _ack_done(self, seq: int, fut: asyncio.Future[Any]) -> None:
+        """The ``deliver_sm_resp`` of a receipt whose handler returned a future, once it is
+        done: as :meth:`_ack_after` answers (``ESME_RX_T_APPN`` when it failed; nothing when
+        it was cancelled, as a cancelled :meth:`_ack_after` sends nothing)."""
+        if fut.cancelled():
+            return
+        status = P.ESME_ROK
+        exc = fut.exception()
+        if exc is not None:
+            self.last_error = f"handler failed: {exc!r}"
+            status = P.ESME_RX_T_APPN
+        if self._state is not BindState.CLOSED:
+            self._send(P.with_cstring(P.DELIVER_SM | P.RESP, status, seq, ""))
 
     def _call(self, handler: Callable[[Any], Awaitable[None] | None], arg: Any) -> Awaitable[None] | None:
         try:
@@ -701,3 +723,17 @@ class SmppClient:
 
 async def _raise(exc: Exception) -> None:
     raise exc
+
+
+def _encode(text: str, data_coding: int | None, reference: int | None) -> encoding.EncodedMessage:
+    """:func:`encoding.encode_message`, a single-part text's from :data:`_ENCODED` once done."""
+    key = (text, data_coding)
+    message = _ENCODED.get(key)
+    if message is not None:
+        return message
+    message = encoding.encode_message(text, data_coding, reference)
+    if len(message.payloads) == 1:  # its reference plays no part (a long text's does)
+        if len(_ENCODED) >= _ENCODED_MAX:
+            _ENCODED.clear()
+        _ENCODED[key] = message
+    return message
