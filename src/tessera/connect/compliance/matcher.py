@@ -13,13 +13,13 @@ many messages with one normalisation and one automaton call per chunk of message
 from __future__ import annotations
 
 import threading
+from array import array
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import IntEnum, StrEnum
 from functools import lru_cache
-from itertools import compress
-from operator import not_
+from itertools import compress, count, islice
 from typing import Final, NamedTuple
 
 from ahocorasick_rs import MATCHKIND_STANDARD, BytesAhoCorasick, Implementation
@@ -181,26 +181,32 @@ class Matcher:
         if self._empty:
             return results
         # ASCII texts apart from the others: they need only the byte table, while the others'
-        # normalisation looks for special characters character by character.
-        is_ascii = list(map(str.isascii, texts))
-        for select in (is_ascii, list(map(not_, is_ascii))):
-            indexes = list(compress(range(len(texts)), select))
-            group = list(compress(texts, select))
-            for i in self._flagged(group):
-                result = self._scan_slow(group[i])
+        # normalisation looks for special characters character by character. The groups are not
+        # copied into lists: a young list of tens of thousands of strings makes every collection
+        # of the young generation touch each string (a cache miss apiece), which cost more than
+        # the loop itself; byte masks and an array of indexes are not tracked by the collector.
+        is_ascii = bytes(map(str.isascii, texts))
+        for select in (is_ascii, is_ascii.translate(_FLIP)):
+            indexes = array("q", compress(range(len(texts)), select))
+            for i in self._flagged(compress(texts, select)):
+                index = indexes[i]
+                result = self._scan_slow(texts[index])
                 if result.hits:
-                    results[indexes[i]] = result
+                    results[index] = result
         return results
 
-    def _flagged(self, texts: Sequence[str]) -> Iterator[int]:
+    def _flagged(self, texts: Iterable[str]) -> Iterator[int]:
         """Indexes of the texts in which the automaton finds a match, in order.
 
         Per chunk, the normalised texts are joined by NUL, which no listed word contains (see
         ``normalize_utf8_joined``): a match lies within one text, found from its offset."""
         find = self._find
         last = -1
-        for begin in range(0, len(texts), _CHUNK):
-            chunk = texts[begin : begin + _CHUNK]
+        remaining = iter(texts)
+        for begin in count(0, _CHUNK):
+            chunk = list(islice(remaining, _CHUNK))
+            if not chunk:
+                return
             data = normalize_utf8_joined(chunk)
             if data is None:  # a text contains NUL itself: one by one
                 yield from (begin + i for i, text in enumerate(chunk) if find(normalize_utf8(text)))
@@ -254,6 +260,7 @@ _CHUNK: Final = 512  # texts per automaton call in ``scan_many``
 
 
 _new_tuple: Final = tuple.__new__
+_FLIP: Final = bytes.maketrans(b"\x00\x01", b"\x01\x00")
 
 
 def _apply_replacements(text: str, hits: Sequence[Hit]) -> str:
