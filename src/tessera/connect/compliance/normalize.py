@@ -154,8 +154,8 @@ def _special_ranges() -> list[tuple[int, int]]:
 
 
 class _RunTable(dict[str, str]):
-    """Normalised form of each run of special characters seen, computed on first use: from the
-    character table when the run has no non-starter (then NFKD acts character by character, as
+    """Normalised form of each special cluster seen (see ``_SPECIAL_SPLIT``), computed on first
+    use: from the character table when the cluster has no non-starter (then NFKD acts character by character, as
     in ``normalize_by_character``), else by the definition."""
 
     def __missing__(self, run: str) -> str:
@@ -172,12 +172,13 @@ def normalize_utf8(text: str) -> bytes:
     """The normalised text as UTF-8 bytes (what the matcher's automaton consumes).
 
     Fast path, equal to the definition (property-tested): the text is split into runs of
-    characters that stay as they are and runs of special characters (``_SPECIAL_SPLIT``, one
-    C-level scan); each special run is replaced by its normalised form from a table filled on
-    first use (a C-level ``map`` over the dictionary, no Python call once warm). NFKD, case
-    folding and the variant table act character by character and NFKD only reorders runs of
-    non-starters, which are special and so stay inside one run: normalising run by run gives
-    the same text as normalising the whole. Last, one ``bytes.translate`` lowers ASCII letters
+    characters that stay as they are and special clusters, a special character and the
+    non-starters after it (``_SPECIAL_SPLIT``, one C-level scan); each cluster is replaced by
+    its normalised form from a table filled on first use (a C-level ``map`` over the
+    dictionary, no Python call once warm). NFKD, case folding and the variant table act
+    character by character and NFKD only reorders runs of non-starters, which are special and
+    so stay inside one cluster: normalising part by part gives the same text as normalising
+    the whole. Last, one ``bytes.translate`` lowers ASCII letters
     and deletes ASCII separators.
     """
     if not text.isascii():
@@ -193,7 +194,7 @@ def normalize_utf8_joined(texts: Sequence[str]) -> bytes | None:
     """``b"\\x00".join(map(normalize_utf8, texts))`` with one call per step for all the texts,
     or ``None`` when a text contains NUL itself (then the NULs would not mark the boundaries).
 
-    Equal by construction: NUL is ASCII, so it is never inside a special run (runs never cross
+    Equal by construction: NUL is ASCII, so it is never inside a special cluster (none crosses
     a boundary) and the UTF-8 encoding and the byte table act byte by byte; the table here
     keeps NUL, which normalisation otherwise deletes, so no normalised text contains it and the
     NULs left are exactly the boundaries."""
@@ -251,11 +252,17 @@ def _nonstarter_ranges() -> list[tuple[int, int]]:
     return ranges
 
 
-_NONSTARTER_SEARCH = re.compile(_class(_nonstarter_ranges())).search
+_NONSTARTER_CLASS = _class(_nonstarter_ranges())
+_NONSTARTER_SEARCH = re.compile(_NONSTARTER_CLASS).search
 _SPECIAL_CLASS = _class(_special_ranges())
-# ``C C*`` rather than ``C+``: sre only skips ahead with the class's bitmap when the pattern
-# starts with the class itself (a repeat hides it, and every position then costs a match attempt).
-_SPECIAL_SPLIT = re.compile("(" + _SPECIAL_CLASS + _SPECIAL_CLASS + "*)").split
+# One special character and the non-starters after it (a special cluster), rather than a whole
+# run of special characters: NFKD reorders only within runs of non-starters, so normalising
+# cluster by cluster equals normalising the run, and the table of normalised forms then keys
+# on single characters or short clusters (a few hundred in mixed Chinese text) instead of every
+# combination of traditional characters and punctuation met (each first one a Python call).
+# The class leads the pattern: sre only skips ahead with the class's bitmap when the pattern
+# starts with a class (a repeat hides it, and every position then costs a match attempt).
+_SPECIAL_SPLIT = re.compile("(" + _SPECIAL_CLASS + _NONSTARTER_CLASS + "*)").split
 _SPECIAL_SEARCH = re.compile(_SPECIAL_CLASS).search
 _RUNS: Final[_RunTable] = _RunTable()
 
@@ -330,8 +337,8 @@ def normalize_with_offsets(text: str) -> NormalizedText:
     """Normalise ``text`` and keep the mapping from each output character to its source span.
 
     The runs of the fast path: a run of plain characters maps one to one (ASCII letters
-    lowered, ASCII separators dropped: ``range`` extends, no per-character Python); a run of
-    special characters is normalised cluster by cluster (a cluster = a starter and the
+    lowered, ASCII separators dropped: ``range`` extends, no per-character Python); a special
+    part is normalised cluster by cluster (a cluster = a starter and the
     non-starters after it), each output character spanning its cluster."""
     if _SPECIAL_SEARCH(text) is None:
         if text.isascii() and text.isalnum():
@@ -393,13 +400,13 @@ class Utf8SourceMap:
     original text: the same spans as ``normalize_with_offsets`` (a character, or in a run of
     special characters with non-starters its cluster), computed for the asked offsets only.
 
-    The data is built as ``normalize_utf8`` builds it, from plain parts and special runs; with a
+    The data is built as ``normalize_utf8`` builds it, from plain parts and special clusters; with a
     NUL after each part (when the text has none: NUL is ASCII, kept by the byte table here as
     in ``normalize_utf8_joined``), one split gives each part's bytes. A byte is located in its
     part by bisection, and only that part is mapped character by character: a plain part drops
     its ASCII separators and keeps every other character (each one a letter or digit,
-    ``str.isalnum``); a special run maps through the character table, or cluster by cluster
-    when it holds a non-starter. No per-character work over the whole text.
+    ``str.isalnum``); a special cluster maps through the character table, or as clusters of
+    ``normalize_with_offsets`` when it holds a non-starter. No per-character work over the whole text.
     """
 
     __slots__ = ("_bases", "_encoded", "_ends", "_parts", "data")
