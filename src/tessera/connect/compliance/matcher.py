@@ -6,8 +6,9 @@ of the normalised words and scans the UTF-8 bytes of the normalised text, with n
 UTF-8 is self-synchronising, so a byte match always starts and ends on character boundaries.
 
 ``scan`` first runs the automaton over the fast normalisation; only messages with a hit pay for
-the offset mapping that locates each hit in the original text. ``scan_many`` does the same for
-many messages with one normalisation and one automaton call per chunk of messages.
+locating each hit in the original text (``Utf8SourceMap``: only the parts holding a hit's ends
+are mapped character by character). ``scan_many`` does the same for many messages with one
+normalisation and one automaton call per chunk of messages.
 """
 
 from __future__ import annotations

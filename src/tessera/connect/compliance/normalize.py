@@ -39,7 +39,6 @@ __all__ = [
     "Utf8SourceMap",
     "is_separator",
     "normalize",
-    "normalize_by_character",
     "normalize_utf8",
     "normalize_utf8_joined",
     "normalize_with_offsets",
@@ -155,8 +154,8 @@ def _special_ranges() -> list[tuple[int, int]]:
 
 class _RunTable(dict[str, str]):
     """Normalised form of each special cluster seen (see ``_SPECIAL_SPLIT``), computed on first
-    use: from the character table when the cluster has no non-starter (then NFKD acts character by character, as
-    in ``normalize_by_character``), else by the definition."""
+    use: from the character table when the cluster has no non-starter (then NFKD acts character
+    by character), else by the definition."""
 
     def __missing__(self, run: str) -> str:
         if _NONSTARTER_SEARCH(run) is None:
@@ -379,17 +378,6 @@ class _CharTable(dict[str, str]):
 
 
 _CHARS: Final[_CharTable] = _CharTable()
-
-
-def normalize_by_character(text: str) -> tuple[str, list[int]] | None:
-    """The normalised text and, per original character, the end of its output (cumulative
-    lengths), or ``None`` when the text has non-starters (then characters do not normalise
-    one by one). Only C-level work: a ``map`` over the character table and ``accumulate``;
-    the output character ``j`` comes from original character ``bisect_right(ends, j)``."""
-    if _NONSTARTER_SEARCH(text) is not None:
-        return None
-    pieces = list(map(_CHARS.__getitem__, text))
-    return "".join(pieces), list(accumulate(map(len, pieces)))
 
 
 _UTF8_CONTINUATION: Final[bytes] = bytes(range(0x80, 0xC0))
