@@ -33,7 +33,9 @@ Where the time goes: the dispatcher stamps each code's stages (``Dispatcher(trac
 written when it stops) and ``stages`` gives p50, p99 and the mean over the slowest 1 % of codes
 of: ``returned_to_wake`` (POST returning → the gateway told, negative when the NOTIFY came
 first), ``wake_to_claim``, ``claim_to_claimed`` (the claim's transaction), ``claimed_to_worker``
-(the link's worker takes it) and ``worker_to_arrived`` (submit_sm written and read by the SMSC);
+(the link's worker takes it; with a worker idle to finish it, the claim writes the code's
+submit_sm itself, and this is the time to that write) and ``worker_to_arrived`` (submit_sm
+written and read by the SMSC);
 with the one-round-trip claim, ``claim_to_claimed`` split into ``claim_to_rows`` (its round
 trip, with the event-loop turn that reads the answer) and ``rows_to_claimed`` (the items built).
 ``gateway_loop_lag_ms``: how late a 5 ms sleep woke up in the gateway (its longest loop turns);

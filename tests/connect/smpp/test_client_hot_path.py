@@ -74,3 +74,42 @@ async def test_receipt_acked_when_its_future_is_done(
             break
         await asyncio.sleep(0.01)
     assert len(futures) == 3 and smsc.stats_.receipts_sent == 2
+
+
+@pytest.mark.asyncio
+async def test_send_now_writes_at_once_or_not_at_all(
+    make_smsc: SmscFactory, make_client: ClientFactory
+) -> None:
+    smsc = await make_smsc()
+    client = make_client(smsc, window=1)
+    assert client.send_now("TESSERA", "8613800000000", "x") is None  # not bound
+    await client.start(timeout=5)
+    sent = client.send_now("TESSERA", "8613800000000", "Your code is 1234")
+    assert sent is not None and client.stats.submit_sm_sent == 1 and not client._out  # written
+    assert client.send_now("TESSERA", "8613800000001", "y") is None  # the window (1) is taken
+    result = await client.finish(sent)
+    assert result.ok and result.message_id in smsc.by_id
+    assert smsc.by_id[result.message_id].short_message == encoding.encode_gsm7("Your code is 1234")
+    assert client._window._value == 1  # given back
+    assert client.send_now("TESSERA", "8613800000001", "x" * 200) is None  # two parts
+    assert client._window._value == 1 and client.stats.submit_sm_sent == 1
+    limited = make_client(smsc, system_id="other", password="pw2", tps=100.0)
+    await limited.start(timeout=5)
+    assert limited.send_now("TESSERA", "8613800000002", "z") is None  # a rate limit: submit()
+
+
+@pytest.mark.asyncio
+async def test_send_now_throttled_answer_submitted_again(
+    make_smsc: SmscFactory, make_client: ClientFactory
+) -> None:
+    smsc = await make_smsc()
+    client = make_client(smsc, throttle_backoff_initial=0.01)
+    await client.start(timeout=5)
+    smsc.set_tps("tessera", 1.0)
+    first = await client.submit("TESSERA", "8613800000000", "a")  # the one token of this second
+    assert first.ok
+    sent = client.send_now("TESSERA", "8613800000001", "b")  # throttled, then again in ~1 s
+    assert sent is not None
+    result = await asyncio.wait_for(client.finish(sent), 10)
+    assert result.ok and client.stats.throttled >= 1
+    assert smsc.count("TESSERA", "8613800000001", encoding.encode_gsm7("b")) == 1

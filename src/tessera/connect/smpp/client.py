@@ -275,21 +275,7 @@ class SmppClient:
             esm_class |= message.esm_class
         else:
             raise ValueError("submit needs text or payload")
-        rd = int(registered_delivery) if isinstance(registered_delivery, bool) else registered_delivery
-        src_ton, src_npi = (1, 1) if source.lstrip("+").isdigit() else (5, 0)
-        base: dict[str, Any] = {
-            "service_type": service_type,
-            "source_addr_ton": src_ton,
-            "source_addr_npi": src_npi,
-            "source_addr": source.lstrip("+"),
-            "dest_addr_ton": 1,
-            "dest_addr_npi": 1,
-            "destination_addr": destination.lstrip("+"),
-            "esm_class": esm_class,
-            "registered_delivery": rd,
-            "data_coding": dc,
-            "validity_period": validity_period,
-        }
+        base = _fields(source, destination, registered_delivery, esm_class, dc, service_type, validity_period)
         deadline = None if timeout is None else time.monotonic() + timeout
         if len(payloads) == 1:
             parts: tuple[PartResult, ...] = (
@@ -310,6 +296,38 @@ class SmppClient:
                 return SubmitResult(candidate, parts, dc)
         return SubmitResult(Outcome.ACCEPTED, parts, dc)
 
+    def send_now(
+        self, source: str, destination: str, text: str, *, registered_delivery: bool | int = True
+    ) -> Sent | None:
+        """Write an urgent single-part ``submit_sm`` now, in the caller's turn of the event loop
+        (a verification code does not wait for a worker task's next turn), when it can go at
+        once: bound, a window slot free, no rate limit or pause; ``None`` otherwise (nothing
+        written: :meth:`submit` sends it as usual). The window slot stays taken until
+        :meth:`finish` (which must be awaited) has the answer."""
+        if self._closing or self._state is not BindState.BOUND or not self._bound.is_set():
+            return None
+        if not self._bucket.open_now() or not _take_now(self._window):
+            return None
+        message = _encode(text, None, None)
+        if len(message.payloads) != 1:
+            self._window.release()
+            return None
+        fields = _fields(source, destination, registered_delivery, message.esm_class, message.data_coding)
+        fields["short_message"] = message.payloads[0]
+        seq = self._seq.next()
+        raw = P.build("submit_sm", seq, **fields)
+        fut = self._track(seq, "submit_sm", self.config.response_timeout)
+        self._send(raw)
+        self._flush()
+        self.stats.submit_sm_sent += 1
+        return Sent(fields, fut, message.data_coding)
+
+    async def finish(self, sent: Sent) -> SubmitResult:
+        """The result of a ``submit_sm`` written by :meth:`send_now`, as :meth:`submit` would
+        give it (a throttled answer is submitted again, as there)."""
+        part = await self._submit_part(0, sent.fields, None, True, sent.answer)
+        return SubmitResult(part.outcome, (part,), sent.data_coding)
+
     async def receipts(self) -> AsyncIterator[DeliveryReceipt]:
         """Receipts not taken by ``on_receipt`` (runs until cancelled)."""
         while True:
@@ -322,36 +340,28 @@ class SmppClient:
 
     # -- submit internals ------------------------------------------------------------------
     async def _submit_part(
-        self, index: int, fields: dict[str, Any], deadline: float | None, urgent: bool = False
+        self,
+        index: int,
+        fields: dict[str, Any],
+        deadline: float | None,
+        urgent: bool = False,
+        sent: asyncio.Future[_Answer] | None = None,
     ) -> PartResult:
+        """``sent``: the answer of this part's first ``submit_sm``, already written with a window
+        slot taken (:meth:`send_now`); the slot is given back once it is answered."""
         retries = 0
         while True:
-            if self._closing:
-                return self._not_sent(index, "client closed")
-            delay = self._bucket.reserve()
-            if delay > 0:
-                if deadline is not None and time.monotonic() + delay > deadline:
-                    return self._not_sent(index, "timeout before sending")
-                await asyncio.sleep(delay)
-            try:
-                async with self._window:
-                    if not self._bound.is_set():
-                        remaining = None if deadline is None else deadline - time.monotonic()
-                        await asyncio.wait_for(self._bound.wait(), remaining)
-                    elif deadline is not None and time.monotonic() > deadline:
-                        return self._not_sent(index, "timeout before sending")
-                    if self._closing or self._state is not BindState.BOUND:
-                        return self._not_sent(index, "client closed")
-                    seq = self._seq.next()
-                    raw = P.build("submit_sm", seq, **fields)
-                    fut = self._track(seq, "submit_sm", self.config.response_timeout)
-                    self._send(raw)
-                    if urgent:
-                        self._flush()  # the call_soon'd flush then finds nothing left
-                    self.stats.submit_sm_sent += 1
-                    status, body = await fut
-            except TimeoutError:
-                return self._not_sent(index, "timeout before sending")
+            if sent is not None:
+                try:
+                    status, body = await sent
+                finally:
+                    sent = None
+                    self._window.release()
+            else:
+                answer = await self._send_part(index, fields, deadline, urgent)
+                if isinstance(answer, PartResult):
+                    return answer
+                status, body = answer
             if status is None:
                 self.stats.unknown += 1
                 return PartResult(index, Outcome.UNKNOWN, reason=body)
@@ -366,6 +376,37 @@ class SmppClient:
                 continue
             self.stats.rejected += 1
             return PartResult(index, Outcome.REJECTED, status=status, reason=P.status_name(status))
+
+    async def _send_part(
+        self, index: int, fields: dict[str, Any], deadline: float | None, urgent: bool
+    ) -> PartResult | _Answer:
+        """Send one part and wait for its answer (or a ``not_sent`` result)."""
+        if self._closing:
+            return self._not_sent(index, "client closed")
+        delay = self._bucket.reserve()
+        if delay > 0:
+            if deadline is not None and time.monotonic() + delay > deadline:
+                return self._not_sent(index, "timeout before sending")
+            await asyncio.sleep(delay)
+        try:
+            async with self._window:
+                if not self._bound.is_set():
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    await asyncio.wait_for(self._bound.wait(), remaining)
+                elif deadline is not None and time.monotonic() > deadline:
+                    return self._not_sent(index, "timeout before sending")
+                if self._closing or self._state is not BindState.BOUND:
+                    return self._not_sent(index, "client closed")
+                seq = self._seq.next()
+                raw = P.build("submit_sm", seq, **fields)
+                fut = self._track(seq, "submit_sm", self.config.response_timeout)
+                self._send(raw)
+                if urgent:
+                    self._flush()  # the call_soon'd flush then finds nothing left
+                self.stats.submit_sm_sent += 1
+                return await fut
+        except TimeoutError:
+            return self._not_sent(index, "timeout before sending")
 
     def _not_sent(self, index: int, reason: str) -> PartResult:
         self.stats.not_sent += 1
@@ -723,6 +764,56 @@ class SmppClient:
 
 async def _raise(exc: Exception) -> None:
     raise exc
+
+
+@dataclass(slots=True)
+class Sent:
+    """A ``submit_sm`` written by :meth:`SmppClient.send_now`, its answer still to come."""
+
+    fields: dict[str, Any]
+    answer: asyncio.Future[_Answer]
+    data_coding: int
+
+
+def _take_now(window: asyncio.Semaphore) -> bool:
+    """Take a slot of ``window`` if one is free, without waiting (``Semaphore.acquire`` takes a
+    free slot without suspending; it is not started when none is free)."""
+    if window.locked():
+        return False
+    acquire = window.acquire()
+    try:
+        acquire.send(None)
+    except StopIteration:
+        return True
+    acquire.close()  # pragma: no cover - not locked, so it did not wait
+    return False
+
+
+def _fields(
+    source: str,
+    destination: str,
+    registered_delivery: bool | int,
+    esm_class: int,
+    data_coding: int,
+    service_type: str = "",
+    validity_period: str = "",
+) -> dict[str, Any]:
+    """A ``submit_sm``'s fields but its ``short_message``."""
+    rd = int(registered_delivery) if isinstance(registered_delivery, bool) else registered_delivery
+    src_ton, src_npi = (1, 1) if source.lstrip("+").isdigit() else (5, 0)
+    return {
+        "service_type": service_type,
+        "source_addr_ton": src_ton,
+        "source_addr_npi": src_npi,
+        "source_addr": source.lstrip("+"),
+        "dest_addr_ton": 1,
+        "dest_addr_npi": 1,
+        "destination_addr": destination.lstrip("+"),
+        "esm_class": esm_class,
+        "registered_delivery": rd,
+        "data_coding": data_coding,
+        "validity_period": validity_period,
+    }
 
 
 def _encode(text: str, data_coding: int | None, reference: int | None) -> encoding.EncodedMessage:

@@ -177,6 +177,10 @@ class TokenBucket:
     def pause(self, until: float) -> None:
         self._pause_until = max(self._pause_until, until)
 
+    def open_now(self) -> bool:
+        """Unlimited and not paused: :meth:`reserve` would answer 0.0 and change nothing."""
+        return self.rate is None and time.monotonic() >= self._pause_until
+
     def reserve(self) -> float:
         """Reserve a slot; return how long to wait for it (0.0: go now)."""
         now = time.monotonic()
