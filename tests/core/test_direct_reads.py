@@ -151,18 +151,21 @@ async def test_a_failed_query_raises_and_leaves_the_pool_usable(tenant: TenantWo
     reader = get_database().direct
     assert reader is not None
     uid = tenant.users["admin"]
-    plan = reader.plan(User)
-    good = plan.sql
-    plan.sql = "SELECT 1; SELECT 1 / 0 WHERE '{id}' <> '{tenant}'"
-    try:
-        with pytest.raises(psycopg.errors.DivisionByZero):
-            await reader.get(User, uid, tenant.tenant_id)
-    finally:
-        plan.sql = good
-    opened = reader._opened
-    with context.tenant_scope(tenant.tenant_id):
+    with context.tenant_scope(tenant.tenant_id):  # the phone column is decrypted in scope
         async with unit_of_work() as s:
-            await UserRepository(s).get(uid)  # the tenant's keys, for the phone column
+            await UserRepository(s).get(uid)  # the tenant's keys
+        assert await reader.get(User, uid, tenant.tenant_id) is not None
+        opened = reader._opened
+        plan = reader.plan(User)
+        good = plan.name, plan.query
+        # A statement of the same shape (two parameters) that fails when it runs.
+        plan.name, plan.query = b"tessera_test_failing", b"SELECT 1 / 0 WHERE $1::text <> $2::text"
+        try:
+            with pytest.raises(psycopg.errors.DivisionByZero):
+                await reader.get(User, uid, tenant.tenant_id)
+        finally:
+            plan.name, plan.query = good
+        assert reader._opened == opened - 1  # the failed read's connection was closed, not pooled
         found = await reader.get(User, uid, tenant.tenant_id)
     assert found is not None and found.id == uid
     assert reader._opened == opened
@@ -221,3 +224,23 @@ async def test_the_reader_has_its_own_pool_size(tenant: TenantWorld) -> None:
     reader = get_database().direct
     assert reader is not None
     assert reader._size == get_settings().db_read_pool_size == 10  # the tests' setting
+
+
+@pg_only
+async def test_each_connection_prepares_the_tenant_setting_and_a_models_read_once(
+    tenant: TenantWorld,
+) -> None:
+    reader = get_database().direct
+    assert reader is not None
+    for _ in range(3):  # one after another: one pooled connection serves them all
+        assert await _read(tenant, tenant.users["admin"]) is not None
+    assert await _read(tenant, uuid.uuid4()) is None
+    conn = await reader._acquire()
+    reader._unwatch(conn)  # driven by psycopg's own waits below, not by the reader's watch
+    try:
+        cur = await conn.execute("SELECT name, parameter_types::text[] FROM pg_prepared_statements")
+        prepared = {name: types for name, types in await cur.fetchall()}
+    finally:
+        reader._release(conn, True)
+    assert prepared == {"tessera_set_tenant": ["text"], "tessera_read_users": ["uuid", "uuid"]}
+    assert reader._prepared[conn] == {b"tessera_set_tenant", b"tessera_read_users"}
