@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -10,7 +11,7 @@ import pytest
 from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, Request
 from fastapi import routing as fastapi_routing
 from fastapi.routing import APIRoute, iter_route_contexts
-from pydantic import BaseModel
+from pydantic import AliasChoices, BaseModel, Json
 
 from tessera.core.http import solver
 from tessera.settings import Settings
@@ -45,6 +46,11 @@ async def generator() -> AsyncIterator[str]:
 
 class Body(BaseModel):
     name: str
+
+
+class Filter(BaseModel):
+    x: int = 0
+    y: list[str] = []
 
 
 def _app() -> FastAPI:
@@ -88,8 +94,41 @@ def _app() -> FastAPI:
     async def body(item_id: int, b: Body, t: Annotated[str, Depends(tenant)]) -> dict[str, Any]:
         return {"item_id": item_id, "name": b.name, "t": t}
 
+    @router.get("/people/{person_id}")
+    async def people(
+        person_id: uuid.UUID,
+        req: int,
+        page_size: Annotated[int, Query(alias="page-size", ge=1)] = 20,
+        tags: Annotated[list[str], Query()] = [],  # noqa: B006 - FastAPI copies defaults
+        ids: Annotated[list[int] | None, Query()] = None,
+        name: Annotated[str | None, Query(max_length=3)] = None,
+        j: Annotated[Json[list[int]] | None, Query()] = None,
+    ) -> dict[str, Any]:
+        return {
+            "person_id": str(person_id),
+            "req": req,
+            "page_size": page_size,
+            "tags": tags,
+            "ids": ids,
+            "name": name,
+            "j": j,
+        }
+
+    @router.get("/choices")
+    async def choices(
+        v: Annotated[int, Query(validation_alias=AliasChoices("a", "b"))] = 0,
+    ) -> dict[str, int]:
+        return {"v": v}
+
+    @router.get("/filtered")
+    async def filtered(f: Annotated[Filter, Query()]) -> dict[str, Any]:
+        return f.model_dump()
+
     app.include_router(router)
     return app
+
+
+PERSON = "0196a7e2-4c1b-7d3e-8f00-123456789abc"
 
 
 REQUESTS: list[tuple[str, str, dict[str, Any]]] = [
@@ -102,6 +141,15 @@ REQUESTS: list[tuple[str, str, dict[str, Any]]] = [
     ("GET", "/header", {}),
     ("POST", "/body/3", {"json": {"name": "n"}}),
     ("POST", "/body/3", {"json": {}}),
+    ("GET", f"/people/{PERSON}?req=1", {}),
+    ("GET", f"/people/{PERSON}?req=2&page-size=5&tags=a&tags=b&ids=3&ids=4&name=abc", {}),
+    ("GET", f"/people/{PERSON}?req=3&tags=&page_size=7&j=", {}),  # empty values; the name is not the alias
+    ("GET", "/people/not-a-uuid?page-size=0&ids=1&ids=z&name=long&j=%5Bx", {}),  # errors in each field
+    ("GET", f"/people/{PERSON}", {}),  # the required query parameter missing
+    ("GET", "/choices?b=4", {}),
+    ("GET", "/choices?a=x", {}),
+    ("GET", "/filtered?x=3&y=p&y=q", {}),
+    ("GET", "/filtered?x=no", {}),
 ]
 
 
@@ -142,6 +190,26 @@ async def test_planned_solving_answers_as_fastapis_and_calls_the_same_dependenci
     assert planned[1][2].count("uncached") == 2  # use_cache=False: called for each use
     assert planned[2][0] == 422 and len(planned[2][1]["detail"]) == 3
     assert planned[3][0] == 403
+    people = planned[9:14]
+    assert [status for status, _, _ in people] == [200, 200, 422, 422, 422]
+    assert people[1][1] == {
+        "person_id": PERSON,
+        "req": 2,
+        "page_size": 5,
+        "tags": ["a", "b"],
+        "ids": [3, 4],
+        "name": "abc",
+        "j": None,
+    }
+    assert {e["loc"][1] for e in people[3][1]["detail"]} == {
+        "person_id",
+        "req",
+        "page-size",
+        "ids",
+        "name",
+        "j",
+    }
+    assert planned[14][1] == {"v": 4} and planned[16][1] == {"x": 3, "y": ["p", "q"]}
 
 
 def test_only_the_covered_shape_gets_a_plan() -> None:
@@ -153,6 +221,13 @@ def test_only_the_covered_shape_gets_a_plan() -> None:
     assert solver.plan_for(dependants["/items/{item_id}"]) is not None
     for path in ("/gen", "/header", "/body/{item_id}"):
         assert solver.plan_for(dependants[path]) is None, path
+    # Parameters read from the plan; a parameter model, or several accepted names, are read by
+    # FastAPI's request_params_to_args (the rest of the node still planned).
+    people = solver.plan_for(dependants["/people/{person_id}"])
+    assert people is not None and type(people.path) is tuple and type(people.query) is tuple
+    for path in ("/choices", "/filtered"):
+        plan = solver.plan_for(dependants[path])
+        assert plan is not None and type(plan.query) is list, path
 
 
 async def test_dependency_overrides_go_to_fastapis_solver() -> None:

@@ -14,7 +14,11 @@ parameters and the request itself, and sub-dependencies that are plain ``async d
 response or background-task parameters). It does what FastAPI does for such a tree, in the same
 order: each sub-dependency is solved (its own sub-dependencies first) and called, or taken from
 the request's dependency cache when it was already called; its errors are collected and it is
-skipped; path and query parameters are validated by FastAPI's own ``request_params_to_args``.
+skipped; path and query parameters are read and validated as FastAPI's ``request_params_to_args``
+reads and validates them, with what it works out per field on every request (whether the field
+is a parameter model, its request key, whether it is a sequence) worked out once
+(:class:`_Param`; a parameter model or several accepted names leave the node's parameters to
+``request_params_to_args`` itself).
 Everything else (request bodies, generator dependencies, dependency overrides, WebSockets)
 goes to FastAPI's function unchanged. ``install`` puts it in place of the name FastAPI's
 request handlers call. Tests send the same requests through both solvers (a test application
@@ -31,10 +35,63 @@ from fastapi import routing as fastapi_routing
 from fastapi.dependencies import utils as fastapi_deps
 from fastapi.dependencies.models import Dependant
 from fastapi.dependencies.utils import SolvedDependency, request_params_to_args
+from fastapi.dependencies.utils import _validate_value_with_model_field as validate_field
+from starlette.datastructures import Headers, ImmutableMultiDict
 from starlette.requests import Request
 from starlette.responses import Response
 
 _original = fastapi_deps.solve_dependencies
+
+
+class _Param:
+    """A path or query parameter as ``request_params_to_args`` reads it."""
+
+    __slots__ = ("field", "key", "listed", "loc", "name", "sequence")
+
+    def __init__(self, field: Any) -> None:
+        aliases = fastapi_deps._get_param_aliases(field)
+        if fastapi_deps._get_param_model(field) is not None or len(aliases) != 1:
+            raise _Unplanned
+        self.field = field
+        self.name = field.name
+        self.key = aliases[0][1]
+        self.loc = (field.field_info.in_.value, self.key)
+        # A sequence reads every value of a repeated key (unless it is a Json field), and
+        # an empty sequence counts as missing.
+        self.sequence = fastapi_deps.field_annotation_is_sequence(field.field_info.annotation)
+        self.listed = self.sequence and not fastapi_deps._is_json_field(field)
+
+
+class _Unplanned(Exception):
+    """A node's parameters that only ``request_params_to_args`` reads."""
+
+
+def _plan_params(fields: list[Any]) -> tuple[_Param, ...] | list[Any]:
+    """The planned parameters, or the fields themselves for ``request_params_to_args``."""
+    try:
+        return tuple(_Param(field) for field in fields)
+    except _Unplanned:
+        return fields
+
+
+def _params_to_args(
+    params: tuple[_Param, ...] | list[Any], received: Any
+) -> tuple[dict[str, Any], list[Any]]:
+    if isinstance(params, list):
+        return request_params_to_args(params, received)
+    values: dict[str, Any] = {}
+    errors: list[Any] = []
+    multi = isinstance(received, (ImmutableMultiDict, Headers))
+    for param in params:
+        value = received.getlist(param.key) if param.listed and multi else received.get(param.key, None)
+        if value is None or (param.sequence and len(value) == 0):
+            value = fastapi_deps.Undefined  # defaults apply during validation
+        found, found_errors = validate_field(field=param.field, value=value, values=values, loc=param.loc)
+        if found_errors:
+            errors.extend(found_errors)
+        else:
+            values[param.name] = found
+    return values, errors
 
 
 class _Plan:
@@ -42,8 +99,8 @@ class _Plan:
 
     def __init__(self, dependant: Dependant, subs: list[tuple[Dependant, _Plan, Any]]) -> None:
         self.subs = subs
-        self.path = dependant.path_params
-        self.query = dependant.query_params
+        self.path = _plan_params(dependant.path_params) if dependant.path_params else None
+        self.query = _plan_params(dependant.query_params) if dependant.query_params else None
         self.request_name = dependant.request_param_name
         self.http_name = dependant.http_connection_param_name
 
@@ -103,12 +160,12 @@ async def _solve(plan: _Plan, request: Request, cache: dict[Any, Any]) -> tuple[
             values[sub.name] = solved
         if key not in cache:
             cache[key] = solved
-    if plan.path:
-        found, path_errors = request_params_to_args(plan.path, request.path_params)
+    if plan.path is not None:
+        found, path_errors = _params_to_args(plan.path, request.path_params)
         values.update(found)
         errors += path_errors
-    if plan.query:
-        found, query_errors = request_params_to_args(plan.query, request.query_params)
+    if plan.query is not None:
+        found, query_errors = _params_to_args(plan.query, request.query_params)
         values.update(found)
         errors += query_errors
     if plan.http_name:
