@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 from fastapi.routing import _IncludedRouter
-from starlette.routing import Match
+from starlette.routing import Match, Route
 
 from tessera.app import create_app
 from tessera.core.http.routing import WALK_MEMO, index_included_routers, path_tests
@@ -39,6 +39,13 @@ def _paths(app: FastAPI) -> list[str]:
         "/console/x/y",
         "/u",
         "/v1/userz/1",
+        "/docs",
+        "/docs/",
+        "/docs/oauth2-redirect",
+        "/redoc",
+        "/redoc/x",
+        "/openapi.json",
+        "/openapi.jsonx",
     }
     for route in app.router.routes:
         if isinstance(route, _IncludedRouter):
@@ -88,6 +95,21 @@ def test_the_prefix_test_answers_as_the_plain_walk_for_every_route(app: FastAPI)
     # The comparison covers real matches, not only misses.
     assert matched > 300
     assert checked > 10_000
+
+
+def test_the_applications_own_routes_answer_as_their_plain_match(app: FastAPI) -> None:
+    own = [r for r in app.router.routes if isinstance(r, Route)]
+    assert {r.path for r in own} >= {"/openapi.json", "/docs", "/redoc"}
+    assert all("matches" in r.__dict__ for r in own if not r.param_convertors)
+    matched = 0
+    for path in _paths(app):
+        for method in ("GET", "POST", "HEAD"):
+            for route in own:
+                fast = route.matches(_scope(path, method))
+                plain = Route.matches(route, _scope(path, method))
+                assert fast == plain, (path, method, route.path)
+                matched += plain[0] != Match.NONE
+    assert matched >= 12  # each route's own path, each method (a partial match for the others)
 
 
 def test_the_route_walk_inside_a_router_answers_as_fastapis_for_every_route(app: FastAPI) -> None:

@@ -19,6 +19,10 @@ the routes whose literal prefix the path lacks, and asks the others exactly as F
 the same order (the first full match wins, the first partial one is kept). Its answer is kept in
 the request's scope, so the second walk of the same request is not made again.
 
+The application's own routes without path parameters (FastAPI's ``/openapi.json``, ``/docs``,
+``/docs/oauth2-redirect`` and ``/redoc``, which come before every included router) get the
+same whole-path test: they were four regular expressions in front of every request.
+
 Routes added to an included router after indexing are not seen by the test: call
 ``index_included_routers`` again after changing the routes (``create_app`` calls it once, when
 everything is included).
@@ -141,10 +145,26 @@ def _indexed_walk(router: _IncludedRouter) -> Callable[[Any], RouteMatch]:
     return walk
 
 
+def _exact(plain: Matcher, path: str) -> Matcher:
+    none: tuple[Match, dict[str, Any]] = (Match.NONE, {})
+
+    def matches(scope: Any) -> tuple[Match, Any]:
+        return plain(scope) if get_route_path(scope) == path else none
+
+    return matches
+
+
 def index_included_routers(app: FastAPI) -> int:
-    """Put the prefix test in front of every included router of ``app``; returns how many got one."""
+    """Put the prefix test in front of every included router of ``app`` (and the whole-path
+    test in front of the application's own routes without path parameters); returns how many
+    included routers got one."""
     indexed = 0
     for route in app.router.routes:
+        if isinstance(route, Route):
+            route.__dict__.pop("matches", None)
+            if not route.param_convertors and route.path.startswith("/"):
+                route.__dict__["matches"] = _exact(route.matches, route.path)
+            continue
         if not isinstance(route, _IncludedRouter):
             continue
         tests = path_tests(route)
