@@ -242,5 +242,6 @@ async def test_each_connection_prepares_the_tenant_setting_and_a_models_read_onc
         prepared = {name: types for name, types in await cur.fetchall()}
     finally:
         reader._release(conn, True)
-    assert prepared == {"tessera_set_tenant": ["text"], "tessera_read_users": ["uuid", "uuid"]}
-    assert reader._prepared[conn] == {b"tessera_set_tenant", b"tessera_read_users"}
+    read = reader.plan(User).name
+    assert prepared == {"tessera_set_tenant": ["text"], read.decode(): ["uuid", "uuid"]}
+    assert reader._prepared[conn] == {b"tessera_set_tenant", read}

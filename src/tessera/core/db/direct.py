@@ -7,7 +7,7 @@ connection of its own (same URL, so the same non-owner role), in libpq's pipelin
 one write,
 
     EXECUTE tessera_set_tenant('<tenant>')          -- SELECT set_config('app.tenant_id', $1, true)
-    EXECUTE tessera_read_<table>('<id>', '<tenant>') -- SELECT … WHERE id = $1 AND tenant_id = $2
+    EXECUTE tessera_read_<n>('<id>', '<tenant>')    -- SELECT … WHERE id = $1 AND tenant_id = $2
     SYNC
 
 PostgreSQL runs what comes before a ``Sync`` as one implicit transaction: the tenant setting is
@@ -27,6 +27,7 @@ session would (no transaction open, nothing pending); see there.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import re
 import uuid
@@ -82,6 +83,9 @@ def libpq_conninfo(url: str) -> str:
     return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
+_plan_numbers = itertools.count(1)
+
+
 class _Plan:
     """A model's primary-key read: the statement (parameters ``$1`` the id, ``$2`` the tenant),
     its prepared name and how to build instances."""
@@ -98,7 +102,8 @@ class _Plan:
         # pyformat placeholders -> $n; the compiled text doubles its literal percent signs.
         self.query = (compiled.string % binds).encode()
         table = mapper.local_table
-        self.name = f"tessera_read_{table.description}".encode()
+        # One name per plan: two models of one table read different columns.
+        self.name = f"tessera_read_{next(_plan_numbers)}".encode()
         self.mapper = mapper
         columns: list[tuple[str, Any]] = []
         for rc in compiled._result_columns:
