@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import select, update
-from tests.conftest import TenantWorld
+from tests.conftest import TenantWorld, make_tenant
 from tests.connect.messaging.conftest import setup_sms, wait_final
 
 from tessera.connect.models import DispatchItem, Message, MessageEvent
@@ -225,7 +225,9 @@ async def test_while_announcements_are_heard_codes_are_the_urgent_claimers_who_s
     """A code committed long after it was stamped (a slow transaction) looks as old as one
     whose announcement was missed: with the announcements heard and bulk work flowing, no bulk
     claim takes it (it would hold it for its whole length); the urgent claimers sweep every
-    URGENT_GRACE the codes older than that, and leave a fresh one to its announcement."""
+    URGENT_GRACE the tenants with codes older than that, claiming each tenant's ready codes as
+    an announcement does (claim_codes, one round trip: its fresh code goes with it), and leave
+    a tenant with fresh codes only to its announcements."""
     import asyncio
 
     from tessera.connect import dispatcher as dispatcher_module
@@ -234,7 +236,10 @@ async def test_while_announcements_are_heard_codes_are_the_urgent_claimers_who_s
     URGENT_GRACE = dt.timedelta(seconds=3)  # "fresh" whatever the machine's load
     monkeypatch.setattr(dispatcher_module, "URGENT_GRACE", URGENT_GRACE)
     await setup_sms(client, tenant, smsc)
-    fresh = await _code(client, tenant, "13700137042")  # the sweep leaves it to its announcement
+    other = await make_tenant(roles=("admin",))
+    await setup_sms(client, other, smsc)
+    fresh = await _code(client, tenant, "13700137042")  # goes with its tenant's missed one
+    alone = await _code(client, other, "13700137043")  # fresh, its tenant's only: left alone
     code = await _code(client, tenant, "13700137041")
     await _make_ready_since(code, URGENT_GRACE + dt.timedelta(seconds=1))
     d = Dispatcher(submit_timeout=1.0, trace_file=str(tmp_path / "trace.json"))
@@ -243,12 +248,15 @@ async def test_while_announcements_are_heard_codes_are_the_urgent_claimers_who_s
     sweeper = asyncio.create_task(d._urgent_loop())
     try:
         for _ in range(100):
-            if d.stats["code_sweeps"]:
+            if d.stats["code_sweeps"] and d.stats["claimed_codes"]:
                 break
             await asyncio.sleep(0.05)
-        assert d.stats["code_sweeps"] >= 1 and d.stats["claimed"] == 1
+        assert d.stats["code_sweeps"] >= 1 and d.stats["claimed_codes"] == 2  # by claim_codes
         assert d.trace is not None and d.trace["8613700137041"]["urgent"] == 1.0
+        assert d.trace["8613700137042"]["urgent"] == 1.0
         [row] = await _dispatch_rows(fresh)
+        assert row.state == 1
+        [row] = await _dispatch_rows(alone)
         assert row.state == 0
     finally:
         sweeper.cancel()
