@@ -456,6 +456,29 @@ class Item:
     rule: dict[str, Any] | None = None  # the route row that matched (tessera.connect.routing)
 
 
+# How long a stopping task has to end before it is cancelled again (see end_tasks).
+RECANCEL_AFTER_S = 1.0
+
+
+async def end_tasks(tasks: list[asyncio.Task[Any]]) -> None:
+    """Cancel ``tasks`` and wait until every one has ended, cancelling again those still
+    running after ``RECANCEL_AFTER_S``: on Python 3.11 ``asyncio.wait_for`` can lose a cancel
+    that arrives as what it waits for completes, and the task goes on (a link worker then
+    records its result through a writer being stopped, and would wait for ever, and so would
+    its link's stop). Raises what a task died of, as awaiting it would; a cancel of the caller
+    is not swallowed."""
+    for task in tasks:
+        task.cancel()
+    pending = {task for task in tasks if not task.done()}
+    while pending:
+        _, pending = await asyncio.wait(pending, timeout=RECANCEL_AFTER_S)
+        for task in pending:
+            task.cancel()
+    died = [e for task in tasks if not task.cancelled() and (e := task.exception()) is not None]
+    if died:
+        raise died[0]
+
+
 @dataclasses.dataclass(slots=True)
 class LinkInfo:
     id: uuid.UUID
@@ -574,11 +597,7 @@ class LinkRunner:
         return True
 
     async def stop(self) -> list[Item]:
-        for w in self.workers:
-            w.cancel()
-        for w in self.workers:
-            with contextlib.suppress(asyncio.CancelledError):
-                await w
+        await end_tasks(self.workers)
         await self.client.close()
         if self.lock_conn is not None:
             with contextlib.suppress(Exception):
@@ -822,11 +841,7 @@ class Writer:
         self.task = asyncio.create_task(self._run(), name=self.name)
 
     async def stop(self) -> None:
-        for t in [self.task, *self.flushing]:
-            if t is not None:
-                t.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await t
+        await end_tasks([t for t in (self.task, *self.flushing) if t is not None])
 
     async def submit_outcome(self, kind: str, payload: Any) -> None:
         await self.enqueue(kind, payload)
@@ -1036,12 +1051,7 @@ class Dispatcher:
         self._stopped = True
         _wake_events.discard(self._wake)
         _urgent_asks.discard(self._ask_urgent)
-        tasks = self._tasks + list(self._key_reloads.values())
-        for t in tasks:
-            t.cancel()
-        for t in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await t
+        await end_tasks(self._tasks + list(self._key_reloads.values()))
         left: list[Item] = []
         for r in list(self.runners.values()):
             left += await r.stop()
