@@ -1290,16 +1290,12 @@ class Dispatcher:
                         while await self.claim_codes(tid, URGENT_CLAIM, asked=asked) >= URGENT_CLAIM:
                             pass
                 if every or sweep or not postgres:
-                    missed = sweep and not every
                     if postgres:  # tenant by tenant, as an announcement is claimed
-                        for tid in await self._tenants_with_codes(missed):
+                        for tid in await self._tenants_with_codes(missed=sweep and not every):
                             while await self.claim_codes(tid, URGENT_CLAIM, asked=asked) >= URGENT_CLAIM:
                                 pass
-                    else:
-                        while (
-                            await self.claim(URGENT_CLAIM, lanes=1, asked=asked, missed=missed)
-                            >= URGENT_CLAIM
-                        ):
+                    else:  # (no sweep: SQLite has no announcements to miss)
+                        while await self.claim(URGENT_CLAIM, lanes=1, asked=asked) >= URGENT_CLAIM:
                             pass
                     self.stats["code_sweeps"] += sweep
             except asyncio.CancelledError:
@@ -1389,10 +1385,8 @@ class Dispatcher:
                 log.exception("connect listen failed")
                 await asyncio.sleep(1.0)
 
-    async def claim(self, limit: int, *, lanes: int = 3, asked: float = 0.0, missed: bool = False) -> int:
-        """Claim up to ``limit`` ready messages of the first ``lanes`` lanes, by lane order;
-        ``missed``: only those ready for ``URGENT_GRACE`` already (the urgent claimers' sweep,
-        which leaves a fresh code to the faster claim its announcement brings)."""
+    async def claim(self, limit: int, *, lanes: int = 3, asked: float = 0.0) -> int:
+        """Claim up to ``limit`` ready messages of the first ``lanes`` lanes, by lane order."""
         t_claim = time.time()
         now = utcnow()
         items: list[Item] = []
@@ -1403,8 +1397,6 @@ class Dispatcher:
             .order_by(d.c.lane, d.c.available_at, d.c.message_id)
             .limit(limit)
         )
-        if missed:
-            ready = ready.where(d.c.available_at <= now - URGENT_GRACE)
         if lanes > 1 and get_database().is_postgres:
             # codes are announced to every gateway and claimed by the urgent claim in a few
             # milliseconds, else a code ready as a thousand-message claim starts would wait for

@@ -8,7 +8,6 @@ city and phone tail, and give the reasons with the score.
 from __future__ import annotations
 
 import re
-import traceback
 from dataclasses import dataclass, field
 
 from phonenumbers import PhoneMetadata
@@ -96,18 +95,6 @@ _PHONE_CACHE: dict[tuple[str, str], str | tuple[type[InvalidInput], str]] = {}
 _PHONE_CACHE_MAX = 200_000
 
 
-def _forget_frames(exc: BaseException) -> None:
-    """Clear the frames of the exceptions ``exc`` was raised from. ``phonenumbers.parse`` keeps
-    the exception it caught in a local (``_, e, _ = sys.exc_info()``): its frame and that
-    exception's traceback form a reference cycle which, through the frames' ``f_back``, holds the
-    locals of every caller at the time — a whole import chunk — until a cyclic collection finds
-    it (and walks it). Clearing the finished frames breaks the cycle."""
-    cause = exc.__context__
-    while cause is not None:
-        traceback.clear_frames(cause.__traceback__)
-        cause = cause.__context__
-
-
 def cached_phone(raw: str, region: str, *, field: str = "phone") -> str:
     """:func:`fast_phone` for bulk work: plain mainland mobiles (11 digits) are checked against
     phonenumbers' patterns without parsing, and whatever needs phonenumbers is remembered
@@ -118,9 +105,8 @@ def cached_phone(raw: str, region: str, *, field: str = "phone") -> str:
     if hit is None:
         try:
             hit = fast_phone(raw, region, field=field)
-        except InvalidInput as exc:
+        except InvalidInput as exc:  # (core.phone clears phonenumbers' frames of a refusal)
             hit = (type(exc), exc.message)
-            _forget_frames(exc)
         if len(_PHONE_CACHE) >= _PHONE_CACHE_MAX:
             _PHONE_CACHE.clear()
         _PHONE_CACHE[(raw, region)] = hit

