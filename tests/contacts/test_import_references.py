@@ -1,5 +1,6 @@
-"""The bulk import's foreign keys: checked once per chunk on PostgreSQL instead of per row, and
-never skipped for a reference that is not there (a missing contact or another tenant's)."""
+"""The bulk import's foreign keys: on PostgreSQL the rows of new contacts are checked once per
+chunk (the tenant) instead of per row; identities of contacts met before keep the per-row checks,
+so a reference that is not there is never let through."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import uuid
 import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from tests.conftest import TenantWorld
 
@@ -29,7 +31,7 @@ def _rows(contact_ids: list[str], identity_owners: list[str]) -> tuple[list[tupl
     return contacts, idents
 
 
-async def _insert(tenant_id: uuid.UUID, contacts: list[tuple], idents: list[tuple], owners: set[str]) -> str:
+async def _insert(tenant_id: uuid.UUID, contacts: list[tuple], idents: list[tuple]) -> str:
     """Insert, then return ``session_replication_role`` as the transaction sees it afterwards."""
     from tessera.contacts.importer import CONTACT_COLUMNS, IDENTITY_COLUMNS
     from tessera.contacts.repository import ContactRepository
@@ -40,9 +42,7 @@ async def _insert(tenant_id: uuid.UUID, contacts: list[tuple], idents: list[tupl
     with context.tenant_scope(tenant_id):
         async with unit_of_work() as s:
             repo = ContactRepository(s)
-            await repo.insert_contacts_with_identities(
-                CONTACT_COLUMNS, contacts, IDENTITY_COLUMNS, idents, owners
-            )
+            await repo.insert_contacts_with_identities(CONTACT_COLUMNS, contacts, IDENTITY_COLUMNS, idents)
             if s.get_bind().dialect.name == "postgresql":
                 role = (
                     await s.execute(text("SELECT current_setting('session_replication_role')"))
@@ -65,10 +65,10 @@ async def test_new_and_existing_owners_are_written_and_the_role_restored(tenant:
 
     first, second = uuid7_hex(2)
     contacts, idents = _rows([first], [first, first])
-    assert await _insert(tenant.tenant_id, contacts, idents, set()) == "origin"
+    assert await _insert(tenant.tenant_id, contacts, idents) == "origin"
     # a later chunk: a new contact, and a new identity for the contact of the first chunk
     contacts, idents = _rows([second], [second, first])
-    assert await _insert(tenant.tenant_id, contacts, idents, {first}) == "origin"
+    assert await _insert(tenant.tenant_id, contacts, idents) == "origin"
     assert await _count(tenant.tenant_id, Contact) == 2
     assert await _count(tenant.tenant_id, ContactIdentity) == 4
 
@@ -79,34 +79,36 @@ async def test_an_identity_of_a_missing_contact_is_refused(tenant: TenantWorld) 
 
     new, gone = uuid7_hex(2)
     contacts, idents = _rows([new], [new, gone])
-    for owners in (set(), {gone}):  # not announced, or announced as existing: refused either way
-        with pytest.raises(IntegrityError):
-            await _insert(tenant.tenant_id, contacts, idents, owners)
+    with pytest.raises(IntegrityError):
+        await _insert(tenant.tenant_id, contacts, idents)
     assert await _count(tenant.tenant_id, Contact) == 0  # the chunk left nothing behind
     assert await _count(tenant.tenant_id, ContactIdentity) == 0
 
 
-async def test_only_this_tenants_existing_contacts_are_trusted(
-    tenant: TenantWorld, other_tenant: TenantWorld
-) -> None:
-    """The once-per-chunk check reads contacts under row-level security: another tenant's
-    contact (or a missing one) is not found there, so those rows keep the per-row checks."""
-    from tessera.contacts.importer import uuid7_hex
+async def test_the_row_checks_are_skipped_only_for_a_tenant_that_is_there(tenant: TenantWorld) -> None:
+    """The once-per-chunk check: the tenant in scope must exist (it is then locked), and the
+    foreign-key triggers come back on when asked; for a tenant that is not there nothing is
+    switched off."""
     from tessera.contacts.repository import ContactRepository
     from tessera.core import context
     from tessera.core.db.session import unit_of_work
 
-    theirs, mine = uuid7_hex(2)
-    await _insert(other_tenant.tenant_id, *_rows([theirs], [theirs]), set())
-    await _insert(tenant.tenant_id, *_rows([mine], [mine]), set())
+    async def role(s: AsyncSession) -> str:
+        return str((await s.execute(text("SELECT current_setting('session_replication_role')"))).scalar_one())
+
     with context.tenant_scope(tenant.tenant_id):
         async with unit_of_work() as s:
             if s.get_bind().dialect.name != "postgresql":
                 pytest.skip("the triggers are skipped on PostgreSQL only")
             repo = ContactRepository(s)
-            assert await repo._lock_references({mine}) is True
-            assert await repo._lock_references({mine, theirs}) is False
-            assert await repo._lock_references({uuid7_hex(1)[0]}) is False
+            assert await repo._skip_row_checks() is True
+            assert await role(s) == "replica"
+            await repo._restore_row_checks()
+            assert await role(s) == "origin"
+    with context.tenant_scope(uuid.uuid4()):
+        async with unit_of_work() as s:
+            assert await ContactRepository(s)._skip_row_checks() is False
+            assert await role(s) == "origin"
 
 
 def test_contact_rows_may_only_reference_the_tenant() -> None:
@@ -116,9 +118,7 @@ def test_contact_rows_may_only_reference_the_tenant() -> None:
 
     repo = ContactRepository.__new__(ContactRepository)
     with pytest.raises(ValueError):
-        asyncio.run(
-            repo.insert_contacts_with_identities(("id", "owner_id"), [], ("id", "contact_id"), [], set())
-        )
+        asyncio.run(repo.insert_contacts_with_identities(("id", "owner_id"), [], ("id", "contact_id"), []))
 
 
 async def test_a_taken_identity_fails_the_chunk_with_an_integrity_error(tenant: TenantWorld) -> None:
@@ -129,9 +129,9 @@ async def test_a_taken_identity_fails_the_chunk_with_an_integrity_error(tenant: 
 
     first, second = uuid7_hex(2)
     contacts, idents = _rows([first], [first])
-    await _insert(tenant.tenant_id, contacts, idents, set())
+    await _insert(tenant.tenant_id, contacts, idents)
     again, _ = _rows([second], [second])
     taken = [(uuid7_hex(1)[0], second, "email", "sealed", idents[0][4], True, idents[0][6])]
     with pytest.raises(IntegrityError):
-        await _insert(tenant.tenant_id, again, taken, set())
+        await _insert(tenant.tenant_id, again, taken)
     assert await _count(tenant.tenant_id, Contact) == 1

@@ -192,7 +192,6 @@ async def write_bulk(session: AsyncSession, chunk: BulkChunk, run: ImportRun) ->
     updates: list[dict[str, Any]] = []
     fills: list[dict[str, Any]] = []
     extra: list[list[Any]] = []
-    existing_owners: set[str] = set()
     dups: list[Problem] = []
     for p, cid in sorted(owner_of.items()):
         r = records[p]
@@ -209,9 +208,8 @@ async def write_bulk(session: AsyncSession, chunk: BulkChunk, run: ImportRun) ->
             if key not in owners:
                 extra.append([cid, kinds[j], chunk.sealed[j], indexes[j], False, now])
                 owners[key] = cid
-                existing_owners.add(cid)
     extra_rows = [(iid, *row) for iid, row in zip(uuid7_hex(len(extra)), extra, strict=True)]
-    await repo.insert_import_chunk(chunk.insert, owner_of.keys(), now, extra_rows, existing_owners)
+    await repo.insert_import_chunk(chunk.insert, owner_of.keys(), now, extra_rows)
     await repo.update_from_import(updates, COLUMNS, fill_only=False)
     await repo.update_from_import(fills, COLUMNS, fill_only=True)
     contact_ids = chunk.contact_ids

@@ -765,7 +765,6 @@ async def write_chunk(
     dups: list[Problem] = []
     ids: list[str] = []
     created_now: set[str] = set()
-    existing_owners: set[str] = set()  # contacts met before that get a new identity
     updated = 0
     encrypt = sealer.encrypt
     source = run.source
@@ -826,11 +825,8 @@ async def write_chunk(
                 if (k, i) not in owners:
                     idents.append((next(ids_of), cid, k, sv, i, False, now))
                     owners[(k, i)] = cid
-                    existing_owners.add(cid)
         ids.append(cid)
-    await repo.insert_contacts_with_identities(
-        CONTACT_COLUMNS, contacts, IDENTITY_COLUMNS, idents, existing_owners
-    )
+    await repo.insert_contacts_with_identities(CONTACT_COLUMNS, contacts, IDENTITY_COLUMNS, idents)
     await repo.update_from_import(updates, COLUMNS, fill_only=False)
     await repo.update_from_import(fills, COLUMNS, fill_only=True)
     await _tag_records(session, records, ids)

@@ -160,40 +160,36 @@ class ContactRepository(TenantRepository[Contact]):
         contacts: Sequence[Sequence[Any]],
         identity_columns: Sequence[str],
         identities: Sequence[Sequence[Any]],
-        existing_owners: Collection[str],
     ) -> None:
         """New contacts and the identities of new and existing contacts, for the bulk import.
 
-        On PostgreSQL the foreign keys of these rows are checked once per call instead of once
-        per row (the row triggers were about half of the database's time): the tenant in scope
-        and ``existing_owners`` (contacts met before that get new identities) are looked up and
-        locked ``FOR KEY SHARE`` in one statement — the lock a per-row check takes, so a
-        concurrent delete still waits for this transaction — and only when every one is there
-        do the two INSERTs run with ``session_replication_role = replica`` (restored right
-        after). Every other identity points to a contact of ``contacts``, inserted just before
-        in the same transaction, and the contact rows carry no other reference (checked here).
-        Row-level security and unique indexes are not triggers: they still check every row.
+        On PostgreSQL the foreign keys of the new rows are checked once per call instead of
+        once per row (the row triggers were about half of the database's time): the tenant in
+        scope is looked up and locked ``FOR KEY SHARE`` (the lock a per-row check takes, so a
+        concurrent delete still waits for this transaction), and when it is there the contacts
+        and the identities of those contacts are inserted with ``session_replication_role =
+        replica`` (restored right after). The contact rows carry no other reference (checked
+        here). Identities of contacts that are not among ``contacts`` (contacts met before that
+        get a new identity, usually few) are inserted after that with the usual per-row checks,
+        which take their locks by primary key whatever the table statistics say. Row-level
+        security and unique indexes are not triggers: they still check every row.
 
         Needs the SET privilege on that parameter (``GRANT SET ON PARAMETER``, PostgreSQL 15;
         the migration environment grants it to the app role when it can); without it, or when
-        a check fails, the same INSERTs run with the per-row checks, which then raise as usual.
+        the tenant is not there, every INSERT runs with the per-row checks, which then raise.
         """
         id_col = identity_columns.index("contact_id")
         if set(contact_columns) & {"account_id", "owner_id", "merged_into_id", "tenant_id"}:
             raise ValueError("only the tenant may be referenced by bulk-inserted contacts")
-        conn = await self.session.connection()
-        trusted = False
-        if conn.dialect.name == "postgresql" and (conn.dialect.server_version_info or (0,)) >= (15,):
-            new = {_hex(r[0]) for r in contacts}
-            owners = {_hex(o) for o in existing_owners} - new
-            if {_hex(c) for c in {r[id_col] for r in identities}} <= new | owners:
-                trusted = await self._lock_references(owners)
-        if trusted:
-            await conn.exec_driver_sql("SET LOCAL session_replication_role = replica")
+        new = {_hex(r[0]) for r in contacts}
+        of_new = [r for r in identities if _hex(r[id_col]) in new]
+        of_existing = [r for r in identities if _hex(r[id_col]) not in new]
+        trusted = await self._skip_row_checks()
         await self.insert_rows(Contact, contact_columns, contacts)
-        await self.insert_rows(ContactIdentity, identity_columns, identities)
+        await self.insert_rows(ContactIdentity, identity_columns, of_new)
         if trusted:  # after a failure the rollback restores it (and nothing more may run)
-            await conn.exec_driver_sql("SET LOCAL session_replication_role = origin")
+            await self._restore_row_checks()
+        await self.insert_rows(ContactIdentity, identity_columns, of_existing)
 
     async def insert_import_chunk(
         self,
@@ -201,27 +197,20 @@ class ContactRepository(TenantRepository[Contact]):
         skip: Collection[int],
         now: Any,
         extra_identities: Sequence[Sequence[Any]],
-        existing_owners: Collection[str],
     ) -> None:
         """A prepared import chunk (PostgreSQL): its new contacts and their identities as two
         INSERT … SELECT FROM unnest(…) built ahead (:func:`import_chunk_insert`), leaving out
         the contacts at the positions in ``skip`` (rows that met an existing contact) and their
-        identities, then ``extra_identities`` (``IDENTITY`` columns) of existing contacts.
+        identities, then ``extra_identities`` (``IMPORT_IDENTITY_COLUMNS``) of existing contacts.
 
-        Foreign keys are checked once per call, as in :meth:`insert_contacts_with_identities`:
-        every identity of the prepared statement points to a contact of the same statement (its
-        ``contact_id`` column is derived from the contact ids when it is built, and a skipped
-        contact's identities are skipped with it), and the extra identities may only point to
-        ``existing_owners``, which are locked FOR KEY SHARE first.
+        Foreign keys are checked as in :meth:`insert_contacts_with_identities`: every identity
+        of the prepared statement points to a contact of the same statement (its ``contact_id``
+        column is derived from the contact ids when it is built, and a skipped contact's
+        identities are skipped with it), so those rows only need the tenant, locked once; the
+        extra identities keep the per-row checks.
         """
-        id_col = IMPORT_IDENTITY_COLUMNS.index("contact_id")
-        owners = {_hex(o) for o in existing_owners}
-        if not {_hex(r[id_col]) for r in extra_identities} <= owners:
-            raise ValueError("an extra identity points to a contact that is not an existing owner")
         conn = await self.session.connection()
-        trusted = (conn.dialect.server_version_info or (0,)) >= (15,) and await self._lock_references(owners)
-        if trusted:
-            await conn.exec_driver_sql("SET LOCAL session_replication_role = replica")
+        trusted = await self._skip_row_checks()
         tid = context.current_tenant_id()
         await binary_arrays(conn)
         if len(skip) < chunk.contacts.rows:
@@ -238,32 +227,27 @@ class ContactRepository(TenantRepository[Contact]):
                 if mask is not None:
                     params["skip"] = mask
                 await conn.exec_driver_sql(bulk.sql(masked=mask is not None), params)
+        if trusted:  # after a failure the rollback restores it (and nothing more may run)
+            await self._restore_row_checks()
         if extra_identities:
             await self.insert_rows(ContactIdentity, IMPORT_IDENTITY_COLUMNS, extra_identities)
-        if trusted:  # after a failure the rollback restores it (and nothing more may run)
-            await conn.exec_driver_sql("SET LOCAL session_replication_role = origin")
 
-    async def _lock_references(self, owners: Collection[str]) -> bool:
-        """True when the tenant in scope and every contact of ``owners`` exist (now locked FOR
-        KEY SHARE) and this role may set ``session_replication_role``.
-
-        Each contact is probed by primary key through a LATERAL … LIMIT 1, whatever the table
-        statistics say: during an import they are stale, and ``id = ANY(…)`` was then planned
-        as a scan of every contact of the tenant (through ix_contacts_tenant_created) filtered
-        by the array, once per chunk — quadratic in the file's size (~130 ms per chunk at
-        500,000 contacts)."""
+    async def _skip_row_checks(self) -> bool:
+        """On PostgreSQL 15+, when this role may set ``session_replication_role`` and the tenant
+        in scope exists (now locked FOR KEY SHARE): switch the foreign-key triggers off for
+        this transaction and answer True. Otherwise change nothing and answer False."""
         conn = await self.session.connection()
-        row = (
-            await conn.exec_driver_sql(
-                LOCK_REFERENCES_SQL,
-                {
-                    "t": context.current_tenant_id(),
-                    "ids": _pg_array_literal(list(owners), "uuid"),
-                    "n": len(owners),
-                },
-            )
-        ).scalar_one()
-        return bool(row)
+        if conn.dialect.name != "postgresql" or (conn.dialect.server_version_info or (0,)) < (15,):
+            return False
+        row = (await conn.exec_driver_sql(LOCK_TENANT_SQL, {"t": context.current_tenant_id()})).scalar_one()
+        if not row:
+            return False
+        await conn.exec_driver_sql("SET LOCAL session_replication_role = replica")
+        return True
+
+    async def _restore_row_checks(self) -> None:
+        conn = await self.session.connection()
+        await conn.exec_driver_sql("SET LOCAL session_replication_role = origin")
 
     async def update_from_import(
         self, rows: Sequence[dict[str, Any]], columns: Sequence[str], *, fill_only: bool
@@ -355,13 +339,11 @@ class ContactRepository(TenantRepository[Contact]):
         return list((await self.session.execute(stmt)).scalars())
 
 
-LOCK_REFERENCES_SQL = (
-    "WITH t AS (SELECT 1 FROM tenants WHERE id = %(t)s FOR KEY SHARE),"
-    " c AS (SELECT 1 FROM unnest(%(ids)s::uuid[]) AS u(id) CROSS JOIN LATERAL"
-    " (SELECT 1 FROM contacts WHERE contacts.id = u.id LIMIT 1 FOR KEY SHARE) AS l)"
+LOCK_TENANT_SQL = (
+    "WITH t AS (SELECT 1 FROM tenants WHERE id = %(t)s FOR KEY SHARE)"
     " SELECT has_parameter_privilege('session_replication_role', 'SET')"
     " AND current_setting('session_replication_role') = 'origin'"
-    " AND (SELECT count(*) FROM t) = 1 AND (SELECT count(*) FROM c) = %(n)s"
+    " AND (SELECT count(*) FROM t) = 1"
 )
 _JSON_OR_NULL = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
 _cast_cache: dict[tuple[str, tuple[str, ...]], list[str]] = {}
