@@ -75,6 +75,13 @@ def test_binary_arrays_hold_the_values() -> None:
     long = ["x" * 300, "y" * 300]  # a length prefix with bytes past 0x7f
     data = _pg_binary_array(long, "text")
     assert data is not None and _decode(data) == (25, [t.encode() for t in long])
+    # the ASCII check around the length where the prefix stops being ASCII itself
+    for size in (1, 127, 128, 200, 256):
+        ascii_ = ["a" * size, "b" * size]
+        data = _pg_binary_array(ascii_, "text")
+        assert data is not None and _decode(data) == (25, [t.encode() for t in ascii_])
+        for odd in ("é", "客", "\x80", "\xff"):  # one non-ASCII character, same length
+            assert _pg_binary_array(["a" * size, odd + "b" * (size - 1)], "text") is None
 
 
 def test_masked_insert_leaves_out_the_flagged_rows() -> None:

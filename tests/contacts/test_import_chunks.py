@@ -220,6 +220,10 @@ def test_bulk_ids_are_ordered_version_7_uuids() -> None:
     assert all(u.version == 7 and u.variant == uuid.RFC_4122 for u in parsed)
     assert ids == sorted(ids) and len(set(ids)) == len(ids)
     assert not set(ids) & set(uuid7_hex(5000))
+    for n in (1, 2, 3, 17):  # each id its 32 digits, whatever the count
+        few = uuid7_hex(n)
+        assert len(few) == n and all(len(i) == 32 and uuid.UUID(i).version == 7 for i in few)
+    assert uuid7_hex(0) == []
 
 
 def test_read_chunks_strips_cells_drops_blank_rows_and_pads(tmp_path: Any) -> None:

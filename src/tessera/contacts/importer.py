@@ -613,8 +613,8 @@ def uuid7_hex(n: int) -> list[str]:
     One clock read and one OS random draw per call: the counter starts at a random value and
     runs over ``rand_a`` and the top of ``rand_b``; the low 32 bits are random per id. The ids
     are laid out as 32-bit words in one array (the same first two words for all, then the
-    counter, then the random word) and turned into hex at once, ten times faster than
-    formatting each id.
+    counter, then the random word) and turned into hex at once, with a separator every 16 bytes
+    to split at (ten times faster than formatting each id, a third less than slicing the hex).
     """
     ms = time.time_ns() // 1_000_000
     start = int.from_bytes(os.urandom(6)) >> 7  # 41 bits: the counter cannot overflow 42
@@ -637,8 +637,7 @@ def uuid7_hex(n: int) -> list[str]:
     if sys.byteorder == "little":
         counter.byteswap()
     words[2::4] = counter
-    hexed = words.tobytes().hex()
-    return [hexed[k : k + 32] for k in range(0, 32 * n, 32)]  # a third of a regex findall's time
+    return words.tobytes().hex(" ", -16).split(" ")  # hex split every 16 bytes, in C
 
 
 @dataclass

@@ -496,12 +496,17 @@ def _pg_binary_array(values: Sequence[Any], typ: str) -> bytes | None:
         if typ != "text":
             return None
         sizes = set(map(len, values))
-        if len(sizes) != 1 or not "".join(values).isascii():
+        if len(sizes) != 1:
             return None
+        size = sizes.pop()
+        prefix = struct.pack(">i", size).decode("latin-1")
+        text = prefix + prefix.join(values)
     except (TypeError, ValueError):
         return None
-    prefix = struct.pack(">i", sizes.pop()).decode("latin-1")
-    body = (prefix + prefix.join(values)).encode("latin-1")  # ASCII and prefix bytes: one byte each
+    # ASCII values (the prefix is ASCII too below 128, so one check of the whole text does)
+    if not (text.isascii() if size < 128 else "".join(values).isascii()):
+        return None
+    body = text.encode("latin-1")  # ASCII and prefix bytes: one byte each
     return PgTextArray(struct.pack(">iiiii", 1, 0, 25, n, 1) + body)
 
 
