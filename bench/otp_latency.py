@@ -42,7 +42,8 @@ trip, with the event-loop turn that reads the answer) and ``rows_to_claimed`` (t
 ``over_20ms`` counts the wake-ups more than 20 ms late and ``over_20ms_busy_share`` is the share
 of their lateness the gateway spent on the CPU (near 1: its own long stretches of work; near 0:
 it waited for a CPU, the machine was busy). ``gateway_gc``: the garbage collector's pauses in
-the gateway per generation (count, longest, total).
+the gateway per generation (count, longest, total; ``cpu_max_ms``: the longest one's time on
+the CPU, the rest of it waiting for one; ``collected``: objects found in reference cycles).
 Both API processes tune the garbage collector once set up (``tessera.app.tune_gc``), as a
 serving process's lifespan does (httpx's ASGI transport runs no lifespan).
 ``api_cpu_ms_per_code``: CPU of this process per accepted code (the API with its in-process

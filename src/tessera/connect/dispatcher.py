@@ -296,6 +296,50 @@ _PORTED_TO = (
 )
 
 
+def _claimed_messages_stmt(pg: bool) -> Any:
+    """What a claim reads of its messages (binds: ids ``m_ids``), built once: a statement built
+    per claim carried the claim's ids in a tree of reference cycles that only the cyclic
+    garbage collector frees (the gateway's longest pauses under bulk load)."""
+    ids = (
+        Message.id == any_(bindparam("m_ids", type_=ARRAY(Message.id.type)))
+        if pg
+        else Message.id.in_(bindparam("m_ids", expanding=True))
+    )
+    return select(*_MESSAGE_COLUMNS, _PORTED_TO).where(ids)
+
+
+def _bulk_claim_stmt(codes: str) -> Any:
+    """:meth:`Dispatcher.claim`'s statement on PostgreSQL, built once per ``codes`` (lane 0:
+    ``all`` of it, ``none``, or the codes that ``waited`` since ``b_waited``): lock the ready
+    dispatch rows (``b_now``, lanes below ``b_lanes``, at most ``b_limit``), mark them claimed by
+    ``b_by`` and return them. Built per claim, the statement was garbage in reference cycles."""
+    d = table_of(DispatchItem)
+    now = bindparam("b_now", type_=d.c.available_at.type)
+    ready = (
+        select(d.c.message_id)
+        .where(d.c.state == 0, d.c.available_at <= now, d.c.lane < bindparam("b_lanes", type_=Integer()))
+        .order_by(d.c.lane, d.c.available_at, d.c.message_id)
+        .limit(bindparam("b_limit", type_=Integer()))
+    )
+    if codes == "none":
+        ready = ready.where(d.c.lane > 0)
+    elif codes == "waited":
+        ready = ready.where(
+            or_(d.c.lane > 0, d.c.available_at <= bindparam("b_waited", type_=d.c.available_at.type))
+        )
+    return (
+        update(d)
+        .where(d.c.message_id.in_(ready.with_for_update(skip_locked=True).scalar_subquery()))
+        .values(
+            state=1,
+            claimed_by=bindparam("b_by", type_=d.c.claimed_by.type),
+            claimed_at=now,
+            claims=d.c.claims + 1,
+        )
+        .returning(d.c.message_id, d.c.tenant_id, d.c.lane, d.c.claims, d.c.available_at)
+    )
+
+
 def _claim_codes_stmt() -> Any:
     """:meth:`Dispatcher.claim_codes`' statement, built once (binds: tenant ``c_tid``, time
     ``c_now``, ``c_limit``, gateway ``c_by``): building and cache-keying this tree of a CTE,
@@ -1077,9 +1121,13 @@ class Dispatcher:
                 gcs = getattr(self, "trace_gc", [])
                 gc_ms = {
                     f"gen{g}": {
-                        "n": sum(1 for x, _ in gcs if x == g),
-                        "max_ms": round(max((d for x, d in gcs if x == g), default=0.0) * 1000, 2),
-                        "total_ms": round(sum(d for x, d in gcs if x == g) * 1000, 1),
+                        "n": sum(1 for p in gcs if p[0] == g),
+                        "max_ms": round(max((p[1] for p in gcs if p[0] == g), default=0.0) * 1000, 2),
+                        "total_ms": round(sum(p[1] for p in gcs if p[0] == g) * 1000, 1),
+                        # on the CPU (the rest of a pause: waiting for one), and the garbage
+                        # found (objects in reference cycles, freed by this collection)
+                        "cpu_max_ms": round(max((p[2] for p in gcs if p[0] == g), default=0.0) * 1000, 2),
+                        "collected": sum(p[3] for p in gcs if p[0] == g),
                     }
                     for g in (0, 1, 2)
                 }
@@ -1330,15 +1378,16 @@ class Dispatcher:
 
         lags: list[float] = []
         late: list[tuple[float, float]] = []  # (lag, CPU of this process meanwhile)
-        pauses: list[tuple[int, float]] = []  # (generation, seconds)
+        pauses: list[tuple[int, float, float, int]] = []  # (generation, seconds, CPU s, collected)
         self.trace_lags, self.trace_late, self.trace_gc = lags, late, pauses
-        started: list[float] = [0.0]
+        started: list[float] = [0.0, 0.0]
 
         def on_gc(phase: str, info: dict[str, int]) -> None:
             if phase == "start":
-                started[0] = time.perf_counter()
+                started[0], started[1] = time.perf_counter(), time.thread_time()
             else:
-                pauses.append((info["generation"], time.perf_counter() - started[0]))
+                wall, cpu = time.perf_counter() - started[0], time.thread_time() - started[1]
+                pauses.append((info["generation"], wall, cpu, info["collected"]))
 
         gc.callbacks.append(on_gc)
         try:
@@ -1391,47 +1440,46 @@ class Dispatcher:
         now = utcnow()
         items: list[Item] = []
         d = table_of(DispatchItem)
-        ready = (
-            select(d.c.message_id)
-            .where(d.c.state == 0, d.c.available_at <= now, d.c.lane < lanes)
-            .order_by(d.c.lane, d.c.available_at, d.c.message_id)
-            .limit(limit)
-        )
-        if lanes > 1 and get_database().is_postgres:
-            # codes are announced to every gateway and claimed by the urgent claim in a few
-            # milliseconds, else a code ready as a thousand-message claim starts would wait for
-            # that whole claim. With the announcements heard and bulk work flowing, a bulk claim
-            # takes none: a code whose transaction was slow to commit is older than
-            # URGENT_GRACE when announced (under bulk load ~2 % of codes were taken by bulk
-            # claims that way, the slowest of them), and one whose announcement was missed is
-            # swept up by the urgent claimers every URGENT_GRACE (_urgent_loop). Otherwise (the
-            # last claim found nothing: an idle poll holds no code long) a bulk claim takes a
-            # code that waited URGENT_GRACE, and the urgent claimers do not sweep.
-            if self._listening and not self._bulk_idle:
-                ready = ready.where(d.c.lane > 0)
-            else:
-                ready = ready.where(or_(d.c.lane > 0, d.c.available_at <= now - URGENT_GRACE))
+        pg = get_database().is_postgres
+        # codes are announced to every gateway and claimed by the urgent claim in a few
+        # milliseconds, else a code ready as a thousand-message claim starts would wait for
+        # that whole claim. With the announcements heard and bulk work flowing, a bulk claim
+        # takes none: a code whose transaction was slow to commit is older than URGENT_GRACE
+        # when announced (under bulk load ~2 % of codes were taken by bulk claims that way, the
+        # slowest of them), and one whose announcement was missed is swept up by the urgent
+        # claimers every URGENT_GRACE (_urgent_loop). Otherwise (the last claim found nothing:
+        # an idle poll holds no code long) a bulk claim takes a code that waited URGENT_GRACE,
+        # and the urgent claimers do not sweep.
+        codes = "all"
+        if lanes > 1 and pg:
+            codes = "none" if self._listening and not self._bulk_idle else "waited"
         with context.tenant_scope(None):
             async with unit_of_work(platform=True) as s:
                 rows: list[_Claimed]
-                if get_database().is_postgres:  # one statement: lock, mark and read the claim
-                    ready = ready.with_for_update(skip_locked=True)
+                if pg:  # one statement: lock, mark and read the claim
                     got = list(
                         (
                             await s.execute(
-                                update(d)
-                                .where(d.c.message_id.in_(ready.scalar_subquery()))
-                                .values(state=1, claimed_by=self.id, claimed_at=now, claims=d.c.claims + 1)
-                                .returning(
-                                    d.c.message_id, d.c.tenant_id, d.c.lane, d.c.claims, d.c.available_at
-                                )
+                                _built(("bulk_claim", codes), _bulk_claim_stmt, codes),
+                                {
+                                    "b_now": now,
+                                    "b_lanes": lanes,
+                                    "b_limit": limit,
+                                    "b_waited": now - URGENT_GRACE,
+                                    "b_by": self.id,
+                                },
                             )
                         ).all()
                     )
                     got.sort(key=lambda r: (r.lane, r.available_at, r.message_id))
                     rows = [_Claimed(r.message_id, r.tenant_id, r.lane, r.claims - 1) for r in got]
                 else:
-                    ready = ready.with_only_columns(d.c.message_id, d.c.tenant_id, d.c.lane, d.c.claims)
+                    ready = (
+                        select(d.c.message_id, d.c.tenant_id, d.c.lane, d.c.claims)
+                        .where(d.c.state == 0, d.c.available_at <= now, d.c.lane < lanes)
+                        .order_by(d.c.lane, d.c.available_at, d.c.message_id)
+                        .limit(limit)
+                    )
                     rows = [_Claimed(*r) for r in (await s.execute(ready)).all()]
                     if rows:
                         await s.execute(
@@ -1616,7 +1664,8 @@ class Dispatcher:
             msgs = list(
                 (
                     await s.execute(
-                        select(*_MESSAGE_COLUMNS, _PORTED_TO).where(one_of(s, Message.id, list(claims)))
+                        _built(("claimed_messages", slices), _claimed_messages_stmt, slices),
+                        {"m_ids": list(claims)},
                     )
                 ).all()
             )

@@ -136,9 +136,20 @@ async def insert_rows(session: AsyncSession, table: Table, rows: Sequence[dict[s
         for start in range(0, len(rows), INSERT_CHUNK):
             await session.execute(insert(table), rows[start : start + INSERT_CHUNK])
         return
-    v = rows_source(table, rows)
-    names = list(rows[0])
-    await session.execute(insert(table).from_select(names, select(*(v.c[n] for n in names))))
+    names = tuple(rows[0])
+    stmt = _INSERT_ROWS.get((table.name, names))
+    if stmt is None:
+        v = doc_source(table, names, "v", bindparam("rows_doc", type_=Text()))
+        stmt = _INSERT_ROWS[(table.name, names)] = insert(table).from_select(list(names), select(*v.c))
+    await session.execute(stmt, {"rows_doc": rows_doc(table, rows)})
+
+
+# insert_rows' statements on PostgreSQL, one per table and shape of the rows, built once with
+# the document as a named parameter: a statement tree built per call is cache-keyed again each
+# time, and it is garbage in reference cycles (its columns and their collections point at each
+# other) that only the cyclic collector frees, the bound document with it; in the gateway,
+# which writes events batch after batch, those collections were its longest pauses
+_INSERT_ROWS: dict[tuple[str, tuple[str, ...]], Any] = {}
 
 
 # insert_many's statements, one per shape of its rows (keys of the messages, of the events, of
