@@ -142,11 +142,13 @@ async def test_postgres_import_takes_the_prepared_path(
     if BACKEND != "postgres":
         pytest.skip("SQLite imports row by row (importer.write_chunk)")
     masked: list[int] = []
+    ids: list[list[str]] = []
     original = import_bulk.write_bulk
 
     async def spy(session: Any, chunk: Any, run: Any) -> Any:
         res = await original(session, chunk, run)
         masked.append(len(chunk.records) - res.created)
+        ids.append(list(res.ids))
         return res
 
     monkeypatch.setattr(import_bulk, "write_bulk", spy)
@@ -164,6 +166,11 @@ async def test_postgres_import_takes_the_prepared_path(
     assert {e["value"] for e in old["emails"]} == {"old2@example.com"}
     first = await _lookup(client, h, "phone", "13800138601")
     assert first is not None and first["city"] == "上海"  # filled only, never overwritten
+    # each record's contact: the one it met, else the one its row created
+    others = [await _lookup(client, h, "phone", f"1380013860{k}") for k in (2, 3)]
+    assert all(o is not None for o in others)
+    want = [[first["id"], old["id"]], [others[0]["id"], first["id"]], [others[1]["id"]]]  # type: ignore[index]
+    assert ids == [[uuid.UUID(i).hex for i in chunk] for chunk in want]
     assert {e["value"] for e in first["emails"]} == {"n1@example.com", "n1b@example.com"}
     with context.tenant_scope(tenant.tenant_id):
         async with unit_of_work() as s:

@@ -213,7 +213,11 @@ async def write_bulk(session: AsyncSession, chunk: BulkChunk, run: ImportRun) ->
     await repo.update_from_import(updates, COLUMNS, fill_only=False)
     await repo.update_from_import(fills, COLUMNS, fill_only=True)
     contact_ids = chunk.contact_ids
-    ids = [owner_of.get(p) or contact_ids[p] for p in range(len(records))] if owner_of else contact_ids
+    ids = contact_ids
+    if owner_of:  # a copy with the few rows that met a contact changed (not a pass per row)
+        ids = list(contact_ids)
+        for p, cid in owner_of.items():
+            ids[p] = cid
     if chunk.has_tags:
         await _tag_records(session, records, ids)
     created = len(records) - len(owner_of)
