@@ -151,6 +151,9 @@ async def _bulk_feed(n: int, port: int, rate: float | None) -> None:
     print("done", round(time.process_time(), 2), flush=True)
 
 
+_CHILDREN: list[subprocess.Popen[bytes]] = []  # the gateway process
+
+
 async def main(
     rate: float,
     seconds: float,
@@ -200,6 +203,7 @@ async def main(
                 f"run_service(run_gateway(trace_file={trace_file!r}, direct_code_claim={direct_claim!r}))"
             )
             gw = subprocess.Popen([sys.executable, "-c", code], env={**os.environ}, cwd=ROOT)
+            _CHILDREN.append(gw)  # stopped whatever happens (see the end of the module)
         else:
             dispatcher = Dispatcher(trace_file=trace_file, direct_code_claim=direct_claim)
             await dispatcher.start()
@@ -421,6 +425,10 @@ if __name__ == "__main__":
             )
         )
     finally:
+        for child in _CHILDREN:  # a failed run leaves no gateway behind
+            if child.poll() is None:
+                child.terminate()
+                child.wait(timeout=30)
         if name:
             from bench.sms_throughput import _drop_db
 
