@@ -5,18 +5,23 @@ three round trips (``BEGIN`` with the tenant setting, the claim, ``COMMIT``), an
 load each of them waits for a turn of the gateway's busy event loop (the slowest 1 % of codes
 spent ~59 ms there). :class:`CodeClaimer` sends
 
-    SELECT set_config('app.tenant_id', '<tenant>', true); WITH claimed AS (UPDATE …) … SELECT …
+    EXECUTE tessera_set_tenant('<tenant>')      -- SELECT set_config('app.tenant_id', $1, true)
+    EXECUTE tessera_claim_codes(<tenant>, <now>, <limit>, <gateway>)   -- WITH claimed AS (…) …
+    SYNC
 
-as one simple-protocol query on an autocommit connection of its own (same URL, so the same
-non-owner role and row-level security). PostgreSQL runs a multi-statement query as one
-implicit transaction: the tenant setting is transaction-local exactly as a unit of work's
-``BEGIN`` sets it, the claim sees it, and the transaction commits when the query ends (an
-error anywhere rolls all of it back). The statement is compiled once; its values are inlined
-as psycopg literals (the tenant and gateway id, the time, the limit and the statement's
-constants; every placeholder carries its SQL cast), so the text changes only in those. The
-rows are decoded by psycopg's loaders as the session's are, then by the columns' own result
-processors (the encrypted number with the tenant's data key, which must be loaded: the caller
-checks :func:`keys_fresh` first and otherwise claims through a unit of work, which loads them).
+in libpq's pipeline mode, as one write, on an autocommit connection of its own (same URL, so
+the same non-owner role and row-level security), through :func:`tessera.core.db.direct.
+run_prepared`. PostgreSQL runs what comes before a ``Sync`` as one implicit transaction: the
+tenant setting is transaction-local exactly as a unit of work's ``BEGIN`` sets it, the claim
+sees it, and the transaction commits at the ``Sync`` (an error anywhere rolls all of it back).
+Both statements are prepared once per connection, so the server does not parse and plan the
+claim again for every code (it did when the two went as one simple-protocol query with the
+values inlined). The statement is compiled once; its constants (statuses, lanes, increments)
+stay inlined as literals, so the planner sees them, and the tenant, the time, the limit and the
+gateway id are its four parameters (every placeholder carries its SQL cast). The rows are
+decoded by psycopg's loaders as the session's are, then by the columns' own result processors
+(the encrypted number with the tenant's data key, which must be loaded: the caller checks
+:func:`keys_fresh` first and otherwise claims through a unit of work, which loads them).
 
 Keys are reloaded when their time to live is over, by the next transaction of the tenant to
 begin: while a tenant sends codes, :func:`keys_left` tells the dispatcher when, and it begins
@@ -30,18 +35,22 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import re
 import time
 import uuid
 from typing import Any, NamedTuple
 
 import psycopg
 from psycopg import sql
+from psycopg.adapt import Transformer
 from sqlalchemy.engine import Dialect
 
 from tessera.core import context
-from tessera.core.db.direct import close_quietly, libpq_conninfo, with_tenant
+from tessera.core.db.direct import close_quietly, libpq_conninfo, run_prepared
 
-_DYNAMIC = ("c_tid", "c_now", "c_limit", "c_by")
+_DYNAMIC = ("c_tid", "c_now", "c_limit", "c_by")  # the prepared statement's $1 … $4
+_NAME = b"tessera_claim_codes"
+_PLACEHOLDER = re.compile(r"%\((\w+)\)s|%%")
 
 
 class DecodeError(Exception):
@@ -87,11 +96,18 @@ class _Plan:
         )
         self.row: Any = NamedTuple("ClaimedCode", [(k, Any) for k, _ in self.columns])  # type: ignore[misc]
 
-    def sql_for(self, conn: psycopg.AsyncConnection[Any], values: dict[str, Any]) -> str:
+    def query(self, conn: psycopg.AsyncConnection[Any]) -> bytes:
+        """The statement to prepare: the constants as literals, the dynamic values ``$1`` … ``$4``
+        in the order of :data:`_DYNAMIC`."""
         if self.literals is None:
             self.literals = {k: sql.Literal(v).as_string(conn) for k, v in self.constants.items()}
-        literals = {**self.literals, **{k: sql.Literal(v).as_string(conn) for k, v in values.items()}}
-        return with_tenant(uuid.UUID(str(values["c_tid"])), self.template % literals)
+            self.literals.update({k: f"${n}" for n, k in enumerate(_DYNAMIC, 1)})
+        literals = self.literals
+
+        def sub(m: re.Match[str]) -> str:
+            return "%" if m.group(0) == "%%" else literals[m.group(1)]
+
+        return _PLACEHOLDER.sub(sub, self.template).encode()
 
     def decode(self, raw: list[tuple[Any, ...]]) -> list[Any]:
         rows = []
@@ -120,6 +136,8 @@ class CodeClaimer:
         self._plan = _Plan(stmt, dialect)
         self._size = size
         self._idle: list[psycopg.AsyncConnection[Any]] = []
+        # the statements prepared on each open connection (see run_prepared)
+        self._prepared: dict[psycopg.AsyncConnection[Any], set[bytes]] = {}
         self._slots = asyncio.Semaphore(size)
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -128,6 +146,7 @@ class CodeClaimer:
         loop = asyncio.get_running_loop()
         if loop is not self._loop:
             self._idle, self._loop, self._slots = [], loop, asyncio.Semaphore(self._size)
+            self._prepared = {}
         async with self._slots:  # at most ``size`` connections: idle + in use
             conn = (
                 self._idle.pop()
@@ -136,21 +155,24 @@ class CodeClaimer:
             )
             ok = False
             try:
-                query = self._plan.sql_for(conn, {"c_tid": tid, "c_now": now, "c_limit": limit, "c_by": by})
-                cur = conn.cursor()
-                await cur.execute(query.encode())
-                cur.nextset()  # past set_config's row
-                raw = await cur.fetchall()
+                prepared = self._prepared.setdefault(conn, set())
+                params = (str(tid).encode(), now.isoformat().encode(), str(limit).encode(), by.encode())
+                found = await run_prepared(conn, prepared, tid, _NAME, self._plan.query(conn), params)
+                tx = Transformer(conn)
+                tx.set_pgresult(found)
+                raw = [tx.load_row(i, tuple) for i in range(found.ntuples)]
                 ok = True
             finally:
                 if ok and not conn.closed:
                     self._idle.append(conn)
                 else:
+                    self._prepared.pop(conn, None)
                     await close_quietly(conn)
         with context.tenant_scope(tid):
             return self._plan.decode(raw)
 
     async def close(self) -> None:
         idle, self._idle = self._idle, []
+        self._prepared = {}
         for conn in idle:
             await close_quietly(conn)

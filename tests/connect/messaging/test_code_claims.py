@@ -539,6 +539,34 @@ async def test_the_code_claimer_keeps_at_most_its_size_of_connections(
     assert all(c.closed for c in opened)
 
 
+@pg_only("the one-round-trip claim is PostgreSQL's")
+async def test_the_code_claimer_prepares_its_statements_once_per_connection(tenant: TenantWorld) -> None:
+    """The tenant setting and the claim are prepared on a connection's first claim and only
+    executed afterwards; a claim that fails closes its connection, whose statements are then
+    forgotten (the next claim opens and prepares again)."""
+    import psycopg
+
+    from tessera.connect.code_claim import CodeClaimer
+    from tessera.connect.dispatcher import _built, _claim_codes_stmt
+
+    db = get_database()
+    claimer = CodeClaimer(db.url, db.engine.dialect, _built("claim_codes", _claim_codes_stmt), size=1)
+    try:
+        for _ in range(3):
+            assert await claimer.claim(tenant.tenant_id, utcnow(), 10, "gw") == []
+        (conn,) = claimer._idle
+        assert claimer._prepared[conn] == {b"tessera_set_tenant", b"tessera_claim_codes"}
+        names = await (await conn.execute("SELECT name FROM pg_prepared_statements ORDER BY name")).fetchall()
+        assert [n for (n,) in names] == ["tessera_claim_codes", "tessera_set_tenant"]  # once each
+        with pytest.raises(psycopg.errors.InvalidRowCountInLimitClause):
+            await claimer.claim(tenant.tenant_id, utcnow(), -1, "gw")  # LIMIT -1: refused
+        assert conn.closed and not claimer._idle and not claimer._prepared
+        assert await claimer.claim(tenant.tenant_id, utcnow(), 10, "gw") == []  # a new connection
+        assert len(claimer._prepared) == 1
+    finally:
+        await claimer.close()
+
+
 @pg_only("the urgent claimers' sweep timer is PostgreSQL's")
 async def test_urgent_claimers_with_nothing_to_sweep_wait_instead_of_spinning(tenant: TenantWorld) -> None:
     import asyncio

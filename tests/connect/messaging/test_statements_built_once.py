@@ -13,7 +13,6 @@ import uuid
 from typing import Any
 
 from sqlalchemy import func, select
-
 from tests.conftest import TenantWorld
 
 

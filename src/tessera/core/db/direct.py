@@ -63,19 +63,9 @@ class DecodeError(Exception):
     not loaded in this process yet: a session's transaction loads them)."""
 
 
-# The tenant setting in front of a simple-protocol query: ``str.format`` field ``tenant``.
-SET_TENANT = "SELECT set_config('app.tenant_id', '{tenant}', true); "
-
-
-# The same as a statement prepared on each of the reader's connections.
+# The tenant setting, prepared on each connection of a reader (and of the code claimer).
 _SET_TENANT_NAME = b"tessera_set_tenant"
 _SET_TENANT_SQL = b"SELECT set_config('app.tenant_id', $1, true)"
-
-
-def with_tenant(tenant_id: uuid.UUID, query: str) -> str:
-    """``query`` run as one implicit transaction with ``app.tenant_id`` set to ``tenant_id``
-    (rendered from a UUID object: hex digits and dashes only), as a unit of work sets it."""
-    return SET_TENANT.format(tenant=uuid.UUID(int=tenant_id.int)) + query
 
 
 def libpq_conninfo(url: str) -> str:
@@ -388,6 +378,39 @@ class _Watch:
 
 
 _OK = frozenset((_TUPLES_OK, _COMMAND_OK))
+
+
+async def run_prepared(
+    conn: psycopg.AsyncConnection[Any],
+    prepared: set[bytes],
+    tenant_id: uuid.UUID,
+    name: bytes,
+    query: bytes,
+    params: tuple[bytes | None, ...],
+) -> PGresult:
+    """Run the prepared statement ``name`` (``query``, ``$n`` parameters in text form) with
+    ``app.tenant_id`` set to ``tenant_id``, in one round trip on ``conn`` (an idle autocommit
+    connection the caller has to itself): the tenant setting and the statement as one pipeline
+    ending in a Sync, so one implicit transaction, as :class:`DirectReader` reads. Statements
+    not in ``prepared`` (the names prepared on this connection) are prepared in the same write
+    and added to it once the round trip succeeded. Raises the statement's error; the caller
+    then closes the connection (which statements got prepared is not worked out)."""
+    pgconn = conn.pgconn
+    pgconn.enter_pipeline_mode()
+    if name not in prepared:
+        if _SET_TENANT_NAME not in prepared:
+            pgconn.send_prepare(_SET_TENANT_NAME, _SET_TENANT_SQL)
+        pgconn.send_prepare(name, query)
+    pgconn.send_query_prepared(_SET_TENANT_NAME, (str(tenant_id).encode(),))
+    pgconn.send_query_prepared(name, params)
+    pgconn.pipeline_sync()
+    results = await conn.wait(_pipeline_results(pgconn))
+    pgconn.exit_pipeline_mode()
+    for result in results:
+        if result.status not in _OK:
+            raise pg_errors.error_from_result(result, encoding=conn.info.encoding)
+    prepared.update((_SET_TENANT_NAME, name))
+    return results[-1]
 
 
 def _pipeline_results(pgconn: Any) -> PQGen[list[PGresult]]:
