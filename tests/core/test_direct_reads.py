@@ -196,6 +196,39 @@ async def test_connections_the_server_closed_while_idle_are_replaced_not_used(
     assert reader._opened <= reader._size
 
 
+@pg_only
+async def test_a_read_on_a_connection_closed_under_it_is_tried_again_on_another(
+    tenant: TenantWorld, database_urls: dict[str, str]
+) -> None:
+    """The server closes the pooled connections and the reads start at once, before any watch
+    can have seen the sockets close: each read that takes a dead connection fails there, drops
+    it and is answered on another."""
+    import psycopg
+
+    reader = get_database().direct
+    assert reader is not None
+    uid = tenant.users["admin"]
+    await asyncio.gather(*(_read(tenant, uid) for _ in range(3)))
+    pids = [c.info.backend_pid for c in reader._idle]
+    assert pids
+    owner = database_urls["owner"].replace("postgresql+psycopg://", "postgresql://")
+    async with await psycopg.AsyncConnection.connect(owner, autocommit=True) as admin:
+        await admin.execute("SELECT pg_terminate_backend(pid) FROM unnest(%s::int[]) AS pid", (pids,))
+        for _ in range(500):  # the backends are gone (the watches are not asked)
+            gone = await (
+                await admin.execute("SELECT count(*) = 0 FROM pg_stat_activity WHERE pid = ANY(%s)", (pids,))
+            ).fetchone()
+            if gone and gone[0]:
+                break
+            await asyncio.sleep(0.01)
+    for watch in reader._watches.values():
+        watch.stirred = False  # as if no watch had seen a socket close yet
+    found = await asyncio.gather(*(_read(tenant, uid) for _ in range(len(pids) + 1)))
+    assert all(u is not None and u.id == uid for u in found)
+    assert not {c.info.backend_pid for c in reader._idle} & set(pids)
+    assert reader._opened <= reader._size
+
+
 JSON_VALUES = st.recursive(
     st.none()
     | st.booleans()

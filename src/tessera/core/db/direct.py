@@ -114,6 +114,11 @@ class _Plan:
         return instance
 
 
+# A read on a dead connection is tried again on another (see DirectReader.get); three covers a
+# read that takes one dead idle connection, then a second one, then opens a new one.
+READ_ATTEMPTS = 3
+
+
 class DirectReader:
     """A small pool of autocommit psycopg connections and the per-model read plans.
 
@@ -146,7 +151,22 @@ class DirectReader:
 
     async def get(self, model: type[Any], id: uuid.UUID, tenant_id: uuid.UUID) -> Any | None:
         """The row of ``model`` with primary key ``id`` in ``tenant_id``, as a detached instance
-        (None when missing or another tenant's)."""
+        (None when missing or another tenant's).
+
+        A connection the server closed while it sat idle is discarded when its watch saw the
+        socket close; one closed just before the read (its watch not told yet) fails the read
+        with an ``OperationalError``, and the read is tried again on another connection, up to
+        :data:`READ_ATTEMPTS` times in all (a read changes nothing, so trying again is safe).
+        Errors of the statement itself (bad data, a missing column) are raised at once."""
+        for attempt in range(1, READ_ATTEMPTS + 1):
+            try:
+                return await self._get(model, id, tenant_id)
+            except psycopg.OperationalError:
+                if attempt == READ_ATTEMPTS:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _get(self, model: type[Any], id: uuid.UUID, tenant_id: uuid.UUID) -> Any | None:
         plan = self.plan(model)
         tenant = str(tenant_id).encode()
         conn = await self._acquire()
