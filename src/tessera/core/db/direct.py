@@ -180,27 +180,11 @@ class DirectReader:
             prepared = self._prepared.get(conn)
             if prepared is None:
                 prepared = self._prepared[conn] = set()
-            pgconn.enter_pipeline_mode()
-            if plan.name not in prepared:
-                if _SET_TENANT_NAME not in prepared:
-                    pgconn.send_prepare(_SET_TENANT_NAME, _SET_TENANT_SQL)
-                pgconn.send_prepare(plan.name, plan.query)
-            pgconn.send_query_prepared(_SET_TENANT_NAME, (tenant,))
-            pgconn.send_query_prepared(plan.name, (str(id).encode(), tenant))
-            pgconn.pipeline_sync()
-            results = await watch.run(_pipeline_results(pgconn))
-            pgconn.exit_pipeline_mode()
-            for result in results:
-                if result.status not in _OK:
-                    # The rest of the pipeline was skipped; which statements got prepared is
-                    # not worth working out for a read that failed: the connection goes.
-                    raise pg_errors.error_from_result(result, encoding=conn.info.encoding)
-            if plan.name not in prepared:
-                prepared.update((_SET_TENANT_NAME, plan.name))
+            _send_with_tenant(pgconn, prepared, tenant, plan.name, plan.query, (str(id).encode(), tenant))
+            found = _last_result(conn, prepared, plan.name, await watch.run(_pipeline_results(pgconn)))
             ok = True
         finally:
             self._release(conn, ok)
-        found = results[-1]
         if found.ntuples == 0:
             return None
         # The connection's own transformer (its loaders are built once per column type, not
@@ -415,17 +399,38 @@ async def run_prepared(
     not in ``prepared`` (the names prepared on this connection) are prepared in the same write
     and added to it once the round trip succeeded. Raises the statement's error; the caller
     then closes the connection (which statements got prepared is not worked out)."""
-    pgconn = conn.pgconn
+    _send_with_tenant(conn.pgconn, prepared, str(tenant_id).encode(), name, query, params)
+    return _last_result(conn, prepared, name, await conn.wait(_pipeline_results(conn.pgconn)))
+
+
+def _send_with_tenant(
+    pgconn: Any,
+    prepared: set[bytes],
+    tenant: bytes,
+    name: bytes,
+    query: bytes,
+    params: tuple[bytes | None, ...],
+) -> None:
+    """Queue, in pipeline mode, the tenant setting and the prepared statement ``name`` ending in
+    a Sync, with the ``Parse`` messages of whichever of them ``prepared`` lacks in front."""
     pgconn.enter_pipeline_mode()
     if name not in prepared:
         if _SET_TENANT_NAME not in prepared:
             pgconn.send_prepare(_SET_TENANT_NAME, _SET_TENANT_SQL)
         pgconn.send_prepare(name, query)
-    pgconn.send_query_prepared(_SET_TENANT_NAME, (str(tenant_id).encode(),))
+    pgconn.send_query_prepared(_SET_TENANT_NAME, (tenant,))
     pgconn.send_query_prepared(name, params)
     pgconn.pipeline_sync()
-    results = await conn.wait(_pipeline_results(pgconn))
-    pgconn.exit_pipeline_mode()
+
+
+def _last_result(
+    conn: psycopg.AsyncConnection[Any], prepared: set[bytes], name: bytes, results: list[PGresult]
+) -> PGresult:
+    """The statement's result, once the pipeline of :func:`_send_with_tenant` came back: out of
+    pipeline mode, the first error raised (the rest of the pipeline was skipped; which
+    statements got prepared is not worth working out: the caller drops the connection), else
+    both statements recorded as prepared on the connection."""
+    conn.pgconn.exit_pipeline_mode()
     for result in results:
         if result.status not in _OK:
             raise pg_errors.error_from_result(result, encoding=conn.info.encoding)
