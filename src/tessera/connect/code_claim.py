@@ -78,7 +78,7 @@ def keys_fresh(tenant_id: uuid.UUID) -> bool:
 
 
 class _Plan:
-    __slots__ = ("columns", "constants", "literals", "row", "template")
+    __slots__ = ("columns", "constants", "prepared_query", "row", "template")
 
     def __init__(self, stmt: Any, dialect: Dialect) -> None:
         compiled = stmt.compile(dialect=dialect)
@@ -90,24 +90,25 @@ class _Plan:
                 raise ValueError(f"the code claim has no parameter {name}")
         self.template = state.statement
         self.constants = {k: v for k, v in state.parameters.items() if k not in _DYNAMIC}
-        self.literals: dict[str, str] | None = None  # the constants' literals, rendered once
+        self.prepared_query: bytes | None = None  # see query
         self.columns = tuple(
             (rc.keyname, rc.type._cached_result_processor(dialect, None)) for rc in compiled._result_columns
         )
         self.row: Any = NamedTuple("ClaimedCode", [(k, Any) for k, _ in self.columns])  # type: ignore[misc]
 
     def query(self, conn: psycopg.AsyncConnection[Any]) -> bytes:
-        """The statement to prepare: the constants as literals, the dynamic values ``$1`` … ``$4``
-        in the order of :data:`_DYNAMIC`."""
-        if self.literals is None:
-            self.literals = {k: sql.Literal(v).as_string(conn) for k, v in self.constants.items()}
-            self.literals.update({k: f"${n}" for n, k in enumerate(_DYNAMIC, 1)})
-        literals = self.literals
+        """The statement to prepare, rendered on the first claim (the literals need a
+        connection) and kept: the constants as literals, the dynamic values ``$1`` … ``$4`` in
+        the order of :data:`_DYNAMIC`."""
+        if self.prepared_query is None:
+            literals = {k: sql.Literal(v).as_string(conn) for k, v in self.constants.items()}
+            literals.update({k: f"${n}" for n, k in enumerate(_DYNAMIC, 1)})
 
-        def sub(m: re.Match[str]) -> str:
-            return "%" if m.group(0) == "%%" else literals[m.group(1)]
+            def sub(m: re.Match[str]) -> str:
+                return "%" if m.group(0) == "%%" else literals[m.group(1)]
 
-        return _PLACEHOLDER.sub(sub, self.template).encode()
+            self.prepared_query = _PLACEHOLDER.sub(sub, self.template).encode()
+        return self.prepared_query
 
     def decode(self, raw: list[tuple[Any, ...]]) -> list[Any]:
         rows = []

@@ -1658,13 +1658,14 @@ class Dispatcher:
         database's kind when known (``s`` is then not touched unless something is written)."""
         claims = {r.message_id: r.claims for r in claimed}
         lanes = {r.message_id: r.lane for r in claimed}
+        postgres = _pg(s) if pg is None else pg
         # yields inside a transaction only where writers do not queue behind it (not SQLite)
-        slices = _pg(s) if pg is None else pg
+        slices = postgres
         if msgs is None:
             msgs = list(
                 (
                     await s.execute(
-                        _built(("claimed_messages", slices), _claimed_messages_stmt, slices),
+                        _built(("claimed_messages", postgres), _claimed_messages_stmt, postgres),
                         {"m_ids": list(claims)},
                     )
                 ).all()

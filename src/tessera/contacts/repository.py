@@ -182,8 +182,10 @@ class ContactRepository(TenantRepository[Contact]):
         if set(contact_columns) & {"account_id", "owner_id", "merged_into_id", "tenant_id"}:
             raise ValueError("only the tenant may be referenced by bulk-inserted contacts")
         new = {_hex(r[0]) for r in contacts}
-        of_new = [r for r in identities if _hex(r[id_col]) in new]
-        of_existing = [r for r in identities if _hex(r[id_col]) not in new]
+        of_new: list[Sequence[Any]] = []
+        of_existing: list[Sequence[Any]] = []
+        for r in identities:
+            (of_new if _hex(r[id_col]) in new else of_existing).append(r)
         trusted = await self._skip_row_checks()
         await self.insert_rows(Contact, contact_columns, contacts)
         await self.insert_rows(ContactIdentity, identity_columns, of_new)
