@@ -4,7 +4,8 @@ Starts a migrated database (``--db postgres``: a fresh database like ``bench/sms
 the app connecting as ``tessera_app``; ``BENCH_DB_URL`` owner URL; or a temporary SQLite file),
 the app in process (httpx ASGI transport), one gateway dispatcher and the bundled SMSC simulator
 on loopback in a process of its own (``bench/_smsc_process.py``: a remote SMSC in production,
-so a busy API process does not delay its answers); the simulator stamps each submit_sm's
+so a busy API process does not delay its answers, and at a raised scheduling priority when the
+OS allows it, as on a machine of its own: ``smsc_nice`` says which); the simulator stamps each submit_sm's
 arrival with ``time.time()`` and reports it back, and the latency is that minus the
 ``time.time()`` at which ``POST /v1/verify`` returned. Sends ``RATE`` verifications per second for ``SECONDS`` seconds (default 50/s for
 60 s; ``python bench/otp_latency.py [rate] [seconds] [--db sqlite|postgres] [--bulk N]``), one
@@ -322,6 +323,7 @@ async def main(
         else None,
         "bulk_feed_cpu_s": round(feed_cpu, 1) if bulk else None,
         "smsc_cpu_s": round(smsc_cpu, 1),
+        "smsc_nice": sim.nice,
         "loadavg_1m": round(os.getloadavg()[0], 2),
         **stages,
     }

@@ -267,6 +267,7 @@ async def _run(args: argparse.Namespace, db: str) -> dict[str, Any]:
         },
         "gateway_cpu_ms_per_message_steady": _steady_gateway_cpu(timeline, args.messages),
         "cpu_ms_per_message": round(1000 * (gw_cpu + me_cpu + (pg_cpu or 0.0)) / args.messages, 3),
+        "smsc_nice": sim.nice,
         "duplicates": sim.duplicates,
         "loadavg_1m": round(os.getloadavg()[0], 2),
     }
