@@ -39,6 +39,8 @@ submit_sm itself, and this is the time to that write) and ``worker_to_arrived`` 
 written and read by the SMSC);
 with the one-round-trip claim, ``claim_to_claimed`` split into ``claim_to_rows`` (its round
 trip, with the event-loop turn that reads the answer) and ``rows_to_claimed`` (the items built).
+``p99_ms_by_10s``: the codes' p99 per 10 s of the run, by when their POST returned (where
+the slow ones are; ``post_p99_ms_by_10s`` the same for the POST itself).
 ``gateway_loop_lag_ms``: how late a 5 ms sleep woke up in the gateway (its longest loop turns);
 ``over_20ms`` counts the wake-ups more than 20 ms late and ``over_20ms_busy_share`` is the share
 of their lateness the gateway spent on the CPU (near 1: its own long stretches of work; near 0:
@@ -297,6 +299,19 @@ async def main(
         "mean_ms": round(statistics.fmean(lat) * 1000, 2) if lat else None,
         # a starved API process answers after the gateway has already submitted the code
         "arrived_before_post_returned": sum(1 for x in lat if x < 0),
+        # p99 of the codes per 10 s of the run (by when their POST returned): where the slow ones are
+        "p99_ms_by_10s": [
+            pct(
+                [
+                    t - returned[d]
+                    for d, t in sim.arrivals.items()
+                    if k * 10 <= returned.get(d, -1) - wall0 < (k + 1) * 10
+                ],
+                0.99,
+            )
+            for k in range(int(seconds // 10) + 1)
+            if any(k * 10 <= r - wall0 < (k + 1) * 10 for r in returned.values())
+        ],
         "post_p50_ms": pct(post_times, 0.5),
         "post_p99_ms": pct(post_times, 0.99),
         # p99 of the POST per 10 s of the run: a backlog that builds up shows where it started
