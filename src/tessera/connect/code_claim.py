@@ -41,7 +41,7 @@ import uuid
 from typing import Any, NamedTuple
 
 import psycopg
-from psycopg import sql
+from psycopg import abc, sql
 from psycopg.adapt import Transformer
 from sqlalchemy.engine import Dialect
 
@@ -137,8 +137,10 @@ class CodeClaimer:
         self._plan = _Plan(stmt, dialect)
         self._size = size
         self._idle: list[psycopg.AsyncConnection[Any]] = []
-        # the statements prepared on each open connection (see run_prepared)
+        # the statements prepared on each open connection (see run_prepared), and its row
+        # decoder (its loaders are built once per column type, not per claim)
         self._prepared: dict[psycopg.AsyncConnection[Any], set[bytes]] = {}
+        self._decoders: dict[psycopg.AsyncConnection[Any], abc.Transformer] = {}
         self._slots = asyncio.Semaphore(size)
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -147,7 +149,7 @@ class CodeClaimer:
         loop = asyncio.get_running_loop()
         if loop is not self._loop:
             self._idle, self._loop, self._slots = [], loop, asyncio.Semaphore(self._size)
-            self._prepared = {}
+            self._prepared, self._decoders = {}, {}
         async with self._slots:  # at most ``size`` connections: idle + in use
             conn = (
                 self._idle.pop()
@@ -159,7 +161,9 @@ class CodeClaimer:
                 prepared = self._prepared.setdefault(conn, set())
                 params = (str(tid).encode(), now.isoformat().encode(), str(limit).encode(), by.encode())
                 found = await run_prepared(conn, prepared, tid, _NAME, self._plan.query(conn), params)
-                tx = Transformer(conn)
+                tx = self._decoders.get(conn)
+                if tx is None:
+                    tx = self._decoders[conn] = Transformer(conn)
                 tx.set_pgresult(found)
                 raw = [tx.load_row(i, tuple) for i in range(found.ntuples)]
                 ok = True
@@ -168,12 +172,13 @@ class CodeClaimer:
                     self._idle.append(conn)
                 else:
                     self._prepared.pop(conn, None)
+                    self._decoders.pop(conn, None)
                     await close_quietly(conn)
         with context.tenant_scope(tid):
             return self._plan.decode(raw)
 
     async def close(self) -> None:
         idle, self._idle = self._idle, []
-        self._prepared = {}
+        self._prepared, self._decoders = {}, {}
         for conn in idle:
             await close_quietly(conn)

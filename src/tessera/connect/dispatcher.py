@@ -308,6 +308,18 @@ def _claimed_messages_stmt(pg: bool) -> Any:
     return select(*_MESSAGE_COLUMNS, _PORTED_TO).where(ids)
 
 
+def _ready_dispatch(columns: list[Any], now: Any, lanes: Any, limit: Any) -> Any:
+    """The dispatch rows ready at ``now`` in the lanes below ``lanes``, at most ``limit``, in
+    claim order (values or bound parameters), selecting ``columns``."""
+    d = table_of(DispatchItem)
+    return (
+        select(*columns)
+        .where(d.c.state == 0, d.c.available_at <= now, d.c.lane < lanes)
+        .order_by(d.c.lane, d.c.available_at, d.c.message_id)
+        .limit(limit)
+    )
+
+
 def _bulk_claim_stmt(codes: str) -> Any:
     """:meth:`Dispatcher.claim`'s statement on PostgreSQL, built once per ``codes`` (lane 0:
     ``all`` of it, ``none``, or the codes that ``waited`` since ``b_waited``): lock the ready
@@ -315,11 +327,11 @@ def _bulk_claim_stmt(codes: str) -> Any:
     ``b_by`` and return them. Built per claim, the statement was garbage in reference cycles."""
     d = table_of(DispatchItem)
     now = bindparam("b_now", type_=d.c.available_at.type)
-    ready = (
-        select(d.c.message_id)
-        .where(d.c.state == 0, d.c.available_at <= now, d.c.lane < bindparam("b_lanes", type_=Integer()))
-        .order_by(d.c.lane, d.c.available_at, d.c.message_id)
-        .limit(bindparam("b_limit", type_=Integer()))
+    ready = _ready_dispatch(
+        [d.c.message_id],
+        now,
+        bindparam("b_lanes", type_=Integer()),
+        bindparam("b_limit", type_=Integer()),
     )
     if codes == "none":
         ready = ready.where(d.c.lane > 0)
@@ -338,6 +350,24 @@ def _bulk_claim_stmt(codes: str) -> Any:
         )
         .returning(d.c.message_id, d.c.tenant_id, d.c.lane, d.c.claims, d.c.available_at)
     )
+
+
+def _gc_summary(pauses: list[tuple[int, float, float, int]]) -> dict[str, dict[str, Any]]:
+    """Trace only: the collector's pauses (generation, seconds, CPU seconds, objects collected)
+    per generation: how many, the longest and its time on the CPU (the rest of it waiting for
+    one), the total, and the garbage found (objects in reference cycles, freed by them)."""
+    out: dict[str, dict[str, Any]] = {}
+    for g in (0, 1, 2):
+        mine = [p for p in pauses if p[0] == g]
+        longest = max(mine, key=lambda p: p[1], default=(g, 0.0, 0.0, 0))
+        out[f"gen{g}"] = {
+            "n": len(mine),
+            "max_ms": round(longest[1] * 1000, 2),
+            "total_ms": round(sum(p[1] for p in mine) * 1000, 1),
+            "cpu_max_ms": round(longest[2] * 1000, 2),
+            "collected": sum(p[3] for p in mine),
+        }
+    return out
 
 
 def _claim_codes_stmt() -> Any:
@@ -1118,19 +1148,7 @@ class Dispatcher:
                 lag["over_20ms_busy_share"] = (
                     round(sum(c for _, c in late) / sum(x for x, _ in late), 2) if late else None
                 )
-                gcs = getattr(self, "trace_gc", [])
-                gc_ms = {
-                    f"gen{g}": {
-                        "n": sum(1 for p in gcs if p[0] == g),
-                        "max_ms": round(max((p[1] for p in gcs if p[0] == g), default=0.0) * 1000, 2),
-                        "total_ms": round(sum(p[1] for p in gcs if p[0] == g) * 1000, 1),
-                        # on the CPU (the rest of a pause: waiting for one), and the garbage
-                        # found (objects in reference cycles, freed by this collection)
-                        "cpu_max_ms": round(max((p[2] for p in gcs if p[0] == g), default=0.0) * 1000, 2),
-                        "collected": sum(p[3] for p in gcs if p[0] == g),
-                    }
-                    for g in (0, 1, 2)
-                }
+                gc_ms = _gc_summary(getattr(self, "trace_gc", []))
                 f.write(
                     orjson.dumps(
                         {"stages": self.trace, "stats": dict(self.stats), "loop_lag_ms": lag, "gc": gc_ms}
@@ -1474,11 +1492,8 @@ class Dispatcher:
                     got.sort(key=lambda r: (r.lane, r.available_at, r.message_id))
                     rows = [_Claimed(r.message_id, r.tenant_id, r.lane, r.claims - 1) for r in got]
                 else:
-                    ready = (
-                        select(d.c.message_id, d.c.tenant_id, d.c.lane, d.c.claims)
-                        .where(d.c.state == 0, d.c.available_at <= now, d.c.lane < lanes)
-                        .order_by(d.c.lane, d.c.available_at, d.c.message_id)
-                        .limit(limit)
+                    ready = _ready_dispatch(
+                        [d.c.message_id, d.c.tenant_id, d.c.lane, d.c.claims], now, lanes, limit
                     )
                     rows = [_Claimed(*r) for r in (await s.execute(ready)).all()]
                     if rows:
@@ -1659,8 +1674,6 @@ class Dispatcher:
         claims = {r.message_id: r.claims for r in claimed}
         lanes = {r.message_id: r.lane for r in claimed}
         postgres = _pg(s) if pg is None else pg
-        # yields inside a transaction only where writers do not queue behind it (not SQLite)
-        slices = postgres
         if msgs is None:
             msgs = list(
                 (
@@ -1679,7 +1692,8 @@ class Dispatcher:
         items: list[Item] = []
         events: list[dict[str, Any]] = []
         for i, m in enumerate(msgs):
-            if slices and i and not i % SLICE:
+            # yields inside a transaction only where writers do not queue behind it (not SQLite)
+            if postgres and i and not i % SLICE:
                 await asyncio.sleep(0)  # a turn for a code's claim between slices of a big claim
             if m.status in FINAL_STATUSES or m.status == "submitted":
                 gone.append(m.id)

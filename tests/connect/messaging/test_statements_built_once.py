@@ -55,5 +55,14 @@ async def test_insert_rows_reuses_its_statement_and_leaves_no_cyclic_garbage(ten
             assert repository._INSERT_ROWS == built  # nothing built again
             n = (await s.execute(select(func.count()).select_from(CarrierReceiptKey))).scalar_one()
     assert n == 11 * 40
-    print("cyclic garbage after 10 batches:", found)
     assert found < 100  # a statement built per batch left about 60 objects each, values aside
+
+
+def test_the_gc_trace_gives_the_longest_pause_with_its_own_cpu_time() -> None:
+    from tessera.connect.dispatcher import _gc_summary
+
+    # (generation, seconds, CPU seconds, collected): the longest pause is not the most CPU
+    got = _gc_summary([(0, 0.010, 0.009, 5), (0, 0.050, 0.004, 7), (2, 0.002, 0.002, 1)])
+    assert got["gen0"] == {"n": 2, "max_ms": 50.0, "total_ms": 60.0, "cpu_max_ms": 4.0, "collected": 12}
+    assert got["gen1"] == {"n": 0, "max_ms": 0.0, "total_ms": 0.0, "cpu_max_ms": 0.0, "collected": 0}
+    assert got["gen2"]["n"] == 1

@@ -158,13 +158,12 @@ class DirectReader:
         with an ``OperationalError``, and the read is tried again on another connection, up to
         :data:`READ_ATTEMPTS` times in all (a read changes nothing, so trying again is safe).
         Errors of the statement itself (bad data, a missing column) are raised at once."""
-        for attempt in range(1, READ_ATTEMPTS + 1):
+        for _ in range(READ_ATTEMPTS - 1):
             try:
                 return await self._get(model, id, tenant_id)
             except psycopg.OperationalError:
-                if attempt == READ_ATTEMPTS:
-                    raise
-        raise AssertionError("unreachable")
+                pass  # that connection is gone (released as failed): the next read takes another
+        return await self._get(model, id, tenant_id)
 
     async def _get(self, model: type[Any], id: uuid.UUID, tenant_id: uuid.UUID) -> Any | None:
         plan = self.plan(model)
