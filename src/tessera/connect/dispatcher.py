@@ -53,6 +53,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from tessera.connect import push as code_push
 from tessera.connect import routing
 from tessera.connect.code_claim import CodeClaimer, keys_fresh, keys_left
 from tessera.connect.code_claim import DecodeError as CodeDecodeError
@@ -89,6 +90,8 @@ _wake_events: set[asyncio.Event] = set()
 URGENT_CLAIM = 100
 SLICE = 100  # long loops over a claim yield to the event loop every SLICE messages
 URGENT_GRACE = dt.timedelta(seconds=0.5)  # PostgreSQL: a code left to the urgent claim this long
+PUSH_SWEEP_EVERY = 2.0  # s between a gateway's sweeps of the codes pushed to it and not heard
+PUSHED_REMEMBERED = 600.0  # s a pushed code's id is remembered (taken once, see _pushed_ids)
 RECEIPT_LINGER = 0.05  # s a receipt waits for others to share its transaction…
 LINGER_BELOW = 50  # …while the receipts' batches are this small (a trickle, not a flow)
 RECENT_MAX = 100_000  # ~20 MB at most; a receipt older than that is matched by a SELECT
@@ -370,23 +373,38 @@ def _gc_summary(pauses: list[tuple[int, float, float, int]]) -> dict[str, dict[s
     return out
 
 
-def _claim_codes_stmt() -> Any:
+def _claim_codes_stmt(pushed: bool = False) -> Any:
     """:meth:`Dispatcher.claim_codes`' statement, built once (binds: tenant ``c_tid``, time
     ``c_now``, ``c_limit``, gateway ``c_by``): building and cache-keying this tree of a CTE,
-    a subquery and a join per claim was a good part of a code's claim CPU."""
+    a subquery and a join per claim was a good part of a code's claim CPU. ``pushed``
+    (PostgreSQL): the take of codes pushed to gateway ``c_by`` (:mod:`tessera.connect.push`),
+    the dispatch rows of ids ``c_ids`` still assigned to it, instead of the ready ones."""
     d = table_of(DispatchItem)
-    ready = (
-        select(d.c.message_id)
-        .where(
-            d.c.state == 0,
-            d.c.lane == 0,
-            d.c.tenant_id == bindparam("c_tid", type_=d.c.tenant_id.type),
-            d.c.available_at <= bindparam("c_now", type_=d.c.available_at.type),
+    tenant = d.c.tenant_id == bindparam("c_tid", type_=d.c.tenant_id.type)
+    if pushed:
+        ready = (
+            select(d.c.message_id)
+            .where(
+                d.c.state == 2,
+                d.c.claimed_by == bindparam("c_by", type_=d.c.claimed_by.type),
+                tenant,
+                d.c.message_id == any_(bindparam("c_ids", type_=ARRAY(d.c.message_id.type))),
+            )
+            .with_for_update(skip_locked=True)
         )
-        .order_by(d.c.available_at, d.c.message_id)
-        .limit(bindparam("c_limit", type_=Integer()))
-        .with_for_update(skip_locked=True)
-    )
+    else:
+        ready = (
+            select(d.c.message_id)
+            .where(
+                d.c.state == 0,
+                d.c.lane == 0,
+                tenant,
+                d.c.available_at <= bindparam("c_now", type_=d.c.available_at.type),
+            )
+            .order_by(d.c.available_at, d.c.message_id)
+            .limit(bindparam("c_limit", type_=Integer()))
+            .with_for_update(skip_locked=True)
+        )
     claimed = (
         update(d)
         .where(d.c.message_id.in_(ready.scalar_subquery()))
@@ -528,6 +546,9 @@ class Item:
     template_ref: str | None = None
     variables: dict[str, Any] = dataclasses.field(default_factory=dict)
     rule: dict[str, Any] | None = None  # the route row that matched (tessera.connect.routing)
+    # a pushed code (tessera.connect.push): done once its claim is recorded, which its result
+    # waits for (so the message is 'queued' before it is 'submitted')
+    taken: asyncio.Future[None] | None = None
 
 
 # How long a stopping task has to end before it is cancelled again (see end_tasks).
@@ -1043,11 +1064,20 @@ class Dispatcher:
         route_reload_min: float = 1.0,
         trace_file: str | None = None,
         direct_code_claim: bool = True,
+        push_codes: bool = True,
     ) -> None:
         # PostgreSQL: verification codes claimed in one round trip (tessera.connect.code_claim)
         self.direct_code_claim = direct_code_claim
         self._claimer: CodeClaimer | None = None
         self._key_reloads: dict[uuid.UUID, asyncio.Task[None]] = {}  # see _keep_keys
+        # PostgreSQL: take the codes the API pushes to this gateway (tessera.connect.push);
+        # each pushed id is taken once, by its announcement or by the sweep, whichever is first
+        self.push_codes = push_codes
+        self._pushed_ids: OrderedDict[uuid.UUID, float] = OrderedDict()
+        self._takes: dict[uuid.UUID, list[tuple[uuid.UUID, asyncio.Future[None]]]] = {}
+        self._take_task: asyncio.Task[None] | None = None
+        self._side_tasks: set[asyncio.Task[Any]] = set()
+        self._push_swept = 0.0
         self.wechat_transport = wechat_transport
         # verification codes' stage times (wall clock), written to ``trace_file`` at stop: see
         # bench/otp_latency.py; destination → {stage: time.time()}
@@ -1095,6 +1125,7 @@ class Dispatcher:
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
+        code_push.targets.forget()
         _wake_events.add(self._wake)
         _urgent_asks.add(self._ask_urgent)
         await self._heartbeat()
@@ -1125,7 +1156,14 @@ class Dispatcher:
         self._stopped = True
         _wake_events.discard(self._wake)
         _urgent_asks.discard(self._ask_urgent)
-        await end_tasks(self._tasks + list(self._key_reloads.values()))
+        code_push.targets.forget()
+        takes = [self._take_task] if self._take_task is not None else []
+        await end_tasks(self._tasks + list(self._key_reloads.values()) + takes + list(self._side_tasks))
+        for entries in self._takes.values():  # not taken: the stop puts the rows back below
+            for _, fut in entries:
+                if not fut.done():
+                    fut.set_result(None)
+        self._takes = {}
         left: list[Item] = []
         for r in list(self.runners.values()):
             left += await r.stop()
@@ -1159,9 +1197,10 @@ class Dispatcher:
             with context.tenant_scope(None):
                 async with unit_of_work(platform=True) as s:
                     # whatever is still claimed by us was possibly sent: the next gateway resubmits
+                    # (and so are the codes pushed to us and not taken)
                     await s.execute(
                         update(DispatchItem)
-                        .where(DispatchItem.claimed_by == self.id, DispatchItem.state == 1)
+                        .where(DispatchItem.claimed_by == self.id, DispatchItem.state.in_((1, 2)))
                         .values(state=0, claimed_by=None)
                     )
                     await s.execute(delete(GatewayHeartbeat).where(GatewayHeartbeat.id == self.id))
@@ -1181,16 +1220,18 @@ class Dispatcher:
         with context.tenant_scope(None):
             async with unit_of_work(platform=True) as s:
                 row = await s.get(GatewayHeartbeat, self.id)
+                push = self._takes_pushes()
                 if row is None:
-                    s.add(GatewayHeartbeat(id=self.id, heartbeat_at=now, started_at=now))
+                    s.add(GatewayHeartbeat(id=self.id, heartbeat_at=now, started_at=now, code_push=push))
                 else:
                     row.heartbeat_at = now
+                    row.code_push = push
                 stale = now - dt.timedelta(seconds=self.stale_after)
                 dead = select(GatewayHeartbeat.id).where(GatewayHeartbeat.heartbeat_at < stale)
                 live = select(GatewayHeartbeat.id).where(GatewayHeartbeat.heartbeat_at >= stale)
                 res = await s.execute(
                     update(DispatchItem)
-                    .where(DispatchItem.state == 1, DispatchItem.claimed_by.not_in(live))
+                    .where(DispatchItem.state.in_((1, 2)), DispatchItem.claimed_by.not_in(live))
                     .values(state=0, claimed_by=None)
                 )
                 recovered = int(getattr(res, "rowcount", 0) or 0)
@@ -1345,6 +1386,9 @@ class Dispatcher:
             else:
                 await self._urgent.wait()
             self._urgent.clear()
+            if postgres and self.push_codes and time.monotonic() >= self._push_swept + PUSH_SWEEP_EVERY:
+                self._push_swept = time.monotonic()  # (the other claimer does not sweep too)
+                self._side_task(self._sweep_pushed_logged())
             tenants, self._urgent_tenants = self._urgent_tenants, set()
             every, self._urgent_any = self._urgent_any, False
             if not tenants and not every and not sweep:
@@ -1436,8 +1480,14 @@ class Dispatcher:
                     await conn.execute(f"LISTEN {DISPATCH_CHANNEL}")
                     self._listening = True
                     self._wake.set()  # whatever was committed while not listening: claim it now
+                    if self.push_codes:
+                        await self._heartbeat()  # the API may push codes to us from now on
+                        await self._sweep_pushed(all_ages=True)  # and those we did not hear
                     while not self._stopped:
                         async for note in conn.notifies(timeout=0.5):
+                            if note.payload.startswith(code_push.PREFIX):
+                                await self._on_pushed(note.payload)
+                                continue
                             lane, _, tenant = note.payload.partition(":")
                             if lane == "0":  # the urgent claim; other lanes within a poll
                                 self._ask_urgent(uuid.UUID(tenant) if tenant else None)
@@ -1451,6 +1501,176 @@ class Dispatcher:
             except Exception:
                 log.exception("connect listen failed")
                 await asyncio.sleep(1.0)
+
+    # -- codes pushed to this gateway (tessera.connect.push) ---------------------------------
+    def _takes_pushes(self) -> bool:
+        """This gateway takes pushed codes (its heartbeat says so): PostgreSQL, listening."""
+        return self.push_codes and self._listening and not self._stopped and get_database().is_postgres
+
+    async def _on_pushed(self, payload: str) -> None:
+        """A code pushed to a gateway was announced: if to this one, and not taken yet, it is
+        submitted at once (its claim recorded beside it, :meth:`_take_later`); one it cannot
+        build an item from is taken through the claim statement, which reads its message."""
+        heard_at = time.time()
+        h = code_push.heard(payload)
+        if h is None or h.gateway != self.id or h.message_id in self._pushed_ids:
+            return
+        self._pushed_ids[h.message_id] = time.monotonic()
+        item = self._pushed_item(h)
+        if item is None:
+            self.stats["pushed_claimed"] += 1
+            self._side_task(self._take_and_hand(h.tenant_id, [h.message_id], heard_at))
+            return
+        self.stats["pushed"] += 1
+        item.taken = self._take_later(h.tenant_id, h.message_id)
+        if self.trace is not None:
+            self.trace[item.to.lstrip("+")] = {
+                "wake": heard_at,
+                "claim": heard_at,
+                "claimed": heard_at,
+                "urgent": 1.0,
+                "pushed": 1.0,
+            }
+        await self._dispatch(item)
+
+    def _pushed_item(self, h: code_push.Heard) -> Item | None:
+        """The item of a pushed code, from its announcement and the cached route table;
+        ``None`` when the tenant's keys or routes are not loaded (or too old), the message
+        cannot be opened, has expired or has no route in the cached table: then the claim's
+        statement reads it and decides, as for a claimed code."""
+        tid = h.tenant_id
+        routes = self.routes.get(tid)
+        if (
+            routes is None
+            or time.monotonic() - routes.loaded_at >= self._routes_max_age
+            or not keys_fresh(tid)
+        ):
+            return None
+        try:
+            code = code_push.open_code(h)
+        except Exception:
+            log.warning("a code pushed to gateway %s could not be opened", self.id, exc_info=True)
+            return None
+        if code.valid_until is not None and code.valid_until < utcnow():
+            return None
+        carrier = code.ported or code.carrier
+        rows = self._route_rows(routes, code, carrier)
+        if not rows:
+            return None
+        self._keep_keys(tid)
+        return Item(
+            code.message_id,
+            tid,
+            0,
+            code.to,
+            code.source,
+            code.body,
+            carrier,
+            [r.link_id for r in rows],
+            channel_id=code.channel_id,
+            rule=routing.describe(rows[0]),
+        )
+
+    def _side_task(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._side_tasks.add(task)
+        task.add_done_callback(self._side_tasks.discard)
+
+    def _take_later(self, tid: uuid.UUID, message_id: uuid.UUID) -> asyncio.Future[None]:
+        """Record the claim of a pushed code being submitted (its dispatch row claimed by this
+        gateway, its message 'queued' with its event), with the others heard meanwhile; the
+        future is done once that is committed (or failed: its result is recorded anyway)."""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._takes.setdefault(tid, []).append((message_id, fut))
+        if self._take_task is None or self._take_task.done():
+            self._take_task = asyncio.create_task(self._run_takes(), name="connect-takes")
+        return fut
+
+    async def _run_takes(self) -> None:
+        while self._takes:
+            batch, self._takes = self._takes, {}
+            for tid, entries in batch.items():
+                try:
+                    with context.tenant_scope(tid):
+                        async with unit_of_work() as s:
+                            await s.execute(
+                                _built("take_pushed", _claim_codes_stmt, True),
+                                {
+                                    "c_tid": tid,
+                                    "c_now": utcnow(),
+                                    "c_by": self.id,
+                                    "c_ids": [m for m, _ in entries],
+                                },
+                            )
+                    self.stats["pushed_taken"] += len(entries)
+                except Exception:
+                    log.exception("recording the claim of pushed codes failed")
+                finally:
+                    for _, fut in entries:
+                        if not fut.done():
+                            fut.set_result(None)
+
+    async def _take_and_hand(self, tid: uuid.UUID, ids: list[uuid.UUID], asked: float) -> int:
+        """Take pushed codes through the claim statement (their messages read from the
+        database) and hand them over as claimed codes; on failure they are forgotten as seen,
+        so the next sweep takes them."""
+        t_claim = time.time()
+        now = utcnow()
+        try:
+            with context.tenant_scope(tid):
+                async with unit_of_work() as s:
+                    params = {"c_tid": tid, "c_now": now, "c_by": self.id, "c_ids": ids}
+                    rows = list(
+                        (await s.execute(_built("take_pushed", _claim_codes_stmt, True), params)).all()
+                    )
+                    trows = [_Claimed(r.claimed_id, tid, 0, r.claims - 1) for r in rows]
+                    msgs = [r for r in rows if r.id is not None]
+                    items = (
+                        await self._claim_tenant(s, tid, trows, now, msgs=msgs, in_claim=True) if rows else []
+                    )
+        except Exception:
+            for mid in ids:
+                self._pushed_ids.pop(mid, None)
+            log.exception("taking pushed codes failed")
+            return 0
+        self.stats["claimed_codes"] += len(rows)
+        await self._claimed(items, asked, t_claim, True)
+        return len(rows)
+
+    async def _sweep_pushed(self, *, all_ages: bool = False) -> int:
+        """Codes pushed to this gateway and not heard (an announcement sent while its listener
+        reconnected), assigned ``URGENT_GRACE`` ago at least (``all_ages``: any, as the listener
+        connects): taken and handed over as claims. Returns how many."""
+        now = utcnow()
+        self._push_swept = time.monotonic()
+        horizon = time.monotonic() - PUSHED_REMEMBERED
+        while self._pushed_ids and next(iter(self._pushed_ids.values())) < horizon:
+            self._pushed_ids.popitem(last=False)
+        d = table_of(DispatchItem)
+        cut = now if all_ages else now - URGENT_GRACE
+        stmt = select(d.c.message_id, d.c.tenant_id).where(
+            d.c.state == 2, d.c.claimed_by == self.id, d.c.claimed_at <= cut
+        )
+        with context.tenant_scope(None):
+            async with unit_of_work(platform=True) as s:
+                rows = (await s.execute(stmt)).all()
+        by_tenant: dict[uuid.UUID, list[uuid.UUID]] = defaultdict(list)
+        seen = time.monotonic()
+        for mid, tid in rows:
+            if mid not in self._pushed_ids:  # (no await between this check and the mark)
+                self._pushed_ids[mid] = seen
+                by_tenant[tid].append(mid)
+        taken = 0
+        for tid, ids in by_tenant.items():
+            taken += await self._take_and_hand(tid, ids, time.time())
+        self.stats["pushed_swept"] += taken
+        return taken
+
+    async def _sweep_pushed_logged(self) -> None:
+        try:
+            await self._sweep_pushed()
+        except Exception:
+            log.exception("sweeping pushed codes failed")
 
     async def claim(self, limit: int, *, lanes: int = 3, asked: float = 0.0) -> int:
         """Claim up to ``limit`` ready messages of the first ``lanes`` lanes, by lane order."""
@@ -1889,13 +2109,16 @@ class Dispatcher:
                 out.append(r)
         return out
 
+    @property
+    def _routes_max_age(self) -> float:
+        """The links loop reloads every tenant's table every ``link_refresh`` s: a claim trusts
+        the cached one until two rounds were missed (a reload in a claim is five more round
+        trips on the path of the messages it claimed)."""
+        return max(5.0, 2 * self.link_refresh + 1.0)
+
     async def _routes(self, s: AsyncSession, tid: uuid.UUID, *, force: bool = False) -> TenantRoutes:
         cached = self.routes.get(tid)
-        # the links loop reloads every tenant's table every ``link_refresh`` s: a claim trusts
-        # the cached one until two rounds were missed (a reload in a claim is five more round
-        # trips on the path of the messages it claimed)
-        max_age = max(5.0, 2 * self.link_refresh + 1.0)
-        if not force and cached is not None and time.monotonic() - cached.loaded_at < max_age:
+        if not force and cached is not None and time.monotonic() - cached.loaded_at < self._routes_max_age:
             return cached
         started = utcnow()
         links = {
@@ -2000,6 +2223,8 @@ class Dispatcher:
             self.stats["failover"] += 1
             await self._dispatch(item)
             return
+        if item.taken is not None and not item.taken.done():  # a pushed code: queued first
+            await item.taken
         await self.writer.submit_outcome("result", (runner.info.id, item, result))
 
     async def _release(self, ids: Iterable[uuid.UUID], *, resubmission: bool, delay: float = 0.0) -> None:

@@ -23,6 +23,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     Uuid,
+    false,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -194,8 +195,10 @@ class MessageEvent(TenantOwned, Base):
 class DispatchItem(Base):
     """Platform-level dispatch queue: one row per message not yet recorded as submitted.
 
-    ``state`` 0 = ready, 1 = claimed by gateway ``claimed_by`` (queued / being submitted).
-    Claimed rows of a gateway whose heartbeat stopped are put back and resubmitted."""
+    ``state`` 0 = ready, 1 = claimed by gateway ``claimed_by`` (queued / being submitted),
+    2 = a verification code assigned by the API to gateway ``claimed_by``, which takes it from
+    the announcement (see :mod:`tessera.connect.push`). Claimed and assigned rows of a gateway
+    whose heartbeat stopped are put back and resubmitted."""
 
     __tablename__ = "connect_dispatch"
     __table_args__ = (Index("ix_connect_dispatch_ready", "state", "lane", "available_at"),)
@@ -229,3 +232,5 @@ class GatewayHeartbeat(Base):
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     heartbeat_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     started_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # hears the dispatch channel and takes the codes pushed to it (tessera.connect.push)
+    code_push: Mapped[bool] = mapped_column(default=False, server_default=false())

@@ -29,7 +29,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.types import TypeDecorator
 
-from tessera.connect.models import DispatchItem, Message, MessageEvent
+from tessera.connect.models import DispatchItem, GatewayHeartbeat, Message, MessageEvent, PortedNumber
 from tessera.core.db.base import table_of
 from tessera.core.db.repository import TenantRepository
 from tessera.core.http.listing import FilterField, FilterSet
@@ -53,7 +53,8 @@ MESSAGE_FILTERS = FilterSet(
 DISPATCH_CHANNEL = "connect_dispatch"
 """PostgreSQL NOTIFY channel: payload is the lowest lane committed (0 = verification), and for
 lane 0 the tenant (``0:<tenant id>``), whose codes the gateway then claims in that tenant's own
-transaction (see ``Dispatcher.claim_codes``)."""
+transaction (see ``Dispatcher.claim_codes``); or a verification code pushed to one gateway with
+its message (``P<gateway>|…``, see :mod:`tessera.connect.push`)."""
 
 INSERT_CHUNK = 2000
 _PG_DIALECT = postgresql.dialect()
@@ -159,7 +160,7 @@ _INSERT_MANY: dict[tuple[Any, ...], Any] = {}
 
 
 def _insert_many_stmt(
-    m_keys: tuple[str, ...], ev_keys: tuple[str, ...], q_keys: tuple[str, ...], notify: bool
+    m_keys: tuple[str, ...], ev_keys: tuple[str, ...], q_keys: tuple[str, ...], notify: str | None
 ) -> Any:
     ctes = []
     for name, table, keys, param in (
@@ -174,7 +175,17 @@ def _insert_many_stmt(
     if notify:
         # pg_notify in a one-row CTE the insert's source joins, so it runs (once): an
         # unreferenced SELECT CTE would not
-        note = select(func.pg_notify(DISPATCH_CHANNEL, bindparam("note_payload", type_=Text()))).cte("note")
+        payload: Any = bindparam("note_payload", type_=Text())
+        if notify == "push":  # the carrier the number moved to, if it did, goes with the code
+            p = table_of(PortedNumber)
+            ported = (
+                select(p.c.carrier)
+                .where(p.c.number_index == bindparam("note_index", type_=p.c.number_index.type))
+                .limit(1)
+                .scalar_subquery()
+            )
+            payload = payload.concat(func.coalesce(ported, ""))
+        note = select(func.pg_notify(DISPATCH_CHANNEL, payload)).cte("note")
         rows = rows.select_from(m.join(note, true()))
     stmt = insert(table_of(Message)).from_select(list(m_keys), rows)
     return stmt.add_cte(*ctes) if ctes else stmt
@@ -194,18 +205,21 @@ class MessageRepository(TenantRepository[Message]):
         queue: Sequence[dict[str, Any]],
         *,
         notify: str | None = None,
+        push_index: str | None = None,
     ) -> None:
         """Messages, their first events and their dispatch rows: on PostgreSQL one statement
         (the events and dispatch rows are data-modifying CTEs of the messages' insert; foreign
         keys are checked at the end of the statement), one round trip whatever the number of
         messages; elsewhere one statement each (see :func:`insert_rows`). ``notify``: a
-        :data:`DISPATCH_CHANNEL` payload sent at commit (PostgreSQL), in the same statement."""
+        :data:`DISPATCH_CHANNEL` payload sent at commit (PostgreSQL), in the same statement;
+        ``push_index``: it pushes a code (:mod:`tessera.connect.push`) to the number of this
+        blind index, whose ported carrier (if any) the statement appends to it."""
         if messages and _is_postgres(self.session):
             shape = (
                 tuple(messages[0]),
                 tuple(events[0]) if events else (),
                 tuple(queue[0]) if queue else (),
-                notify is not None,
+                None if notify is None else ("plain" if push_index is None else "push"),
             )
             stmt = _INSERT_MANY.get(shape)
             if stmt is None:
@@ -217,6 +231,8 @@ class MessageRepository(TenantRepository[Message]):
                 params["q_doc"] = rows_doc(table_of(DispatchItem), queue)
             if notify is not None:
                 params["note_payload"] = notify
+                if push_index is not None:
+                    params["note_index"] = push_index
             await self.session.execute(stmt, params)
             return
         await insert_rows(self.session, table_of(Message), messages)
@@ -249,6 +265,13 @@ class MessageRepository(TenantRepository[Message]):
             .values(status=status, reason=reason, **values)
             .execution_options(synchronize_session=False)
         )
+
+
+async def code_push_gateways(session: AsyncSession, since: dt.datetime) -> list[str]:
+    """The gateways taking pushed codes whose heartbeat is not older than ``since``."""
+    g = table_of(GatewayHeartbeat)
+    stmt = select(g.c.id).where(g.c.code_push.is_(True), g.c.heartbeat_at >= since).order_by(g.c.id)
+    return list((await session.execute(stmt)).scalars())
 
 
 def dispatch_payload(lane: int, tenant_id: uuid.UUID | None = None) -> str:

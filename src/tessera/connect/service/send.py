@@ -31,6 +31,7 @@ from sqlalchemy import JSON, bindparam, func, select, type_coerce
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tessera.connect import encoding
+from tessera.connect import push as code_push
 from tessera.connect.compliance import service as compliance
 from tessera.connect.compliance.errors import ComplianceInvalid
 from tessera.connect.email.content import EMAIL_VARIABLES_KEY, render_email_parts
@@ -43,7 +44,12 @@ from tessera.connect.models import (
     Signature,
     Template,
 )
-from tessera.connect.repository import MessageRepository, dispatch_payload, notify_payload
+from tessera.connect.repository import (
+    MessageRepository,
+    code_push_gateways,
+    dispatch_payload,
+    notify_payload,
+)
 from tessera.connect.schemas import BatchIn, MessageIn, Recipient
 from tessera.connect.service.channels import check_source, check_source_rules
 from tessera.connect.service.templates import render
@@ -508,9 +514,19 @@ async def send_messages(
                 not_before=scheduled_at if d.not_before is not None else None,
             )
         )
-    # the gateways' wake-up goes in the insert's own statement
-    note = _announcement(session, lane) if queue else None
-    await MessageRepository(session).insert_many(messages, events, queue, notify=note)
+    # the gateways' wake-up goes in the insert's own statement: a verification code is pushed
+    # to a gateway with its message when one takes pushed codes (tessera.connect.push)
+    note, push_index = None, None
+    target = await _push_target(session, lane, ch.kind, queue, now) if queue else None
+    if target is not None:
+        pushed = next(m for m in messages if m["id"] == queue[0]["message_id"])
+        note = code_push.announcement(target, pushed)
+        if note is not None:
+            queue[0].update(state=2, claimed_by=target, claimed_at=now)
+            push_index = pushed["to_index"]
+    if note is None and queue:
+        note = _announcement(session, lane)
+    await MessageRepository(session).insert_many(messages, events, queue, notify=note, push_index=push_index)
     if holds:
         await compliance.hold_many_for_review(
             session, channel=ch.kind, message_class=common.message_class, held=holds
@@ -556,6 +572,21 @@ def _announcement(session: AsyncSession, lane: int) -> str | None:
         after_commit(session, lambda: _wake(min(lanes), tid))
     lanes.add(lane)
     return dispatch_payload(lane, tid)
+
+
+async def _push_target(
+    session: AsyncSession, lane: int, kind: str, queue: list[dict[str, Any]], now: dt.datetime
+) -> str | None:
+    """The gateway to push a code to: one verification SMS, ready now (not deferred), on
+    PostgreSQL, and a gateway that takes pushed codes (their list read at most every
+    ``push.TARGETS_TTL``); ``None``: announce it to every gateway as before."""
+    if lane != 0 or kind != "sms" or len(queue) != 1 or queue[0]["available_at"] > now:
+        return None
+    if not _is_postgres(session):
+        return None
+    if code_push.targets.due():
+        code_push.targets.set(await code_push_gateways(session, utcnow() - code_push.FRESH))
+    return code_push.targets.pick()
 
 
 def _wake(lane: int, tenant_id: uuid.UUID | None) -> None:
