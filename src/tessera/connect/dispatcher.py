@@ -1531,7 +1531,11 @@ class Dispatcher:
                 "urgent": 1.0,
                 "pushed": 1.0,
             }
-        await self._dispatch(item)
+        try:
+            await self._dispatch(item)
+        except Exception:  # e.g. its link could not be started: back in the queue, as unsent
+            log.exception("handing over a pushed code failed")
+            await self.writer.submit_outcome("release", item)
 
     def _pushed_item(self, h: code_push.Heard) -> Item | None:
         """The item of a pushed code, from its announcement and the cached route table;

@@ -257,3 +257,33 @@ async def test_a_stopping_gateway_puts_back_what_was_pushed_to_it(
     with context.tenant_scope(None):
         async with unit_of_work(platform=True) as s:
             assert await s.get(GatewayHeartbeat, d.id) is None
+
+
+async def test_a_pushed_code_that_cannot_be_handed_over_goes_back_to_the_queue(
+    client: httpx.AsyncClient,
+    tenant: TenantWorld,
+    smsc: SmscSimulator,
+    gateway: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    await setup_sms(client, tenant, smsc)
+    d = await gateway(poll_interval=0.1)
+    await _warm(client, tenant, d)
+    dispatch, failed = d._dispatch, []
+
+    async def link_down_once(item: Any) -> None:
+        if not failed:
+            failed.append(item.message_id)
+            raise RuntimeError("the link could not be started")
+        await dispatch(item)
+
+    monkeypatch.setattr(d, "_dispatch", link_down_once)
+    mid = await _code(client, tenant, "13700137351")
+    await wait_final(tenant, 2, timeout=15)
+    assert failed == [mid]
+    events = await _events(tenant, mid)
+    assert events[0] == ("status", "accepted") and events[-2:] == [
+        ("status", "submitted"),
+        ("receipt", "delivered"),
+    ]
+    assert smsc.stats_.submits == 2
