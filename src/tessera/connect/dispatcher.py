@@ -68,7 +68,7 @@ from tessera.connect.models import (
     PortedNumber,
     RouteEntry,
 )
-from tessera.connect.repository import doc_source, insert_rows, one_of, rows_doc
+from tessera.connect.repository import DISPATCH_CHANNEL, doc_source, insert_rows, one_of, rows_doc
 from tessera.connect.smpp.client import Sent, SmppClient
 from tessera.connect.smpp.common import (
     BindState,
@@ -1095,6 +1095,9 @@ class Dispatcher:
         # _claim_loop); messages whose time comes (scheduled, deferred, released) wait this long
         self.idle_poll = idle_poll
         self._listening = False
+        # when the listener last heard this gateway's own heartbeat announcement: proof that
+        # announcements reach it (a LISTEN through a transaction-pooling proxy would not)
+        self._heard_self = -1e9
         self.submit_timeout = submit_timeout
         self.receipt_match_timeout = receipt_match_timeout
         self.max_pending = max_pending
@@ -1221,6 +1224,10 @@ class Dispatcher:
             async with unit_of_work(platform=True) as s:
                 row = await s.get(GatewayHeartbeat, self.id)
                 push = self._takes_pushes()
+                if self.push_codes and self._listening and _pg(s):  # heard by our listener
+                    await s.execute(
+                        select(func.pg_notify(DISPATCH_CHANNEL, code_push.HEARD_PREFIX + self.id))
+                    )
                 if row is None:
                     s.add(GatewayHeartbeat(id=self.id, heartbeat_at=now, started_at=now, code_push=push))
                 else:
@@ -1469,8 +1476,6 @@ class Dispatcher:
         import psycopg
         from sqlalchemy.engine import make_url
 
-        from tessera.connect.repository import DISPATCH_CHANNEL
-
         url = make_url(get_database().url).set(drivername="postgresql")
         dsn = url.render_as_string(hide_password=False)
         while not self._stopped:
@@ -1481,12 +1486,15 @@ class Dispatcher:
                     self._listening = True
                     self._wake.set()  # whatever was committed while not listening: claim it now
                     if self.push_codes:
-                        await self._heartbeat()  # the API may push codes to us from now on
+                        await self._heartbeat()  # announces itself: once heard, codes come
                         await self._sweep_pushed(all_ages=True)  # and those we did not hear
                     while not self._stopped:
                         async for note in conn.notifies(timeout=0.5):
                             if note.payload.startswith(code_push.PREFIX):
                                 await self._on_pushed(note.payload)
+                                continue
+                            if note.payload.startswith(code_push.HEARD_PREFIX):
+                                self._heard(note.payload)
                                 continue
                             lane, _, tenant = note.payload.partition(":")
                             if lane == "0":  # the urgent claim; other lanes within a poll
@@ -1504,8 +1512,25 @@ class Dispatcher:
 
     # -- codes pushed to this gateway (tessera.connect.push) ---------------------------------
     def _takes_pushes(self) -> bool:
-        """This gateway takes pushed codes (its heartbeat says so): PostgreSQL, listening."""
-        return self.push_codes and self._listening and not self._stopped and get_database().is_postgres
+        """This gateway takes pushed codes (its heartbeat says so): PostgreSQL, listening, and
+        its listener heard one of its last heartbeats' announcements."""
+        return (
+            self.push_codes
+            and self._listening
+            and not self._stopped
+            and time.monotonic() - self._heard_self < 3 * self.heartbeat_interval + 1.0
+            and get_database().is_postgres
+        )
+
+    def _heard(self, payload: str) -> None:
+        """A gateway's heartbeat announcement: this one's proves its listener hears the
+        channel; the first one heard (again) is told at once rather than at the next beat."""
+        if payload[len(code_push.HEARD_PREFIX) :] != self.id:
+            return
+        told = self._takes_pushes()
+        self._heard_self = time.monotonic()
+        if not told and self._takes_pushes():
+            self._side_task(self._heartbeat())
 
     async def _on_pushed(self, payload: str) -> None:
         """A code pushed to a gateway was announced: if to this one, and not taken yet, it is

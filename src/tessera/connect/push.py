@@ -11,8 +11,10 @@ ported number moved to is appended by the statement, from the tenant's portabili
 gateway hears it, builds the item from it and submits it at once; it records its claim (state 1,
 the message ``queued`` with its event) beside the submit, and the submit's result after that.
 
-Only gateways that say so in a fresh heartbeat (``connect_gateways.code_push``: listening on the
-dispatch channel) are given codes. What could be lost is recovered as a claim would be:
+Only gateways that say so in a fresh heartbeat (``connect_gateways.code_push``) are given
+codes: a gateway says so while its listener is connected and heard the announcement its own
+last heartbeats made (``H<gateway>``), so one whose LISTEN cannot hear (through a
+transaction-pooling proxy) is not. What could be lost is recovered as a claim would be:
 
 - an announcement the gateway did not hear (its listener reconnecting): the gateway's own sweep
   takes its assigned rows older than ``URGENT_GRACE`` that it has not seen, every ``SWEEP_EVERY``
@@ -42,6 +44,8 @@ from tessera.core.crypto.keyring import get_keyring
 
 PREFIX = "P"
 SEP = "|"
+# a gateway's heartbeat announces ``H<gateway>``: hearing its own tells it its listener works
+HEARD_PREFIX = "H"
 # pg_notify refuses payloads of 8,000 bytes and more: a longer message is announced as before
 MAX_PAYLOAD = 7000
 # how long the API trusts its list of gateways taking codes, and how fresh their heartbeat must be

@@ -287,3 +287,29 @@ async def test_a_pushed_code_that_cannot_be_handed_over_goes_back_to_the_queue(
         ("receipt", "delivered"),
     ]
     assert smsc.stats_.submits == 2
+
+
+async def test_a_gateway_that_does_not_hear_its_own_announcements_is_not_given_codes(
+    client: httpx.AsyncClient,
+    tenant: TenantWorld,
+    smsc: SmscSimulator,
+    gateway: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A LISTEN that hears nothing (a transaction-pooling proxy in between) must not be pushed
+    codes: the gateway says it takes them only once its listener heard its own heartbeat."""
+    from tessera.connect.dispatcher import Dispatcher
+
+    monkeypatch.setattr(Dispatcher, "_heard", lambda self, payload: None)
+    await setup_sms(client, tenant, smsc)
+    d = await gateway(poll_interval=0.1)
+    await wait_until(lambda: asyncio.sleep(0, d._listening), timeout=10, interval=0.05)
+    await asyncio.sleep(1.5)  # a heartbeat or two
+    with context.tenant_scope(None):
+        async with unit_of_work(platform=True) as s:
+            row = await s.get(GatewayHeartbeat, d.id)
+    assert row is not None and not row.code_push
+    push.targets.forget()
+    await _code(client, tenant, "13700137361")
+    await wait_final(tenant, 1, timeout=10)
+    assert d.stats["pushed"] == 0 and d.stats["claimed_codes"] == 1
