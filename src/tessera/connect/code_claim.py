@@ -50,6 +50,9 @@ from tessera.core.db.direct import close_quietly, libpq_conninfo, run_prepared
 
 _DYNAMIC = ("c_tid", "c_now", "c_limit", "c_by")  # the prepared statement's $1 … $4
 _NAME = b"tessera_claim_codes"
+# the take of codes pushed to this gateway (tessera.connect.push): $1 … $4
+_TAKE_DYNAMIC = ("c_tid", "c_now", "c_by", "c_ids")
+_TAKE_NAME = b"tessera_take_pushed"
 _PLACEHOLDER = re.compile(r"%\((\w+)\)s|%%")
 
 
@@ -78,18 +81,25 @@ def keys_fresh(tenant_id: uuid.UUID) -> bool:
 
 
 class _Plan:
-    __slots__ = ("columns", "constants", "prepared_query", "row", "template")
+    __slots__ = ("columns", "constants", "dynamic", "prepared_query", "row", "template")
 
-    def __init__(self, stmt: Any, dialect: Dialect) -> None:
+    def __init__(self, stmt: Any, dialect: Dialect, dynamic: tuple[str, ...] = _DYNAMIC) -> None:
         compiled = stmt.compile(dialect=dialect)
-        sample = {"c_tid": uuid.UUID(int=0), "c_now": dt.datetime.now(dt.UTC), "c_limit": 1, "c_by": ""}
+        sample = {
+            "c_tid": uuid.UUID(int=0),
+            "c_now": dt.datetime.now(dt.UTC),
+            "c_limit": 1,
+            "c_by": "",
+            "c_ids": [uuid.UUID(int=0)],
+        }
         # expanding parameters (the NOT IN list) rendered as one placeholder per value
         state = compiled.construct_expanded_state(sample)
-        for name in _DYNAMIC:
+        for name in dynamic:
             if f"%({name})s" not in state.statement:
                 raise ValueError(f"the code claim has no parameter {name}")
+        self.dynamic = dynamic
         self.template = state.statement
-        self.constants = {k: v for k, v in state.parameters.items() if k not in _DYNAMIC}
+        self.constants = {k: v for k, v in state.parameters.items() if k not in dynamic}
         self.prepared_query: bytes | None = None  # see query
         self.columns = tuple(
             (rc.keyname, rc.type._cached_result_processor(dialect, None)) for rc in compiled._result_columns
@@ -99,10 +109,10 @@ class _Plan:
     def query(self, conn: psycopg.AsyncConnection[Any]) -> bytes:
         """The statement to prepare, rendered on the first claim (the literals need a
         connection) and kept: the constants as literals, the dynamic values ``$1`` … ``$4`` in
-        the order of :data:`_DYNAMIC`."""
+        the order of ``dynamic``."""
         if self.prepared_query is None:
             literals = {k: sql.Literal(v).as_string(conn) for k, v in self.constants.items()}
-            literals.update({k: f"${n}" for n, k in enumerate(_DYNAMIC, 1)})
+            literals.update({k: f"${n}" for n, k in enumerate(self.dynamic, 1)})
 
             def sub(m: re.Match[str]) -> str:
                 return "%" if m.group(0) == "%%" else literals[m.group(1)]
@@ -132,9 +142,13 @@ class CodeClaimer:
     (the gateway's urgent claimers; a claim beyond waits for one), opened as claims need them
     and kept; dropped when the event loop changes, as tests run one per test."""
 
-    def __init__(self, url: str, dialect: Dialect, stmt: Any, *, size: int = 2) -> None:
+    def __init__(
+        self, url: str, dialect: Dialect, stmt: Any, *, take_stmt: Any = None, size: int = 2
+    ) -> None:
         self._conninfo = libpq_conninfo(url)
         self._plan = _Plan(stmt, dialect)
+        # the take of pushed codes (``_claim_codes_stmt(pushed=True)``), when given
+        self._take_plan = _Plan(take_stmt, dialect, _TAKE_DYNAMIC) if take_stmt is not None else None
         self._size = size
         self._idle: list[psycopg.AsyncConnection[Any]] = []
         # the statements prepared on each open connection (see run_prepared), and its row
@@ -146,6 +160,31 @@ class CodeClaimer:
 
     async def claim(self, tid: uuid.UUID, now: dt.datetime, limit: int, by: str) -> list[Any]:
         """Claim (committed) and return the rows of the claim statement, decoded."""
+        params = (str(tid).encode(), now.isoformat().encode(), str(limit).encode(), by.encode())
+        raw = await self._run(self._plan, _NAME, tid, params)
+        assert raw is not None
+        with context.tenant_scope(tid):
+            return self._plan.decode(raw)
+
+    async def take(self, tid: uuid.UUID, now: dt.datetime, by: str, ids: list[uuid.UUID]) -> int:
+        """Record (committed) the claim of codes pushed to gateway ``by`` and being submitted;
+        returns how many were still assigned to it (their rows are not decoded)."""
+        assert self._take_plan is not None
+        params = (
+            str(tid).encode(),
+            now.isoformat().encode(),
+            by.encode(),
+            ("{" + ",".join(map(str, ids)) + "}").encode(),
+        )
+        found = await self._run(self._take_plan, _TAKE_NAME, tid, params, decode=False)
+        assert isinstance(found, int)
+        return found
+
+    async def _run(
+        self, plan: _Plan, name: bytes, tid: uuid.UUID, params: tuple[bytes, ...], *, decode: bool = True
+    ) -> Any:
+        """The statement of ``plan`` in one round trip on a connection of the pool: its rows as
+        read (``decode``), else their number."""
         loop = asyncio.get_running_loop()
         if loop is not self._loop:
             self._idle, self._loop, self._slots = [], loop, asyncio.Semaphore(self._size)
@@ -159,13 +198,15 @@ class CodeClaimer:
             ok = False
             try:
                 prepared = self._prepared.setdefault(conn, set())
-                params = (str(tid).encode(), now.isoformat().encode(), str(limit).encode(), by.encode())
-                found = await run_prepared(conn, prepared, tid, _NAME, self._plan.query(conn), params)
-                tx = self._decoders.get(conn)
-                if tx is None:
-                    tx = self._decoders[conn] = Transformer(conn)
-                tx.set_pgresult(found)
-                raw = [tx.load_row(i, tuple) for i in range(found.ntuples)]
+                found = await run_prepared(conn, prepared, tid, name, plan.query(conn), params)
+                if decode:
+                    tx = self._decoders.get(conn)
+                    if tx is None:
+                        tx = self._decoders[conn] = Transformer(conn)
+                    tx.set_pgresult(found)
+                    raw: Any = [tx.load_row(i, tuple) for i in range(found.ntuples)]
+                else:
+                    raw = found.ntuples
                 ok = True
             finally:
                 if ok and not conn.closed:
@@ -174,8 +215,7 @@ class CodeClaimer:
                     self._prepared.pop(conn, None)
                     self._decoders.pop(conn, None)
                     await close_quietly(conn)
-        with context.tenant_scope(tid):
-            return self._plan.decode(raw)
+        return raw
 
     async def close(self) -> None:
         idle, self._idle = self._idle, []

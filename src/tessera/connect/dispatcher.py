@@ -1618,19 +1618,17 @@ class Dispatcher:
     async def _run_takes(self) -> None:
         while self._takes:
             batch, self._takes = self._takes, {}
+            claimer = self._code_claimer()
             for tid, entries in batch.items():
+                ids = [m for m, _ in entries]
                 try:
-                    with context.tenant_scope(tid):
-                        async with unit_of_work() as s:
-                            await s.execute(
-                                _built("take_pushed", _claim_codes_stmt, True),
-                                {
-                                    "c_tid": tid,
-                                    "c_now": utcnow(),
-                                    "c_by": self.id,
-                                    "c_ids": [m for m, _ in entries],
-                                },
-                            )
+                    if claimer is not None:  # one round trip (tessera.connect.code_claim)
+                        await claimer.take(tid, utcnow(), self.id, ids)
+                    else:
+                        with context.tenant_scope(tid):
+                            async with unit_of_work() as s:
+                                params = {"c_tid": tid, "c_now": utcnow(), "c_by": self.id, "c_ids": ids}
+                                await s.execute(_built("take_pushed", _claim_codes_stmt, True), params)
                     self.stats["pushed_taken"] += len(entries)
                 except Exception:
                     log.exception("recording the claim of pushed codes failed")
@@ -1870,7 +1868,10 @@ class Dispatcher:
             db = get_database()
             if db.is_postgres and db.engine.dialect.driver == "psycopg":
                 self._claimer = CodeClaimer(
-                    db.url, db.engine.dialect, _built("claim_codes", _claim_codes_stmt)
+                    db.url,
+                    db.engine.dialect,
+                    _built("claim_codes", _claim_codes_stmt),
+                    take_stmt=_built("take_pushed", _claim_codes_stmt, True),
                 )
             else:
                 self.direct_code_claim = False

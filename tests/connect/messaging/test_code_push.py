@@ -101,6 +101,10 @@ async def test_a_code_is_pushed_submitted_from_its_announcement_and_recorded_in_
             m = (await s.execute(select(Message).where(Message.id == mid))).scalar_one()
     assert (m.attempts, m.resubmissions) == (1, 0)
     assert smsc.stats_.submits == 2  # sent once
+    # the claim was recorded in one round trip (tessera.connect.code_claim), statement prepared
+    assert d.stats["pushed_taken"] >= 1
+    assert d._claimer is not None
+    assert any(b"tessera_take_pushed" in names for names in d._claimer._prepared.values())
 
 
 async def test_the_announcement_is_sealed_and_carries_the_ported_carrier(
