@@ -553,6 +553,11 @@ class Item:
 
 # How long a stopping task has to end before it is cancelled again (see end_tasks).
 RECANCEL_AFTER_S = 1.0
+# How long a stopping gateway's loops and writers have to finish what they are doing (a claim,
+# a batch of results) and end by themselves before they are cancelled: a task cancelled inside
+# a database call can lose its connection with the transaction still open (SQLite's write lock
+# then stays held by the abandoned connection; every later writer waits its busy timeout).
+STOP_GRACE_S = 5.0
 
 
 async def end_tasks(tasks: list[asyncio.Task[Any]]) -> None:
@@ -903,6 +908,9 @@ class WeChatRunner:
         return []
 
 
+_STOP: Any = ("stop", None, None)  # a writer's queue: write what is queued, then end
+
+
 class Writer:
     """Batches every hot-path write (submit results, receipts) into short transactions.
 
@@ -936,6 +944,13 @@ class Writer:
         self.task = asyncio.create_task(self._run(), name=self.name)
 
     async def stop(self) -> None:
+        """Write what is queued, let the batches being written commit, then end (what has not
+        ended after ``STOP_GRACE_S`` is cancelled)."""
+        if self.task is not None and not self.task.done():
+            self.queue.put_nowait(_STOP)
+            await asyncio.wait([self.task], timeout=STOP_GRACE_S)
+        if self.flushing:
+            await asyncio.wait(set(self.flushing), timeout=STOP_GRACE_S)
         await end_tasks([t for t in (self.task, *self.flushing) if t is not None])
 
     async def submit_outcome(self, kind: str, payload: Any) -> None:
@@ -964,6 +979,9 @@ class Writer:
                     batch = [first]
                 except TimeoutError:
                     batch = []
+                stopping = first is _STOP if batch else False
+                if stopping:  # what is queued behind is written, then the loop ends
+                    batch = []
                 if self.concurrency > 1:
                     if self.flushing and self.linger:
                         await asyncio.sleep(self.linger)
@@ -974,9 +992,19 @@ class Writer:
                     # A flow makes its batches big by itself, and waits for nothing.
                     await asyncio.sleep(self.linger)
                 while not self.queue.empty() and len(batch) < 2000:
-                    batch.append(self.queue.get_nowait())
+                    item = self.queue.get_nowait()
+                    if item is _STOP:
+                        stopping = True
+                    else:
+                        batch.append(item)
                 self.last_size = len(batch)
-                if self.concurrency > 1:
+                if stopping:
+                    if batch:
+                        await self._flush_logged(batch)
+                    if self.queue.empty():
+                        return
+                    self.queue.put_nowait(_STOP)  # more behind (over 2,000): another batch
+                elif self.concurrency > 1:
                     task = asyncio.create_task(self._flush_logged(batch))
                     self.flushing.add(task)
                     task.add_done_callback(self.flushing.discard)
@@ -1125,6 +1153,7 @@ class Dispatcher:
         self._tasks: list[asyncio.Task[None]] = []
         self.stats: dict[str, int] = defaultdict(int)
         self._stopped = False
+        self._stopping = asyncio.Event()  # set by stop(): the loops end at their next turn
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
@@ -1160,8 +1189,16 @@ class Dispatcher:
         _wake_events.discard(self._wake)
         _urgent_asks.discard(self._ask_urgent)
         code_push.targets.forget()
+        # the loops end by themselves at their next turn (not inside a database call)
+        self._stopping.set()
+        self._wake.set()
+        self._urgent.set()
         takes = [self._take_task] if self._take_task is not None else []
-        await end_tasks(self._tasks + list(self._key_reloads.values()) + takes + list(self._side_tasks))
+        tasks = self._tasks + list(self._key_reloads.values()) + takes + list(self._side_tasks)
+        running = [t for t in tasks if not t.done()]
+        if running:
+            await asyncio.wait(running, timeout=STOP_GRACE_S)
+        await end_tasks(tasks)
         for entries in self._takes.values():  # not taken: the stop puts the rows back below
             for _, fut in entries:
                 if not fut.done():
@@ -1309,17 +1346,27 @@ class Dispatcher:
         await self._release([it.message_id for it in left], resubmission=False)
         self.stats["rebound"] += 1
 
+    async def _pause(self, seconds: float) -> None:
+        """Sleep ``seconds``, or until the gateway stops."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._stopping.wait()
+
     async def _links_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.link_refresh)
+        while not self._stopped:
+            await self._pause(self.link_refresh)
+            if self._stopped:
+                return
             try:
                 await self.bind_links()
             except Exception:
                 log.exception("binding the links failed")
 
     async def _heartbeat_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.heartbeat_interval)
+        while not self._stopped:
+            await self._pause(self.heartbeat_interval)
+            if self._stopped:
+                return
             try:
                 await self._heartbeat()
             except Exception:
@@ -1327,7 +1374,7 @@ class Dispatcher:
 
     # -- claiming --------------------------------------------------------------------------
     async def _claim_loop(self) -> None:
-        while True:
+        while not self._stopped:
             self._wake.clear()
             claimed = 0
             empty = False  # a claim ran and found nothing ready (not: the lanes had no room)
@@ -1379,7 +1426,7 @@ class Dispatcher:
         missed (by :meth:`claim_codes`, tenant by tenant: :meth:`_tenants_with_codes`)."""
         postgres = get_database().is_postgres
         grace = URGENT_GRACE.total_seconds()
-        while True:
+        while not self._stopped:
             sweep = False
             if postgres:
                 try:
@@ -1392,6 +1439,8 @@ class Dispatcher:
                     sweep = due and self._listening and not self._bulk_idle
             else:
                 await self._urgent.wait()
+            if self._stopped:
+                return
             self._urgent.clear()
             if postgres and self.push_codes and time.monotonic() >= self._push_swept + PUSH_SWEEP_EVERY:
                 self._push_swept = time.monotonic()  # (the other claimer does not sweep too)
@@ -1460,7 +1509,7 @@ class Dispatcher:
 
         gc.callbacks.append(on_gc)
         try:
-            while True:
+            while not self._stopped:
                 t, c = time.monotonic(), time.process_time()
                 await asyncio.sleep(0.005)
                 lag = time.monotonic() - t - 0.005
