@@ -1197,7 +1197,9 @@ class Dispatcher:
         tasks = self._tasks + list(self._key_reloads.values()) + takes + list(self._side_tasks)
         running = [t for t in tasks if not t.done()]
         if running:
-            await asyncio.wait(running, timeout=STOP_GRACE_S)
+            _, late = await asyncio.wait(running, timeout=STOP_GRACE_S)
+            if late:
+                log.warning("gateway %s: cancelling %s", self.id, sorted(t.get_name() for t in late))
         await end_tasks(tasks)
         for entries in self._takes.values():  # not taken: the stop puts the rows back below
             for _, fut in entries:
@@ -1900,7 +1902,9 @@ class Dispatcher:
         task.add_done_callback(lambda _t: self._key_reloads.pop(tid, None))
 
     async def _reload_keys(self, tid: uuid.UUID, after: float) -> None:
-        await asyncio.sleep(max(0.0, after) + 0.01)
+        await self._pause(max(0.0, after) + 0.01)
+        if self._stopped:
+            return
         try:
             with context.tenant_scope(tid):
                 async with unit_of_work() as s:

@@ -317,3 +317,26 @@ async def test_a_gateway_that_does_not_hear_its_own_announcements_is_not_given_c
     await _code(client, tenant, "13700137361")
     await wait_final(tenant, 1, timeout=10)
     assert d.stats["pushed"] == 0 and d.stats["claimed_codes"] == 1
+
+
+async def test_two_gateways_share_the_pushed_codes_and_each_is_sent_once(
+    client: httpx.AsyncClient, tenant: TenantWorld, smsc: SmscSimulator, gateway: Any
+) -> None:
+    """Each gateway binds the links no other gateway holds (an advisory lock per link): the API
+    spreads the codes over both gateways, each sends those pushed to it on a link it holds, and
+    each code reaches the carrier once."""
+    await setup_sms(client, tenant, smsc, links=2)
+    a = await gateway(poll_interval=5.0)
+    b = await gateway(poll_interval=5.0)
+    await _warm(client, tenant, a)
+    await _code(client, tenant, "13700137998")  # b's routes and keys loaded too
+    await wait_final(tenant, 2, timeout=10)
+    await _pushing(b)
+    before = smsc.stats_.submits
+    n = 20
+    for i in range(n):
+        await _code(client, tenant, f"137001374{i:02d}")
+    await wait_final(tenant, 2 + n, timeout=20)
+    assert smsc.stats_.submits - before == n
+    pushed = (a.stats["pushed"] + a.stats["pushed_claimed"], b.stats["pushed"] + b.stats["pushed_claimed"])
+    assert sum(pushed) >= n and min(pushed) >= 1, pushed  # both were given codes
