@@ -1197,9 +1197,9 @@ class Dispatcher:
         tasks = self._tasks + list(self._key_reloads.values()) + takes + list(self._side_tasks)
         running = [t for t in tasks if not t.done()]
         if running:
-            _, late = await asyncio.wait(running, timeout=STOP_GRACE_S)
-            if late:
-                log.warning("gateway %s: cancelling %s", self.id, sorted(t.get_name() for t in late))
+            _, still = await asyncio.wait(running, timeout=STOP_GRACE_S)
+            if still:
+                log.warning("gateway %s: cancelling %s", self.id, sorted(t.get_name() for t in still))
         await end_tasks(tasks)
         for entries in self._takes.values():  # not taken: the stop puts the rows back below
             for _, fut in entries:
