@@ -19,7 +19,9 @@ production (it is woken across processes by PostgreSQL ``NOTIFY``); by default i
 process beside the API, as in the embedded mode. ``--unit-of-work-claim`` makes the gateway
 claim codes through a unit of work (``BEGIN`` with the tenant, the claim, ``COMMIT``) instead of
 in one round trip (``tessera.connect.code_claim``), for A/B runs; the JSON says which
-(``code_claim``).
+(``code_claim``). On PostgreSQL codes are pushed to the gateway with their message
+(``tessera.connect.push``; ``pushed`` in the JSON counts them); ``--no-push`` makes the gateway
+claim them instead, for A/B runs.
 
 ``--bulk N`` runs the sms_throughput load at the same time: N notification messages posted in
 batches of 10,000 through ``POST /v1/messages/batch`` (``--bulk-rate R``: paced at R per second
@@ -175,6 +177,7 @@ async def main(
     gateway_process: bool = False,
     bulk_rate: float = 0.0,
     direct_claim: bool = True,
+    push: bool = True,
 ) -> dict[str, object]:
     import httpx
     from bench._smsc_process import RemoteSmsc
@@ -214,12 +217,13 @@ async def main(
         if gateway_process:  # the production layout: `tessera gateway` beside `tessera serve`
             code = (
                 "from tessera.cli import run_service; from tessera.connect.gateway import run_gateway; "
-                f"run_service(run_gateway(trace_file={trace_file!r}, direct_code_claim={direct_claim!r}))"
+                f"run_service(run_gateway(trace_file={trace_file!r}, direct_code_claim={direct_claim!r}, "
+                f"push_codes={push!r}))"
             )
             gw = subprocess.Popen([sys.executable, "-c", code], env={**os.environ}, cwd=ROOT)
             _CHILDREN.append(gw)  # stopped whatever happens (see the end of the module)
         else:
-            dispatcher = Dispatcher(trace_file=trace_file, direct_code_claim=direct_claim)
+            dispatcher = Dispatcher(trace_file=trace_file, direct_code_claim=direct_claim, push_codes=push)
             await dispatcher.start()
         # the first code once the gateway has bound every link (the code's and the bulk's), as
         # in production where the gateway runs before traffic: its start-up is not code latency
@@ -325,6 +329,7 @@ async def main(
         "bulk_submitted": sim.submits - len(sim.arrivals),
         "gateway": "process" if gateway_process else "in-process",
         "code_claim": "one round trip" if direct_claim else "unit of work",
+        "push_codes": push,
         "gateway_start_s": round(gateway_start_s, 2),
         # this process: the API of the codes (and the in-process gateway without --gateway-process)
         "cpu_s": round(cpu, 1),
@@ -385,6 +390,8 @@ def _stages(path: str, returned: dict[str, float], arrivals: dict[str, float]) -
     return {
         "stages": out,
         "urgent_claimed": sum(1 for r in rows if r.get("urgent")),
+        # codes taken from their announcement (tessera.connect.push), not claimed
+        "pushed": sum(1 for r in rows if r.get("pushed")),
         "gateway_stats": trace.get("stats"),
         "gateway_loop_lag_ms": trace.get("loop_lag_ms"),
         "gateway_gc": trace.get("gc"),
@@ -418,6 +425,11 @@ if __name__ == "__main__":
         action="store_true",
         help="claim codes through a unit of work (three round trips) instead of in one (A/B)",
     )
+    p.add_argument(
+        "--no-push",
+        action="store_true",
+        help="the gateway claims codes instead of taking them pushed with their message (A/B)",
+    )
     args = p.parse_args()
     from tessera.cli import run_service  # the event loop `tessera serve` and `tessera gateway` use
 
@@ -436,6 +448,7 @@ if __name__ == "__main__":
                         args.gateway_process,
                         args.bulk_rate,
                         not args.unit_of_work_claim,
+                        not args.no_push,
                     )
                 )
             )
