@@ -64,6 +64,17 @@ async def smsc() -> AsyncIterator[SmscSimulator]:
     await sim.stop()
 
 
+async def send_code(client: httpx.AsyncClient, world: TenantWorld, to: str) -> uuid.UUID:
+    """A verification-class message (a code), accepted; its id."""
+    r = await client.post(
+        "/v1/messages",
+        json={"to": to, "body": "Your code is 123456", "class": "verification"},
+        headers=world.headers("admin"),
+    )
+    assert r.status_code == 202, r.text
+    return uuid.UUID(r.json()["id"])
+
+
 def phone(i: int) -> str:
     return f"+86138{i:08d}"
 

@@ -16,7 +16,7 @@ import httpx
 import pytest
 from sqlalchemy import select, update
 from tests.conftest import TenantWorld, make_tenant
-from tests.connect.messaging.conftest import setup_sms, wait_final
+from tests.connect.messaging.conftest import send_code, setup_sms, wait_final
 
 from tessera.connect.models import DispatchItem, Message, MessageEvent
 from tessera.connect.smpp.server import SmscSimulator
@@ -41,16 +41,6 @@ async def _make_ready_since(message_id: uuid.UUID, age: dt.timedelta) -> None:
                 .where(DispatchItem.message_id == message_id)
                 .values(available_at=utcnow() - age)
             )
-
-
-async def _code(client: httpx.AsyncClient, world: TenantWorld, to: str) -> uuid.UUID:
-    r = await client.post(
-        "/v1/messages",
-        json={"to": to, "body": "Your code is 123456", "class": "verification"},
-        headers=world.headers("admin"),
-    )
-    assert r.status_code == 202, r.text
-    return uuid.UUID(r.json()["id"])
 
 
 async def _assert_as_accepted(tenant: TenantWorld, mid: uuid.UUID) -> None:
@@ -87,7 +77,7 @@ async def test_code_is_claimed_by_the_urgent_claim_and_traced(
     await setup_sms(client, tenant, smsc)
     trace = tmp_path / "trace.json"
     d = await gateway(trace_file=str(trace), poll_interval=5.0)  # no poll claims the code first
-    mid = await _code(client, tenant, "13700137001")
+    mid = await send_code(client, tenant, "13700137001")
     await wait_final(tenant, 1, timeout=10)
     assert [e[:2] for e in await _events(tenant, mid)] == [
         ("status", "accepted"),
@@ -113,10 +103,10 @@ async def test_claim_codes_counts_resubmissions_and_drops_expired_and_finished(
     from tessera.connect.dispatcher import Dispatcher
 
     await setup_sms(client, tenant, smsc)
-    resub = await _code(client, tenant, "13700137002")
-    expired = await _code(client, tenant, "13700137003")
-    finished = await _code(client, tenant, "13700137004")
-    other = await _code(client, tenant, "13700137005")
+    resub = await send_code(client, tenant, "13700137002")
+    expired = await send_code(client, tenant, "13700137003")
+    finished = await send_code(client, tenant, "13700137004")
+    other = await send_code(client, tenant, "13700137005")
     now = utcnow()
     with context.tenant_scope(tenant.tenant_id):
         async with unit_of_work() as s:
@@ -184,7 +174,7 @@ async def test_a_code_is_announced_with_its_tenant_and_a_batch_with_its_lane(
     conn = await psycopg.AsyncConnection.connect(url.render_as_string(hide_password=False), autocommit=True)
     try:
         await conn.execute(f"LISTEN {DISPATCH_CHANNEL}")
-        await _code(client, tenant, "13700137009")
+        await send_code(client, tenant, "13700137009")
         r = await client.post(
             "/v1/messages/batch",
             json={"class": "marketing", "body": "sale", "recipients": [{"to": "13700137010"}]},
@@ -204,7 +194,7 @@ async def test_a_bulk_claim_leaves_a_fresh_code_to_the_urgent_claim(
     from tessera.connect.dispatcher import URGENT_GRACE, Dispatcher
 
     await setup_sms(client, tenant, smsc)
-    code = await _code(client, tenant, "13700137011")
+    code = await send_code(client, tenant, "13700137011")
     d = Dispatcher(submit_timeout=1.0)
     try:
         assert await d.claim(500) == 0  # fresh: the urgent claim's
@@ -238,9 +228,9 @@ async def test_while_announcements_are_heard_codes_are_the_urgent_claimers_who_s
     await setup_sms(client, tenant, smsc)
     other = await make_tenant(roles=("admin",))
     await setup_sms(client, other, smsc)
-    fresh = await _code(client, tenant, "13700137042")  # goes with its tenant's missed one
-    alone = await _code(client, other, "13700137043")  # fresh, its tenant's only: left alone
-    code = await _code(client, tenant, "13700137041")
+    fresh = await send_code(client, tenant, "13700137042")  # goes with its tenant's missed one
+    alone = await send_code(client, other, "13700137043")  # fresh, its tenant's only: left alone
+    code = await send_code(client, tenant, "13700137041")
     await _make_ready_since(code, URGENT_GRACE + dt.timedelta(seconds=1))
     d = Dispatcher(submit_timeout=1.0, trace_file=str(tmp_path / "trace.json"))
     d._listening = True  # as with the NOTIFY listener up
@@ -275,10 +265,10 @@ async def test_codes_reuse_the_gateways_statements_and_share_receipt_transaction
 
     await setup_sms(client, tenant, smsc)
     d = await gateway()
-    mids = [await _code(client, tenant, f"1370013710{i}") for i in range(3)]
+    mids = [await send_code(client, tenant, f"1370013710{i}") for i in range(3)]
     await wait_final(tenant, 3, timeout=10)
     built = dict(dispatcher._BUILT)
-    more = [await _code(client, tenant, f"1370013711{i}") for i in range(5)]
+    more = [await send_code(client, tenant, f"1370013711{i}") for i in range(5)]
     await wait_final(tenant, 8, timeout=10)
     for key, stmt in built.items():
         assert dispatcher._BUILT[key] is stmt, key  # not rebuilt
@@ -348,7 +338,7 @@ async def test_claim_codes_puts_back_a_code_whose_route_is_not_known_yet(
             async with unit_of_work() as s:
                 await d._routes(s, tenant.tenant_id, force=True)
         d.routes[tenant.tenant_id].routes.clear()  # as if the route came after the table's load
-        mid = await _code(client, tenant, "13700137012")
+        mid = await send_code(client, tenant, "13700137012")
         before = utcnow()
         assert await d.claim_codes(tenant.tenant_id, 100) == 1
         assert d.runners == {} and d.stats["resubmitted"] == 0
@@ -436,7 +426,7 @@ async def test_a_direct_claim_that_cannot_be_decoded_is_put_back_and_stale_keys_
     await setup_sms(client, tenant, smsc)
     d = Dispatcher(submit_timeout=1.0)
     try:
-        mid = await _code(client, tenant, "13700137021")
+        mid = await send_code(client, tenant, "13700137021")
         real = code_claim._Plan.decode
 
         def broken(self: Any, raw: list[tuple[Any, ...]]) -> list[Any]:
@@ -453,7 +443,7 @@ async def test_a_direct_claim_that_cannot_be_decoded_is_put_back_and_stale_keys_
         get_keyring().forget(tenant.tenant_id)
         assert await d.claim_codes(tenant.tenant_id, 100) == 1
         assert d.stats["claimed_codes_direct"] == 0  # keys not loaded: a unit of work
-        mid2 = await _code(client, tenant, "13700137022")
+        mid2 = await send_code(client, tenant, "13700137022")
         assert await d.claim_codes(tenant.tenant_id, 100) == 1
         assert d.stats["claimed_codes_direct"] == 1  # loaded by that transaction: one round trip
         # the number decoded with the keys: in a lane, or already written to the SMSC when its
@@ -488,7 +478,7 @@ async def test_a_tenants_keys_are_reloaded_when_they_expire_not_by_a_codes_claim
     await setup_sms(client, tenant, smsc)
     d = Dispatcher(submit_timeout=1.0)
     try:
-        await _code(client, tenant, "13700137031")  # its transaction loaded the keys
+        await send_code(client, tenant, "13700137031")  # its transaction loaded the keys
         assert await d.claim_codes(tenant.tenant_id, 100) == 1
         assert d.stats["claimed_codes_direct"] == 1
         for n in (1, 2):  # two lifetimes: each reload schedules the next one
@@ -497,7 +487,7 @@ async def test_a_tenants_keys_are_reloaded_when_they_expire_not_by_a_codes_claim
                     break
                 await asyncio.sleep(0.05)
             assert code_claim.keys_fresh(tenant.tenant_id)
-            await _code(client, tenant, "13700137032")
+            await send_code(client, tenant, "13700137032")
             assert await d.claim_codes(tenant.tenant_id, 100) == 1
         assert d.stats["claimed_codes_direct"] == 3
         assert d.stats["key_reloads"] == 2

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from sqlalchemy import select, update
 from tests.conftest import TenantWorld
-from tests.connect.messaging.conftest import setup_sms, wait_final, wait_until
+from tests.connect.messaging.conftest import send_code, setup_sms, wait_final, wait_until
 
 from tessera.connect import push
 from tessera.connect.models import DispatchItem, GatewayHeartbeat, Message, MessageEvent, PortedNumber
@@ -27,16 +27,6 @@ from tessera.core.db.session import get_database, unit_of_work
 pytestmark = pytest.mark.skipif(
     os.environ.get("TESSERA_TEST_DB", "sqlite") != "postgres", reason="pushed codes ride PostgreSQL's NOTIFY"
 )
-
-
-async def _code(client: httpx.AsyncClient, world: TenantWorld, to: str) -> uuid.UUID:
-    r = await client.post(
-        "/v1/messages",
-        json={"to": to, "body": "Your code is 123456", "class": "verification"},
-        headers=world.headers("admin"),
-    )
-    assert r.status_code == 202, r.text
-    return uuid.UUID(r.json()["id"])
 
 
 async def _events(world: TenantWorld, mid: uuid.UUID) -> list[tuple[str, str]]:
@@ -74,19 +64,27 @@ async def _pushing(d: Any) -> None:
 
 async def _warm(client: httpx.AsyncClient, world: TenantWorld, d: Any) -> None:
     """One code through the gateway, so its route table and the tenant's keys are loaded."""
-    await _code(client, world, "13700137999")
+    await send_code(client, world, "13700137999")
     await wait_final(world, 1, timeout=10)
     await _pushing(d)
+
+
+async def _pushing_gateway(
+    client: httpx.AsyncClient, world: TenantWorld, smsc: SmscSimulator, gateway: Any, **options: Any
+) -> Any:
+    """The tenant's SMS channel on ``smsc`` and a gateway taking its pushed codes."""
+    await setup_sms(client, world, smsc)
+    d = await gateway(**options)
+    await _warm(client, world, d)
+    return d
 
 
 async def test_a_code_is_pushed_submitted_from_its_announcement_and_recorded_in_order(
     client: httpx.AsyncClient, tenant: TenantWorld, smsc: SmscSimulator, gateway: Any
 ) -> None:
-    await setup_sms(client, tenant, smsc)
-    d = await gateway(poll_interval=5.0)
-    await _warm(client, tenant, d)
+    d = await _pushing_gateway(client, tenant, smsc, gateway, poll_interval=5.0)
     pushed = d.stats["pushed"]
-    mid = await _code(client, tenant, "13700137301")
+    mid = await send_code(client, tenant, "13700137301")
     await wait_final(tenant, 2, timeout=10)
     assert d.stats["pushed"] == pushed + 1
     assert await _events(tenant, mid) == [
@@ -126,7 +124,7 @@ async def test_the_announcement_is_sealed_and_carries_the_ported_carrier(
     conn = await psycopg.AsyncConnection.connect(url.render_as_string(hide_password=False), autocommit=True)
     try:
         await conn.execute(f"LISTEN {DISPATCH_CHANNEL}")
-        mid = await _code(client, tenant, "13700137302")
+        mid = await send_code(client, tenant, "13700137302")
         [payload] = [n.payload async for n in conn.notifies(timeout=2.0, stop_after=1)]
     finally:
         await conn.close()
@@ -172,16 +170,14 @@ async def test_a_push_not_heard_is_swept_up_and_sent_once(
 
     monkeypatch.setattr(dispatcher_module, "URGENT_GRACE", dt.timedelta(seconds=0.2))
     monkeypatch.setattr(dispatcher_module, "PUSH_SWEEP_EVERY", 0.3)
-    await setup_sms(client, tenant, smsc)
-    d = await gateway(poll_interval=5.0)
-    await _warm(client, tenant, d)
+    d = await _pushing_gateway(client, tenant, smsc, gateway, poll_interval=5.0)
     heard: list[str] = []
 
     async def deaf(payload: str) -> None:  # the listener misses the announcement
         heard.append(payload)
 
     monkeypatch.setattr(d, "_on_pushed", deaf)
-    mid = await _code(client, tenant, "13700137311")
+    mid = await send_code(client, tenant, "13700137311")
     row = await _row(mid)
     assert row is not None and (row.state, row.claimed_by) == (2, d.id)
     await wait_final(tenant, 2, timeout=10)
@@ -198,11 +194,9 @@ async def test_a_push_not_heard_is_swept_up_and_sent_once(
 async def test_a_push_the_gateway_cannot_build_is_claimed_from_the_database(
     client: httpx.AsyncClient, tenant: TenantWorld, smsc: SmscSimulator, gateway: Any
 ) -> None:
-    await setup_sms(client, tenant, smsc)
-    d = await gateway(poll_interval=5.0)
-    await _warm(client, tenant, d)
+    d = await _pushing_gateway(client, tenant, smsc, gateway, poll_interval=5.0)
     d.routes.clear()  # the route table not loaded: the claim's statement reads the message
-    mid = await _code(client, tenant, "13700137321")
+    mid = await send_code(client, tenant, "13700137321")
     await wait_final(tenant, 2, timeout=10)
     assert d.stats["pushed_claimed"] == 1
     assert [e[1] for e in await _events(tenant, mid)] == ["accepted", "queued", "submitted", "delivered"]
@@ -217,7 +211,7 @@ async def test_codes_pushed_to_a_dead_gateway_go_back_to_the_queue(
         async with unit_of_work(platform=True) as s:
             s.add(GatewayHeartbeat(id="ghost", heartbeat_at=now, started_at=now, code_push=True))
     push.targets.forget()
-    mid = await _code(client, tenant, "13700137331")  # no live gateway but the ghost
+    mid = await send_code(client, tenant, "13700137331")  # no live gateway but the ghost
     row = await _row(mid)
     assert row is not None and (row.state, row.claimed_by) == (2, "ghost")
     with context.tenant_scope(None):
@@ -240,9 +234,7 @@ async def test_a_stopping_gateway_puts_back_what_was_pushed_to_it(
     gateway: Any,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    await setup_sms(client, tenant, smsc)
-    d = await gateway(poll_interval=5.0)
-    await _warm(client, tenant, d)
+    d = await _pushing_gateway(client, tenant, smsc, gateway, poll_interval=5.0)
 
     async def deaf(payload: str) -> None:
         return None
@@ -252,7 +244,7 @@ async def test_a_stopping_gateway_puts_back_what_was_pushed_to_it(
 
     monkeypatch.setattr(d, "_on_pushed", deaf)
     monkeypatch.setattr(d, "_sweep_pushed", no_sweep)
-    mid = await _code(client, tenant, "13700137341")
+    mid = await send_code(client, tenant, "13700137341")
     row = await _row(mid)
     assert row is not None and row.state == 2
     await d.stop()
@@ -270,9 +262,7 @@ async def test_a_pushed_code_that_cannot_be_handed_over_goes_back_to_the_queue(
     gateway: Any,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    await setup_sms(client, tenant, smsc)
-    d = await gateway(poll_interval=0.1)
-    await _warm(client, tenant, d)
+    d = await _pushing_gateway(client, tenant, smsc, gateway, poll_interval=0.1)
     dispatch, failed = d._dispatch, []
 
     async def link_down_once(item: Any) -> None:
@@ -282,7 +272,7 @@ async def test_a_pushed_code_that_cannot_be_handed_over_goes_back_to_the_queue(
         await dispatch(item)
 
     monkeypatch.setattr(d, "_dispatch", link_down_once)
-    mid = await _code(client, tenant, "13700137351")
+    mid = await send_code(client, tenant, "13700137351")
     await wait_final(tenant, 2, timeout=15)
     assert failed == [mid]
     events = await _events(tenant, mid)
@@ -314,7 +304,7 @@ async def test_a_gateway_that_does_not_hear_its_own_announcements_is_not_given_c
             row = await s.get(GatewayHeartbeat, d.id)
     assert row is not None and not row.code_push
     push.targets.forget()
-    await _code(client, tenant, "13700137361")
+    await send_code(client, tenant, "13700137361")
     await wait_final(tenant, 1, timeout=10)
     assert d.stats["pushed"] == 0 and d.stats["claimed_codes"] == 1
 
@@ -329,13 +319,13 @@ async def test_two_gateways_share_the_pushed_codes_and_each_is_sent_once(
     a = await gateway(poll_interval=5.0)
     b = await gateway(poll_interval=5.0)
     await _warm(client, tenant, a)
-    await _code(client, tenant, "13700137998")  # b's routes and keys loaded too
+    await send_code(client, tenant, "13700137998")  # b's routes and keys loaded too
     await wait_final(tenant, 2, timeout=10)
     await _pushing(b)
     before = smsc.stats_.submits
     n = 20
     for i in range(n):
-        await _code(client, tenant, f"137001374{i:02d}")
+        await send_code(client, tenant, f"137001374{i:02d}")
     await wait_final(tenant, 2 + n, timeout=20)
     assert smsc.stats_.submits - before == n
     pushed = (a.stats["pushed"] + a.stats["pushed_claimed"], b.stats["pushed"] + b.stats["pushed_claimed"])
