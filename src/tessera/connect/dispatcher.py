@@ -68,7 +68,15 @@ from tessera.connect.models import (
     PortedNumber,
     RouteEntry,
 )
-from tessera.connect.repository import DISPATCH_CHANNEL, doc_source, insert_rows, one_of, rows_doc
+from tessera.connect.repository import (
+    DISPATCH_CHANNEL,
+    dispatch_payload,
+    doc_source,
+    insert_rows,
+    notify_payload,
+    one_of,
+    rows_doc,
+)
 from tessera.connect.smpp.client import Sent, SmppClient
 from tessera.connect.smpp.common import (
     BindState,
@@ -1455,6 +1463,8 @@ class Dispatcher:
             try:
                 if postgres:
                     for tid in tenants:
+                        if self._bound_elsewhere(tid):  # the gateway that binds them claims them
+                            continue
                         while await self.claim_codes(tid, URGENT_CLAIM, asked=asked) >= URGENT_CLAIM:
                             pass
                 if every or sweep or not postgres:
@@ -1563,13 +1573,15 @@ class Dispatcher:
 
     # -- codes pushed to this gateway (tessera.connect.push) ---------------------------------
     def _takes_pushes(self) -> bool:
-        """This gateway takes pushed codes (its heartbeat says so): PostgreSQL, listening, and
-        its listener heard one of its last heartbeats' announcements."""
+        """This gateway takes pushed codes (its heartbeat says so): PostgreSQL, listening, its
+        listener heard one of its last heartbeats' announcements, and it holds an SMPP link
+        (each link is bound by one gateway: one holding none could only hand codes back)."""
         return (
             self.push_codes
             and self._listening
             and not self._stopped
             and time.monotonic() - self._heard_self < 3 * self.heartbeat_interval + 1.0
+            and any(isinstance(r, LinkRunner) and r.available for r in self.runners.values())
             and get_database().is_postgres
         )
 
@@ -1592,10 +1604,15 @@ class Dispatcher:
         if h is None or h.gateway != self.id or h.message_id in self._pushed_ids:
             return
         self._pushed_ids[h.message_id] = time.monotonic()
-        item = self._pushed_item(h)
-        if item is None:
+        item = None if self._bound_elsewhere(h.tenant_id) else self._pushed_item(h)
+        if item is None and not self._bound_elsewhere(h.tenant_id):
             self.stats["pushed_claimed"] += 1
             self._side_task(self._take_and_hand(h.tenant_id, [h.message_id], heard_at))
+            return
+        if item is None or not any(c in self.runners for c in item.candidates):
+            # its links are bound by another gateway: back to the queue, announced to them
+            self.stats["pushed_handed_back"] += 1
+            self._side_task(self._hand_back(h.tenant_id, h.message_id))
             return
         self.stats["pushed"] += 1
         item.taken = self._take_later(h.tenant_id, h.message_id)
@@ -1650,6 +1667,32 @@ class Dispatcher:
             channel_id=code.channel_id,
             rule=routing.describe(rows[0]),
         )
+
+    def _bound_elsewhere(self, tid: uuid.UUID) -> bool:
+        """Every SMPP link of the tenant (in the cached route table) is bound by another
+        gateway: its codes are that gateway's to send (this one would claim and release them)."""
+        routes = self.routes.get(tid)
+        if routes is None or not routes.links:
+            return False
+        return all(lid in self.unavailable for lid in routes.links)
+
+    async def _hand_back(self, tid: uuid.UUID, message_id: uuid.UUID) -> None:
+        """A pushed code whose links another gateway binds: ready again at once and announced
+        with its tenant, so that gateway's urgent claim takes it (as every code was before
+        pushes). If this fails, the row stays assigned here and the sweep takes it."""
+        try:
+            with context.tenant_scope(None):
+                async with unit_of_work(platform=True) as s:
+                    d = DispatchItem
+                    await s.execute(
+                        update(d)
+                        .where(d.message_id == message_id, d.state == 2, d.claimed_by == self.id)
+                        .values(state=0, claimed_by=None, available_at=utcnow())
+                    )
+                    await notify_payload(s, dispatch_payload(0, tid))
+        except Exception:
+            self._pushed_ids.pop(message_id, None)
+            log.exception("handing a pushed code back failed")
 
     def _side_task(self, coro: Any) -> None:
         task = asyncio.create_task(coro)

@@ -17,11 +17,15 @@ last heartbeats made (``H<gateway>``), so one whose LISTEN cannot hear (through 
 transaction-pooling proxy) is not. What could be lost is recovered as a claim would be:
 
 - an announcement the gateway did not hear (its listener reconnecting): the gateway's own sweep
-  takes its assigned rows older than ``URGENT_GRACE`` that it has not seen, every ``SWEEP_EVERY``
+  takes its assigned rows older than ``URGENT_GRACE`` that it has not seen, every
+  ``PUSH_SWEEP_EVERY``
   and whenever its listener connects (``Dispatcher._sweep_pushed``);
 - an announcement it heard but cannot build an item from (the tenant's keys or routes not loaded
   yet, a route missing, the message expired): it takes the row through the claim's statement,
   which reads the message, and hands it over as a claim does;
+- a code whose links another gateway binds (each link is bound by one gateway, and a gateway
+  holding none is not given codes): put back in the queue at once and announced with its
+  tenant, so that gateway claims it (``Dispatcher._hand_back``);
 - a gateway that died: its assigned rows go back to the queue with its claimed ones when its
   heartbeat is stale (``Dispatcher._heartbeat``), and a stopping gateway puts them back itself.
 
@@ -151,7 +155,8 @@ class Targets:
         self._ids, self._until = ids, time.monotonic() + TARGETS_TTL
 
     def pick(self) -> str | None:
-        """A gateway for the next code (any of them: each binds every link)."""
+        """A gateway for the next code, any of them (one that does not bind the code's links
+        hands it back to the queue, see ``Dispatcher._hand_back``)."""
         return random.choice(self._ids) if self._ids else None
 
     def forget(self) -> None:

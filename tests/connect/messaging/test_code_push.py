@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import select, update
-from tests.conftest import TenantWorld
+from tests.conftest import TenantWorld, make_tenant
 from tests.connect.messaging.conftest import send_code, setup_sms, wait_final, wait_until
 
 from tessera.connect import push
@@ -309,24 +309,36 @@ async def test_a_gateway_that_does_not_hear_its_own_announcements_is_not_given_c
     assert d.stats["pushed"] == 0 and d.stats["claimed_codes"] == 1
 
 
-async def test_two_gateways_share_the_pushed_codes_and_each_is_sent_once(
+async def test_each_gateway_sends_the_codes_of_the_links_it_binds_and_each_code_once(
     client: httpx.AsyncClient, tenant: TenantWorld, smsc: SmscSimulator, gateway: Any
 ) -> None:
-    """Each gateway binds the links no other gateway holds (an advisory lock per link): the API
-    spreads the codes over both gateways, each sends those pushed to it on a link it holds, and
-    each code reaches the carrier once."""
-    await setup_sms(client, tenant, smsc, links=2)
-    a = await gateway(poll_interval=5.0)
-    b = await gateway(poll_interval=5.0)
+    """Each link is bound by one gateway (an advisory lock). The API spreads the codes over the
+    gateways taking them; a code pushed to the one that does not bind its links is handed back
+    to the queue and claimed by the one that does; each code reaches the carrier once. A gateway
+    binding no link is not given codes."""
+    other = await make_tenant(roles=("admin",))
+    await setup_sms(client, tenant, smsc)
+    a = await gateway(poll_interval=5.0, link_refresh=60.0)  # binds the tenant's link
     await _warm(client, tenant, a)
-    await send_code(client, tenant, "13700137998")  # b's routes and keys loaded too
-    await wait_final(tenant, 2, timeout=10)
-    await _pushing(b)
+    idle = await gateway(poll_interval=5.0, link_refresh=60.0)  # every link is held: binds none
+    await setup_sms(client, other, smsc)
+    b = await gateway(poll_interval=5.0, link_refresh=60.0)  # binds the other tenant's link
+    await a.bind_links()  # a's round of the links: the other tenant's is b's
+    await idle.bind_links()
+    await _warm(client, other, b)
+    await _pushing(a)
+    with context.tenant_scope(None):
+        async with unit_of_work(platform=True) as s:
+            row = await s.get(GatewayHeartbeat, idle.id)
+    assert row is not None and not row.code_push
     before = smsc.stats_.submits
-    n = 20
+    n = 10
     for i in range(n):
         await send_code(client, tenant, f"137001374{i:02d}")
-    await wait_final(tenant, 2 + n, timeout=20)
-    assert smsc.stats_.submits - before == n
-    pushed = (a.stats["pushed"] + a.stats["pushed_claimed"], b.stats["pushed"] + b.stats["pushed_claimed"])
-    assert sum(pushed) >= n and min(pushed) >= 1, pushed  # both were given codes
+        await send_code(client, other, f"137001375{i:02d}")
+    await wait_final(tenant, 1 + n, timeout=20)
+    await wait_final(other, 1 + n, timeout=20)
+    assert smsc.stats_.submits - before == 2 * n
+    assert a.stats["pushed"] >= 1 and b.stats["pushed"] >= 1  # both were given codes
+    assert a.stats["pushed_handed_back"] + b.stats["pushed_handed_back"] >= 1
+    assert idle.stats["pushed"] == 0 and idle.stats["pushed_handed_back"] == 0
