@@ -33,13 +33,15 @@ def _worker() -> str:
 
 def _migrate(url: str, env_extra: dict[str, str]) -> None:
     env = {**os.environ, "TESSERA_MIGRATION_DATABASE_URL": url, **env_extra}
-    subprocess.run(
+    r = subprocess.run(
         [sys.executable, "-m", "alembic", "-c", str(ROOT / "alembic.ini"), "upgrade", "head"],
-        check=True,
         cwd=ROOT,
         env=env,
         capture_output=True,
+        text=True,
     )
+    if r.returncode:  # alembic's own words, not only its exit status
+        raise RuntimeError(f"alembic upgrade head failed ({r.returncode}):\n{r.stderr[-4000:]}")
 
 
 @pytest.fixture(scope="session")

@@ -11,6 +11,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import async_engine_from_config
 
 from tessera.core.db.base import Base
+from tessera.core.db.grants import grant_app_role
 from tessera.migrations.models import load_all
 from tessera.settings import get_settings
 
@@ -23,27 +24,6 @@ def _url() -> str:
     return config.get_main_option("sqlalchemy.url") or get_settings().effective_migration_url
 
 
-def _grant_app_role(connection: Connection) -> None:
-    role = os.environ.get("TESSERA_DB_APP_ROLE")
-    if connection.dialect.name != "postgresql" or not role:
-        return
-    connection.exec_driver_sql(f'GRANT USAGE ON SCHEMA public TO "{role}"')
-    connection.exec_driver_sql(
-        f'GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO "{role}"'
-    )
-    connection.exec_driver_sql(f'GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO "{role}"')
-    # The audit log is append-only for the application.
-    connection.exec_driver_sql(f'REVOKE UPDATE, DELETE ON audit_log FROM "{role}"')
-    connection.exec_driver_sql(f'REVOKE UPDATE, DELETE, INSERT ON alembic_version FROM "{role}"')
-    # The contact import checks its foreign keys once per chunk instead of per row
-    # (ContactRepository.insert_contacts_with_identities); only a superuser may grant this.
-    if connection.exec_driver_sql(
-        "SELECT current_setting('server_version_num')::int >= 150000"
-        " AND (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)"
-    ).scalar():
-        connection.exec_driver_sql(f'GRANT SET ON PARAMETER session_replication_role TO "{role}"')
-
-
 def do_run_migrations(connection: Connection) -> None:
     context.configure(
         connection=connection,
@@ -53,7 +33,7 @@ def do_run_migrations(connection: Connection) -> None:
     )
     with context.begin_transaction():
         context.run_migrations()
-        _grant_app_role(connection)
+        grant_app_role(connection, os.environ.get("TESSERA_DB_APP_ROLE", ""))
 
 
 async def run_async_migrations() -> None:
