@@ -145,8 +145,8 @@ async def test_postgres_import_takes_the_prepared_path(
     ids: list[list[str]] = []
     original = import_bulk.write_bulk
 
-    async def spy(session: Any, chunk: Any, run: Any) -> Any:
-        res = await original(session, chunk, run)
+    async def spy(session: Any, chunk: Any, run: Any, after: Any = None) -> Any:
+        res = await original(session, chunk, run, after)
         masked.append(len(chunk.records) - res.created)
         ids.append(list(res.ids))
         return res

@@ -121,8 +121,8 @@ async def test_cancel_between_chunks_stops_cleanly(
     real = imports._write_chunk
     calls = []
 
-    async def write_then_cancel(*args: Any) -> bool:
-        ok = await real(*args)
+    async def write_then_cancel(*args: Any, **kw: Any) -> bool:
+        ok = await real(*args, **kw)
         calls.append(ok)
         if len(calls) == 1:  # someone presses cancel while the second chunk is prepared
             with context.tenant_scope(tenant.tenant_id):
@@ -134,7 +134,8 @@ async def test_cancel_between_chunks_stops_cleanly(
     await imports.run_import(tenant.tenant_id, uuid.UUID(job["id"]), chunk_size=4)
     out = await _job(client, h, job["id"])
     assert out["status"] == "cancelled" and out["finished_at"] is not None
-    assert out["rows_done"] == 4 and out["rows_created"] == 4 and calls == [True, False]
+    # the chunk after the cancel rolls back (on PostgreSQL the one after it may have started)
+    assert out["rows_done"] == 4 and out["rows_created"] == 4 and calls[0] is True and not any(calls[1:])
     with context.tenant_scope(tenant.tenant_id):
         async with unit_of_work() as s:
             assert (await s.execute(select(func.count()).select_from(Contact))).scalar_one() == 4

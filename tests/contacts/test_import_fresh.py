@@ -20,7 +20,7 @@ ROWS = [
     "甲二,13800138402,,北京",  # 3
     "甲三,13800138403,,",  # 4
     "甲一重复,13800138401,a1b@example.com,杭州",  # 5 duplicate of row 2 (next chunk)
-    "插队,13800138499,,深圳",  # 6 another writer creates this phone while chunk 1 is written
+    "插队,13800138499,,深圳",  # 6 another writer creates this phone before chunk 3 is written
     "甲二又来,13800138402,,广州",  # 7 duplicate of row 3 (two chunks later)
 ]
 
@@ -49,13 +49,13 @@ async def test_first_import_merges_across_chunks_and_meets_a_concurrent_writer(
     chunks_written = 0
     original = imports._write_chunk
 
-    async def write_chunk(job_id: Any, prepared: Any, run: Any, errors: Any) -> bool:
+    async def write_chunk(job_id: Any, prepared: Any, run: Any, errors: Any, **kw: Any) -> bool:
         nonlocal chunks_written
-        if chunks_written == 1:  # between the transactions of chunks 1 and 2
+        if chunks_written == 2:  # before chunk 3 (rows 6, 7) starts; chunk 2 may be writing
             assert run.written is not None  # the first-import path is the one under test
             await make_contact(client, h, name="Other writer", phones=["13800138499"])
         chunks_written += 1
-        return bool(await original(job_id, prepared, run, errors))
+        return bool(await original(job_id, prepared, run, errors, **kw))
 
     monkeypatch.setattr(imports, "_write_chunk", write_chunk)
     await run_import(tenant.tenant_id, uuid.UUID(job["id"]), chunk_size=2)

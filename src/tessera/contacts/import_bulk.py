@@ -22,8 +22,8 @@ from __future__ import annotations
 import itertools
 import operator
 import uuid
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -44,8 +44,11 @@ from tessera.contacts.importer import (
     _tag_records,
     uuid7_hex,
     validate_chunk,
+    write_chunk,
 )
+from tessera.contacts.models import ContactIdentity
 from tessera.contacts.repository import (
+    IMPORT_IDENTITY_COLUMNS,
     NOW,
     ContactRepository,
     ImportChunkInsert,
@@ -67,14 +70,23 @@ class BulkChunk(PreparedChunk):
     owner_pos: list[int] | None = None  # per identity, its record's position
     probes: list[int] | None = None  # identity positions to look up; None: all of them
     has_tags: bool = False
+    keys: frozenset[str] = frozenset()  # kind + blind index of each of its identities
+    # record positions with an identity of the chunk before: written after that chunk commits
+    deferred: list[int] = field(default_factory=list)
 
 
 def prepare_bulk(
-    validator: RowValidator, rows: Chunk, seen: IdentityFilter | None = None, source: str = "import"
+    validator: RowValidator,
+    rows: Chunk,
+    seen: IdentityFilter | None = None,
+    source: str = "import",
+    previous: frozenset[str] = frozenset(),
 ) -> BulkChunk:
     """CPU-only work of a chunk for :func:`write_bulk` (no database, no await: runs in a worker
     thread, one chunk at a time, in file order). ``seen`` holds the identities of the earlier
-    chunks of a first import; this chunk's are added to it."""
+    chunks of a first import; this chunk's are added to it. ``previous`` is the chunk before's
+    :attr:`BulkChunk.keys`: the records sharing an identity with it are :attr:`BulkChunk.deferred`
+    (that chunk may still be writing when this one starts)."""
     cols = validate_columns(validator, rows)  # a plain file: column by column
     column: Callable[[str], list[Any]]
     if cols is not None:
@@ -137,6 +149,9 @@ def prepare_bulk(
     # next to the previous one in that index (about a tenth of the database's time per row);
     # their ids are drawn in that order too, so the primary key still grows at its end.
     keyed = list(map(operator.add, kinds, indexes))
+    out.keys = frozenset(keyed)
+    if previous and not previous.isdisjoint(out.keys):
+        out.deferred = sorted({owner_pos[j] for j, key in enumerate(keyed) if key in previous})
     order = sorted(range(len(kinds)), key=keyed.__getitem__)
     pick = _picker(order)  # each column in that order, by one C-level itemgetter call
     identities = {
@@ -165,29 +180,50 @@ def _picker(order: list[int]) -> Callable[[Sequence[Any]], list[Any]]:
     return lambda xs: list(get(xs))
 
 
-async def write_bulk(session: AsyncSession, chunk: BulkChunk, run: ImportRun) -> ChunkResult:
+async def write_bulk(
+    session: AsyncSession,
+    chunk: BulkChunk,
+    run: ImportRun,
+    after: Callable[[], Awaitable[None]] | None = None,
+) -> ChunkResult:
     """Write a prepared chunk (PostgreSQL). Rows whose identity belongs to an existing contact
     update it (or fill its gaps when this run created it: a duplicate in the file); the others
     are inserted by the prepared statements. The run's memory changes only after every
-    statement succeeded, so a retried chunk starts clean."""
+    statement succeeded, so a retried chunk starts clean.
+
+    ``after``, when given, is awaited between the two halves: first the lookups and the
+    prepared INSERTs of new rows, which touch no existing row and so can run while the chunk
+    before is still being written; then, once ``after`` returns (the chunk before committed),
+    everything that changes existing contacts or depends on the chunk before: updates, fills,
+    identities added to existing contacts, and the :attr:`BulkChunk.deferred` records, written
+    through :func:`~tessera.contacts.importer.write_chunk`, whose lookups then see that chunk."""
     records = chunk.records
     if not records or chunk.insert is None:
+        if after is not None:
+            await after()
         return ChunkResult(0, 0, [], [])
     assert chunk.contact_ids is not None and chunk.ident_start is not None
     assert chunk.kinds is not None and chunk.indexes is not None and chunk.owner_pos is not None
     assert chunk.sealed is not None
     repo = ContactRepository(session)
-    kinds, indexes, start = chunk.kinds, chunk.indexes, chunk.ident_start
-    probes = chunk.probes if run.written is not None and chunk.probes is not None else range(len(kinds))
+    kinds, indexes, start, pos = chunk.kinds, chunk.indexes, chunk.ident_start, chunk.owner_pos
+    probes: Sequence[int] = (
+        chunk.probes if run.written is not None and chunk.probes is not None else range(len(kinds))
+    )
+    deferred = set(chunk.deferred)
+    if deferred:
+        probes = [j for j in probes if pos[j] not in deferred]
     found = await repo.owners_of_indexes([(kinds[j], indexes[j]) for j in probes])
     owner_of: dict[int, str] = {}  # record position → its existing contact (first identity found)
     if found:
-        pos = chunk.owner_pos
         for j in probes:
             got = found.get((kinds[j], indexes[j]))
             if got is not None and pos[j] not in owner_of:
                 owner_of[pos[j]] = got.hex
     now = utcnow()
+    await repo.insert_import_chunk(chunk.insert, owner_of.keys() | deferred, now, [])
+    if after is not None:
+        await after()
     owners: dict[tuple[str, str], str] = {key: o.hex for key, o in found.items()}
     updates: list[dict[str, Any]] = []
     fills: list[dict[str, Any]] = []
@@ -208,23 +244,32 @@ async def write_bulk(session: AsyncSession, chunk: BulkChunk, run: ImportRun) ->
             if key not in owners:
                 extra.append([cid, kinds[j], chunk.sealed[j], indexes[j], False, now])
                 owners[key] = cid
-    extra_rows = [(iid, *row) for iid, row in zip(uuid7_hex(len(extra)), extra, strict=True)]
-    await repo.insert_import_chunk(chunk.insert, owner_of.keys(), now, extra_rows)
+    if extra:
+        extra_rows = [(iid, *row) for iid, row in zip(uuid7_hex(len(extra)), extra, strict=True)]
+        await repo.insert_rows(ContactIdentity, IMPORT_IDENTITY_COLUMNS, extra_rows)
     await repo.update_from_import(updates, COLUMNS, fill_only=False)
     await repo.update_from_import(fills, COLUMNS, fill_only=True)
     contact_ids = chunk.contact_ids
     ids = contact_ids
-    if owner_of:  # a copy with the few rows that met a contact changed (not a pass per row)
+    created = len(records) - len(owner_of) - len(deferred)
+    run.created.update(contact_ids)
+    if owner_of or deferred:  # a copy with the few rows that met a contact changed (not a pass per row)
         ids = list(contact_ids)
         for p, cid in owner_of.items():
             ids[p] = cid
-    if chunk.has_tags:
-        await _tag_records(session, records, ids)
-    created = len(records) - len(owner_of)
-    run.created.update(contact_ids)
-    if owner_of:
-        run.created.difference_update([contact_ids[p] for p in owner_of])
+        run.created.difference_update([contact_ids[p] for p in (*owner_of, *deferred)])
     run.created_count += created
     run.updated_count += len(updates)
     run.duplicates += len(dups)
-    return ChunkResult(created, len(updates), dups, ids)
+    if chunk.has_tags:
+        tagged = [p for p in range(len(records)) if p not in deferred]
+        await _tag_records(session, [records[p] for p in tagged], [ids[p] for p in tagged])
+    if not deferred:
+        return ChunkResult(created, len(updates), dups, ids)
+    # the row path (its own tags and run counts): lookups that now see the chunk before, then
+    # a new contact or the one found
+    order = sorted(deferred)
+    later = await write_chunk(session, [records[p] for p in order], run)
+    for p, cid in zip(order, later.ids, strict=True):
+        ids[p] = cid
+    return ChunkResult(created + later.created, len(updates) + later.updated, dups + later.duplicates, ids)

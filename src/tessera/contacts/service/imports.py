@@ -211,32 +211,56 @@ async def run_import(tenant_id: uuid.UUID, job_id: uuid.UUID, *, chunk_size: int
             run.written = importer.IdentityFilter.sized(2 * max(job.total_rows, 1))
         seen = run.written
 
+        previous: frozenset[str] = frozenset()  # the identities of the chunk prepared before
+
         def next_chunk() -> list[importer.PreparedChunk]:
             """The next prepared chunk in a list (empty at the end) that the caller empties: the
             futures carrying it from the thread are in reference cycles, which would keep every
             chunk (its rows, records…) alive until a cyclic collection has to walk it."""
+            nonlocal previous
             for rows in chunks:
                 if rows[-1][0] - 1 <= skip:
                     continue
                 if bulk:
-                    return [import_bulk.prepare_bulk(validator, rows, seen, run.source)]
+                    chunk = import_bulk.prepare_bulk(validator, rows, seen, run.source, previous)
+                    previous = chunk.keys
+                    return [chunk]
                 return [importer.prepare_chunk(validator, rows)]
             return []
 
         last_row = skip + 1
+        # On PostgreSQL two chunks are written at a time, on two connections: a chunk's new rows
+        # go in while the chunk before is still being written, and the rest of it waits for that
+        # chunk's commit (import_bulk.write_bulk), so commits stay in file order.
+        writing: asyncio.Future[bool] | None = None  # PostgreSQL: the chunk being written
+        writing_last = last_row
         with importer.relaxed_gc(), importer.prompt_handoff():
             ahead = asyncio.ensure_future(asyncio.to_thread(next_chunk))
             try:
                 while box := await ahead:
                     prepared = box.pop()
                     ahead = asyncio.ensure_future(asyncio.to_thread(next_chunk))
-                    if not await _write_chunk(job_id, prepared, run, errors):
+                    if not bulk:
+                        if not await _write_chunk(job_id, prepared, run, errors):
+                            return
+                        last_row = prepared.last_row
+                        continue
+                    before, before_last = writing, writing_last
+                    writing = asyncio.ensure_future(_write_chunk(job_id, prepared, run, errors, after=before))
+                    writing_last = prepared.last_row
+                    if before is not None:
+                        if not await before:
+                            return
+                        last_row = before_last
+                if writing is not None:
+                    if not await writing:
                         return
-                    last_row = prepared.last_row
+                    last_row = writing_last
             finally:
+                for task in (ahead, writing):  # a chunk still writing adds to the error file
+                    if task is not None and not task.done():
+                        await asyncio.gather(task, return_exceptions=True)
                 errors.close()
-                if not ahead.done():
-                    await asyncio.gather(ahead, return_exceptions=True)
         async with unit_of_work() as s:
             job = await get_job(s, job_id)
             job.rows_done = max(job.rows_done, last_row - 1)
@@ -252,14 +276,32 @@ async def run_import(tenant_id: uuid.UUID, job_id: uuid.UUID, *, chunk_size: int
             await events.publish(s, events.IMPORT_FINISHED, {"import_id": str(job.id)})
 
 
+class _ChunkBeforeCancelled(Exception):
+    """The job was cancelled before this chunk committed (the chunk before was not written,
+    or cancel was pressed meanwhile): roll this one back."""
+
+
 async def _write_chunk(
-    job_id: uuid.UUID, prepared: importer.PreparedChunk, run: importer.ImportRun, errors: importer.ErrorFile
+    job_id: uuid.UUID,
+    prepared: importer.PreparedChunk,
+    run: importer.ImportRun,
+    errors: importer.ErrorFile,
+    *,
+    after: asyncio.Future[bool] | None = None,
 ) -> bool:
     """Write one chunk and its progress in one transaction; False when the job was cancelled.
+
+    ``after`` is the write of the chunk before, still running: this chunk's new rows go in
+    meanwhile, and the rest (see :func:`import_bulk.write_bulk`), its progress and its commit
+    wait for it; if that chunk was not written this one is rolled back.
 
     A concurrent writer may create one of the chunk's identities between the lookup and the
     insert; the chunk is then retried (its lookups see that contact)."""
     from tessera.core.db.session import unit_of_work
+
+    async def chunk_before() -> None:
+        if after is not None and not await asyncio.shield(after):
+            raise _ChunkBeforeCancelled
 
     for attempt in range(3):
         try:
@@ -267,10 +309,15 @@ async def _write_chunk(
                 job = await get_job(s, job_id)
                 if job.cancel_requested:
                     job.status, job.finished_at = "cancelled", utcnow()
+                    await chunk_before()
                     return False
                 if isinstance(prepared, import_bulk.BulkChunk):
-                    res = await import_bulk.write_bulk(s, prepared, run)
+                    res = await import_bulk.write_bulk(s, prepared, run, chunk_before)
+                    await s.refresh(job)  # the progress the chunk before committed
+                    if job.cancel_requested:  # pressed while this chunk was being written
+                        raise _ChunkBeforeCancelled
                 else:
+                    await chunk_before()
                     res = await importer.write_chunk(s, prepared.records, run)
                 job.rows_created += res.created
                 job.rows_updated += res.updated
@@ -280,6 +327,12 @@ async def _write_chunk(
                     job.result_path = str(errors.path)
             errors.add(prepared.rows, prepared.problems)
             return True
+        except _ChunkBeforeCancelled:
+            async with unit_of_work() as s:
+                job = await get_job(s, job_id)
+                if job.status != "cancelled":
+                    job.status, job.finished_at = "cancelled", utcnow()
+            return False
         except IntegrityError:
             run.written = None  # another writer is at work: look every identity up from now on
             if attempt == 2:

@@ -1,0 +1,148 @@
+"""PostgreSQL writes two import chunks at a time (service/imports.run_import): a chunk's new rows
+go in while the chunk before is still being written, everything else waits for that chunk's
+commit. What a file gives must not depend on it: merges across chunks, progress and the error
+file in file order, and a failure rolls back the chunk written beside it."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+from tests.conftest import BACKEND, TenantWorld
+from tests.contacts.test_import_chunks import _job, _lookup, _start, _upload
+
+pytestmark = pytest.mark.skipif(BACKEND != "postgres", reason="SQLite writes one chunk at a time")
+
+# chunks of 3 rows (file rows 2-4, 5-7, 8-10, 11-13)
+ROWS = [
+    "姓名,手机,邮箱,城市",
+    "甲,13800138501,a@example.com,",  # 2 A
+    "乙,13800138502,,上海",  # 3 B
+    "坏号,12,,",  # 4 rejected
+    "丙,13800138503,,",  # 5 C
+    "甲又,13800138501,a2@example.com,杭州",  # 6 A again, chunk 1 just before: deferred
+    "丁,13800138504,,",  # 7 D
+    "乙又,13800138502,b@example.com,北京",  # 8 B again, two chunks back: found by lookup
+    "戊,13800138505,,",  # 9 E
+    ",13800138599,,",  # 10 rejected: no name
+    "丙又,13800138503,,深圳",  # 11 C again, two chunks back
+    "戊又,13800138505,e@example.com,成都",  # 12 E again, chunk 3 just before: deferred
+    "己,13800138506,,",  # 13 F
+]
+
+
+async def _contacts(tenant: TenantWorld) -> int:
+    from tessera.contacts.models import Contact
+    from tessera.core import context
+    from tessera.core.db.session import unit_of_work
+
+    with context.tenant_scope(tenant.tenant_id):
+        async with unit_of_work() as s:
+            return int((await s.execute(select(func.count()).select_from(Contact))).scalar_one())
+
+
+async def test_two_chunks_write_at_once_and_the_file_reads_as_in_order(
+    client: httpx.AsyncClient, tenant: TenantWorld, monkeypatch: Any
+) -> None:
+    from tessera.contacts import import_bulk
+    from tessera.contacts.service.imports import run_import
+
+    original = import_bulk.write_bulk
+    writing = 0
+    most = 0
+    deferred: list[int] = []
+
+    async def spy(session: Any, chunk: Any, run: Any, after: Any = None) -> Any:
+        nonlocal writing, most
+        writing += 1
+        most = max(most, writing)
+        deferred.append(len(chunk.deferred))
+        try:
+            await asyncio.sleep(0.05)  # long enough for the next chunk to start beside this one
+            return await original(session, chunk, run, after)
+        finally:
+            writing -= 1
+
+    monkeypatch.setattr(import_bulk, "write_bulk", spy)
+    h = tenant.headers("admin")
+    job = await _upload(client, h, ROWS)
+    await _start(tenant, job["id"])
+    await run_import(tenant.tenant_id, uuid.UUID(job["id"]), chunk_size=3)
+    done = await _job(client, h, job["id"])
+    assert done["status"] == "done", done
+    assert (done["rows_created"], done["rows_updated"], done["rows_failed"], done["rows_done"]) == (
+        6,
+        0,
+        2,
+        12,
+    )
+    assert most == 2  # the chunks did overlap
+    assert deferred == [0, 1, 0, 1]
+    assert await _contacts(tenant) == 6
+    a = await _lookup(client, h, "phone", "13800138501")
+    assert (
+        a is not None
+        and a["city"] == "杭州"
+        and {e["value"] for e in a["emails"]}
+        == {
+            "a@example.com",
+            "a2@example.com",
+        }
+    )
+    b = await _lookup(client, h, "phone", "13800138502")
+    assert b is not None and b["city"] == "上海" and [e["value"] for e in b["emails"]] == ["b@example.com"]
+    c = await _lookup(client, h, "phone", "13800138503")
+    assert c is not None and c["city"] == "深圳"
+    e = await _lookup(client, h, "email", "e@example.com")
+    assert e is not None and e["name"] == "戊" and e["city"] == "成都"
+    r = await client.get(f"/v1/imports/{job['id']}/errors", headers=h)
+    assert r.status_code == 200
+    rows = [line.split(",")[0] for line in r.text.splitlines()[1:]]
+    assert rows == ["4", "10"]  # appended in file order
+
+
+async def test_a_failed_chunk_rolls_back_the_one_written_beside_it_and_the_import_resumes(
+    client: httpx.AsyncClient, tenant: TenantWorld, monkeypatch: Any
+) -> None:
+    from tessera.contacts import import_bulk
+    from tessera.contacts.service.imports import run_import
+
+    original = import_bulk.write_bulk
+    calls = 0
+    started_third = asyncio.Event()
+
+    async def fail_second(session: Any, chunk: Any, run: Any, after: Any = None) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            started_third.set()
+        if calls == 2:
+            await original(session, chunk, run, after)
+            await asyncio.wait_for(started_third.wait(), 10)  # chunk 3 is writing beside it
+            await asyncio.sleep(0.05)
+            raise RuntimeError("the database went away")
+        return await original(session, chunk, run, after)
+
+    monkeypatch.setattr(import_bulk, "write_bulk", fail_second)
+    h = tenant.headers("admin")
+    job = await _upload(client, h, ROWS)
+    await _start(tenant, job["id"])
+    with pytest.raises(RuntimeError, match="went away"):
+        await run_import(tenant.tenant_id, uuid.UUID(job["id"]), chunk_size=3)
+    stopped = await _job(client, h, job["id"])
+    assert stopped["rows_done"] == 3 and stopped["rows_created"] == 2  # chunk 1 only
+    assert await _contacts(tenant) == 2  # chunk 3's new rows were rolled back with it
+
+    monkeypatch.setattr(import_bulk, "write_bulk", original)
+    await run_import(tenant.tenant_id, uuid.UUID(job["id"]), chunk_size=3)  # the job's retry
+    done = await _job(client, h, job["id"])
+    assert done["status"] == "done", done
+    assert (done["rows_created"], done["rows_failed"], done["rows_done"]) == (6, 2, 12)
+    assert await _contacts(tenant) == 6
+    a = await _lookup(client, h, "phone", "13800138501")
+    assert a is not None and {e["value"] for e in a["emails"]} == {"a@example.com", "a2@example.com"}
