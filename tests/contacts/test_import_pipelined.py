@@ -146,3 +146,30 @@ async def test_a_failed_chunk_rolls_back_the_one_written_beside_it_and_the_impor
     assert await _contacts(tenant) == 6
     a = await _lookup(client, h, "phone", "13800138501")
     assert a is not None and {e["value"] for e in a["emails"]} == {"a@example.com", "a2@example.com"}
+
+
+async def test_a_deferred_record_whose_identities_are_not_there_is_still_created(
+    client: httpx.AsyncClient, tenant: TenantWorld, monkeypatch: Any
+) -> None:
+    """Not expected (the chunk before wrote every identity it held), but a deferred record met
+    by no lookup must become a contact, not vanish: it takes the row path."""
+    from tessera.contacts import import_bulk
+    from tessera.contacts.service.imports import run_import
+
+    original = import_bulk.prepare_bulk
+
+    def defer_first(*args: Any, **kw: Any) -> Any:
+        chunk = original(*args, **kw)
+        chunk.deferred = sorted({0, *chunk.deferred})
+        return chunk
+
+    monkeypatch.setattr(import_bulk, "prepare_bulk", defer_first)
+    h = tenant.headers("admin")
+    job = await _upload(client, h, ROWS)
+    await _start(tenant, job["id"])
+    await run_import(tenant.tenant_id, uuid.UUID(job["id"]), chunk_size=3)
+    done = await _job(client, h, job["id"])
+    assert (done["status"], done["rows_created"], done["rows_failed"]) == ("done", 6, 2)
+    assert await _contacts(tenant) == 6
+    for phone in ("13800138501", "13800138503", "13800138506"):
+        assert await _lookup(client, h, "phone", phone) is not None

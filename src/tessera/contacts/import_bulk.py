@@ -195,8 +195,8 @@ async def write_bulk(
     prepared INSERTs of new rows, which touch no existing row and so can run while the chunk
     before is still being written; then, once ``after`` returns (the chunk before committed),
     everything that changes existing contacts or depends on the chunk before: updates, fills,
-    identities added to existing contacts, and the :attr:`BulkChunk.deferred` records, written
-    through :func:`~tessera.contacts.importer.write_chunk`, whose lookups then see that chunk."""
+    identities added to existing contacts, and the :attr:`BulkChunk.deferred` records, looked
+    up then (they meet the contacts that chunk wrote) and merged like the others."""
     records = chunk.records
     if not records or chunk.insert is None:
         if after is not None:
@@ -221,9 +221,18 @@ async def write_bulk(
             if got is not None and pos[j] not in owner_of:
                 owner_of[pos[j]] = got.hex
     now = utcnow()
-    await repo.insert_import_chunk(chunk.insert, owner_of.keys() | deferred, now, [])
+    skipped = owner_of.keys() | deferred  # not inserted by the prepared statements
+    await repo.insert_import_chunk(chunk.insert, skipped, now, [])
     if after is not None:
         await after()
+    if deferred:  # their identities are the chunk before's, now committed: look them up
+        more = [j for p in sorted(deferred) for j in range(start[p], start[p + 1])]
+        met = await repo.owners_of_indexes([(kinds[j], indexes[j]) for j in more])
+        for j in more:
+            got = met.get((kinds[j], indexes[j]))
+            if got is not None and pos[j] not in owner_of:
+                owner_of[pos[j]] = got.hex
+        found.update(met)
     owners: dict[tuple[str, str], str] = {key: o.hex for key, o in found.items()}
     updates: list[dict[str, Any]] = []
     fills: list[dict[str, Any]] = []
@@ -251,25 +260,25 @@ async def write_bulk(
     await repo.update_from_import(fills, COLUMNS, fill_only=True)
     contact_ids = chunk.contact_ids
     ids = contact_ids
-    created = len(records) - len(owner_of) - len(deferred)
+    created = len(records) - len(skipped)
     run.created.update(contact_ids)
-    if owner_of or deferred:  # a copy with the few rows that met a contact changed (not a pass per row)
+    if skipped:  # a copy with the few rows that met a contact changed (not a pass per row)
         ids = list(contact_ids)
         for p, cid in owner_of.items():
             ids[p] = cid
-        run.created.difference_update([contact_ids[p] for p in (*owner_of, *deferred)])
+        run.created.difference_update([contact_ids[p] for p in skipped])
     run.created_count += created
     run.updated_count += len(updates)
     run.duplicates += len(dups)
+    # a deferred record none of whose identities is there after all (not expected: the chunk
+    # before wrote every identity it held) takes the row path, with its own tags and counts
+    alone = sorted(p for p in deferred if p not in owner_of)
     if chunk.has_tags:
-        tagged = [p for p in range(len(records)) if p not in deferred]
+        tagged = [p for p in range(len(records)) if p not in alone] if alone else range(len(records))
         await _tag_records(session, [records[p] for p in tagged], [ids[p] for p in tagged])
-    if not deferred:
+    if not alone:
         return ChunkResult(created, len(updates), dups, ids)
-    # the row path (its own tags and run counts): lookups that now see the chunk before, then
-    # a new contact or the one found
-    order = sorted(deferred)
-    later = await write_chunk(session, [records[p] for p in order], run)
-    for p, cid in zip(order, later.ids, strict=True):
+    later = await write_chunk(session, [records[p] for p in alone], run)
+    for p, cid in zip(alone, later.ids, strict=True):
         ids[p] = cid
     return ChunkResult(created + later.created, len(updates) + later.updated, dups + later.duplicates, ids)
