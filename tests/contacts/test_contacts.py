@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 import pytest
 
@@ -103,6 +105,35 @@ async def test_duplicate_identity_conflict_and_merge_mode(
     assert body["emails"][0]["value"] == "new@example.com"
     r = await client.get("/v1/contacts/lookup", params={"kind": "phone", "value": "138 0013 8002"}, headers=h)
     assert r.status_code == 200 and r.json()["id"] == first["id"]
+
+
+@pytest.mark.parametrize("mode", ["error", "merge"])
+async def test_the_same_phone_created_twice_at_once_is_one_contact_and_a_clear_answer(
+    client: httpx.AsyncClient, tenant: TenantWorld, mode: str
+) -> None:
+    """Two requests creating the same identity at the same moment: neither saw the other's row
+    when it looked, and the unique index refuses the second insert. That one answers 409
+    naming the contact the first made (or, in merge mode, merges into it), never a 500."""
+    h = tenant.headers("admin")
+    query = "?on_conflict=merge" if mode == "merge" else ""
+    bodies = [{"name": f"Racer {k}", "phones": ["13800138077"], "city": f"City {k}"} for k in range(4)]
+    answers = await asyncio.gather(*(client.post(f"/v1/contacts{query}", json=b, headers=h) for b in bodies))
+    codes = sorted(r.status_code for r in answers)
+    made = [r.json() for r in answers if r.status_code == 201]
+    assert len(made) == 1, [r.text for r in answers]
+    others = [r for r in answers if r.status_code != 201]
+    if mode == "merge":
+        assert codes == [200, 200, 200, 201]
+        assert {r.json()["id"] for r in others} == {made[0]["id"]}
+    else:
+        assert codes == [201, 409, 409, 409]
+        for r in others:
+            err = r.json()["error"]
+            assert (
+                err["code"] == "contact.duplicate_identity" and err["details"]["existing_id"] == made[0]["id"]
+            )
+    r = await client.get("/v1/contacts", params={"limit": 10}, headers=h)
+    assert [c["id"] for c in r.json()["items"]] == [made[0]["id"]]
 
 
 async def test_service_lookups_for_other_contexts(client: httpx.AsyncClient, tenant: TenantWorld) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any, Literal
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tessera.contacts import events
@@ -136,11 +137,12 @@ def _apply_fields(contact: Contact, data: ContactCreate | ContactUpdate, *, only
 
 
 async def create_contact(
-    session: AsyncSession, data: ContactCreate, *, on_conflict: OnConflict = "error"
+    session: AsyncSession, data: ContactCreate, *, on_conflict: OnConflict = "error", retried: bool = False
 ) -> tuple[Contact, bool]:
     """Create a contact; (contact, created). An existing identity answers 409
     ``contact.duplicate_identity`` naming the existing contact, or with ``on_conflict="merge"``
-    fills the existing contact's empty fields and adds the new identities."""
+    fills the existing contact's empty fields and adds the new identities. That holds for an
+    identity created by a concurrent request too (``retried``: the second, internal attempt)."""
     region = await tenant_region(session)
     idents = _normalised_identities(data, region)
     await _check_references(session, data)
@@ -168,9 +170,17 @@ async def create_contact(
         return contact, False
     contact = Contact(name=data.name, lifecycle_stage=data.lifecycle_stage or "lead", attributes=attrs)
     _apply_fields(contact, data)
-    session.add(contact)
-    await session.flush()
-    await _add_identities(session, contact, idents)
+    try:
+        async with session.begin_nested():
+            session.add(contact)
+            await session.flush()
+            await _add_identities(session, contact, idents)
+    except IntegrityError as exc:
+        if retried or "contact_identities" not in str(exc.orig):
+            raise
+        # Another request created one of these identities after the lookup above (the unique
+        # index waited for its commit): answer as if it had been there when we looked.
+        return await create_contact(session, data, on_conflict=on_conflict, retried=True)
     await _apply_consent_and_tags(session, contact.id, data)
     await session.flush()
     await audit.record(session, "contact.create", "contact", contact.id, after=snapshot(contact))
