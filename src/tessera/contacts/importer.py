@@ -5,7 +5,8 @@ How it is fast (about 100x the row-at-a-time version) without giving up anything
 
 * the file is streamed in chunks of :data:`CHUNK` rows (CSV is never held parsed in memory);
 * a chunk is validated in a worker thread while the previous chunk is written, so Python and
-  the database work at the same time;
+  the database work at the same time; on PostgreSQL two chunks are written at a time, on two
+  connections, commits kept in file order (:func:`tessera.contacts.import_bulk.write_bulk`);
 * plain mainland mobiles skip the phone parser (anything else goes through phonenumbers, and its
   answers are cached), and encryption and blind indexes use one :class:`~tessera.core.crypto.
   keyring.Sealer` per chunk (bound AES-GCM key, nonces drawn in blocks);
