@@ -150,8 +150,11 @@ def prepare_bulk(
     # their ids are drawn in that order too, so the primary key still grows at its end.
     keyed = list(map(operator.add, kinds, indexes))
     out.keys = frozenset(keyed)
-    if previous and not previous.isdisjoint(out.keys):
-        out.deferred = sorted({owner_pos[j] for j, key in enumerate(keyed) if key in previous})
+    common = previous & out.keys if previous else None
+    if common:  # the few records holding one (a scan in C, then a look at those only)
+        out.deferred = sorted(
+            {owner_pos[j] for j in itertools.compress(range(len(keyed)), map(common.__contains__, keyed))}
+        )
     order = sorted(range(len(kinds)), key=keyed.__getitem__)
     pick = _picker(order)  # each column in that order, by one C-level itemgetter call
     identities = {
