@@ -6,6 +6,7 @@ import os
 import threading
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -75,17 +76,14 @@ def test_concurrent_grants_of_the_parameter_all_succeed(admin: Engine, role: str
 
 
 def test_a_held_grant_is_not_granted_again(admin: Engine, role: str) -> None:
-    with admin.connect() as c, c.begin():
-        grant_parameter(c, role)
-    with admin.connect() as c:
-        xmin = c.execute(
-            text("SELECT xmin::text FROM pg_parameter_acl WHERE parname = 'session_replication_role'")
-        ).scalar()
-    with admin.connect() as c, c.begin():
-        grant_parameter(c, role)
-    with admin.connect() as c:
-        after = c.execute(
-            text("SELECT xmin::text FROM pg_parameter_acl WHERE parname = 'session_replication_role'")
-        ).scalar()
-    assert after == xmin  # the catalog row was not rewritten
+    def grant_then_row_version() -> Any:
+        with admin.connect() as c, c.begin():
+            grant_parameter(c, role)
+        with admin.connect() as c:
+            return c.execute(
+                text("SELECT xmin::text FROM pg_parameter_acl WHERE parname = 'session_replication_role'")
+            ).scalar()
+
+    xmin = grant_then_row_version()
+    assert grant_then_row_version() == xmin  # the catalog row was not rewritten
     assert _held(admin, role)
