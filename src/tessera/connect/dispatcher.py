@@ -1604,8 +1604,9 @@ class Dispatcher:
         if h is None or h.gateway != self.id or h.message_id in self._pushed_ids:
             return
         self._pushed_ids[h.message_id] = time.monotonic()
-        item = None if self._bound_elsewhere(h.tenant_id) else self._pushed_item(h)
-        if item is None and not self._bound_elsewhere(h.tenant_id):
+        elsewhere = self._bound_elsewhere(h.tenant_id)
+        item = None if elsewhere else self._pushed_item(h)
+        if item is None and not elsewhere:
             self.stats["pushed_claimed"] += 1
             self._side_task(self._take_and_hand(h.tenant_id, [h.message_id], heard_at))
             return
@@ -1721,8 +1722,7 @@ class Dispatcher:
                     else:
                         with context.tenant_scope(tid):
                             async with unit_of_work() as s:
-                                params = {"c_tid": tid, "c_now": utcnow(), "c_by": self.id, "c_ids": ids}
-                                await s.execute(_built("take_pushed", _claim_codes_stmt, True), params)
+                                await self._take_pushed(s, tid, ids, utcnow())
                     self.stats["pushed_taken"] += len(entries)
                 except Exception:
                     log.exception("recording the claim of pushed codes failed")
@@ -1730,6 +1730,14 @@ class Dispatcher:
                     for _, fut in entries:
                         if not fut.done():
                             fut.set_result(None)
+
+    async def _take_pushed(
+        self, s: AsyncSession, tid: uuid.UUID, ids: list[uuid.UUID], now: dt.datetime
+    ) -> list[Any]:
+        """The claim statement's take of these codes pushed to this gateway (those still
+        assigned to it), in the session's transaction; its rows, messages read."""
+        params = {"c_tid": tid, "c_now": now, "c_by": self.id, "c_ids": ids}
+        return list((await s.execute(_built("take_pushed", _claim_codes_stmt, True), params)).all())
 
     async def _take_and_hand(self, tid: uuid.UUID, ids: list[uuid.UUID], asked: float) -> int:
         """Take pushed codes through the claim statement (their messages read from the
@@ -1740,10 +1748,7 @@ class Dispatcher:
         try:
             with context.tenant_scope(tid):
                 async with unit_of_work() as s:
-                    params = {"c_tid": tid, "c_now": now, "c_by": self.id, "c_ids": ids}
-                    rows = list(
-                        (await s.execute(_built("take_pushed", _claim_codes_stmt, True), params)).all()
-                    )
+                    rows = await self._take_pushed(s, tid, ids, now)
                     trows = [_Claimed(r.claimed_id, tid, 0, r.claims - 1) for r in rows]
                     msgs = [r for r in rows if r.id is not None]
                     items = (
