@@ -229,7 +229,7 @@ def test_filter_check_and_add_is_maybe_then_add() -> None:
         want = one.maybe(batch)
         one.add_many(batch)
         assert two.check_and_add(batch) == want
-        assert two.slots == one.slots
+        assert bytes(two.bits) == bytes(one.bits)
     assert two.check_and_add([]) == []
 
 

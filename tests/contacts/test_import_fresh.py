@@ -37,6 +37,20 @@ def test_filter_never_misses_and_rarely_says_maybe() -> None:
     assert sum(i in f for i in others) < 20_000 * 0.03
 
 
+def test_filter_keeps_every_bit_of_a_batch_sharing_bytes() -> None:
+    """A batch whose probes set different bits of one byte keeps them all (a plain scatter
+    would keep only the last write to each byte, and then miss identities it was given)."""
+    from tessera.contacts.importer import IdentityFilter
+
+    f = IdentityFilter(256)  # 32 bytes: a batch of 500 sets several bits of every byte
+    added = [os.urandom(16).hex() for _ in range(500)]
+    f.add_many(added)
+    assert f.maybe(added) == list(range(500))
+    g = IdentityFilter(256)
+    assert g.check_and_add(added[:250] * 2) == []  # nothing before it, repeats in the batch
+    assert g.maybe(added[:250]) == list(range(250))
+
+
 async def test_first_import_merges_across_chunks_and_meets_a_concurrent_writer(
     client: httpx.AsyncClient, tenant: TenantWorld, monkeypatch: Any
 ) -> None:

@@ -116,9 +116,10 @@ class ContactIdentity(IdMixin, TenantOwned, Base):
     tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
 
     contact_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"), index=True)
-    kind: Mapped[str] = mapped_column(String(24))
+    # compared byte by byte on PostgreSQL (migration 0015): only ever tested for equality
+    kind: Mapped[str] = mapped_column(String(24).with_variant(String(24, collation="C"), "postgresql"))
     value: Mapped[str] = mapped_column(EncryptedString())
-    value_index: Mapped[str] = mapped_column(String(32))
+    value_index: Mapped[str] = mapped_column(String(32).with_variant(String(32, collation="C"), "postgresql"))
     is_primary: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
