@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import uuid
 from typing import Any
 
@@ -225,6 +226,41 @@ def test_bulk_ids_are_ordered_version_7_uuids() -> None:
         few = uuid7_hex(n)
         assert len(few) == n and all(len(i) == 32 and uuid.UUID(i).version == 7 for i in few)
     assert uuid7_hex(0) == []
+
+
+def test_bulk_ids_of_a_call_share_their_millisecond_and_increase_across_a_counter_carry(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What ``CreatedIds`` relies on, also when the counter carries into ``rand_a`` within the
+    call (the id-by-id path)."""
+    from tessera.contacts import importer
+
+    real = os.urandom
+    start = (1 << 30) - 3  # three ids before the carry
+    monkeypatch.setattr(importer.os, "urandom", lambda n: (start << 7).to_bytes(6) if n == 6 else real(n))
+    ids = importer.uuid7_hex(10)
+    assert ids == sorted(ids) and len(set(ids)) == 10 and len({i[:12] for i in ids}) == 1
+    assert ids[2][12:16] != ids[3][12:16]  # rand_a moved on
+
+
+def test_created_ids_answers_like_a_set() -> None:
+    from tessera.contacts.importer import CreatedIds, uuid7_hex
+
+    created, want = CreatedIds(), set()
+    chunks = [uuid7_hex(n) for n in (500, 1, 300, 300)]
+    for ids in chunks:
+        created.add_sorted(ids)
+        want.update(ids)
+    created.add_sorted([])
+    odd = ["f" * 32, "0" * 32]  # not one call's ids: kept one by one
+    created.add_sorted(odd)
+    created.update(["a" * 32])
+    want.update([*odd, "a" * 32])
+    gone = [chunks[0][7], chunks[2][0], "a" * 32]
+    created.difference_update(gone)
+    want.difference_update(gone)
+    probes = [*want, *gone, *uuid7_hex(200), "b" * 32, "short", None]
+    assert [p in created for p in probes] == [p in want for p in probes]
 
 
 def test_read_chunks_strips_cells_drops_blank_rows_and_pads(tmp_path: Any) -> None:

@@ -24,6 +24,7 @@ How it is fast (about 100x the row-at-a-time version) without giving up anything
 from __future__ import annotations
 
 import array
+import bisect
 import codecs
 import contextlib
 import csv
@@ -640,12 +641,54 @@ def uuid7_hex(n: int) -> list[str]:
     return words.tobytes().hex(" ", -16).split(" ")  # hex split every 16 bytes, in C
 
 
+class CreatedIds:
+    """The ids (32 hex digits) of the contacts an import run created, asked only for the few
+    contacts a later row meets. A chunk's ids come from one :func:`uuid7_hex` call, so they are
+    in increasing order and share its millisecond: they are kept as that list (found by its
+    millisecond, then bisected) instead of being hashed into a set one by one (a million-row
+    file: ~0.2 s and ~100 MB less). Other ids (the row-by-row path) go to a set."""
+
+    def __init__(self) -> None:
+        self._runs: dict[str, list[list[str]]] = {}  # the ids' first 12 digits (ms) → sorted lists
+        self._other: set[str] = set()
+        self._gone: set[str] = set()  # ids of a sorted list that were not created after all
+
+    def add_sorted(self, ids: list[str]) -> None:
+        """Ids in increasing order that share their first 12 hex digits (one ``uuid7_hex`` call);
+        otherwise they are added one by one."""
+        if not ids:
+            return
+        if ids[0][:12] != ids[-1][:12]:
+            self._other.update(ids)
+            return
+        self._runs.setdefault(ids[0][:12], []).append(ids)
+
+    def update(self, ids: Iterable[str]) -> None:
+        self._other.update(ids)
+
+    def difference_update(self, ids: Iterable[str]) -> None:
+        for cid in ids:
+            self._other.discard(cid)
+            self._gone.add(cid)
+
+    def __contains__(self, cid: object) -> bool:
+        if not isinstance(cid, str) or cid in self._gone:
+            return False
+        if cid in self._other:
+            return True
+        for ids in self._runs.get(cid[:12], ()):
+            at = bisect.bisect_left(ids, cid)
+            if at < len(ids) and ids[at] == cid:
+                return True
+        return False
+
+
 @dataclass
 class ImportRun:
     """What one import run remembers between chunks."""
 
     source: str = "import"
-    created: set[str] = field(default_factory=set)  # contact ids (hex) created by this run
+    created: CreatedIds = field(default_factory=lambda: CreatedIds())  # contact ids (hex) it created
     created_count: int = 0
     updated_count: int = 0
     duplicates: int = 0

@@ -427,8 +427,11 @@ def column_insert(model: type[Base], values: dict[str, Any]) -> ColumnInsert:
             exprs.append(f"%(now)s::{typ}")
             continue
         rows = len(col)
-        if rows and col.count(col[0]) == rows and (arrays or n < len(columns) - 1):
-            params[f"c{n}"] = _pg_scalar(col[0], typ)
+        # one value for every row (checked at both ends first: most varying columns differ there,
+        # and a full count compares every element)
+        first = col[0] if rows else None
+        if rows and col[-1] == first and col.count(first) == rows and (arrays or n < len(columns) - 1):
+            params[f"c{n}"] = _pg_scalar(first, typ)
             exprs.append(f"%(c{n})s::{typ}")
         else:
             binary = _pg_binary_array(col, typ)
@@ -495,7 +498,7 @@ def _pg_binary_array(values: Sequence[Any], typ: str) -> bytes | None:
                 return None
             body = bytes.fromhex(_UUID_LEN + _UUID_LEN.join(values))
             return PgUuidArray(struct.pack(">iiiii", 1, 0, 2950, n, 1) + body)
-        if typ != "text":
+        if typ != "text" or len(values[0]) != len(values[-1]):  # (most varying lengths differ there)
             return None
         sizes = set(map(len, values))
         if len(sizes) != 1:

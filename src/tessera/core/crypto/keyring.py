@@ -14,6 +14,7 @@ import binascii
 import hashlib
 import hmac
 import os
+import re
 import threading
 import time
 import uuid
@@ -204,6 +205,9 @@ class Keyring:
         return Sealer(tenant_id, self.keys_for(tenant_id))
 
 
+_NONCES = re.compile(b".{12}", re.DOTALL)  # 12-byte pieces of a random draw
+
+
 class Sealer:
     """Encryption and blind indexes for many values of one tenant, in the same formats as
     :meth:`Keyring.encrypt` and :meth:`Keyring.blind_index` (readable by either).
@@ -240,13 +244,13 @@ class Sealer:
 
     def encrypt_many(self, plaintexts: Sequence[str]) -> list[str]:
         """:meth:`encrypt` of each value (one OS draw for all the nonces, names bound once)."""
-        nonces = os.urandom(12 * len(plaintexts))
+        # the nonces cut from one draw by a regex (in C), then one comprehension
+        nonces = _NONCES.findall(os.urandom(12 * len(plaintexts)))
         seal, aad, prefix, b64 = self._aes.encrypt, self._aad, self._prefix, binascii.b2a_base64
-        out = []
-        for k, plaintext in enumerate(plaintexts):
-            nonce = nonces[12 * k : 12 * k + 12]
-            out.append(prefix + b64(nonce + seal(nonce, plaintext.encode(), aad), newline=False).decode())
-        return out
+        return [
+            prefix + b64(nonce + seal(nonce, plaintext.encode(), aad), newline=False).decode()
+            for nonce, plaintext in zip(nonces, plaintexts, strict=True)
+        ]
 
     def blind_index(self, kind: str, normalised: str) -> str:
         start = self._kinds.get(kind)
