@@ -263,6 +263,28 @@ def test_created_ids_answers_like_a_set() -> None:
     assert [p in created for p in probes] == [p in want for p in probes]
 
 
+def test_ramped_chunk_sizes_are_small_at_both_ends_and_cover_the_file() -> None:
+    from tessera.contacts.importer import ramped_sizes
+
+    def cuts(size: int, total: int, rows: int | None = None) -> list[int]:
+        f, done, out = ramped_sizes(size, total), 0, []
+        while done < (rows or total):
+            out.append(f(done))
+            done += out[-1]
+        return out
+
+    got = cuts(20_000, 1_000_000)
+    assert got[:5] == [2_500, 2_500, 5_000, 10_000, 20_000]
+    assert got[-5:] == [20_000, 10_000, 5_000, 2_500, 2_500]
+    assert sum(got) == 1_000_000 and set(got[4:-4]) == {20_000}
+    odd = cuts(20_000, 123_457)
+    assert odd[:4] == [2_500, 2_500, 5_000, 10_000] and odd[-1] <= 2_500 and sum(odd) >= 123_457
+    assert set(cuts(20_000, 79_999)) == {20_000}  # under four chunks: unchanged
+    assert set(cuts(3_000, 1_000_000)) == {3_000}  # small chunks: unchanged
+    more = cuts(20_000, 100_000, rows=150_000)  # more rows than counted: whole chunks after
+    assert more[-7:] == [10_000, 5_000, 2_500, 2_500, 20_000, 20_000, 20_000]
+
+
 def test_read_chunks_strips_cells_drops_blank_rows_and_pads(tmp_path: Any) -> None:
     from tessera.contacts import importer
 

@@ -177,3 +177,63 @@ async def test_a_deferred_record_whose_identities_are_not_there_is_still_created
     assert await _contacts(tenant) == 6
     for phone in ("13800138501", "13800138503", "13800138506"):
         assert await _lookup(client, h, "phone", phone) is not None
+
+
+async def test_ramped_chunks_merge_across_their_cuts_and_resume_where_they_were_cut(
+    client: httpx.AsyncClient, tenant: TenantWorld, monkeypatch: Any
+) -> None:
+    """A large file is cut small at both ends (importer.ramped_sizes; here scaled down to chunks
+    of 8 rows cut 1, 1, 2, 4, 8 … 4, 2, 1, 1): the same merges and counts as in whole chunks, and
+    a run that stops after some chunks resumes at the same cut."""
+    from tessera.contacts import import_bulk, importer
+    from tessera.contacts.service.imports import run_import
+
+    monkeypatch.setattr(importer, "_RAMP_LEAST", 1)
+    rows = ["姓名,手机,邮箱"]
+    for i in range(48):  # rows 2-49; every seventh repeats the phone of the row three before
+        phone = 13800138600 + (i - 3 if i % 7 == 6 else i)
+        rows.append(f"客户{i},{phone},c{i}@example.com" if i != 21 else f"客户{i},12,")  # one bad
+    cuts: list[int] = []
+    original = import_bulk.write_bulk
+
+    async def stop_at_the_ninth(session: Any, chunk: Any, run: Any, after: Any = None) -> Any:
+        cuts.append(len(chunk.rows))
+        if len(cuts) == 9:
+            raise RuntimeError("the worker was stopped")
+        return await original(session, chunk, run, after)
+
+    monkeypatch.setattr(import_bulk, "write_bulk", stop_at_the_ninth)
+    h = tenant.headers("admin")
+    job = await _upload(client, h, rows)
+    await _start(tenant, job["id"])
+    with pytest.raises(RuntimeError, match="stopped"):
+        await run_import(tenant.tenant_id, uuid.UUID(job["id"]), chunk_size=8)
+    assert cuts[:5] == [1, 1, 2, 4, 8]
+    stopped = await _job(client, h, job["id"])
+    done_before = stopped["rows_done"]
+    assert 0 < done_before < 48
+    cuts.clear()
+    monkeypatch.setattr(import_bulk, "write_bulk", original)
+    resumed = importer.read_chunks
+    firsts: list[int] = []
+
+    def spy_chunks(*args: Any, **kw: Any) -> Any:
+        headers, gen = resumed(*args, **kw)
+
+        def each() -> Any:
+            for chunk in gen:
+                firsts.append(chunk[0][0] - 2)  # data rows before the chunk (row 1: the header)
+                yield chunk
+
+        return headers, each()
+
+    monkeypatch.setattr(importer, "read_chunks", spy_chunks)
+    await run_import(tenant.tenant_id, uuid.UUID(job["id"]), chunk_size=8)
+    assert done_before in firsts  # a chunk starts right after the committed ones
+    done = await _job(client, h, job["id"])
+    assert done["status"] == "done", done
+    repeats = len([i for i in range(48) if i % 7 == 6])
+    assert (done["rows_done"], done["rows_failed"]) == (48, 1)
+    assert done["rows_created"] == 48 - 1 - repeats == await _contacts(tenant)
+    a = await _lookup(client, h, "phone", str(13800138600 + 3))  # row 5, repeated by row 8
+    assert a is not None and {e["value"] for e in a["emails"]} == {"c3@example.com", "c6@example.com"}

@@ -37,7 +37,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -208,10 +208,42 @@ _CODECS = {"utf-8": "utf-8-sig", "gbk": "gb18030"}
 Chunk = list[tuple[int, list[str]]]  # (row number, cells padded to the header width)
 
 
+_RAMP_LEAST = 500  # the smallest chunk of a ramp (below it, chunks keep their size)
+
+
+def ramped_sizes(size: int, total: int) -> Callable[[int], int]:
+    """Chunk sizes for a pipelined import of ``total`` rows: the size of the chunk that starts
+    after ``done`` rows. ``size`` in the middle; smaller at both ends, where one side of the
+    pipeline waits for the other. The first chunks go size/8, size/8, size/4, size/2 (the
+    database starts writing after an eighth of a chunk's preparation instead of a whole one);
+    the last ``size`` rows go in halves, size/2, size/4 … down to size/8 (the write left after
+    the last preparation, the tail, is that of a small chunk). Sizes depend on the row count
+    only, so a resumed run cuts the file where the first run did. Files under four chunks, and
+    chunks under 4,000 rows, keep ``size`` throughout."""
+    least = size // 8
+    if least < _RAMP_LEAST or total < 4 * size:
+        return lambda done: size
+
+    def next_size(done: int) -> int:
+        if done < size:  # the ramp up: each chunk as large as what came before
+            return max(least, min(done, size - done))
+        left = total - done
+        if 0 < left <= size:  # the ramp down (more rows than counted: whole chunks)
+            return max(least, left // 2)
+        return size
+
+    return next_size
+
+
 def read_chunks(
-    path: Path, filename: str, encoding: str | None = None, size: int = CHUNK
+    path: Path,
+    filename: str,
+    encoding: str | None = None,
+    size: int = CHUNK,
+    sizes: Callable[[int], int] | None = None,
 ) -> tuple[list[str], Iterator[Chunk]]:
-    """The header and the data rows of an uploaded file in chunks of ``size``; CSV is streamed
+    """The header and the data rows of an uploaded file in chunks of ``size`` (or of
+    ``sizes(rows read before the chunk)``, see :func:`ramped_sizes`); CSV is streamed
     (``encoding`` as found at upload: ``utf-8`` or ``gbk``; detected when not given)."""
     with path.open("rb") as fh:
         head = fh.read(4)
@@ -236,6 +268,7 @@ def read_chunks(
         chunk: Chunk = []
         n = 1
         strip = str.strip
+        limit = sizes(0) if sizes is not None else size
         try:
             for raw in source:
                 r = list(map(strip, raw))
@@ -245,9 +278,11 @@ def read_chunks(
                 if len(r) != width:
                     r = (r + [""] * width)[:width]
                 chunk.append((n, r))
-                if len(chunk) >= size:
+                if len(chunk) >= limit:
                     yield chunk
                     chunk = []
+                    if sizes is not None:
+                        limit = sizes(n - 1)
             if chunk:
                 yield chunk
         finally:

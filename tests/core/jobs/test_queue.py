@@ -13,7 +13,7 @@ from tessera.core.db.base import utcnow
 from tessera.core.db.session import unit_of_work
 from tessera.core.jobs import registry, service
 from tessera.core.jobs.models import Job
-from tests.conftest import TenantWorld
+from tests.conftest import BACKEND, TenantWorld
 from tests.core.jobs import support
 from tests.core.jobs.support import calls, run_worker_until_idle
 
@@ -266,3 +266,20 @@ async def test_worker_wakes_on_enqueue_without_polling(db: Any) -> None:
     w.stop()
     await asyncio.wait_for(task, 10)
     assert support.calls[0][1] == {"fast": True}
+
+
+@pytest.mark.skipif(BACKEND != "postgres", reason="the LISTEN connection is PostgreSQL's")
+async def test_stopping_worker_ends_its_listener_wait_at_once(db: Any) -> None:
+    """The listener waits for notifications in bounded steps; a stopping worker ends the step
+    it is in (here one of a minute) instead of waiting it out."""
+    from tessera.core.jobs.worker import Worker
+
+    w = Worker(["test"], 1, poll_seconds=0.05, cron=False)
+    w.listen_timeout = 60
+    task = asyncio.create_task(w.run())
+    await asyncio.sleep(0.5)  # the listener is in its wait
+    assert w._listener is not None and not w._listener.done()
+    w.stop()
+    await asyncio.wait_for(task, 10)
+    # it ended by itself: run() cancels a listener still waiting after 5 s
+    assert w._listener.done() and not w._listener.cancelled()

@@ -94,10 +94,13 @@ async def upload(session: AsyncSession, filename: str, raw: bytes) -> DataJob:
     return job
 
 
-def _chunks(job: DataJob, size: int = importer.CHUNK) -> tuple[list[str], Iterator[importer.Chunk]]:
+def _chunks(
+    job: DataJob, size: int = importer.CHUNK, *, ramped: bool = False
+) -> tuple[list[str], Iterator[importer.Chunk]]:
     if not job.file_path or not Path(job.file_path).exists():
         raise ImportStateError("the uploaded file is gone", field="import_id")
-    return importer.read_chunks(Path(job.file_path), job.filename or "", job.encoding, size)
+    sizes = importer.ramped_sizes(size, job.total_rows) if ramped else None
+    return importer.read_chunks(Path(job.file_path), job.filename or "", job.encoding, size, sizes)
 
 
 async def set_mapping(session: AsyncSession, job_id: uuid.UUID, mapping: dict[str, str]) -> DataJob:
@@ -194,7 +197,10 @@ async def run_import(tenant_id: uuid.UUID, job_id: uuid.UUID, *, chunk_size: int
             job = await get_job(s, job_id)
             if job.status not in ("queued", "running"):
                 return
-            headers, chunks = _chunks(job, chunk_size)
+            # PostgreSQL: the chunk's statements are built in the worker thread too (import_bulk),
+            # and two chunks are written at a time: smaller chunks at both ends of the file
+            bulk = s.get_bind().dialect.name == "postgresql"
+            headers, chunks = _chunks(job, chunk_size, ramped=bulk)
             validator = await _validator(s, job, headers)
             job.status = "running"
             job.started_at = job.started_at or utcnow()
@@ -203,8 +209,6 @@ async def run_import(tenant_id: uuid.UUID, job_id: uuid.UUID, *, chunk_size: int
             # what this run writes (a concurrent writer's identity fails the chunk on the unique
             # index, and the retry looks everything up again).
             fresh = not await ContactRepository(s).has_identities()
-            # PostgreSQL: the chunk's statements are built in the worker thread too (import_bulk)
-            bulk = s.get_bind().dialect.name == "postgresql"
         errors = importer.ErrorFile(_dir() / f"{job_id}.errors.csv", headers, append=skip > 0)
         run = importer.ImportRun()
         if fresh:
