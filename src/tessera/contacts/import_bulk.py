@@ -19,6 +19,8 @@ chunk of the same file, only fill) their contact and give it the identities it l
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import itertools
 import operator
 import uuid
@@ -26,6 +28,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+import numpy as np
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tessera.contacts.import_columns import LazyRecords, validate_columns
@@ -70,7 +73,7 @@ class BulkChunk(PreparedChunk):
     owner_pos: list[int] | None = None  # per identity, its record's position
     probes: list[int] | None = None  # identity positions to look up; None: all of them
     has_tags: bool = False
-    keys: frozenset[str] = frozenset()  # kind + blind index of each of its identities
+    keys: frozenset[int] = frozenset()  # each of its identities' key (identity_order)
     # record positions with an identity of the chunk before: written after that chunk commits
     deferred: list[int] = field(default_factory=list)
 
@@ -80,7 +83,7 @@ def prepare_bulk(
     rows: Chunk,
     seen: IdentityFilter | None = None,
     source: str = "import",
-    previous: frozenset[str] = frozenset(),
+    previous: frozenset[int] = frozenset(),
 ) -> BulkChunk:
     """CPU-only work of a chunk for :func:`write_bulk` (no database, no await: runs in a worker
     thread, one chunk at a time, in file order). ``seen`` holds the identities of the earlier
@@ -148,14 +151,13 @@ def prepare_bulk(
     # Identities go in in the unique index's order (kind, blind index): each insert then lands
     # next to the previous one in that index (about a tenth of the database's time per row);
     # their ids are drawn in that order too, so the primary key still grows at its end.
-    keyed = list(map(operator.add, kinds, indexes))
+    order, keyed = identity_order(kinds, indexes)
     out.keys = frozenset(keyed)
     common = previous & out.keys if previous else None
     if common:  # the few records holding one (a scan in C, then a look at those only)
         out.deferred = sorted(
             {owner_pos[j] for j in itertools.compress(range(len(keyed)), map(common.__contains__, keyed))}
         )
-    order = sorted(range(len(kinds)), key=keyed.__getitem__)
     pick = _picker(order)  # each column in that order, by one C-level itemgetter call
     identities = {
         "id": ident_ids,
@@ -172,6 +174,41 @@ def prepare_bulk(
     if seen is not None:
         out.probes = seen.check_and_add(indexes)
     return out
+
+
+def identity_order(kinds: list[str], indexes: list[str]) -> tuple[list[int], list[int]]:
+    """The identities' positions in the unique index's order (kind, then blind index), and a
+    key per identity to meet it in another chunk: the first 64 bits of its blind index, which
+    is an HMAC of the kind and the value, so it names both (two identities sharing those bits,
+    ~n²/2⁶⁵, would only defer a record that did not need it).
+
+    Blind indexes (32 hex digits) are decoded at once and sorted by numpy on 64-bit integers
+    (the kind's rank in the top byte, the index's first 56 bits below): 0.15 us per identity,
+    against 0.28 for ``sorted`` on kind + index strings and the strings themselves. Anything
+    else (tests) is keyed one by one and sorted as strings."""
+    n = len(indexes)
+    joined = "".join(indexes)
+    raw = None
+    ranks = {k: r for r, k in enumerate(sorted(set(kinds)))}
+    if len(joined) == 32 * n and len(ranks) < 256:
+        with contextlib.suppress(ValueError):
+            raw = bytes.fromhex(joined)
+    if raw is None:
+        keys = [_identity_key(i) for i in indexes]
+        strings = list(map(operator.add, kinds, indexes))
+        return sorted(range(n), key=strings.__getitem__), keys
+    first = np.frombuffer(raw, dtype=">u8")[0::2].astype(np.uint64)
+    rank = np.fromiter(map(ranks.__getitem__, kinds), dtype=np.uint64, count=n)
+    order = np.argsort((rank << np.uint64(56)) | (first >> np.uint64(8)), kind="stable")
+    return cast(list[int], order.tolist()), cast(list[int], first.tolist())
+
+
+def _identity_key(index: str) -> int:
+    """:func:`identity_order`'s key of one index (the same for a blind index either way)."""
+    if len(index) == 32:
+        with contextlib.suppress(ValueError):
+            return int.from_bytes(bytes.fromhex(index)[:8])
+    return int.from_bytes(hashlib.blake2b(index.encode(), digest_size=8).digest())
 
 
 def _picker(order: list[int]) -> Callable[[Sequence[Any]], list[Any]]:

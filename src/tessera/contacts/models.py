@@ -102,7 +102,9 @@ class Contact(IdMixin, TimestampMixin, TenantOwned, Base):
     attributes: Mapped[dict[str, Any]] = mapped_column(default=dict)
     # Last 4 digits of the primary phone: lets duplicate suggestions narrow candidates without
     # decrypting every row (4 digits identify nobody).
-    phone_tail: Mapped[str | None] = mapped_column(String(4), default=None, index=True)
+    phone_tail: Mapped[str | None] = mapped_column(
+        String(4).with_variant(String(4, collation="C"), "postgresql"), default=None, index=True
+    )  # compared byte by byte on PostgreSQL (migration 0015)
     merged_into_id: Mapped[uuid.UUID | None] = mapped_column(default=None)
 
 

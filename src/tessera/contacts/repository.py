@@ -47,6 +47,7 @@ from tessera.contacts.models import (
     TagGroup,
 )
 from tessera.core import context
+from tessera.core.crypto.keyring import get_keyring
 from tessera.core.crypto.types import EncryptedString
 from tessera.core.db.base import Base, UTCDateTime, table_of
 from tessera.core.db.repository import TenantRepository
@@ -259,6 +260,9 @@ class ContactRepository(TenantRepository[Contact]):
         fills gaps); otherwise non-empty new values win and empty cells never erase data."""
         if not rows:
             return
+        if self.session.get_bind().dialect.name == "postgresql":
+            await self._update_from_import_pg(rows, tuple(columns), fill_only)
+            return
         table = table_of(Contact)
         now = rows[0].get("b_now")
         # None must bind as SQL NULL (not JSON null) for COALESCE and || to keep stored values.
@@ -280,6 +284,36 @@ class ContactRepository(TenantRepository[Contact]):
             values["attributes"] = func.coalesce(attrs, table.c.attributes)
         stmt = update(table).where(table.c.id == bindparam("b_id")).values(updated_at=now, **values)
         await self.session.execute(stmt, [{k: v for k, v in r.items() if k != "b_now"} for r in rows])
+
+    async def _update_from_import_pg(
+        self, rows: Sequence[dict[str, Any]], columns: tuple[str, ...], fill_only: bool
+    ) -> None:
+        """:meth:`update_from_import` on PostgreSQL: the same UPDATE, built once, run once per
+        row (psycopg pipelines them) with each row's values as a plain tuple; the encrypted
+        columns are sealed a column at a time. SQLAlchemy's per-row parameter processing (a
+        bind processor per column, a key per dict) cost about 15 us a row, and an import meets
+        tens of thousands of contacts again (a row repeating an earlier chunk's identity)."""
+        sql, sealed = _pg_import_update(columns, fill_only)
+        given = [[r.get(f"b_{c}") for r in rows] for c in columns]
+        if sealed:
+            sealer = get_keyring().sealer(context.current_tenant_id())
+            for k in sealed:
+                col = given[k]
+                at = [p for p, v in enumerate(col) if v is not None]
+                for p, sv in zip(at, sealer.encrypt_many([col[p] for p in at]), strict=True):
+                    col[p] = sv
+        attrs = [None if not (a := r.get("b_attributes")) else orjson.dumps(a).decode() for r in rows]
+        params = list(
+            zip(
+                [r.get("b_now") for r in rows],
+                *given,
+                attrs,
+                [r["b_id"] for r in rows],
+                strict=True,
+            )
+        )
+        conn = await self.session.connection()
+        await conn.exec_driver_sql(sql, params)
 
     async def identities(self, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, list[ContactIdentity]]:
         out: dict[uuid.UUID, list[ContactIdentity]] = defaultdict(list)
@@ -348,6 +382,30 @@ LOCK_TENANT_SQL = (
     " AND (SELECT count(*) FROM t) = 1"
 )
 _JSON_OR_NULL = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
+_update_cache: dict[tuple[tuple[str, ...], bool], tuple[str, list[int]]] = {}
+
+
+def _pg_import_update(columns: tuple[str, ...], fill_only: bool) -> tuple[str, list[int]]:
+    """The UPDATE of :meth:`ContactRepository._update_from_import_pg` (``%s`` parameters:
+    updated_at, one per column, attributes as JSON text, id) and the positions of its
+    encrypted columns. ``fill_only`` keeps every non-empty stored value; otherwise non-empty
+    new values win. Empty new values never erase data."""
+    key = (columns, fill_only)
+    got = _update_cache.get(key)
+    if got is None:
+        table = table_of(Contact)
+        sets = ["updated_at = %s"]
+        for c in columns:  # (a str parameter goes untyped: the server gives it the column's)
+            sets.append(f"{c} = COALESCE({c}, %s)" if fill_only else f"{c} = COALESCE(%s, {c})")
+        new_attrs = "CAST(%s AS jsonb)"
+        merged = f"{new_attrs} || attributes" if fill_only else new_attrs
+        sets.append(f"attributes = COALESCE({merged}, attributes)")
+        sql = f"UPDATE {table.name} SET {', '.join(sets)} WHERE id = %s"
+        sealed = [k for k, c in enumerate(columns) if isinstance(table.c[c].type, EncryptedString)]
+        got = _update_cache[key] = (sql, sealed)
+    return got
+
+
 _cast_cache: dict[tuple[str, tuple[str, ...]], list[str]] = {}
 
 

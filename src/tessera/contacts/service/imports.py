@@ -215,7 +215,7 @@ async def run_import(tenant_id: uuid.UUID, job_id: uuid.UUID, *, chunk_size: int
             run.written = importer.IdentityFilter.sized(2 * max(job.total_rows, 1))
         seen = run.written
 
-        previous: frozenset[str] = frozenset()  # the identities of the chunk prepared before
+        previous: frozenset[int] = frozenset()  # the identities of the chunk prepared before
 
         def next_chunk() -> list[importer.PreparedChunk]:
             """The next prepared chunk in a list (empty at the end) that the caller empties: the
