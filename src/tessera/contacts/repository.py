@@ -294,7 +294,7 @@ class ContactRepository(TenantRepository[Contact]):
         bind processor per column, a key per dict) cost about 15 us a row, and an import meets
         tens of thousands of contacts again (a row repeating an earlier chunk's identity)."""
         sql, sealed = _pg_import_update(columns, fill_only)
-        given = [[r.get(f"b_{c}") for r in rows] for c in columns]
+        given: list[list[Any]] = [[r.get(f"b_{c}") for r in rows] for c in columns]
         if sealed:
             sealer = get_keyring().sealer(context.current_tenant_id())
             for k in sealed:
@@ -302,7 +302,9 @@ class ContactRepository(TenantRepository[Contact]):
                 at = [p for p, v in enumerate(col) if v is not None]
                 for p, sv in zip(at, sealer.encrypt_many([col[p] for p in at]), strict=True):
                     col[p] = sv
-        attrs = [None if not (a := r.get("b_attributes")) else orjson.dumps(a).decode() for r in rows]
+        attrs: list[str | None] = [
+            None if not (a := r.get("b_attributes")) else orjson.dumps(a).decode() for r in rows
+        ]
         params = list(
             zip(
                 [r.get("b_now") for r in rows],
