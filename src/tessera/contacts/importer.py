@@ -990,11 +990,18 @@ class ErrorFile:
         by_row: dict[int, list[Problem]] = {}
         for p in problems:
             by_row.setdefault(p.row, []).append(p)
-        cells = dict(rows)
+        first = rows[0][0] if rows else 0
+        cells: dict[int, list[str]] | None = None
         w = csv.writer(self._fh)
         for row_no in sorted(by_row):
             reasons = "; ".join(f"{p.field}: {p.rule}: {p.message}" for p in by_row[row_no])
-            w.writerow([row_no, *cells.get(row_no, []), reasons])
+            at = row_no - first  # a chunk's rows are numbered one after the other
+            if 0 <= at < len(rows) and rows[at][0] == row_no:
+                row = rows[at][1]
+            else:  # (not a chunk of read_chunks: looked up by number)
+                cells = dict(rows) if cells is None else cells
+                row = cells.get(row_no, [])
+            w.writerow([row_no, *row, reasons])
         self._fh.flush()
 
     @property
