@@ -288,13 +288,16 @@ class ContactRepository(TenantRepository[Contact]):
     async def _update_from_import_pg(
         self, rows: Sequence[dict[str, Any]], columns: tuple[str, ...], fill_only: bool
     ) -> None:
-        """:meth:`update_from_import` on PostgreSQL: the same UPDATE, built once, run once per
-        row (psycopg pipelines them) with each row's values as a plain tuple; the encrypted
-        columns are sealed a column at a time. SQLAlchemy's per-row parameter processing (a
-        bind processor per column, a key per dict) cost about 15 us a row, and an import meets
-        tens of thousands of contacts again (a row repeating an earlier chunk's identity)."""
-        sql, sealed = _pg_import_update(columns, fill_only)
+        """:meth:`update_from_import` on PostgreSQL: one UPDATE per set of columns the rows
+        give, built once, run once per row (psycopg pipelines them) with each row's values as a
+        plain tuple; the encrypted columns are sealed a column at a time. A column a row leaves
+        empty changes nothing (COALESCE keeps the stored value), so it is left out of that row's
+        statement. SQLAlchemy's per-row parameter processing (a bind processor per column, a
+        key per dict) cost about 15 us a row, and an import meets tens of thousands of contacts
+        again (a row repeating an earlier chunk's identity), most giving two or three columns."""
+        table = table_of(Contact)
         given: list[list[Any]] = [[r.get(f"b_{c}") for r in rows] for c in columns]
+        sealed = [k for k, c in enumerate(columns) if isinstance(table.c[c].type, EncryptedString)]
         if sealed:
             sealer = get_keyring().sealer(context.current_tenant_id())
             for k in sealed:
@@ -302,20 +305,15 @@ class ContactRepository(TenantRepository[Contact]):
                 at = [p for p, v in enumerate(col) if v is not None]
                 for p, sv in zip(at, sealer.encrypt_many([col[p] for p in at]), strict=True):
                     col[p] = sv
-        attrs: list[str | None] = [
-            None if not (a := r.get("b_attributes")) else orjson.dumps(a).decode() for r in rows
-        ]
-        params = list(
-            zip(
-                [r.get("b_now") for r in rows],
-                *given,
-                attrs,
-                [r["b_id"] for r in rows],
-                strict=True,
-            )
-        )
+        given.append([None if not (a := r.get("b_attributes")) else orjson.dumps(a).decode() for r in rows])
+        names = (*columns, "attributes")
+        groups: dict[tuple[int, ...], list[tuple[Any, ...]]] = {}
+        for r, values in zip(rows, zip(*given, strict=True), strict=True):
+            key = tuple(k for k, v in enumerate(values) if v is not None)
+            groups.setdefault(key, []).append((r.get("b_now"), *[values[k] for k in key], r["b_id"]))
         conn = await self.session.connection()
-        await conn.exec_driver_sql(sql, params)
+        for key, params in groups.items():
+            await conn.exec_driver_sql(_pg_import_update(tuple(names[k] for k in key), fill_only), params)
 
     async def identities(self, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, list[ContactIdentity]]:
         out: dict[uuid.UUID, list[ContactIdentity]] = defaultdict(list)
@@ -384,28 +382,29 @@ LOCK_TENANT_SQL = (
     " AND (SELECT count(*) FROM t) = 1"
 )
 _JSON_OR_NULL = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
-_update_cache: dict[tuple[tuple[str, ...], bool], tuple[str, list[int]]] = {}
+_update_cache: dict[tuple[tuple[str, ...], bool], str] = {}
 
 
-def _pg_import_update(columns: tuple[str, ...], fill_only: bool) -> tuple[str, list[int]]:
-    """The UPDATE of :meth:`ContactRepository._update_from_import_pg` (``%s`` parameters:
-    updated_at, one per column, attributes as JSON text, id) and the positions of its
-    encrypted columns. ``fill_only`` keeps every non-empty stored value; otherwise non-empty
-    new values win. Empty new values never erase data."""
+def _pg_import_update(columns: tuple[str, ...], fill_only: bool) -> str:
+    """The UPDATE of :meth:`ContactRepository._update_from_import_pg` for rows giving
+    ``columns`` (``%s`` parameters: updated_at, one per column, ``attributes`` as JSON text,
+    then the id). ``fill_only`` keeps every non-empty stored value; otherwise the new values
+    win (the rows give no empty one: those columns are left out)."""
     key = (columns, fill_only)
-    got = _update_cache.get(key)
-    if got is None:
-        table = table_of(Contact)
+    sql = _update_cache.get(key)
+    if sql is None:
         sets = ["updated_at = %s"]
         for c in columns:  # (a str parameter goes untyped: the server gives it the column's)
-            sets.append(f"{c} = COALESCE({c}, %s)" if fill_only else f"{c} = COALESCE(%s, {c})")
-        new_attrs = "CAST(%s AS jsonb)"
-        merged = f"{new_attrs} || attributes" if fill_only else new_attrs
-        sets.append(f"attributes = COALESCE({merged}, attributes)")
-        sql = f"UPDATE {table.name} SET {', '.join(sets)} WHERE id = %s"
-        sealed = [k for k, c in enumerate(columns) if isinstance(table.c[c].type, EncryptedString)]
-        got = _update_cache[key] = (sql, sealed)
-    return got
+            if c == "attributes":
+                sets.append(
+                    "attributes = CAST(%s AS jsonb) || attributes"
+                    if fill_only
+                    else "attributes = CAST(%s AS jsonb)"
+                )
+            else:
+                sets.append(f"{c} = COALESCE({c}, %s)" if fill_only else f"{c} = %s")
+        sql = _update_cache[key] = f"UPDATE {table_of(Contact).name} SET {', '.join(sets)} WHERE id = %s"
+    return sql
 
 
 _cast_cache: dict[tuple[str, tuple[str, ...]], list[str]] = {}
