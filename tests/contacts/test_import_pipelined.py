@@ -47,6 +47,21 @@ async def _import(client: httpx.AsyncClient, tenant: TenantWorld) -> dict[str, A
     return await _job(client, h, job["id"])
 
 
+async def _stopped_import(
+    client: httpx.AsyncClient, tenant: TenantWorld, rows: list[str], chunk_size: int, error: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Upload ``rows`` and run an import that a patched writer stops with ``error``: the job
+    as uploaded, and as the API shows it after the stop."""
+    from tessera.contacts.service.imports import run_import
+
+    h = tenant.headers("admin")
+    job = await _upload(client, h, rows)
+    await _start(tenant, job["id"])
+    with pytest.raises(RuntimeError, match=error):
+        await run_import(tenant.tenant_id, uuid.UUID(job["id"]), chunk_size=chunk_size)
+    return job, await _job(client, h, job["id"])
+
+
 async def _contacts(tenant: TenantWorld) -> int:
     from tessera.contacts.models import Contact
     from tessera.core import context
@@ -138,11 +153,7 @@ async def test_a_failed_chunk_rolls_back_the_one_written_beside_it_and_the_impor
 
     monkeypatch.setattr(import_bulk, "write_bulk", fail_second)
     h = tenant.headers("admin")
-    job = await _upload(client, h, ROWS)
-    await _start(tenant, job["id"])
-    with pytest.raises(RuntimeError, match="went away"):
-        await run_import(tenant.tenant_id, uuid.UUID(job["id"]), chunk_size=3)
-    stopped = await _job(client, h, job["id"])
+    job, stopped = await _stopped_import(client, tenant, ROWS, 3, "went away")
     assert stopped["rows_done"] == 3 and stopped["rows_created"] == 2  # chunk 1 only
     assert await _contacts(tenant) == 2  # chunk 3's new rows were rolled back with it
 
@@ -204,12 +215,8 @@ async def test_ramped_chunks_merge_across_their_cuts_and_resume_where_they_were_
 
     monkeypatch.setattr(import_bulk, "write_bulk", stop_at_the_ninth)
     h = tenant.headers("admin")
-    job = await _upload(client, h, rows)
-    await _start(tenant, job["id"])
-    with pytest.raises(RuntimeError, match="stopped"):
-        await run_import(tenant.tenant_id, uuid.UUID(job["id"]), chunk_size=8)
+    job, stopped = await _stopped_import(client, tenant, rows, 8, "stopped")
     assert cuts[:5] == [1, 1, 2, 4, 8]
-    stopped = await _job(client, h, job["id"])
     done_before = stopped["rows_done"]
     assert 0 < done_before < 48
     cuts.clear()
