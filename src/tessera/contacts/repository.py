@@ -467,12 +467,13 @@ class ColumnInsert:
         )
 
 
-def column_insert(model: type[Base], values: dict[str, Any]) -> ColumnInsert:
+def column_insert(model: type[Base], values: dict[str, Any], sealed: Collection[str] = ()) -> ColumnInsert:
     """The :class:`ColumnInsert` of ``values`` (column → one value per row, or :data:`NOW`).
 
     Each varying column goes as one array literal built here (psycopg's list adaptation is per
     element in Python, several times slower than these joins); the last column is an array when
-    no other one is, so that ``unnest`` gives the row count."""
+    no other one is, so that ``unnest`` gives the row count. ``sealed`` columns hold only
+    sealed values or None (``v<n>.`` and base64), which no separator check needs to scan."""
     table = table_of(model)
     columns = list(values)
     casts = _pg_array_casts(table, tuple(columns))
@@ -494,7 +495,7 @@ def column_insert(model: type[Base], values: dict[str, Any]) -> ColumnInsert:
             exprs.append(f"%(c{n})s::{typ}")
         else:
             binary = _pg_binary_array(col, typ)
-            split = _pg_split_text(col) if binary is None and typ == "text" else None
+            split = _pg_split_text(col, c in sealed) if binary is None and typ == "text" else None
             if binary is not None:
                 params[f"c{n}"] = binary
                 arrays.append(f"%(c{n})b::{typ}[]")
@@ -512,20 +513,24 @@ _SEP, _NULL = "\x1f", "\x1e"  # ASCII unit and record separators
 _SPLIT_SQL = "E'\\x1f', E'\\x1e'"
 
 
-def _pg_split_text(values: Sequence[Any]) -> str | None:
+def _pg_split_text(values: Sequence[Any], sealed: bool = False) -> str | None:
     """A text column as one string for ``string_to_array(%s::text, E'\\x1f', E'\\x1e')``: the
     values joined by the unit separator, a NULL written as the record separator. The server
     splits it at about 60% of the cost of parsing an array literal (no quoting, no element
     input function): 0.46 -> 0.27 us per 60-character element, 0.16 -> 0.11 per short Chinese
     name (unnest included). None when a value holds either separator, is not a string, or is the
-    only value and empty (``string_to_array('', …)`` is an empty array): a literal then."""
+    only value and empty (``string_to_array('', …)`` is an empty array): a literal then.
+    ``sealed``: the values are sealed (base64 text), which holds neither separator: not scanned
+    for them (2.5 ms per 40,000 identities)."""
     nulls = values.count(None)
     items = [_NULL if v is None else v for v in values] if nulls else values
     try:
         joined = _SEP.join(items)
     except TypeError:
         return None
-    if not joined or joined.count(_SEP) != len(values) - 1 or joined.count(_NULL) != nulls:
+    if not joined:
+        return None
+    if not sealed and (joined.count(_SEP) != len(values) - 1 or joined.count(_NULL) != nulls):
         return None
     return joined
 
@@ -617,12 +622,20 @@ def import_chunk_insert(
     """Contacts (``id`` and other columns, one value per row or :data:`NOW`) and identities
     (every column but ``contact_id``), where identity ``j`` belongs to contact ``owner_pos[j]``:
     its ``contact_id`` is taken from the contacts' ids here, which is what lets
-    :meth:`ContactRepository.insert_import_chunk` trust these references."""
+    :meth:`ContactRepository.insert_import_chunk` trust these references. The contacts'
+    encrypted columns and the identities' ``value`` are given sealed."""
     ids = contacts["id"]
     identities = {"contact_id": [ids[p] for p in owner_pos], **identities}
     return ImportChunkInsert(
-        column_insert(Contact, contacts), column_insert(ContactIdentity, identities), owner_pos
+        column_insert(Contact, contacts, _SEALED_CONTACT_COLUMNS),
+        column_insert(ContactIdentity, identities, ("value",)),
+        owner_pos,
     )
+
+
+_SEALED_CONTACT_COLUMNS = tuple(
+    c.name for c in table_of(Contact).columns if isinstance(c.type, EncryptedString)
+)
 
 
 def _hex(value: Any) -> str:
