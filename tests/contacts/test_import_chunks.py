@@ -295,3 +295,30 @@ def test_read_chunks_strips_cells_drops_blank_rows_and_pads(tmp_path: Any) -> No
     assert list(gen) == [[(2, ["A", "13800138000"]), (3, ["B", ""])], [(4, ["C", "1"])]]
     parsed = importer.parse(path.read_bytes(), "f.csv")  # the whole-file parser agrees
     assert parsed.headers == headers and parsed.rows == [["A", "13800138000"], ["B", ""], ["C", "1"]]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "name,phone\nA,1\n\n  ,  \n\u3000,\u3000\n上海\n,,\nB,2",  # no newline at the end
+        "\ufeffname,phone\nA,1\n\u00a0\n\x1f,\x1c\n张三,\n\n",  # BOM, NBSP and separators
+        "\n\n  ,\nname,phone\nA,1\n",  # blank lines before the header
+        "name,phone\n",
+        "name\n" + "x\n" * 50 + " \n" * 3 + "y",
+    ],
+)
+def test_plain_row_count_agrees_with_the_csv_count(text: str) -> None:
+    from tessera.contacts import importer
+
+    raw = text.encode("utf-8")
+    rows = list(importer._clean(csv.reader(io.StringIO(raw.decode("utf-8-sig"), newline=""))))
+    assert importer._plain_rows(raw) == len(rows) - 1
+    assert importer.scan(raw, "f.csv").total_rows == len(rows) - 1
+
+
+def test_plain_row_count_leaves_quoted_and_odd_files_to_the_csv_reader() -> None:
+    from tessera.contacts import importer
+
+    for raw in (b'name\n"a\nb"\n', b"name\r\na\r\n", b"name\na\x00b\n", b"  \n , \n"):
+        assert importer._plain_rows(raw) is None
+    assert importer.scan(b'name,note\n"A","x\ny"\nB,z\n', "f.csv").total_rows == 2
