@@ -75,6 +75,45 @@ def test_concurrent_grants_of_the_parameter_all_succeed(admin: Engine, role: str
     assert _held(admin, role)
 
 
+def test_concurrent_first_grants_of_a_parameter_all_succeed(admin: Engine, role: str) -> None:
+    # On a cluster where nobody holds a privilege on the parameter, the first grants create its
+    # catalog row at once: all but one fail on pg_parameter_acl's unique index (what a fresh CI
+    # cluster met). A parameter no one is granted stands in for session_replication_role.
+    parameter = "log_parser_stats"
+    with admin.connect() as c:
+        c.execute(text(f'REVOKE SET ON PARAMETER {parameter} FROM "{role}"'))
+        c.commit()
+        fresh = not c.execute(
+            text("SELECT count(*) FROM pg_parameter_acl WHERE parname = :p"), {"p": parameter}
+        ).scalar()
+    sessions = 6
+    barrier = threading.Barrier(sessions)
+    errors: list[BaseException] = []
+
+    def migrate() -> None:
+        with admin.connect() as c:
+            c.execute(text("SELECT 1"))
+            c.commit()
+            barrier.wait()
+            try:
+                with c.begin():
+                    grant_parameter(c, role, parameter)
+            except BaseException as exc:  # collected for the assertion below
+                errors.append(exc)
+
+    try:
+        threads = [threading.Thread(target=migrate) for _ in range(sessions)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == [], f"fresh catalog row: {fresh}"
+    finally:
+        with admin.connect() as c:
+            c.execute(text(f'REVOKE SET ON PARAMETER {parameter} FROM "{role}"'))
+            c.commit()
+
+
 def test_a_held_grant_is_not_granted_again(admin: Engine, role: str) -> None:
     def grant_then_row_version() -> Any:
         with admin.connect() as c, c.begin():

@@ -43,20 +43,25 @@ def grant_app_role(connection: Connection, role: str) -> None:
         grant_parameter(connection, role)
 
 
-def grant_parameter(connection: Connection, role: str) -> None:
-    """``GRANT SET ON PARAMETER session_replication_role`` unless ``role`` holds it already;
-    a collision with another session's grant is retried (each check sees what has committed)."""
+def grant_parameter(connection: Connection, role: str, parameter: str = PARAMETER) -> None:
+    """``GRANT SET ON PARAMETER <parameter>`` unless ``role`` holds it already; a collision
+    with another session's grant is retried (each check sees what has committed). Two kinds:
+    the parameter's catalog row changed by another grant ("tuple concurrently updated"), and,
+    on a cluster where nobody held a privilege on it yet, that row created by another grant
+    (a unique violation on ``pg_parameter_acl``: what a fresh CI cluster met)."""
     for attempt in range(ATTEMPTS):
         held = connection.exec_driver_sql(
-            f"SELECT has_parameter_privilege(%(role)s, '{PARAMETER}', 'SET')", {"role": role}
+            "SELECT has_parameter_privilege(%(role)s, %(p)s, 'SET')", {"role": role, "p": parameter}
         ).scalar()
         if held:
             return
         try:
             with connection.begin_nested():
-                connection.exec_driver_sql(f'GRANT SET ON PARAMETER {PARAMETER} TO "{role}"')
+                connection.exec_driver_sql(f'GRANT SET ON PARAMETER {parameter} TO "{role}"')
             return
         except DBAPIError as exc:
-            if "tuple concurrently updated" not in str(exc.orig) or attempt == ATTEMPTS - 1:
+            message = str(exc.orig)
+            collided = "tuple concurrently updated" in message or "pg_parameter_acl" in message
+            if not collided or attempt == ATTEMPTS - 1:
                 raise
         time.sleep(0.02 * (attempt + 1))
