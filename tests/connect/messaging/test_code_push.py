@@ -332,7 +332,17 @@ async def test_each_gateway_sends_the_codes_of_the_links_it_binds_and_each_code_
     b = await gateway(poll_interval=5.0, link_refresh=60.0)  # binds the other tenant's link
     await a.bind_links()  # a's round of the links: the other tenant's is b's
     await idle.bind_links()
-    await _warm(client, other, b)
+    try:
+        await _warm(client, other, b)
+    except AssertionError as exc:  # (failed twice under CI load: what each gateway held and did)
+        held = {
+            name: (
+                sorted(str(lid)[:8] for lid, r in g.runners.items() if getattr(r, "available", False)),
+                g.stats,
+            )
+            for name, g in (("a", a), ("idle", idle), ("b", b))
+        }
+        raise AssertionError(f"{exc}; links and stats: {held}") from None
     await _pushing(a)
     with context.tenant_scope(None):
         async with unit_of_work(platform=True) as s:
