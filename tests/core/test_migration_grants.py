@@ -48,10 +48,9 @@ def _held(admin: Engine, role: str) -> bool:
         )
 
 
-def test_concurrent_grants_of_the_parameter_all_succeed(admin: Engine, role: str) -> None:
-    # A bare GRANT from several sessions at once fails with "tuple concurrently updated" in
-    # most of them (what a CI run of two test workers met); each migration must go through.
-    sessions = 6
+def _grant_at_once(admin: Engine, role: str, parameter: str, sessions: int = 6) -> list[BaseException]:
+    """``grant_parameter`` from ``sessions`` connections released together (as the migrations
+    of several databases of one cluster); the errors they raised."""
     barrier = threading.Barrier(sessions)
     errors: list[BaseException] = []
 
@@ -62,8 +61,8 @@ def test_concurrent_grants_of_the_parameter_all_succeed(admin: Engine, role: str
             barrier.wait()
             try:
                 with c.begin():
-                    grant_parameter(c, role)
-            except BaseException as exc:  # collected for the assertion below
+                    grant_parameter(c, role, parameter)
+            except BaseException as exc:  # collected for the caller's assertion
                 errors.append(exc)
 
     threads = [threading.Thread(target=migrate) for _ in range(sessions)]
@@ -71,7 +70,13 @@ def test_concurrent_grants_of_the_parameter_all_succeed(admin: Engine, role: str
         t.start()
     for t in threads:
         t.join()
-    assert errors == []
+    return errors
+
+
+def test_concurrent_grants_of_the_parameter_all_succeed(admin: Engine, role: str) -> None:
+    # A bare GRANT from several sessions at once fails with "tuple concurrently updated" in
+    # most of them (what a CI run of two test workers met); each migration must go through.
+    assert _grant_at_once(admin, role, "session_replication_role") == []
     assert _held(admin, role)
 
 
@@ -86,28 +91,8 @@ def test_concurrent_first_grants_of_a_parameter_all_succeed(admin: Engine, role:
         fresh = not c.execute(
             text("SELECT count(*) FROM pg_parameter_acl WHERE parname = :p"), {"p": parameter}
         ).scalar()
-    sessions = 6
-    barrier = threading.Barrier(sessions)
-    errors: list[BaseException] = []
-
-    def migrate() -> None:
-        with admin.connect() as c:
-            c.execute(text("SELECT 1"))
-            c.commit()
-            barrier.wait()
-            try:
-                with c.begin():
-                    grant_parameter(c, role, parameter)
-            except BaseException as exc:  # collected for the assertion below
-                errors.append(exc)
-
     try:
-        threads = [threading.Thread(target=migrate) for _ in range(sessions)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        assert errors == [], f"fresh catalog row: {fresh}"
+        assert _grant_at_once(admin, role, parameter) == [], f"fresh catalog row: {fresh}"
     finally:
         with admin.connect() as c:
             c.execute(text(f'REVOKE SET ON PARAMETER {parameter} FROM "{role}"'))
