@@ -88,3 +88,15 @@ async def test_first_import_merges_across_chunks_and_meets_a_concurrent_writer(
     assert other is not None and other["name"] == "插队" and other["city"] == "深圳"
     r = await client.get("/v1/contacts", params={"limit": 50}, headers=h)
     assert len(r.json()["items"]) == 4
+
+
+def test_filter_finds_an_index_added_beside_one_that_is_not_a_blind_index() -> None:
+    """Each index gives the same probes whatever its batch holds (a batch with one string that
+    is not 32 hex digits used to hash all of them, and a blind index added there was then
+    missed when checked on its own)."""
+    from tessera.contacts.importer import IdentityFilter
+
+    f = IdentityFilter.sized(10_000)
+    blind = [os.urandom(16).hex() for _ in range(50)]
+    f.add_many([*blind, "not a blind index"])
+    assert f.maybe(blind) == list(range(50)) and "not a blind index" in f

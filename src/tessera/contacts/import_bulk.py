@@ -19,8 +19,6 @@ chunk of the same file, only fill) their contact and give it the identities it l
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import itertools
 import operator
 import uuid
@@ -45,6 +43,7 @@ from tessera.contacts.importer import (
     RowValidator,
     _dup_note,
     _tag_records,
+    index_bytes,
     uuid7_hex,
     validate_chunk,
     write_chunk,
@@ -151,7 +150,8 @@ def prepare_bulk(
     # Identities go in in the unique index's order (kind, blind index): each insert then lands
     # next to the previous one in that index (about a tenth of the database's time per row);
     # their ids are drawn in that order too, so the primary key still grows at its end.
-    order, keyed = identity_order(kinds, indexes)
+    raw = index_bytes(indexes)  # decoded once: for the order, the keys and the filter
+    order, keyed = identity_order(kinds, raw)
     out.keys = frozenset(keyed)
     common = previous & out.keys if previous else None
     if common:  # the few records holding one (a scan in C, then a look at those only)
@@ -172,43 +172,28 @@ def prepare_bulk(
     out.contact_ids, out.ident_start = contact_ids, start
     out.kinds, out.indexes, out.sealed, out.owner_pos = kinds, indexes, sealed, owner_pos
     if seen is not None:
-        out.probes = seen.check_and_add(indexes)
+        out.probes = seen.check_and_add(indexes, raw)
     return out
 
 
-def identity_order(kinds: list[str], indexes: list[str]) -> tuple[list[int], list[int]]:
+def identity_order(kinds: list[str], raw: bytes) -> tuple[list[int], list[int]]:
     """The identities' positions in the unique index's order (kind, then blind index), and a
     key per identity to meet it in another chunk: the first 64 bits of its blind index, which
     is an HMAC of the kind and the value, so it names both (two identities sharing those bits,
-    ~n²/2⁶⁵, would only defer a record that did not need it).
+    ~n²/2⁶⁵, would only defer a record that did not need it). ``raw``: the indexes'
+    :func:`~tessera.contacts.importer.index_bytes`.
 
-    Blind indexes (32 hex digits) are decoded at once and sorted by numpy on 64-bit integers
-    (the kind's rank in the top byte, the index's first 56 bits below): 0.15 us per identity,
-    against 0.28 for ``sorted`` on kind + index strings and the strings themselves. Anything
-    else (tests) is keyed one by one and sorted as strings."""
-    n = len(indexes)
-    joined = "".join(indexes)
-    raw = None
+    Sorted by numpy on 64-bit integers (the kind's rank in the top byte, the index's first 56
+    bits below): 0.15 us per identity, against 0.28 for ``sorted`` on kind + index strings and
+    the strings themselves."""
     ranks = {k: r for r, k in enumerate(sorted(set(kinds)))}
-    if len(joined) == 32 * n and len(ranks) < 256:
-        with contextlib.suppress(ValueError):
-            raw = bytes.fromhex(joined)
-    if raw is None:
-        keys = [_identity_key(i) for i in indexes]
-        strings = list(map(operator.add, kinds, indexes))
-        return sorted(range(n), key=strings.__getitem__), keys
     first = np.frombuffer(raw, dtype=">u8")[0::2].astype(np.uint64)
-    rank = np.fromiter(map(ranks.__getitem__, kinds), dtype=np.uint64, count=n)
+    keys = cast(list[int], first.tolist())
+    if len(ranks) > 255:  # (not met: a handful of kinds) a sort on (kind, key) instead
+        return sorted(range(len(kinds)), key=lambda j: (kinds[j], keys[j])), keys
+    rank = np.fromiter(map(ranks.__getitem__, kinds), dtype=np.uint64, count=len(kinds))
     order = np.argsort((rank << np.uint64(56)) | (first >> np.uint64(8)), kind="stable")
-    return cast(list[int], order.tolist()), cast(list[int], first.tolist())
-
-
-def _identity_key(index: str) -> int:
-    """:func:`identity_order`'s key of one index (the same for a blind index either way)."""
-    if len(index) == 32:
-        with contextlib.suppress(ValueError):
-            return int.from_bytes(bytes.fromhex(index)[:8])
-    return int.from_bytes(hashlib.blake2b(index.encode(), digest_size=8).digest())
+    return cast(list[int], order.tolist()), keys
 
 
 def _picker(order: list[int]) -> Callable[[Sequence[Any]], list[Any]]:

@@ -767,6 +767,23 @@ class ImportRun:
     written: IdentityFilter | None = None
 
 
+def index_bytes(indexes: list[str]) -> bytes:
+    """16 bytes per blind index, decoded from its 32 hex digits at once; any other string (tests)
+    gives its BLAKE2b-128 instead, one by one, so an index gives the same bytes in any batch."""
+    joined = "".join(indexes)
+    if len(joined) == 32 * len(indexes):
+        with contextlib.suppress(ValueError):
+            return bytes.fromhex(joined)
+    return b"".join([_index_bytes(i) for i in indexes])
+
+
+def _index_bytes(index: str) -> bytes:
+    if len(index) == 32:
+        with contextlib.suppress(ValueError):
+            return bytes.fromhex(index)
+    return hashlib.blake2b(index.encode(), digest_size=16).digest()
+
+
 class IdentityFilter:
     """A Bloom filter (two probes, about 16 bits per blind index) of the identities an import
     run wrote.
@@ -788,15 +805,10 @@ class IdentityFilter:
     def sized(cls, identities: int) -> IdentityFilter:
         return cls(min(16 * max(identities, 1 << 16), 1 << 28))
 
-    def _probes(self, indexes: list[str]) -> tuple[Any, Any, Any, Any]:
-        """Per index and probe: the byte holding its bit, and the bit within that byte."""
-        raw = None
-        joined = "".join(indexes)
-        if len(joined) == 32 * len(indexes):
-            with contextlib.suppress(ValueError):
-                raw = bytes.fromhex(joined)
-        if raw is None:  # not all blind indexes (32 hex digits): hashed first
-            raw = b"".join([hashlib.blake2b(i.encode(), digest_size=16).digest() for i in indexes])
+    def _probes(self, indexes: list[str], raw: bytes | None = None) -> tuple[Any, Any, Any, Any]:
+        """Per index and probe: the byte holding its bit, and the bit within that byte (``raw``:
+        :func:`index_bytes` of ``indexes``, when the caller has it)."""
+        raw = index_bytes(indexes) if raw is None else raw
         words = np.frombuffer(raw, dtype=np.uint32)
         first, second = words[0::4] & self.mask, words[1::4] & self.mask
         one = np.uint8(1)
@@ -828,11 +840,12 @@ class IdentityFilter:
             return []
         return self._hits(self._probes(indexes))
 
-    def check_and_add(self, indexes: list[str]) -> list[int]:
-        """:meth:`maybe` then :meth:`add_many` of the same indexes, with one decoding of them."""
+    def check_and_add(self, indexes: list[str], raw: bytes | None = None) -> list[int]:
+        """:meth:`maybe` then :meth:`add_many` of the same indexes, with one decoding of them
+        (``raw``: their :func:`index_bytes`, when the caller has it)."""
         if not indexes:
             return []
-        probes = self._probes(indexes)
+        probes = self._probes(indexes, raw)
         out = self._hits(probes)
         self._set(probes)
         return out
